@@ -1,0 +1,282 @@
+//! MedMNIST npz files: finding, checking and loading them onto the training device,
+//! with the study's holdout (leading share of the official train split trains, the
+//! rest validates, the official test split tests).
+
+use crate::download;
+use crate::manifest::DatasetSpec;
+use crate::models::InputShape;
+use anyhow::{anyhow, bail, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// Images as float (N, C, H, W) in [0, 1] and labels as int64 (N), on one device.
+#[derive(Debug)]
+pub struct Split {
+    pub images: Tensor,
+    pub labels: Tensor,
+}
+
+impl Split {
+    pub fn len(&self) -> i64 {
+        self.labels.size()[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug)]
+pub struct Dataset {
+    pub path: PathBuf,
+    pub train: Split,
+    pub val: Split,
+    pub test: Split,
+    pub input: InputShape,
+}
+
+/// Where a dataset's file is looked for, from `--data-dir`, `CELLNETS_DATA_DIR` or `data/`.
+pub fn data_dir(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("CELLNETS_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data"))
+}
+
+/// Loads `spec`'s file from `dir`, downloading it first when it is missing.
+pub fn open(dir: &Path, spec: &DatasetSpec, device: Device) -> Result<Dataset> {
+    let path = dir.join(spec.file_name());
+    download::ensure_present(&path)?;
+    load(&path, spec.train_fraction, device)
+}
+
+/// Reads and checks an npz file by structure (keys, dtypes, shapes, label range), so
+/// any faithful copy loads, and splits it as the study did.
+pub fn load(path: &Path, train_fraction: f64, device: Device) -> Result<Dataset> {
+    let file = read_checked(path)?;
+    let rows = file.train.1.size()[0];
+    let train_rows = (rows as f64 * train_fraction).floor() as i64;
+    if train_rows < 1 || train_rows >= rows {
+        bail!(
+            "{}: a train_fraction of {train_fraction} leaves no rows to {} among its {rows} train rows",
+            path.display(),
+            if train_rows < 1 { "train on" } else { "validate on" }
+        );
+    }
+    let to_device = |(images, labels): (Tensor, Tensor)| Split {
+        images: images
+            .to_device(device)
+            .permute([0, 3, 1, 2])
+            .to_kind(Kind::Float)
+            / 255.0,
+        labels: labels.to_device(device),
+    };
+    let (images, labels) = &file.train;
+    let holdout =
+        |start: i64, len: i64| (images.narrow(0, start, len), labels.narrow(0, start, len));
+    Ok(Dataset {
+        path: path.to_path_buf(),
+        train: to_device(holdout(0, train_rows)),
+        val: to_device(holdout(train_rows, rows - train_rows)),
+        test: to_device(file.test),
+        input: file.input,
+    })
+}
+
+/// The shape of `spec`'s data (downloading it when missing), without preparing it for training.
+pub fn probe(dir: &Path, spec: &DatasetSpec) -> Result<InputShape> {
+    let path = dir.join(spec.file_name());
+    download::ensure_present(&path)?;
+    Ok(read_checked(&path)?.input)
+}
+
+/// An npz file's official splits as read, once they passed every check.
+struct CheckedFile {
+    train: (Tensor, Tensor),
+    test: (Tensor, Tensor),
+    input: InputShape,
+}
+
+fn read_checked(path: &Path) -> Result<CheckedFile> {
+    let arrays: HashMap<String, Tensor> = Tensor::read_npz(path)
+        .map_err(|error| {
+            anyhow!(
+                "cannot read {} as an npz file ({error}): it is truncated or corrupt; \
+                 delete it so that it is downloaded again, or replace it with the official file",
+                path.display()
+            )
+        })?
+        .into_iter()
+        .collect();
+    let bad = |problem: String| {
+        anyhow!(
+            "{} is not a usable MedMNIST file: {problem}. Replace it with the official file \
+             (see the README, section Data)",
+            path.display()
+        )
+    };
+    let [train, val, test] = ["train", "val", "test"].map(|split| read_split(&arrays, split));
+    let (train, val, test) = (train.map_err(bad)?, val.map_err(bad)?, test.map_err(bad)?);
+    for other in [&val, &test] {
+        if other.0.size()[1..] != train.0.size()[1..] {
+            return Err(bad(format!(
+                "image shapes differ between splits: {:?} vs {:?}",
+                train.0.size(),
+                other.0.size()
+            )));
+        }
+    }
+    let classes = check_labels(&train.1, &val.1, &test.1).map_err(bad)?;
+    let [_, height, width, channels] = train.0.size()[..] else {
+        unreachable!("read_split returns 4-d images")
+    };
+    Ok(CheckedFile {
+        train,
+        test,
+        input: InputShape {
+            channels,
+            height,
+            width,
+            classes,
+        },
+    })
+}
+
+/// A split's images as uint8 (N, H, W, C) and labels as int64 (N); grey sets come
+/// without a channel axis.
+fn read_split(arrays: &HashMap<String, Tensor>, split: &str) -> Result<(Tensor, Tensor), String> {
+    let get = |key: String| {
+        arrays.get(&key).ok_or_else(|| {
+            let mut keys: Vec<&str> = arrays.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            format!("it has no `{key}` array (it has: {})", keys.join(", "))
+        })
+    };
+    let images = get(format!("{split}_images"))?;
+    let labels = get(format!("{split}_labels"))?;
+    if images.kind() != Kind::Uint8 {
+        return Err(format!(
+            "`{split}_images` holds {:?}, expected uint8",
+            images.kind()
+        ));
+    }
+    let images = match images.size()[..] {
+        [_, _, _] => images.unsqueeze(-1),
+        [_, _, _, 1 | 3] => images.shallow_clone(),
+        ref shape => {
+            return Err(format!(
+                "`{split}_images` has shape {shape:?}, expected (N, H, W, 3) or (N, H, W)"
+            ))
+        }
+    };
+    let rows = images.size()[0];
+    let integer = matches!(
+        labels.kind(),
+        Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64
+    );
+    if !integer {
+        return Err(format!(
+            "`{split}_labels` holds {:?}, expected integers",
+            labels.kind()
+        ));
+    }
+    let shape = labels.size();
+    if !(shape == [rows] || shape == [rows, 1]) {
+        return Err(format!(
+            "`{split}_labels` has shape {shape:?}, expected ({rows}, 1): one class per image"
+        ));
+    }
+    if rows == 0 {
+        return Err(format!("the {split} split is empty"));
+    }
+    Ok((images, labels.reshape([rows]).to_kind(Kind::Int64)))
+}
+
+/// The class count is taken from the data: labels must run 0..K-1 and every class
+/// must occur in the train split, or a label is out of range.
+fn check_labels(train: &Tensor, val: &Tensor, test: &Tensor) -> Result<i64, String> {
+    let all = Tensor::cat(&[train, val, test], 0);
+    let (min, max) = (all.min().int64_value(&[]), all.max().int64_value(&[]));
+    if min < 0 {
+        return Err(format!("a label is negative ({min})"));
+    }
+    let classes = max + 1;
+    let counts = train.bincount::<Tensor>(None, classes);
+    let missing: Vec<i64> = (0..classes)
+        .filter(|&class| counts.int64_value(&[class]) == 0)
+        .collect();
+    if !missing.is_empty() {
+        let shown: Vec<String> = missing.iter().take(10).map(i64::to_string).collect();
+        return Err(format!(
+            "labels run up to {max}, but class(es) {}{} never occur in train_labels: \
+             a label is out of range",
+            shown.join(", "),
+            if missing.len() > 10 { ", ..." } else { "" }
+        ));
+    }
+    Ok(classes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes an npz whose image pixels all equal the row index, labels cycling 0..classes.
+    fn write_fixture(dir: &Path, rows: [i64; 3], classes: i64) -> PathBuf {
+        let path = dir.join("fixture.npz");
+        let mut arrays = Vec::new();
+        for (split, n) in ["train", "val", "test"].iter().zip(rows) {
+            let pixels = Tensor::arange(n, (Kind::Int64, Device::Cpu))
+                .view([n, 1, 1, 1])
+                .expand([n, 4, 5, 3], false)
+                .to_kind(Kind::Uint8);
+            let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu))
+                .remainder(classes)
+                .view([n, 1])
+                .to_kind(Kind::Uint8);
+            arrays.push((format!("{split}_images"), pixels));
+            arrays.push((format!("{split}_labels"), labels));
+        }
+        Tensor::write_npz(&arrays, &path).unwrap();
+        path
+    }
+
+    #[test]
+    fn holdout_takes_the_leading_share_of_train_and_scales_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_fixture(dir.path(), [10, 3, 4], 2);
+        let data = load(&path, 0.7, Device::Cpu).unwrap();
+        assert_eq!(
+            (data.train.len(), data.val.len(), data.test.len()),
+            (7, 3, 4)
+        );
+        assert_eq!(
+            data.input,
+            InputShape {
+                channels: 3,
+                height: 4,
+                width: 5,
+                classes: 2
+            }
+        );
+        assert_eq!(data.train.images.size(), [7, 3, 4, 5]);
+        let first_pixel = |split: &Split, row: i64| split.images.double_value(&[row, 0, 0, 0]);
+        assert!((first_pixel(&data.train, 6) - 6.0 / 255.0).abs() < 1e-7);
+        assert!((first_pixel(&data.val, 0) - 7.0 / 255.0).abs() < 1e-7);
+        assert_eq!(data.val.labels.int64_value(&[0]), 1);
+    }
+
+    #[test]
+    fn the_study_holdout_of_11959_rows_is_8371_and_3588() {
+        assert_eq!((11959_f64 * 0.7).floor() as i64, 8371);
+    }
+
+    #[test]
+    fn a_class_missing_from_train_is_a_label_out_of_range() {
+        let train = Tensor::from_slice(&[0i64, 1, 0, 1]);
+        let test = Tensor::from_slice(&[0i64, 9]);
+        let message = check_labels(&train, &test, &test).unwrap_err();
+        assert!(message.contains("out of range"), "{message}");
+        assert_eq!(check_labels(&train, &train, &train), Ok(2));
+    }
+}

@@ -1,0 +1,14 @@
+//! cellnets: neural-network studies on MedMNIST image sets, driven by one YAML
+//! manifest and run on libtorch. Data flows one way: manifest -> plan of runs ->
+//! trainer -> outputs.
+
+pub mod data;
+pub mod download;
+pub mod list;
+pub mod manifest;
+pub mod models;
+pub mod outputs;
+pub mod plan;
+pub mod progress;
+pub mod runner;
+pub mod train;

@@ -1,0 +1,111 @@
+use anyhow::{bail, Result};
+use cellnets::{data, list, manifest, plan, runner};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tch::Device;
+
+/// Runs the neural-network study described by a YAML manifest: every stage, or the
+/// ones named with `only`. Each run writes out/<stage>/<run>/epochs.csv (a row per
+/// epoch) and best.safetensors (the best epoch's weights); each stage writes
+/// out/<stage>/summary.csv (a row per finished run).
+#[derive(Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The manifest to run.
+    #[arg(default_value = "experiments.yaml")]
+    manifest: PathBuf,
+    #[command(flatten)]
+    options: Options,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs only the named stages.
+    Only {
+        #[arg(required = true)]
+        stages: Vec<String>,
+        #[arg(long, default_value = "experiments.yaml")]
+        manifest: PathBuf,
+        #[command(flatten)]
+        options: Options,
+    },
+    /// Prints each stage's runs with their trainable and frozen parameter counts.
+    List {
+        #[arg(default_value = "experiments.yaml")]
+        manifest: PathBuf,
+        #[command(flatten)]
+        options: Options,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Options {
+    /// Folder with the npz files [default: $CELLNETS_DATA_DIR, else data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Folder that receives every output.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Where to train: auto takes CUDA when present.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => train(&cli.manifest, &[], &cli.options),
+        Some(Command::Only {
+            stages,
+            manifest,
+            options,
+        }) => train(&manifest, &stages, &options),
+        Some(Command::List { manifest, options }) => {
+            let plans = plan::plan(&manifest::load(&manifest)?, &[])?;
+            let data_dir = data::data_dir(options.data_dir.as_deref());
+            print!("{}", list::describe(&plans, &data_dir)?);
+            Ok(())
+        }
+    }
+}
+
+fn train(manifest_path: &Path, only: &[String], options: &Options) -> Result<()> {
+    let plans = plan::plan(&manifest::load(manifest_path)?, only)?;
+    let settings = runner::Settings {
+        out_dir: options.out.clone(),
+        data_dir: data::data_dir(options.data_dir.as_deref()),
+        device: device(options.device)?,
+    };
+    runner::run(&plans, &settings)?;
+    Ok(())
+}
+
+fn device(choice: DeviceChoice) -> Result<Device> {
+    match choice {
+        DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        DeviceChoice::Cuda => {
+            bail!("--device cuda: no CUDA device is visible to libtorch; use --device cpu or auto")
+        }
+    }
+}

@@ -1,0 +1,49 @@
+use super::{glorot_uniform, Activation, InputShape};
+use tch::{nn, Tensor};
+
+/// The study's multilayer perceptron: one hidden layer, dropout, a linear output.
+#[derive(Debug)]
+pub struct Mlp {
+    hidden: nn::Linear,
+    output: nn::Linear,
+    activation: Activation,
+    dropout: f64,
+}
+
+impl Mlp {
+    pub fn new(
+        path: &nn::Path,
+        input: InputShape,
+        hidden: i64,
+        activation: Activation,
+        dropout: f64,
+    ) -> Self {
+        let inputs = input.channels * input.height * input.width;
+        Mlp {
+            hidden: dense(&(path / "hidden"), inputs, hidden),
+            output: dense(&(path / "output"), hidden, input.classes),
+            activation,
+            dropout,
+        }
+    }
+}
+
+pub(crate) fn dense(path: &nn::Path, inputs: i64, outputs: i64) -> nn::Linear {
+    let config = nn::LinearConfig {
+        ws_init: glorot_uniform(inputs, outputs),
+        bs_init: Some(nn::Init::Const(0.0)),
+        bias: true,
+    };
+    nn::linear(path, inputs, outputs, config)
+}
+
+impl nn::ModuleT for Mlp {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let hidden = xs.flatten(1, -1).apply(&self.hidden);
+        let hidden = match self.activation {
+            Activation::Relu => hidden.relu(),
+            Activation::Sigmoid => hidden.sigmoid(),
+        };
+        hidden.dropout(self.dropout, train).apply(&self.output)
+    }
+}

@@ -1,0 +1,242 @@
+//! The study's models. Each is a struct implementing `nn::ModuleT` whose parameters
+//! live under named `VarStore` paths (`hidden`, `output`, `conv`, `head`), so a
+//! checkpoint is readable and a layer can be frozen by its path prefix.
+
+mod cnn;
+mod mlp;
+
+pub use cnn::ShallowCnn;
+pub use mlp::Mlp;
+
+use serde::{Deserialize, Serialize};
+use tch::nn;
+
+/// A model as the manifest describes it: `kind` picks the architecture, the other
+/// keys are its hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelSpec {
+    /// flatten -> dense(hidden, activation) -> dropout -> dense(classes)
+    Mlp {
+        hidden: i64,
+        #[serde(default)]
+        activation: Activation,
+        #[serde(default)]
+        dropout: f64,
+    },
+    /// conv(kernels, kernel_size x kernel_size, "same") -> relu -> pool 2 -> flatten -> dense(classes)
+    Cnn {
+        kernels: i64,
+        kernel_size: i64,
+        #[serde(default)]
+        pool: Pool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Relu,
+    Sigmoid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pool {
+    #[default]
+    Max,
+    Avg,
+}
+
+/// What a model needs to know about the data: channels, height, width and class count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputShape {
+    pub channels: i64,
+    pub height: i64,
+    pub width: i64,
+    pub classes: i64,
+}
+
+impl ModelSpec {
+    /// Checks values that deserialise but cannot build a model.
+    pub fn validate(&self) -> Result<(), String> {
+        match *self {
+            ModelSpec::Mlp {
+                hidden, dropout, ..
+            } => {
+                if hidden < 1 {
+                    return Err(format!("mlp hidden must be at least 1, got {hidden}"));
+                }
+                if !(0.0..1.0).contains(&dropout) {
+                    return Err(format!("mlp dropout must be in [0, 1), got {dropout}"));
+                }
+            }
+            ModelSpec::Cnn {
+                kernels,
+                kernel_size,
+                ..
+            } => {
+                if kernels < 1 {
+                    return Err(format!("cnn kernels must be at least 1, got {kernels}"));
+                }
+                // Keras' "same" padding is symmetric only for odd kernels.
+                if kernel_size < 1 || kernel_size % 2 == 0 {
+                    return Err(format!(
+                        "cnn kernel_size must be a positive odd number, got {kernel_size}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the model's parameters under `path`, initialised as Keras does.
+    pub fn build(&self, path: &nn::Path, input: InputShape) -> Box<dyn nn::ModuleT> {
+        match *self {
+            ModelSpec::Mlp {
+                hidden,
+                activation,
+                dropout,
+            } => Box::new(Mlp::new(path, input, hidden, activation, dropout)),
+            ModelSpec::Cnn {
+                kernels,
+                kernel_size,
+                pool,
+            } => Box::new(ShallowCnn::new(path, input, kernels, kernel_size, pool)),
+        }
+    }
+}
+
+/// Keras' default kernel initialiser, `glorot_uniform`: U(-l, l), l = sqrt(6 / (fan_in + fan_out)).
+pub(crate) fn glorot_uniform(fan_in: i64, fan_out: i64) -> nn::Init {
+    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    nn::Init::Uniform {
+        lo: -limit,
+        up: limit,
+    }
+}
+
+/// Trainable and frozen parameter counts of everything in `vs`.
+pub fn count_parameters(vs: &nn::VarStore) -> (i64, i64) {
+    vs.variables()
+        .values()
+        .fold((0, 0), |(trainable, frozen), tensor| {
+            let n = tensor.numel() as i64;
+            if tensor.requires_grad() {
+                (trainable + n, frozen)
+            } else {
+                (trainable, frozen + n)
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind, Tensor};
+
+    const BLOODMNIST: InputShape = InputShape {
+        channels: 3,
+        height: 28,
+        width: 28,
+        classes: 8,
+    };
+
+    fn counts(spec: &ModelSpec, input: InputShape) -> (i64, i64) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        spec.build(&vs.root(), input);
+        count_parameters(&vs)
+    }
+
+    #[test]
+    fn parameter_counts_match_the_study() {
+        let mlp = ModelSpec::Mlp {
+            hidden: 4096,
+            activation: Activation::Relu,
+            dropout: 0.25,
+        };
+        assert_eq!(counts(&mlp, BLOODMNIST), (9_670_664, 0));
+        let cnn = ModelSpec::Cnn {
+            kernels: 64,
+            kernel_size: 9,
+            pool: Pool::Max,
+        };
+        assert_eq!(counts(&cnn, BLOODMNIST), (115_976, 0));
+        let vs = nn::VarStore::new(Device::Cpu);
+        cnn.build(&vs.root(), BLOODMNIST);
+        let conv: i64 = vs
+            .variables()
+            .iter()
+            .filter(|(name, _)| name.starts_with("conv."))
+            .map(|(_, t)| t.numel() as i64)
+            .sum();
+        assert_eq!(conv, 15_616);
+    }
+
+    #[test]
+    fn models_map_a_batch_to_class_logits() {
+        let input = InputShape {
+            channels: 1,
+            height: 6,
+            width: 5,
+            classes: 3,
+        };
+        let specs = [
+            ModelSpec::Mlp {
+                hidden: 4,
+                activation: Activation::Sigmoid,
+                dropout: 0.5,
+            },
+            ModelSpec::Cnn {
+                kernels: 2,
+                kernel_size: 3,
+                pool: Pool::Avg,
+            },
+        ];
+        for spec in specs {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let model = spec.build(&vs.root(), input);
+            let x = Tensor::rand([7, 1, 6, 5], (Kind::Float, Device::Cpu));
+            assert_eq!(model.forward_t(&x, true).size(), [7, 3], "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn glorot_weights_stay_within_their_limit_and_biases_start_at_zero() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let spec = ModelSpec::Cnn {
+            kernels: 16,
+            kernel_size: 5,
+            pool: Pool::Max,
+        };
+        spec.build(&vs.root(), BLOODMNIST);
+        let vars = vs.variables();
+        let limit = (6.0 / ((3 * 25 + 16 * 25) as f64)).sqrt();
+        let max = vars["conv.weight"].abs().max().double_value(&[]);
+        assert!(
+            max <= limit && max > 0.5 * limit,
+            "max {max}, limit {limit}"
+        );
+        assert_eq!(
+            vars["conv.bias"].abs().sum(Kind::Float).double_value(&[]),
+            0.0
+        );
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        let even = ModelSpec::Cnn {
+            kernels: 8,
+            kernel_size: 4,
+            pool: Pool::Max,
+        };
+        assert!(even.validate().unwrap_err().contains("odd"));
+        let dropout = ModelSpec::Mlp {
+            hidden: 8,
+            activation: Activation::Relu,
+            dropout: 1.0,
+        };
+        assert!(dropout.validate().unwrap_err().contains("dropout"));
+    }
+}

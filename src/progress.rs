@@ -1,0 +1,131 @@
+//! Progress on stderr: a bar over a stage's runs and one over the current run's epochs
+//! with the latest metrics and an ETA; plain log lines when stderr is not a terminal.
+
+use crate::outputs::RunSummary;
+use crate::train::{EpochObserver, EpochRecord};
+use anyhow::Result;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use tch::nn;
+
+pub struct Progress {
+    bars: Option<MultiProgress>,
+    stage: ProgressBar,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress {
+    /// Bars on a terminal, log lines elsewhere (CI, `nohup`, a notebook's subprocess).
+    pub fn new() -> Self {
+        let bars = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Progress {
+            bars,
+            stage: ProgressBar::hidden(),
+        }
+    }
+
+    pub fn start_stage(&mut self, name: &str, runs: usize) {
+        match &self.bars {
+            Some(bars) => {
+                self.stage = bars.add(ProgressBar::new(runs as u64).with_style(style(
+                    "{prefix:.bold} runs {pos}/{len} [{bar:25}] {elapsed_precise} eta {eta}",
+                )));
+                self.stage.set_prefix(name.to_string());
+            }
+            None => eprintln!("stage {name}: {runs} run(s)"),
+        }
+    }
+
+    pub fn start_run(&mut self, name: &str, epochs: usize) -> EpochProgress {
+        let bar = match &self.bars {
+            Some(bars) => {
+                let bar = bars.add(ProgressBar::new(epochs as u64).with_style(style(
+                    "  {prefix} epoch {pos}/{len} [{bar:25}] eta {eta} {msg}",
+                )));
+                bar.set_prefix(name.to_string());
+                bar
+            }
+            None => ProgressBar::hidden(),
+        };
+        EpochProgress {
+            bar,
+            plain: self.bars.is_none(),
+            run: name.to_string(),
+            epochs,
+        }
+    }
+
+    pub fn finish_run(&mut self, summary: &RunSummary) {
+        let line = format!(
+            "{}/{}: best epoch {} val_loss {:.4} val_accuracy {:.4}, test_accuracy {:.4} ({:.0} s)",
+            summary.stage,
+            summary.run,
+            summary.best.epoch,
+            summary.best.val_loss,
+            summary.best.val_accuracy,
+            summary.test_accuracy,
+            summary.seconds
+        );
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(line);
+                self.stage.inc(1);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub fn finish_stage(&mut self) {
+        self.stage.finish_and_clear();
+    }
+}
+
+/// The epoch bar of one run; an observer of the training loop.
+pub struct EpochProgress {
+    bar: ProgressBar,
+    plain: bool,
+    run: String,
+    epochs: usize,
+}
+
+impl EpochObserver for EpochProgress {
+    fn on_epoch_end(&mut self, record: &EpochRecord, _vs: &nn::VarStore) -> Result<()> {
+        let metrics = format!(
+            "loss {:.4} acc {:.4} val_loss {:.4} val_acc {:.4} ({:.1} s)",
+            record.train_loss,
+            record.train_accuracy,
+            record.val_loss,
+            record.val_accuracy,
+            record.seconds
+        );
+        if self.plain {
+            eprintln!(
+                "  {} epoch {}/{}: {metrics}",
+                self.run, record.epoch, self.epochs
+            );
+        } else {
+            self.bar.set_message(metrics);
+            self.bar.inc(1);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for EpochProgress {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("a valid progress template")
+        .progress_chars("=> ")
+}

@@ -1,0 +1,179 @@
+//! Bad manifests and bad data stop the binary with a clear message, and nothing is
+//! written under out/.
+
+mod common;
+
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+const STAGE: &str = "  - name: mlp\n    model: {kind: mlp, hidden: 4}\n";
+
+/// Runs cellnets in `dir` and returns its stderr, checking it failed and left no out/.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let output = common::cellnets(dir, args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "cellnets {args:?} succeeded: {stderr}"
+    );
+    assert!(
+        !dir.join("out").exists(),
+        "cellnets {args:?} wrote out/: {stderr}"
+    );
+    stderr
+}
+
+fn with_toy_data(arrays: &[(&str, Tensor)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    common::write_npz(&dir.path().join("data"), "toy.npz", arrays);
+    common::write_manifest(dir.path(), STAGE);
+    dir
+}
+
+fn assert_mentions(stderr: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(stderr.contains(part), "{part:?} not in: {stderr}");
+    }
+}
+
+#[test]
+fn an_unknown_key_names_the_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_manifest(dir.path(), &STAGE.replace("hidden", "hiden"));
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(
+        &stderr,
+        &["experiments.yaml", "unknown field `hiden`", "line 4 column"],
+    );
+}
+
+#[test]
+fn a_wrong_type_names_the_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_manifest(
+        dir.path(),
+        &format!("{STAGE}    training: {{batch_size: big}}\n"),
+    );
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(
+        &stderr,
+        &["experiments.yaml", "invalid type", "line 6 column"],
+    );
+}
+
+#[test]
+fn a_missing_manifest_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = fails(dir.path(), &["nothing.yaml"]);
+    assert_mentions(&stderr, &["nothing.yaml"]);
+}
+
+#[test]
+fn only_with_an_unknown_stage_lists_the_known_ones() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    let stderr = fails(dir.path(), &["only", "dropout"]);
+    assert_mentions(
+        &stderr,
+        &["no stage named `dropout`", "its stages are: mlp"],
+    );
+}
+
+#[test]
+fn a_missing_data_file_says_where_to_put_it() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_manifest(dir.path(), STAGE);
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(
+        &stderr,
+        &[
+            "toy.npz is missing",
+            "could not be downloaded",
+            "--data-dir",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_array_is_named() {
+    let arrays: Vec<_> = common::learnable_arrays()
+        .into_iter()
+        .filter(|(name, _)| *name != "test_labels")
+        .collect();
+    let dir = with_toy_data(&arrays);
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(&stderr, &["toy.npz", "no `test_labels` array"]);
+}
+
+#[test]
+fn a_wrong_image_shape_is_named() {
+    let mut arrays = common::learnable_arrays();
+    arrays[0].1 = Tensor::zeros([200, 8, 8, 5], (Kind::Uint8, Device::Cpu));
+    let dir = with_toy_data(&arrays);
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(&stderr, &["`train_images` has shape [200, 8, 8, 5]"]);
+}
+
+#[test]
+fn a_wrong_dtype_is_named() {
+    let mut arrays = common::learnable_arrays();
+    arrays[4].1 = arrays[4].1.to_kind(Kind::Float);
+    let dir = with_toy_data(&arrays);
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(&stderr, &["`test_images` holds Float, expected uint8"]);
+}
+
+#[test]
+fn a_label_out_of_range_is_named() {
+    let arrays = common::learnable_arrays();
+    let _ = arrays[5].1.get(0).fill_(9);
+    let dir = with_toy_data(&arrays);
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(&stderr, &["labels run up to 9", "out of range"]);
+}
+
+#[test]
+fn a_corrupt_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("data/toy.npz"),
+        b"PK\x03\x04 not really a zip",
+    )
+    .unwrap();
+    common::write_manifest(dir.path(), STAGE);
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(&stderr, &["cannot read", "toy.npz", "corrupt"]);
+}
+
+#[test]
+fn an_output_folder_that_cannot_be_created_is_named() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    std::fs::write(dir.path().join("blocker"), b"a file, not a folder").unwrap();
+    let output = common::cellnets(dir.path(), &["--out", "blocker/out"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_mentions(
+        &stderr,
+        &["cannot create the output folder blocker/out", "--out"],
+    );
+}
+
+#[test]
+fn list_prints_parameter_counts_without_training() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    let output = common::cellnets(dir.path(), &["list"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // 8*8*3*4 + 4 + 4*4 + 4 = 792
+    assert!(
+        stdout.contains("mlp: 1 run(s) on toy.npz (3x8x8, 4 classes)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("792"), "{stdout}");
+    assert!(!dir.path().join("out").exists());
+}

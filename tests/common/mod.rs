@@ -1,0 +1,69 @@
+//! Synthetic MedMNIST-shaped data and small manifests for the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tch::{Device, Kind, Tensor};
+
+pub const CLASSES: i64 = 4;
+
+/// One split of a learnable problem: class c brightens the c-th quadrant of an 8x8
+/// RGB image over uniform noise. Labels cycle 0..CLASSES.
+pub fn learnable_split(rows: i64) -> (Tensor, Tensor) {
+    let labels = Tensor::arange(rows, (Kind::Int64, Device::Cpu)).remainder(CLASSES);
+    let noise = Tensor::rand([rows, 8, 8, 3], (Kind::Float, Device::Cpu)) * 100.0;
+    let quadrant = Tensor::zeros([CLASSES, 8, 8, 3], (Kind::Float, Device::Cpu));
+    for class in 0..CLASSES {
+        let (top, left) = ((class / 2) * 4, (class % 2) * 4);
+        let _ = quadrant
+            .get(class)
+            .narrow(0, top, 4)
+            .narrow(1, left, 4)
+            .fill_(150.0);
+    }
+    let images = (noise + quadrant.index_select(0, &labels)).to_kind(Kind::Uint8);
+    (images, labels.view([rows, 1]).to_kind(Kind::Uint8))
+}
+
+/// Writes `<dir>/<name>` with the given arrays.
+pub fn write_npz(dir: &Path, name: &str, arrays: &[(&str, Tensor)]) -> PathBuf {
+    let path = dir.join(name);
+    Tensor::write_npz(arrays, &path).unwrap();
+    path
+}
+
+/// A learnable data set in the official layout: 200 train, 40 val, 80 test rows.
+pub fn learnable_arrays() -> Vec<(&'static str, Tensor)> {
+    tch::manual_seed(42);
+    let mut arrays = Vec::new();
+    for (split, rows) in [("train", 200), ("val", 40), ("test", 80)] {
+        let (images, labels) = learnable_split(rows);
+        arrays.push((leak(format!("{split}_images")), images));
+        arrays.push((leak(format!("{split}_labels")), labels));
+    }
+    arrays
+}
+
+fn leak(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+/// A manifest for `toy.npz` with the given stages, written to `<dir>/experiments.yaml`.
+pub fn write_manifest(dir: &Path, stages: &str) -> PathBuf {
+    let path = dir.join("experiments.yaml");
+    let text =
+        format!("dataset: {{name: toy}}\ndefaults: {{epochs: 2, seed: 1}}\nstages:\n{stages}");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the cellnets binary in `dir` with a download URL that cannot connect.
+pub fn cellnets(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cellnets"))
+        .args(args)
+        .current_dir(dir)
+        .env("CELLNETS_DOWNLOAD_URL", "http://127.0.0.1:9")
+        .env_remove("CELLNETS_DATA_DIR")
+        .output()
+        .unwrap()
+}

@@ -1,0 +1,172 @@
+//! A tiny study driven through the library: what it writes, and that it learns.
+
+mod common;
+
+use cellnets::outputs::read_table;
+use cellnets::{data, manifest, plan, runner, train};
+use std::path::Path;
+use tch::{nn, Device};
+
+fn run_study(dir: &Path, stages: &str) -> Vec<cellnets::outputs::RunSummary> {
+    common::write_npz(dir, "toy.npz", &common::learnable_arrays());
+    let manifest = manifest::load(&common::write_manifest(dir, stages)).unwrap();
+    let plans = plan::plan(&manifest, &[]).unwrap();
+    let settings = runner::Settings {
+        out_dir: dir.join("out"),
+        data_dir: dir.to_path_buf(),
+        device: Device::Cpu,
+    };
+    runner::run(&plans, &settings).unwrap()
+}
+
+#[test]
+fn each_run_writes_a_tidy_epoch_table_a_checkpoint_and_a_summary_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let summaries = run_study(
+        dir.path(),
+        "  - name: grid
+    model: {kind: cnn, kernels: 2, kernel_size: 3}
+    training: {epochs: 3}
+    grid: {kernels: [2, 4], pool: [max, avg]}
+",
+    );
+    assert_eq!(summaries.len(), 4);
+    let stage = dir.path().join("out/grid");
+    for run in [
+        "kernels=2,pool=max",
+        "kernels=2,pool=avg",
+        "kernels=4,pool=max",
+        "kernels=4,pool=avg",
+    ] {
+        let (header, rows) = read_table(&stage.join(run).join("epochs.csv")).unwrap();
+        assert_eq!(
+            header[..8],
+            [
+                "stage",
+                "run",
+                "epoch",
+                "train_loss",
+                "train_accuracy",
+                "val_loss",
+                "val_accuracy",
+                "seconds"
+            ]
+        );
+        for hyperparameter in [
+            "model",
+            "kernels",
+            "kernel_size",
+            "pool",
+            "optimizer",
+            "learning_rate",
+            "batch_size",
+            "seed",
+        ] {
+            assert!(
+                header.iter().any(|c| c == hyperparameter),
+                "no {hyperparameter} column"
+            );
+        }
+        assert_eq!(rows.len(), 3, "{run}: one row per epoch");
+        let epochs: Vec<&str> = rows.iter().map(|row| row[2].as_str()).collect();
+        assert_eq!(epochs, ["1", "2", "3"]);
+        assert!(rows.iter().all(|row| row[0] == "grid" && row[1] == run));
+        assert!(stage.join(run).join("best.safetensors").is_file());
+    }
+    let (header, rows) = read_table(&stage.join("summary.csv")).unwrap();
+    assert_eq!(rows.len(), 4);
+    for column in [
+        "trainable_params",
+        "frozen_params",
+        "best_epoch",
+        "best_val_accuracy",
+        "test_accuracy",
+        "seconds",
+    ] {
+        assert!(
+            header.iter().any(|c| c == column),
+            "summary has no {column}"
+        );
+    }
+    let trainable = header.iter().position(|c| c == "trainable_params").unwrap();
+    // conv 3*3*3*2 + 2 = 56, head 2*4*4*4 + 4 = 132
+    assert_eq!(rows[0][trainable], "188");
+}
+
+#[test]
+fn the_best_checkpoint_reloads_to_the_logged_val_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let summaries = run_study(
+        dir.path(),
+        "  - name: mlp
+    model: {kind: mlp, hidden: 16, dropout: 0.25}
+    training: {epochs: 4, monitor: val_accuracy}
+",
+    );
+    let summary = &summaries[0];
+    let (header, rows) = read_table(&dir.path().join("out/mlp/run/epochs.csv")).unwrap();
+    let column = |name: &str| header.iter().position(|c| c == name).unwrap();
+    let logged: f64 = rows[summary.best.epoch - 1][column("val_accuracy")]
+        .parse()
+        .unwrap();
+    let best_logged = rows
+        .iter()
+        .map(|row| row[column("val_accuracy")].parse::<f64>().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(
+        logged, best_logged,
+        "the checkpoint is the epoch with the best val_accuracy"
+    );
+
+    let data = data::load(&dir.path().join("toy.npz"), 0.7, Device::Cpu).unwrap();
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let model =
+        manifest::parse(&std::fs::read_to_string(dir.path().join("experiments.yaml")).unwrap())
+            .unwrap()
+            .stages[0]
+            .model
+            .build(&vs.root(), data.input);
+    vs.load(dir.path().join("out/mlp/run/best.safetensors"))
+        .unwrap();
+    let reloaded = train::evaluate(model.as_ref(), &data.val);
+    assert!(
+        (reloaded.accuracy - logged).abs() < 1e-9,
+        "{reloaded:?} vs {logged}"
+    );
+    assert!((reloaded.accuracy - summary.best.val_accuracy).abs() < 1e-9);
+}
+
+#[test]
+fn a_learnable_problem_is_learned() {
+    let dir = tempfile::tempdir().unwrap();
+    let summaries = run_study(
+        dir.path(),
+        "  - name: learn
+    model: {kind: mlp, hidden: 32}
+    training: {epochs: 15, optimizer: adam, batch_size: 16}
+",
+    );
+    let summary = &summaries[0];
+    assert!(summary.best.val_accuracy >= 0.95, "{summary:?}");
+    assert!(summary.test_accuracy >= 0.95, "{summary:?}");
+    let (header, rows) = read_table(&dir.path().join("out/learn/run/epochs.csv")).unwrap();
+    let loss = header.iter().position(|c| c == "train_loss").unwrap();
+    let first: f64 = rows[0][loss].parse().unwrap();
+    let last: f64 = rows[rows.len() - 1][loss].parse().unwrap();
+    assert!(last < first / 4.0, "train loss {first} -> {last}");
+}
+
+#[test]
+fn a_rerun_replaces_its_summary_row_instead_of_adding_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let stages = "  - name: again
+    model: {kind: mlp, hidden: 4}
+    training: {epochs: 1}
+";
+    run_study(dir.path(), stages);
+    run_study(dir.path(), stages);
+    let (_, rows) = read_table(&dir.path().join("out/again/summary.csv")).unwrap();
+    assert_eq!(rows.len(), 1);
+    let (_, epochs) = read_table(&dir.path().join("out/again/run/epochs.csv")).unwrap();
+    assert_eq!(epochs.len(), 1);
+}
