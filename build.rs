@@ -6,6 +6,10 @@ fn main() {
     let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;
     };
+    // Through the link to the real folder, so the binary outlives the clone it was built in.
+    let lib_dir = std::fs::canonicalize(&lib_dir)
+        .map(|dir| dir.display().to_string())
+        .unwrap_or(lib_dir);
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     if std::path::Path::new(&lib_dir)
         .join("libtorch_cuda.so")
