@@ -10,5 +10,6 @@ pub mod models;
 pub mod outputs;
 pub mod plan;
 pub mod progress;
+pub mod records;
 pub mod runner;
 pub mod train;

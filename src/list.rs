@@ -1,21 +1,33 @@
 //! `cellnets list`: each stage's runs with their parameter counts, without training.
 
 use crate::data;
-use crate::models::count_parameters;
-use crate::plan::StagePlan;
+use crate::manifest::{DatasetSpec, Manifest};
+use crate::models::{count_parameters, InputShape};
+use crate::records;
+use crate::runner::freeze;
 use anyhow::Result;
 use std::fmt::Write;
 use std::path::Path;
 use tch::{nn, Device};
 
-/// A table per stage: run name, trainable and frozen parameters.
-pub fn describe(plans: &[StagePlan], data_dir: &Path) -> Result<String> {
+/// A table per stage: run name, trainable and frozen parameters. Stages that start
+/// from a winner not yet recorded under `out_dir` are shown from a provisional one.
+pub fn describe(manifest: &Manifest, data_dir: &Path, out_dir: &Path) -> Result<String> {
+    let plans = crate::plan::plan_all(manifest, |stage| {
+        Ok(records::read_winner(out_dir, stage)?.map(|winner| winner.plan))
+    })?;
+    let mut shapes: Vec<(DatasetSpec, InputShape)> = Vec::new();
     let mut text = String::new();
-    for stage in plans {
-        let Some(first) = stage.runs.first() else {
-            continue;
+    for (stage, provisional) in &plans {
+        let first = &stage.runs[0];
+        let input = match shapes.iter().find(|(spec, _)| *spec == first.dataset) {
+            Some((_, input)) => *input,
+            None => {
+                let input = data::probe(data_dir, &first.dataset)?;
+                shapes.push((first.dataset.clone(), input));
+                input
+            }
         };
-        let input = data::probe(data_dir, &first.dataset)?;
         writeln!(
             text,
             "{}: {} run(s) on {} ({}x{}x{}, {} classes), {} epochs",
@@ -28,6 +40,18 @@ pub fn describe(plans: &[StagePlan], data_dir: &Path) -> Result<String> {
             input.classes,
             first.training.epochs,
         )?;
+        if *provisional {
+            let source = manifest
+                .stages
+                .iter()
+                .find(|s| s.name == stage.name)
+                .and_then(|s| s.from.as_deref())
+                .unwrap_or_default();
+            writeln!(
+                text,
+                "  (`{source}` has not run: shown from its pinned or first run until it has a winner)"
+            )?;
+        }
         let width = stage
             .runs
             .iter()
@@ -42,6 +66,9 @@ pub fn describe(plans: &[StagePlan], data_dir: &Path) -> Result<String> {
         for run in &stage.runs {
             let vs = nn::VarStore::new(Device::Cpu);
             run.model.build(&vs.root(), input);
+            if let Some(transfer) = run.transfer.as_ref().filter(|transfer| transfer.freeze) {
+                freeze(&vs, &transfer.layers)?;
+            }
             let (trainable, frozen) = count_parameters(&vs);
             writeln!(
                 text,

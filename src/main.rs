@@ -1,5 +1,5 @@
 use anyhow::{bail, Result};
-use cellnets::{data, list, manifest, plan, runner};
+use cellnets::{data, list, manifest, runner};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,6 +52,9 @@ struct Options {
     /// Where to train: auto takes CUDA when present.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    /// Retrain runs that already finished with the same settings instead of reusing them.
+    #[arg(long)]
+    fresh: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -80,22 +83,23 @@ fn run(cli: Cli) -> Result<()> {
             options,
         }) => train(&manifest, &stages, &options),
         Some(Command::List { manifest, options }) => {
-            let plans = plan::plan(&manifest::load(&manifest)?, &[])?;
+            let manifest = manifest::load(&manifest)?;
             let data_dir = data::data_dir(options.data_dir.as_deref());
-            print!("{}", list::describe(&plans, &data_dir)?);
+            print!("{}", list::describe(&manifest, &data_dir, &options.out)?);
             Ok(())
         }
     }
 }
 
 fn train(manifest_path: &Path, only: &[String], options: &Options) -> Result<()> {
-    let plans = plan::plan(&manifest::load(manifest_path)?, only)?;
+    let manifest = manifest::load(manifest_path)?;
     let settings = runner::Settings {
         out_dir: options.out.clone(),
         data_dir: data::data_dir(options.data_dir.as_deref()),
         device: device(options.device)?,
+        fresh: options.fresh,
     };
-    runner::run(&plans, &settings)?;
+    runner::run(&manifest, only, &settings)?;
     Ok(())
 }
 

@@ -51,14 +51,38 @@ impl DatasetSpec {
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     pub name: String,
-    pub model: ModelSpec,
+    /// The model; a stage that starts `from` another takes that stage's winner's.
+    pub model: Option<ModelSpec>,
+    /// An earlier stage whose winning run (model and training) this stage starts from.
+    pub from: Option<String>,
     #[serde(default)]
     pub training: TrainingOverrides,
     /// Lists of values per model or training key; one run per cell of their product.
     #[serde(default)]
     pub grid: serde_yaml::Mapping,
-    /// Replaces the manifest's `dataset` for this stage.
+    /// Replaces the manifest's `dataset` (or the `from` winner's) for this stage.
     pub dataset: Option<DatasetSpec>,
+    /// Pins this stage's winner to the named run instead of the best val accuracy.
+    pub winner: Option<String>,
+    /// Starts layers from another stage's winning checkpoint.
+    pub transfer: Option<Transfer>,
+}
+
+/// Layers copied from the best checkpoint of another stage's winning run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    /// The stage whose winner's `best.safetensors` supplies the weights.
+    pub from: String,
+    /// VarStore path prefixes to copy, e.g. `[conv]`.
+    pub layers: Vec<String>,
+    /// Keeps the copied layers fixed while the rest trains.
+    #[serde(default = "default_true")]
+    pub freeze: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +90,27 @@ pub struct Stage {
 pub enum Optimizer {
     Sgd,
     Adam,
+}
+
+impl Optimizer {
+    /// The rate Keras gives the optimizer when none is set: SGD 0.01, Adam 0.001.
+    pub fn keras_learning_rate(self) -> f64 {
+        match self {
+            Optimizer::Sgd => 0.01,
+            Optimizer::Adam => 0.001,
+        }
+    }
+}
+
+/// How the learning rate moves over the epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    Constant,
+    /// Half a cosine from the initial rate down to zero at the last epoch.
+    Cosine,
+    /// Multiplied by `gamma` every `step_size` epochs.
+    Step,
 }
 
 /// The validation metric whose best epoch is checkpointed.
@@ -93,10 +138,31 @@ pub struct TrainingOverrides {
     pub monitor: Option<Monitor>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// SGD momentum (the study: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+    /// L2 penalty added to the gradient by the optimizer (the study: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// Epochs between learning-rate steps, for `schedule: step`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_size: Option<usize>,
+    /// Factor of each learning-rate step, for `schedule: step`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
+    /// Stops a run after this many epochs without a better `monitor` value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    /// Random flips and 90-degree rotations of training batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub augment: Option<bool>,
 }
 
 /// Fully resolved training settings of one run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Training {
     pub epochs: usize,
     pub batch_size: usize,
@@ -104,6 +170,13 @@ pub struct Training {
     pub learning_rate: f64,
     pub monitor: Monitor,
     pub seed: u64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    pub step_size: usize,
+    pub gamma: f64,
+    pub patience: Option<usize>,
+    pub augment: bool,
 }
 
 impl TrainingOverrides {
@@ -116,6 +189,13 @@ impl TrainingOverrides {
             learning_rate: self.learning_rate.or(base.learning_rate),
             monitor: self.monitor.or(base.monitor),
             seed: self.seed.or(base.seed),
+            momentum: self.momentum.or(base.momentum),
+            weight_decay: self.weight_decay.or(base.weight_decay),
+            schedule: self.schedule.or(base.schedule),
+            step_size: self.step_size.or(base.step_size),
+            gamma: self.gamma.or(base.gamma),
+            patience: self.patience.or(base.patience),
+            augment: self.augment.or(base.augment),
         }
     }
 
@@ -128,12 +208,18 @@ impl TrainingOverrides {
                 .ok_or("epochs is not set: give it in `defaults` or the stage's `training`")?,
             batch_size: self.batch_size.unwrap_or(32),
             optimizer,
-            learning_rate: self.learning_rate.unwrap_or(match optimizer {
-                Optimizer::Sgd => 0.01,
-                Optimizer::Adam => 0.001,
-            }),
+            learning_rate: self
+                .learning_rate
+                .unwrap_or(optimizer.keras_learning_rate()),
             monitor: self.monitor.unwrap_or(Monitor::ValLoss),
             seed: self.seed.unwrap_or(0),
+            momentum: self.momentum.unwrap_or(0.0),
+            weight_decay: self.weight_decay.unwrap_or(0.0),
+            schedule: self.schedule.unwrap_or(Schedule::Constant),
+            step_size: self.step_size.unwrap_or(30),
+            gamma: self.gamma.unwrap_or(0.1),
+            patience: self.patience,
+            augment: self.augment.unwrap_or(false),
         };
         if training.epochs == 0 {
             return Err("epochs must be at least 1".into());
@@ -147,7 +233,49 @@ impl TrainingOverrides {
                 training.learning_rate
             ));
         }
+        let unit = |name: &str, value: f64| {
+            if (0.0..1.0).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("{name} must be in [0, 1), got {value}"))
+            }
+        };
+        unit("momentum", training.momentum)?;
+        unit("weight_decay", training.weight_decay)?;
+        if training.momentum > 0.0 && training.optimizer != Optimizer::Sgd {
+            return Err("momentum applies to optimizer sgd only".into());
+        }
+        if training.step_size == 0 || !(training.gamma > 0.0 && training.gamma <= 1.0) {
+            return Err("step_size must be at least 1 and gamma in (0, 1]".into());
+        }
+        if training.patience == Some(0) {
+            return Err("patience must be at least 1 epoch".into());
+        }
         Ok(training)
+    }
+}
+
+/// A run's settings as the base of a later stage. A learning rate that is the
+/// optimizer's default stays a default, so a stage that switches the optimizer gets the
+/// new optimizer's default rate.
+impl From<&Training> for TrainingOverrides {
+    fn from(training: &Training) -> Self {
+        let default_rate = training.learning_rate == training.optimizer.keras_learning_rate();
+        TrainingOverrides {
+            epochs: Some(training.epochs),
+            batch_size: Some(training.batch_size),
+            optimizer: Some(training.optimizer),
+            learning_rate: (!default_rate).then_some(training.learning_rate),
+            monitor: Some(training.monitor),
+            seed: Some(training.seed),
+            momentum: Some(training.momentum),
+            weight_decay: Some(training.weight_decay),
+            schedule: Some(training.schedule),
+            step_size: Some(training.step_size),
+            gamma: Some(training.gamma),
+            patience: training.patience,
+            augment: Some(training.augment),
+        }
     }
 }
 
@@ -170,6 +298,32 @@ pub fn parse(text: &str) -> Result<Manifest> {
     let mut seen = HashSet::new();
     for stage in &manifest.stages {
         check_path_safe_name(&stage.name).context("bad stage name")?;
+        let earlier = |name: &str, role: &str| {
+            if seen.contains(name) {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "stage `{}` {role} `{name}`, which is not an earlier stage of the manifest",
+                    stage.name
+                ))
+            }
+        };
+        match (&stage.model, &stage.from) {
+            (Some(_), Some(_)) => bail!(
+                "stage `{}` has both `model` and `from`: a stage starting from another takes its \
+                 winner's model; vary it with `grid`",
+                stage.name
+            ),
+            (None, None) => bail!("stage `{}` needs a `model` or a `from` stage", stage.name),
+            (None, Some(from)) => earlier(from, "starts from")?,
+            (Some(_), None) => {}
+        }
+        if let Some(transfer) = &stage.transfer {
+            earlier(&transfer.from, "transfers layers from")?;
+            if transfer.layers.is_empty() {
+                bail!("stage `{}`: `transfer.layers` is empty", stage.name);
+            }
+        }
         if !seen.insert(stage.name.as_str()) {
             bail!(
                 "two stages are named `{}`: stage names must be unique",

@@ -83,6 +83,7 @@ pub struct BestCheckpoint {
     path: PathBuf,
     monitor: Monitor,
     best: Option<EpochRecord>,
+    epochs_seen: usize,
 }
 
 impl BestCheckpoint {
@@ -91,6 +92,7 @@ impl BestCheckpoint {
             path,
             monitor,
             best: None,
+            epochs_seen: 0,
         }
     }
 
@@ -100,6 +102,11 @@ impl BestCheckpoint {
 
     pub fn best(&self) -> Option<&EpochRecord> {
         self.best.as_ref()
+    }
+
+    /// Epochs seen so far.
+    pub fn epochs_seen(&self) -> usize {
+        self.epochs_seen
     }
 
     fn improves(&self, record: &EpochRecord) -> bool {
@@ -115,6 +122,7 @@ impl BestCheckpoint {
 
 impl EpochObserver for BestCheckpoint {
     fn on_epoch_end(&mut self, record: &EpochRecord, vs: &nn::VarStore) -> Result<()> {
+        self.epochs_seen = record.epoch;
         if self.improves(record) {
             write_atomically(&self.path, |tmp| Ok(vs.save(tmp)?))?;
             self.best = Some(record.clone());
@@ -144,7 +152,7 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
 }
 
 /// One finished run, as its stage's summary.csv records it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunSummary {
     pub stage: String,
     pub run: String,
@@ -154,9 +162,13 @@ pub struct RunSummary {
     pub best: EpochRecord,
     pub test_loss: f64,
     pub test_accuracy: f64,
+    pub test_balanced_accuracy: f64,
+    /// Epochs trained: fewer than planned when early stopping ended the run.
     pub epochs: usize,
     pub seconds: f64,
     pub device: String,
+    /// `stage/run` whose results this run took instead of training the same settings again.
+    pub reused_from: Option<String>,
 }
 
 impl RunSummary {
@@ -176,8 +188,13 @@ impl RunSummary {
                 ("best_val_accuracy", self.best.val_accuracy.to_string()),
                 ("test_loss", self.test_loss.to_string()),
                 ("test_accuracy", self.test_accuracy.to_string()),
+                (
+                    "test_balanced_accuracy",
+                    self.test_balanced_accuracy.to_string(),
+                ),
                 ("seconds", format!("{:.1}", self.seconds)),
                 ("device", self.device.clone()),
+                ("reused_from", self.reused_from.clone().unwrap_or_default()),
             ]
             .map(|(name, value)| (name.to_string(), value)),
         );

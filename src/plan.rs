@@ -1,35 +1,50 @@
-//! Turns a manifest into the list of runs to train: stage settings over defaults,
-//! grids expanded into one run per cell.
+//! Turns a manifest into the runs to train: stage settings over defaults (or over an
+//! earlier stage's winner), grids expanded into one run per cell.
 
-use crate::manifest::{check_path_safe_name, DatasetSpec, Manifest, Stage, Training};
+use crate::manifest::{
+    check_path_safe_name, DatasetSpec, Manifest, Stage, Training, TrainingOverrides, Transfer,
+};
 use crate::models::ModelSpec;
 use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
+use std::collections::HashMap;
 
 /// Grid keys that set training rather than the model.
-const TRAINING_KEYS: [&str; 6] = [
+const TRAINING_KEYS: [&str; 13] = [
     "epochs",
     "batch_size",
     "optimizer",
     "learning_rate",
     "monitor",
     "seed",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "step_size",
+    "gamma",
+    "patience",
+    "augment",
 ];
 
 /// Everything needed to train one run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunPlan {
     pub stage: String,
     pub name: String,
     pub model: ModelSpec,
     pub training: Training,
     pub dataset: DatasetSpec,
+    pub transfer: Option<Transfer>,
 }
 
 #[derive(Debug, Clone)]
 pub struct StagePlan {
     pub name: String,
     pub runs: Vec<RunPlan>,
+    /// The run pinned as winner by the manifest, if any.
+    pub pinned_winner: Option<String>,
 }
 
 impl RunPlan {
@@ -48,10 +63,22 @@ impl RunPlan {
             })
             .collect()
     }
+
+    /// Whether training `other` would repeat this run: same model, training, data and
+    /// transferred layers, whatever the stage and run are called.
+    pub fn same_settings(&self, other: &RunPlan) -> bool {
+        (&self.model, &self.training, &self.dataset, &self.transfer)
+            == (
+                &other.model,
+                &other.training,
+                &other.dataset,
+                &other.transfer,
+            )
+    }
 }
 
-/// Plans the stages named in `only` (all when empty), in manifest order.
-pub fn plan(manifest: &Manifest, only: &[String]) -> Result<Vec<StagePlan>> {
+/// The stages named in `only` (all when empty), in manifest order.
+pub fn select<'m>(manifest: &'m Manifest, only: &[String]) -> Result<Vec<&'m Stage>> {
     for name in only {
         if !manifest.stages.iter().any(|stage| &stage.name == name) {
             let known: Vec<&str> = manifest.stages.iter().map(|s| s.name.as_str()).collect();
@@ -61,32 +88,81 @@ pub fn plan(manifest: &Manifest, only: &[String]) -> Result<Vec<StagePlan>> {
             );
         }
     }
-    manifest
+    Ok(manifest
         .stages
         .iter()
         .filter(|stage| only.is_empty() || only.contains(&stage.name))
-        .map(|stage| {
-            let runs =
-                plan_stage(manifest, stage).with_context(|| format!("stage `{}`", stage.name))?;
-            Ok(StagePlan {
-                name: stage.name.clone(),
-                runs,
-            })
-        })
-        .collect()
+        .collect())
 }
 
-fn plan_stage(manifest: &Manifest, stage: &Stage) -> Result<Vec<RunPlan>> {
-    let dataset = stage.dataset.as_ref().unwrap_or(&manifest.dataset).clone();
+/// Plans every stage of the manifest without training anything. A stage that starts
+/// `from` another takes that stage's winner from `recorded` when it has one, else,
+/// provisionally, its pinned run or its first one. Returns each stage's plan and whether
+/// it is provisional, in manifest order.
+pub fn plan_all(
+    manifest: &Manifest,
+    recorded: impl Fn(&str) -> Result<Option<RunPlan>>,
+) -> Result<Vec<(StagePlan, bool)>> {
+    let mut planned: HashMap<&str, (StagePlan, bool)> = HashMap::new();
+    let mut order = Vec::new();
+    for stage in &manifest.stages {
+        let (start, provisional) = match &stage.from {
+            None => (None, false),
+            Some(source) => match recorded(source)? {
+                Some(winner) => (Some(winner), false),
+                None => {
+                    let (plan, _) = &planned[source.as_str()];
+                    (Some(provisional_winner(plan).clone()), true)
+                }
+            },
+        };
+        let plan = plan_stage(manifest, stage, start.as_ref())
+            .with_context(|| format!("stage `{}`", stage.name))?;
+        planned.insert(&stage.name, (plan, provisional));
+        order.push(stage.name.as_str());
+    }
+    Ok(order
+        .into_iter()
+        .map(|name| planned.remove(name).expect("planned above"))
+        .collect())
+}
+
+fn provisional_winner(plan: &StagePlan) -> &RunPlan {
+    plan.pinned_winner
+        .as_ref()
+        .and_then(|name| plan.runs.iter().find(|run| &run.name == name))
+        .unwrap_or(&plan.runs[0])
+}
+
+/// Plans one stage. `start` is the winner of the stage's `from` source, when it has one.
+pub fn plan_stage(
+    manifest: &Manifest,
+    stage: &Stage,
+    start: Option<&RunPlan>,
+) -> Result<StagePlan> {
+    let (model, base_training, dataset) = match (&stage.model, start) {
+        (Some(model), _) => (model, manifest.defaults.clone(), &manifest.dataset),
+        (None, Some(winner)) => (
+            &winner.model,
+            TrainingOverrides::from(&winner.training),
+            &winner.dataset,
+        ),
+        (None, None) => bail!(
+            "stage `{}` starts from `{}`, whose winner is unknown",
+            stage.name,
+            stage.from.as_deref().unwrap_or_default()
+        ),
+    };
+    let dataset = stage.dataset.as_ref().unwrap_or(dataset).clone();
     if !(dataset.train_fraction > 0.0 && dataset.train_fraction < 1.0) {
         bail!(
             "dataset train_fraction must be between 0 and 1, got {}",
             dataset.train_fraction
         );
     }
-    let model = serde_yaml::to_value(&stage.model)?;
+    let model = serde_yaml::to_value(model)?;
     let training = serde_yaml::to_value(&stage.training)?;
-    grid_cells(&stage.grid)?
+    let runs = grid_cells(&stage.grid)?
         .into_iter()
         .map(|cell| {
             let name = if cell.is_empty() {
@@ -109,15 +185,29 @@ fn plan_stage(manifest: &Manifest, stage: &Stage) -> Result<Vec<RunPlan>> {
                     .expect("specs serialise to mappings")
                     .insert(Value::from(key.as_str()), value.clone());
             }
-            let run = resolve_run(stage, &manifest.defaults, model, training, &dataset, &name);
+            let run = resolve_run(stage, &base_training, model, training, &dataset, &name);
             run.with_context(|| format!("run `{name}`"))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(pinned) = &stage.winner {
+        if !runs.iter().any(|run| &run.name == pinned) {
+            let names: Vec<&str> = runs.iter().map(|run| run.name.as_str()).collect();
+            bail!(
+                "the pinned winner `{pinned}` is not one of the stage's runs: {}",
+                names.join(", ")
+            );
+        }
+    }
+    Ok(StagePlan {
+        name: stage.name.clone(),
+        runs,
+        pinned_winner: stage.winner.clone(),
+    })
 }
 
 fn resolve_run(
     stage: &Stage,
-    defaults: &crate::manifest::TrainingOverrides,
+    base_training: &TrainingOverrides,
     model: Value,
     training: Value,
     dataset: &DatasetSpec,
@@ -126,9 +216,9 @@ fn resolve_run(
     check_path_safe_name(name)?;
     let model: ModelSpec = serde_yaml::from_value(model)?;
     model.validate().map_err(|message| anyhow!(message))?;
-    let training: crate::manifest::TrainingOverrides = serde_yaml::from_value(training)?;
+    let training: TrainingOverrides = serde_yaml::from_value(training)?;
     let training = training
-        .over(defaults)
+        .over(base_training)
         .resolve()
         .map_err(|message| anyhow!(message))?;
     Ok(RunPlan {
@@ -137,6 +227,7 @@ fn resolve_run(
         model,
         training,
         dataset: dataset.clone(),
+        transfer: stage.transfer.clone(),
     })
 }
 
@@ -172,6 +263,7 @@ fn grid_cells(grid: &Mapping) -> Result<Vec<Vec<(String, Value)>>> {
 fn scalar_text(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
+        Value::Null => String::new(),
         other => serde_yaml::to_string(other)
             .map(|text| text.trim_end().to_string())
             .unwrap_or_default(),
@@ -182,6 +274,16 @@ fn scalar_text(value: &Value) -> String {
 mod tests {
     use super::*;
     use crate::manifest::{parse, Optimizer, TrainingOverrides};
+
+    /// Plans of the stages named in `only`, with no winner recorded anywhere.
+    fn plan(manifest: &Manifest, only: &[String]) -> Result<Vec<StagePlan>> {
+        let selected = select(manifest, only)?;
+        Ok(plan_all(manifest, |_| Ok(None))?
+            .into_iter()
+            .map(|(plan, _)| plan)
+            .filter(|plan| selected.iter().any(|stage| stage.name == plan.name))
+            .collect())
+    }
 
     const STUDY: &str = "
 dataset: {name: bloodmnist}
@@ -246,12 +348,11 @@ stages:
     fn training_keys_cover_every_training_setting() {
         let full = TrainingOverrides {
             epochs: Some(1),
-            batch_size: Some(1),
-            optimizer: Some(Optimizer::Sgd),
-            learning_rate: Some(1.0),
-            monitor: Some(crate::manifest::Monitor::ValLoss),
-            seed: Some(1),
+            learning_rate: Some(0.5),
+            patience: Some(3),
+            ..Default::default()
         };
+        let full = TrainingOverrides::from(&full.resolve().unwrap());
         let value = serde_yaml::to_value(full).unwrap();
         let keys: Vec<&str> = value
             .as_mapping()
@@ -284,5 +385,110 @@ stages:
                 "{error}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod stepwise_tests {
+    use super::*;
+    use crate::manifest::parse;
+    use crate::models::Activation;
+
+    const STEPWISE: &str = "
+dataset: {name: bloodmnist}
+defaults: {epochs: 5}
+stages:
+  - name: hidden
+    model: {kind: mlp, hidden: 16}
+    grid: {hidden: [16, 32]}
+  - name: activation
+    from: hidden
+    grid: {activation: [relu, sigmoid]}
+  - name: longer
+    from: activation
+    training: {epochs: 9}
+";
+
+    #[test]
+    fn a_stage_started_from_a_winner_trains_with_the_winners_values() {
+        let manifest = parse(STEPWISE).unwrap();
+        let plans = plan_all(&manifest, |_| Ok(None)).unwrap();
+        let mut winner = plans[0].0.runs[1].clone();
+        winner.training.learning_rate = 0.5;
+        let recorded = |stage: &str| Ok((stage == "hidden").then(|| winner.clone()));
+        let plans = plan_all(&manifest, recorded).unwrap();
+        let (activation, provisional) = &plans[1];
+        assert!(!provisional);
+        for (run, expected) in activation
+            .runs
+            .iter()
+            .zip([Activation::Relu, Activation::Sigmoid])
+        {
+            assert_eq!(
+                run.model,
+                ModelSpec::Mlp {
+                    hidden: 32,
+                    activation: expected,
+                    dropout: 0.0
+                }
+            );
+            assert_eq!(
+                run.training.learning_rate, 0.5,
+                "the winner's training carries over"
+            );
+        }
+        let (longer, provisional) = &plans[2];
+        assert!(provisional, "activation has no recorded winner yet");
+        assert_eq!(longer.runs.len(), 1);
+        assert_eq!(longer.runs[0].training.epochs, 9);
+    }
+
+    #[test]
+    fn switching_the_optimizer_of_a_winner_takes_the_new_default_rate() {
+        let text = STEPWISE.replace(
+            "grid: {activation: [relu, sigmoid]}",
+            "grid: {optimizer: [sgd, adam]}",
+        );
+        let plans = plan_all(&parse(&text).unwrap(), |_| Ok(None)).unwrap();
+        let rates: Vec<f64> = plans[1]
+            .0
+            .runs
+            .iter()
+            .map(|run| run.training.learning_rate)
+            .collect();
+        assert_eq!(rates, [0.01, 0.001]);
+    }
+
+    #[test]
+    fn a_pinned_winner_must_be_one_of_the_runs() {
+        let text = STEPWISE.replace(
+            "grid: {hidden: [16, 32]}",
+            "grid: {hidden: [16, 32]}\n    winner: hidden=64",
+        );
+        let error = format!(
+            "{:#}",
+            plan_all(&parse(&text).unwrap(), |_| Ok(None)).unwrap_err()
+        );
+        assert!(
+            error.contains("hidden=64") && error.contains("hidden=16, hidden=32"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn from_must_name_an_earlier_stage() {
+        let text = STEPWISE.replace("from: hidden", "from: longer");
+        let error = format!("{:#}", parse(&text).unwrap_err());
+        assert!(error.contains("not an earlier stage"), "{error}");
+    }
+
+    #[test]
+    fn same_settings_ignore_names() {
+        let manifest = parse(STEPWISE).unwrap();
+        let plans = plan_all(&manifest, |_| Ok(None)).unwrap();
+        // activation=relu of the provisional winner hidden=16 repeats hidden=16.
+        let repeat = &plans[1].0.runs[0];
+        assert!(repeat.same_settings(&plans[0].0.runs[0]));
+        assert!(!repeat.same_settings(&plans[0].0.runs[1]));
     }
 }

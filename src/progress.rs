@@ -82,6 +82,16 @@ impl Progress {
         }
     }
 
+    /// A line of its own between the bars, or on stderr.
+    pub fn note(&self, line: &str) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
     pub fn finish_stage(&mut self) {
         self.stage.finish_and_clear();
     }

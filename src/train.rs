@@ -2,7 +2,7 @@
 //! bars are observers it calls at each epoch's end.
 
 use crate::data::{Dataset, Split};
-use crate::manifest::{Optimizer, Training};
+use crate::manifest::{Monitor, Optimizer, Schedule, Training};
 use anyhow::Result;
 use std::time::Instant;
 use tch::nn::{self, OptimizerConfig};
@@ -13,7 +13,7 @@ const EVAL_BATCH: i64 = 1024;
 
 /// One epoch's metrics, as Keras logs them: train values are running means over the
 /// epoch's batches (dropout active), validation values come from eval mode.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
     pub train_loss: f64,
@@ -25,13 +25,19 @@ pub struct EpochRecord {
 
 pub trait EpochObserver {
     fn on_epoch_end(&mut self, record: &EpochRecord, vs: &nn::VarStore) -> Result<()>;
+
+    /// Asked after every epoch; true ends training early.
+    fn should_stop(&self) -> bool {
+        false
+    }
 }
 
-/// Mean cross-entropy and accuracy over a split.
+/// Mean cross-entropy, accuracy and balanced accuracy (mean per-class recall) over a split.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluation {
     pub loss: f64,
     pub accuracy: f64,
+    pub balanced_accuracy: f64,
 }
 
 /// Trains `model` (whose parameters are `vs`) for `training.epochs` epochs on the
@@ -44,22 +50,30 @@ pub fn fit(
     observers: &mut [&mut dyn EpochObserver],
 ) -> Result<()> {
     let mut optimizer = match training.optimizer {
-        Optimizer::Sgd => nn::Sgd::default().build(vs, training.learning_rate)?,
+        Optimizer::Sgd => nn::Sgd {
+            momentum: training.momentum,
+            wd: training.weight_decay,
+            ..Default::default()
+        }
+        .build(vs, training.learning_rate)?,
         // Keras' Adam epsilon is 1e-7, PyTorch's 1e-8.
         Optimizer::Adam => nn::Adam {
             eps: 1e-7,
+            wd: training.weight_decay,
             ..Default::default()
         }
         .build(vs, training.learning_rate)?,
     };
     for epoch in 1..=training.epochs {
         let start = Instant::now();
-        let train = train_epoch(model, &mut optimizer, &data.train, training.batch_size);
+        optimizer.set_lr(learning_rate(training, epoch));
+        let (train_loss, train_accuracy) =
+            train_epoch(model, &mut optimizer, &data.train, training);
         let val = evaluate(model, &data.val);
         let record = EpochRecord {
             epoch,
-            train_loss: train.loss,
-            train_accuracy: train.accuracy,
+            train_loss,
+            train_accuracy,
             val_loss: val.loss,
             val_accuracy: val.accuracy,
             seconds: start.elapsed().as_secs_f64(),
@@ -67,8 +81,67 @@ pub fn fit(
         for observer in observers.iter_mut() {
             observer.on_epoch_end(&record, vs)?;
         }
+        if observers.iter().any(|observer| observer.should_stop()) {
+            break;
+        }
     }
     Ok(())
+}
+
+/// The learning rate of `epoch` (1-based) under the run's schedule.
+pub fn learning_rate(training: &Training, epoch: usize) -> f64 {
+    let done = (epoch - 1) as f64;
+    match training.schedule {
+        Schedule::Constant => training.learning_rate,
+        Schedule::Cosine => {
+            let progress = done / training.epochs as f64;
+            training.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        }
+        Schedule::Step => {
+            let steps = (epoch - 1) / training.step_size;
+            training.learning_rate * training.gamma.powi(steps as i32)
+        }
+    }
+}
+
+/// Keras' EarlyStopping: stops after `patience` epochs without a better monitored value.
+pub struct EarlyStopping {
+    monitor: Monitor,
+    patience: usize,
+    best: Option<f64>,
+    waited: usize,
+}
+
+impl EarlyStopping {
+    pub fn new(monitor: Monitor, patience: usize) -> Self {
+        EarlyStopping {
+            monitor,
+            patience,
+            best: None,
+            waited: 0,
+        }
+    }
+}
+
+impl EpochObserver for EarlyStopping {
+    fn on_epoch_end(&mut self, record: &EpochRecord, _vs: &nn::VarStore) -> Result<()> {
+        // Compared as "higher is better" so one test serves both metrics.
+        let score = match self.monitor {
+            Monitor::ValLoss => -record.val_loss,
+            Monitor::ValAccuracy => record.val_accuracy,
+        };
+        if self.best.is_none_or(|best| score > best) {
+            self.best = Some(score);
+            self.waited = 0;
+        } else {
+            self.waited += 1;
+        }
+        Ok(())
+    }
+
+    fn should_stop(&self) -> bool {
+        self.waited >= self.patience
+    }
 }
 
 /// One pass over `split` in a fresh random order. Metrics accumulate on the device,
@@ -77,8 +150,9 @@ fn train_epoch(
     model: &dyn nn::ModuleT,
     optimizer: &mut nn::Optimizer,
     split: &Split,
-    batch_size: usize,
-) -> Evaluation {
+    training: &Training,
+) -> (f64, f64) {
+    let batch_size = training.batch_size;
     let device = split.images.device();
     let rows = split.len();
     let order = Tensor::randperm(rows, (Kind::Int64, device));
@@ -87,7 +161,11 @@ fn train_epoch(
     for start in (0..rows).step_by(batch_size) {
         let index = order.narrow(0, start, (batch_size as i64).min(rows - start));
         let labels = split.labels.index_select(0, &index);
-        let logits = model.forward_t(&split.images.index_select(0, &index), true);
+        let mut images = split.images.index_select(0, &index);
+        if training.augment {
+            images = augment(&images);
+        }
+        let logits = model.forward_t(&images, true);
         let loss = logits.cross_entropy_for_logits(&labels);
         optimizer.backward_step(&loss);
         tch::no_grad(|| {
@@ -95,25 +173,57 @@ fn train_epoch(
             correct += logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
         });
     }
-    Evaluation {
-        loss: loss_sum.double_value(&[]) / rows as f64,
-        accuracy: correct.double_value(&[]) / rows as f64,
-    }
+    (
+        loss_sum.double_value(&[]) / rows as f64,
+        correct.double_value(&[]) / rows as f64,
+    )
 }
 
-/// Loss and accuracy of `model` in eval mode over a whole split.
+/// A random horizontal flip and a random multiple of 90 degrees of rotation per image:
+/// blood cells have no preferred orientation. Rotations need square images.
+fn augment(images: &Tensor) -> Tensor {
+    let rows = images.size()[0];
+    let device = images.device();
+    let flip = Tensor::rand([rows, 1, 1, 1], (Kind::Float, device)).lt(0.5);
+    let mut out = images.flip([3]).where_self(&flip, images);
+    let [.., height, width] = images.size()[..] else {
+        unreachable!("images are (N, C, H, W)")
+    };
+    if height == width {
+        let turns = Tensor::randint(4, [rows, 1, 1, 1], (Kind::Int64, device));
+        let turned = out.shallow_clone();
+        for k in 1..4 {
+            out = turned.rot90(k, [2, 3]).where_self(&turns.eq(k), &out);
+        }
+    }
+    out
+}
+
+/// Loss, accuracy and balanced accuracy of `model` in eval mode over a whole split.
 pub fn evaluate(model: &dyn nn::ModuleT, split: &Split) -> Evaluation {
     let logits = predict(model, &split.images);
-    tch::no_grad(|| Evaluation {
-        loss: logits
-            .cross_entropy_for_logits(&split.labels)
-            .double_value(&[]),
-        accuracy: logits
-            .argmax(-1, false)
-            .eq_tensor(&split.labels)
-            .to_kind(Kind::Float)
-            .mean(Kind::Float)
-            .double_value(&[]),
+    tch::no_grad(|| {
+        let classes = logits.size()[1];
+        let predicted = logits.argmax(-1, false);
+        let correct = predicted.eq_tensor(&split.labels).to_kind(Kind::Float);
+        let hits = split
+            .labels
+            .bincount(Some(&correct), classes)
+            .to_kind(Kind::Double);
+        let support = split
+            .labels
+            .bincount::<Tensor>(None, classes)
+            .to_kind(Kind::Double);
+        // Classes absent from the split have no recall and are left out of the mean.
+        let present = support.gt(0);
+        let recall = hits.masked_select(&present) / support.masked_select(&present);
+        Evaluation {
+            loss: logits
+                .cross_entropy_for_logits(&split.labels)
+                .double_value(&[]),
+            accuracy: correct.mean(Kind::Float).double_value(&[]),
+            balanced_accuracy: recall.mean(Kind::Double).double_value(&[]),
+        }
     })
 }
 
@@ -127,4 +237,93 @@ pub fn predict(model: &dyn nn::ModuleT, images: &Tensor) -> Tensor {
             .collect();
         Tensor::cat(&batches, 0)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::TrainingOverrides;
+    use tch::Device;
+
+    fn training(text: &str) -> Training {
+        serde_yaml::from_str::<TrainingOverrides>(text)
+            .unwrap()
+            .resolve()
+            .unwrap()
+    }
+
+    #[test]
+    fn schedules_move_the_learning_rate() {
+        let cosine = training("{epochs: 10, learning_rate: 0.1, schedule: cosine}");
+        assert_eq!(learning_rate(&cosine, 1), 0.1);
+        assert!((learning_rate(&cosine, 6) - 0.05).abs() < 1e-12);
+        let step =
+            training("{epochs: 10, learning_rate: 0.1, schedule: step, step_size: 3, gamma: 0.5}");
+        let rates: Vec<f64> = (1..=7).map(|epoch| learning_rate(&step, epoch)).collect();
+        assert_eq!(rates, [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025]);
+        let constant = training("{epochs: 10}");
+        assert_eq!(learning_rate(&constant, 10), 0.01);
+    }
+
+    #[test]
+    fn early_stopping_waits_patience_epochs_without_improvement() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut stopper = EarlyStopping::new(Monitor::ValLoss, 2);
+        let mut stops = Vec::new();
+        for (epoch, val_loss) in [1.0, 0.8, 0.9, 0.7, 0.75, 0.71].into_iter().enumerate() {
+            let record = EpochRecord {
+                epoch: epoch + 1,
+                train_loss: 0.0,
+                train_accuracy: 0.0,
+                val_loss,
+                val_accuracy: 0.0,
+                seconds: 0.0,
+            };
+            stopper.on_epoch_end(&record, &vs).unwrap();
+            stops.push(stopper.should_stop());
+        }
+        assert_eq!(stops, [false, false, false, false, false, true]);
+    }
+
+    #[test]
+    fn augmentation_only_flips_and_turns_each_image() {
+        let images = Tensor::rand([64, 3, 5, 5], (Kind::Float, Device::Cpu));
+        let out = augment(&images);
+        assert_eq!(out.size(), images.size());
+        let mut changed = 0;
+        for i in 0..64 {
+            let (original, seen) = (images.get(i), out.get(i));
+            let variants: Vec<Tensor> = [original.shallow_clone(), original.flip([2])]
+                .iter()
+                .flat_map(|base| (0..4).map(move |k| base.rot90(k, [1, 2])))
+                .collect();
+            assert!(
+                variants.iter().any(|v| v.equal(&seen)),
+                "image {i} is not a flip/turn"
+            );
+            changed += i64::from(!seen.equal(&original));
+        }
+        assert!(changed > 32, "only {changed} of 64 images changed");
+    }
+
+    #[test]
+    fn balanced_accuracy_is_the_mean_recall_of_present_classes() {
+        #[derive(Debug)]
+        struct Fixed(Tensor);
+        impl nn::ModuleT for Fixed {
+            fn forward_t(&self, _xs: &Tensor, _train: bool) -> Tensor {
+                self.0.shallow_clone()
+            }
+        }
+        // Four samples of class 0 (three right), one of class 1 (right); class 2 absent.
+        let predicted = Tensor::from_slice(&[0i64, 0, 0, 1, 1]);
+        let logits = predicted.one_hot(3).to_kind(Kind::Float) * 10.0;
+        let split = Split {
+            images: Tensor::zeros([5, 1], (Kind::Float, Device::Cpu)),
+            labels: Tensor::from_slice(&[0i64, 0, 0, 0, 1]),
+        };
+        let evaluation = evaluate(&Fixed(logits), &split);
+        assert!((evaluation.accuracy - 0.8).abs() < 1e-6);
+        assert!((evaluation.balanced_accuracy - 0.875).abs() < 1e-9);
+    }
 }

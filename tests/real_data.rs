@@ -1,7 +1,7 @@
 //! One short check on the real BloodMNIST file: a small CNN learns it in 3 epochs.
 //! CI has ../shared/data beside the clone; elsewhere set CELLNETS_REAL_DATA_DIR.
 
-use cellnets::{manifest, plan, runner};
+use cellnets::{manifest, runner};
 use std::path::PathBuf;
 use tch::Device;
 
@@ -33,8 +33,9 @@ stages:
         out_dir: out.path().to_path_buf(),
         data_dir,
         device: Device::Cpu,
+        fresh: false,
     };
-    let summaries = runner::run(&plan::plan(&manifest, &[]).unwrap(), &settings).unwrap();
+    let summaries = runner::run(&manifest, &[], &settings).unwrap();
     let summary = &summaries[0];
     assert_eq!(
         (summary.trainable_params, summary.frozen_params),

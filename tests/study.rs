@@ -3,20 +3,20 @@
 mod common;
 
 use cellnets::outputs::read_table;
-use cellnets::{data, manifest, plan, runner, train};
+use cellnets::{data, manifest, runner, train};
 use std::path::Path;
 use tch::{nn, Device};
 
 fn run_study(dir: &Path, stages: &str) -> Vec<cellnets::outputs::RunSummary> {
     common::write_npz(dir, "toy.npz", &common::learnable_arrays());
     let manifest = manifest::load(&common::write_manifest(dir, stages)).unwrap();
-    let plans = plan::plan(&manifest, &[]).unwrap();
     let settings = runner::Settings {
         out_dir: dir.join("out"),
         data_dir: dir.to_path_buf(),
         device: Device::Cpu,
+        fresh: false,
     };
-    runner::run(&plans, &settings).unwrap()
+    runner::run(&manifest, &[], &settings).unwrap()
 }
 
 #[test]
@@ -125,6 +125,8 @@ fn the_best_checkpoint_reloads_to_the_logged_val_accuracy() {
             .unwrap()
             .stages[0]
             .model
+            .as_ref()
+            .unwrap()
             .build(&vs.root(), data.input);
     vs.load(dir.path().join("out/mlp/run/best.safetensors"))
         .unwrap();
@@ -154,19 +156,4 @@ fn a_learnable_problem_is_learned() {
     let first: f64 = rows[0][loss].parse().unwrap();
     let last: f64 = rows[rows.len() - 1][loss].parse().unwrap();
     assert!(last < first / 4.0, "train loss {first} -> {last}");
-}
-
-#[test]
-fn a_rerun_replaces_its_summary_row_instead_of_adding_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let stages = "  - name: again
-    model: {kind: mlp, hidden: 4}
-    training: {epochs: 1}
-";
-    run_study(dir.path(), stages);
-    run_study(dir.path(), stages);
-    let (_, rows) = read_table(&dir.path().join("out/again/summary.csv")).unwrap();
-    assert_eq!(rows.len(), 1);
-    let (_, epochs) = read_table(&dir.path().join("out/again/run/epochs.csv")).unwrap();
-    assert_eq!(epochs.len(), 1);
 }

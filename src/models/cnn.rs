@@ -1,12 +1,19 @@
-use super::{glorot_uniform, mlp::dense, InputShape, Pool};
-use tch::{nn, Tensor};
+use super::{conv, mlp::dense, InputShape, Network, Pool};
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
 
 /// The study's shallow CNN: one "same"-padded convolution, ReLU, 2x2 pooling and a
 /// linear head over the flattened feature map.
 #[derive(Debug)]
 pub struct ShallowCnn {
-    conv: nn::Conv2D,
+    features: ConvFeatures,
     head: nn::Linear,
+}
+
+/// conv -> ReLU -> pool -> flatten: everything in front of the head.
+#[derive(Debug)]
+struct ConvFeatures {
+    conv: nn::Conv2D,
     pool: Pool,
 }
 
@@ -18,31 +25,35 @@ impl ShallowCnn {
         kernel_size: i64,
         pool: Pool,
     ) -> Self {
-        let window = kernel_size * kernel_size;
-        let config = nn::ConvConfig {
-            padding: kernel_size / 2,
-            ws_init: glorot_uniform(input.channels * window, kernels * window),
-            bs_init: nn::Init::Const(0.0),
-            ..Default::default()
-        };
-        let conv = nn::conv2d(path / "conv", input.channels, kernels, kernel_size, config);
+        let conv = conv(path / "conv", input.channels, kernels, kernel_size, 1, true);
         // Keras pools with "valid" padding: odd sizes lose their last row and column.
         let features = kernels * (input.height / 2) * (input.width / 2);
         ShallowCnn {
-            conv,
+            features: ConvFeatures { conv, pool },
             head: dense(&(path / "head"), features, input.classes),
-            pool,
         }
     }
 }
 
-impl nn::ModuleT for ShallowCnn {
+impl ModuleT for ConvFeatures {
     fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
         let maps = xs.apply(&self.conv).relu();
         let pooled = match self.pool {
             Pool::Max => maps.max_pool2d_default(2),
             Pool::Avg => maps.avg_pool2d_default(2),
         };
-        pooled.flatten(1, -1).apply(&self.head)
+        pooled.flatten(1, -1)
+    }
+}
+
+impl ModuleT for ShallowCnn {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.features.forward_t(xs, train).apply(&self.head)
+    }
+}
+
+impl Network for ShallowCnn {
+    fn split_frozen(&self, frozen: &[String]) -> Option<(&dyn ModuleT, &dyn ModuleT)> {
+        (frozen == ["conv"]).then_some((&self.features as &dyn ModuleT, &self.head as &dyn ModuleT))
     }
 }

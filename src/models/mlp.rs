@@ -1,4 +1,4 @@
-use super::{glorot_uniform, Activation, InputShape};
+use super::{glorot_uniform, Activation, InputShape, Network};
 use tch::{nn, Tensor};
 
 /// The study's multilayer perceptron: one hidden layer, dropout, a linear output.
@@ -47,3 +47,5 @@ impl nn::ModuleT for Mlp {
         hidden.dropout(self.dropout, train).apply(&self.output)
     }
 }
+
+impl Network for Mlp {}

@@ -3,10 +3,14 @@
 //! checkpoint is readable and a layer can be frozen by its path prefix.
 
 mod cnn;
+mod dense_cnn;
 mod mlp;
+mod resnet;
 
 pub use cnn::ShallowCnn;
+pub use dense_cnn::DenseCnn;
 pub use mlp::Mlp;
+pub use resnet::ResNet18;
 
 use serde::{Deserialize, Serialize};
 use tch::nn;
@@ -31,6 +35,48 @@ pub enum ModelSpec {
         #[serde(default)]
         pool: Pool,
     },
+    /// The study's DenseNet-style deep CNN (its section 4).
+    DenseCnn {
+        #[serde(default = "default_stem_filters")]
+        stem_filters: i64,
+        #[serde(default = "default_stem_kernel")]
+        stem_kernel: i64,
+        #[serde(default = "default_dense_layers")]
+        layers: i64,
+        #[serde(default = "default_growth")]
+        growth: i64,
+        #[serde(default = "default_bottleneck")]
+        bottleneck: i64,
+    },
+    /// ResNet-18 adapted to small images (3x3 stem, no initial pooling).
+    Resnet18 {},
+}
+
+fn default_stem_filters() -> i64 {
+    64
+}
+fn default_stem_kernel() -> i64 {
+    7
+}
+fn default_dense_layers() -> i64 {
+    6
+}
+fn default_growth() -> i64 {
+    32
+}
+fn default_bottleneck() -> i64 {
+    128
+}
+
+/// A model the trainer can run. Beyond `nn::ModuleT`, it may say how it splits
+/// around frozen layers.
+pub trait Network: nn::ModuleT {
+    /// When the layers under the `frozen` path prefixes are exactly a feature extractor
+    /// in front of the trainable rest, returns (extractor, rest): the extractor's outputs
+    /// then never change and can be computed once.
+    fn split_frozen(&self, _frozen: &[String]) -> Option<(&dyn nn::ModuleT, &dyn nn::ModuleT)> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -72,6 +118,26 @@ impl ModelSpec {
                     return Err(format!("mlp dropout must be in [0, 1), got {dropout}"));
                 }
             }
+            ModelSpec::DenseCnn {
+                stem_filters,
+                stem_kernel,
+                layers,
+                growth,
+                bottleneck,
+            } => {
+                if [stem_filters, layers, growth, bottleneck]
+                    .iter()
+                    .any(|&n| n < 1)
+                {
+                    return Err("dense_cnn sizes must be at least 1".into());
+                }
+                if stem_kernel < 1 || stem_kernel % 2 == 0 {
+                    return Err(format!(
+                        "dense_cnn stem_kernel must be a positive odd number, got {stem_kernel}"
+                    ));
+                }
+            }
+            ModelSpec::Resnet18 {} => {}
             ModelSpec::Cnn {
                 kernels,
                 kernel_size,
@@ -92,7 +158,7 @@ impl ModelSpec {
     }
 
     /// Builds the model's parameters under `path`, initialised as Keras does.
-    pub fn build(&self, path: &nn::Path, input: InputShape) -> Box<dyn nn::ModuleT> {
+    pub fn build(&self, path: &nn::Path, input: InputShape) -> Box<dyn Network> {
         match *self {
             ModelSpec::Mlp {
                 hidden,
@@ -104,6 +170,22 @@ impl ModelSpec {
                 kernel_size,
                 pool,
             } => Box::new(ShallowCnn::new(path, input, kernels, kernel_size, pool)),
+            ModelSpec::DenseCnn {
+                stem_filters,
+                stem_kernel,
+                layers,
+                growth,
+                bottleneck,
+            } => Box::new(DenseCnn::new(
+                path,
+                input,
+                stem_filters,
+                stem_kernel,
+                layers,
+                growth,
+                bottleneck,
+            )),
+            ModelSpec::Resnet18 {} => Box::new(ResNet18::new(path, input)),
         }
     }
 }
@@ -117,10 +199,32 @@ pub(crate) fn glorot_uniform(fan_in: i64, fan_out: i64) -> nn::Init {
     }
 }
 
-/// Trainable and frozen parameter counts of everything in `vs`.
+/// A k x k convolution with Keras' "same" padding (odd k) and initialisers.
+pub(crate) fn conv(
+    path: nn::Path,
+    inputs: i64,
+    outputs: i64,
+    kernel: i64,
+    stride: i64,
+    bias: bool,
+) -> nn::Conv2D {
+    let window = kernel * kernel;
+    let config = nn::ConvConfig {
+        stride,
+        padding: kernel / 2,
+        bias,
+        ws_init: glorot_uniform(inputs * window, outputs * window),
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    };
+    nn::conv2d(path, inputs, outputs, kernel, config)
+}
+
+/// Trainable and frozen parameter counts of `vs`. BatchNorm's running statistics are
+/// buffers, not parameters, and count as neither.
 pub fn count_parameters(vs: &nn::VarStore) -> (i64, i64) {
-    vs.variables()
-        .values()
+    vs.trainable_variables()
+        .iter()
         .fold((0, 0), |(trainable, frozen), tensor| {
             let n = tensor.numel() as i64;
             if tensor.requires_grad() {
@@ -200,6 +304,55 @@ mod tests {
             let x = Tensor::rand([7, 1, 6, 5], (Kind::Float, Device::Cpu));
             assert_eq!(model.forward_t(&x, true).size(), [7, 3], "{spec:?}");
         }
+    }
+
+    #[test]
+    fn the_deep_cnn_and_resnet18_run_forward_and_backward_on_a_tiny_batch() {
+        let input = InputShape {
+            channels: 3,
+            height: 28,
+            width: 28,
+            classes: 8,
+        };
+        for spec in [
+            serde_yaml::from_str::<ModelSpec>("kind: dense_cnn").unwrap(),
+            ModelSpec::Resnet18 {},
+        ] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let model = spec.build(&vs.root(), input);
+            let x = Tensor::rand([2, 3, 28, 28], (Kind::Float, Device::Cpu));
+            let logits = model.forward_t(&x, true);
+            assert_eq!(logits.size(), [2, 8], "{spec:?}");
+            logits
+                .cross_entropy_for_logits(&Tensor::from_slice(&[0i64, 7]))
+                .backward();
+            for (name, tensor) in vs.variables() {
+                if tensor.requires_grad() {
+                    assert!(tensor.grad().defined(), "{spec:?}: no gradient for {name}");
+                }
+            }
+            assert_eq!(model.forward_t(&x, false).size(), [2, 8]);
+        }
+    }
+
+    #[test]
+    fn deep_model_parameter_counts() {
+        // Stem 7*7*3*64+64, its BN 2*64, six dense layers, head 256*8+8.
+        let dense_layers: i64 = (0..6)
+            .map(|i| {
+                let c = 64 + 32 * i;
+                2 * c + (c * 128 + 128) + 2 * 128 + (9 * 128 * 32 + 32)
+            })
+            .sum();
+        let spec = serde_yaml::from_str::<ModelSpec>("kind: dense_cnn").unwrap();
+        assert_eq!(
+            counts(&spec, BLOODMNIST),
+            (9472 + 128 + dense_layers + 2056, 0)
+        );
+        // torchvision's ResNet-18 has 11,689,512 parameters with a 7x7 stem and 1000
+        // classes: 9,408 stem weights and 513,000 head ones.
+        let resnet = counts(&ModelSpec::Resnet18 {}, BLOODMNIST);
+        assert_eq!(resnet, (11_689_512 - 9_408 + 1_728 - 513_000 + 4_104, 0));
     }
 
     #[test]

@@ -1,0 +1,109 @@
+use super::{conv, mlp::dense, InputShape, Network};
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+/// ResNet-18 for small images, as the MedMNIST benchmark adapts it to 28x28: a 3x3
+/// stem without the initial pooling, four stages of two basic blocks (64, 128, 256,
+/// 512 channels, the last three halving the resolution), global average pooling and
+/// a linear head.
+#[derive(Debug)]
+pub struct ResNet18 {
+    stem: nn::Conv2D,
+    stem_norm: nn::BatchNorm,
+    blocks: Vec<BasicBlock>,
+    head: nn::Linear,
+}
+
+#[derive(Debug)]
+struct BasicBlock {
+    conv1: nn::Conv2D,
+    norm1: nn::BatchNorm,
+    conv2: nn::Conv2D,
+    norm2: nn::BatchNorm,
+    /// 1x1 convolution and BN on the skip path when the shape changes.
+    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+}
+
+fn batch_norm(path: nn::Path, channels: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(path, channels, Default::default())
+}
+
+impl BasicBlock {
+    fn new(path: nn::Path, inputs: i64, outputs: i64, stride: i64) -> Self {
+        let downsample = (stride != 1 || inputs != outputs).then(|| {
+            (
+                conv(&path / "down", inputs, outputs, 1, stride, false),
+                batch_norm(&path / "down_norm", outputs),
+            )
+        });
+        BasicBlock {
+            conv1: conv(&path / "conv1", inputs, outputs, 3, stride, false),
+            norm1: batch_norm(&path / "norm1", outputs),
+            conv2: conv(&path / "conv2", outputs, outputs, 3, 1, false),
+            norm2: batch_norm(&path / "norm2", outputs),
+            downsample,
+        }
+    }
+}
+
+impl ModuleT for BasicBlock {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let ys = xs
+            .apply(&self.conv1)
+            .apply_t(&self.norm1, train)
+            .relu()
+            .apply(&self.conv2)
+            .apply_t(&self.norm2, train);
+        let skip = match &self.downsample {
+            Some((conv, norm)) => xs.apply(conv).apply_t(norm, train),
+            None => xs.shallow_clone(),
+        };
+        (ys + skip).relu()
+    }
+}
+
+impl ResNet18 {
+    pub fn new(path: &nn::Path, input: InputShape) -> Self {
+        let mut blocks = Vec::new();
+        let mut channels = 64;
+        for (stage, (width, stride)) in [(64, 1), (128, 2), (256, 2), (512, 2)]
+            .into_iter()
+            .enumerate()
+        {
+            blocks.push(BasicBlock::new(
+                path / format!("layer{stage}_0"),
+                channels,
+                width,
+                stride,
+            ));
+            blocks.push(BasicBlock::new(
+                path / format!("layer{stage}_1"),
+                width,
+                width,
+                1,
+            ));
+            channels = width;
+        }
+        ResNet18 {
+            stem: conv(path / "stem", input.channels, 64, 3, 1, false),
+            stem_norm: batch_norm(path / "stem_norm", 64),
+            blocks,
+            head: dense(&(path / "head"), channels, input.classes),
+        }
+    }
+}
+
+impl ModuleT for ResNet18 {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let stem = xs.apply(&self.stem).apply_t(&self.stem_norm, train).relu();
+        let features = self
+            .blocks
+            .iter()
+            .fold(stem, |xs, block| block.forward_t(&xs, train));
+        features
+            .mean_dim([2i64, 3].as_slice(), false, None)
+            .apply(&self.head)
+    }
+}
+
+impl Network for ResNet18 {}

@@ -1,0 +1,157 @@
+//! What a stage leaves for later stages and later invocations: `result.yaml` beside a
+//! finished run (its settings and summary) and `winner.yaml` beside a finished stage.
+
+use crate::outputs::{write_atomically, RunSummary, CHECKPOINT, EPOCHS_CSV};
+use crate::plan::RunPlan;
+use anyhow::{Context, Result};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub const RESULT_YAML: &str = "result.yaml";
+pub const WINNER_YAML: &str = "winner.yaml";
+
+/// A run that trained to the end: written last, so its presence means the run's other
+/// files are complete.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinishedRun {
+    pub plan: RunPlan,
+    pub summary: RunSummary,
+}
+
+/// A stage's winning run: the one the next stepwise stage starts from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Winner {
+    pub run: String,
+    pub best_val_accuracy: f64,
+    /// Chosen by the manifest rather than by val accuracy.
+    pub pinned: bool,
+    pub plan: RunPlan,
+}
+
+pub fn run_dir(out_dir: &Path, stage: &str, run: &str) -> PathBuf {
+    out_dir.join(stage).join(run)
+}
+
+pub fn write_yaml(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_yaml::to_string(value)?;
+    write_atomically(path, |tmp| Ok(fs::write(tmp, text)?))
+}
+
+fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value = serde_yaml::from_str(&text).with_context(|| {
+        format!(
+            "{} is damaged or from another cellnets version: delete it to redo what it records",
+            path.display()
+        )
+    })?;
+    Ok(Some(value))
+}
+
+pub fn read_winner(out_dir: &Path, stage: &str) -> Result<Option<Winner>> {
+    read_yaml(&out_dir.join(stage).join(WINNER_YAML))
+}
+
+/// Picks the stage's winner: the pinned run, else the highest best-epoch val accuracy
+/// (the first of equals).
+pub fn choose_winner(runs: &[(RunPlan, RunSummary)], pinned: Option<&str>) -> Option<Winner> {
+    let (plan, summary) = match pinned {
+        Some(name) => runs.iter().find(|(plan, _)| plan.name == name)?,
+        None => runs.iter().reduce(|best, candidate| {
+            if candidate.1.best.val_accuracy > best.1.best.val_accuracy {
+                candidate
+            } else {
+                best
+            }
+        })?,
+    };
+    Some(Winner {
+        run: plan.name.clone(),
+        best_val_accuracy: summary.best.val_accuracy,
+        pinned: pinned.is_some(),
+        plan: plan.clone(),
+    })
+}
+
+/// A finished run anywhere under `out_dir` whose settings equal `plan`'s.
+pub fn find_finished(out_dir: &Path, plan: &RunPlan) -> Result<Option<(PathBuf, FinishedRun)>> {
+    let Ok(stages) = fs::read_dir(out_dir) else {
+        return Ok(None);
+    };
+    // This run's own folder first: rerunning a manifest finds its runs where they are.
+    let own = run_dir(out_dir, &plan.stage, &plan.name);
+    let mut candidates = vec![own.clone()];
+    for stage in stages.flatten() {
+        if let Ok(runs) = fs::read_dir(stage.path()) {
+            candidates.extend(
+                runs.flatten()
+                    .map(|run| run.path())
+                    .filter(|dir| *dir != own),
+            );
+        }
+    }
+    for dir in candidates {
+        let Ok(Some(finished)) = read_yaml::<FinishedRun>(&dir.join(RESULT_YAML)) else {
+            continue;
+        };
+        if finished.plan.same_settings(plan) && dir.join(CHECKPOINT).is_file() {
+            return Ok(Some((dir, finished)));
+        }
+    }
+    Ok(None)
+}
+
+/// Gives `plan`'s folder the files of the finished run in `source`: the checkpoint
+/// (hard-linked where possible), the epoch table under the new stage and run names,
+/// and a result naming its origin.
+pub fn adopt(
+    out_dir: &Path,
+    plan: &RunPlan,
+    source: &Path,
+    finished: FinishedRun,
+) -> Result<RunSummary> {
+    let dir = run_dir(out_dir, &plan.stage, &plan.name);
+    let origin = format!("{}/{}", finished.plan.stage, finished.plan.name);
+    let mut summary = finished.summary;
+    if dir != source {
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let checkpoint = dir.join(CHECKPOINT);
+        let _ = fs::remove_file(&checkpoint);
+        if fs::hard_link(source.join(CHECKPOINT), &checkpoint).is_err() {
+            write_atomically(&checkpoint, |tmp| {
+                fs::copy(source.join(CHECKPOINT), tmp)?;
+                Ok(())
+            })?;
+        }
+        rename_epochs(&source.join(EPOCHS_CSV), &dir.join(EPOCHS_CSV), plan)?;
+        summary.stage = plan.stage.clone();
+        summary.run = plan.name.clone();
+        summary.reused_from = Some(summary.reused_from.unwrap_or(origin));
+        let adopted = FinishedRun {
+            plan: plan.clone(),
+            summary: summary.clone(),
+        };
+        write_yaml(&dir.join(RESULT_YAML), &adopted)?;
+    }
+    Ok(summary)
+}
+
+fn rename_epochs(source: &Path, dest: &Path, plan: &RunPlan) -> Result<()> {
+    let (header, rows) = crate::outputs::read_table(source)?;
+    write_atomically(dest, |tmp| {
+        let mut writer = csv::Writer::from_path(tmp)?;
+        writer.write_record(&header)?;
+        for mut row in rows {
+            row[0] = plan.stage.clone();
+            row[1] = plan.name.clone();
+            writer.write_record(&row)?;
+        }
+        writer.flush()?;
+        Ok(())
+    })
+}

@@ -1,0 +1,57 @@
+//! The shipped manifests plan, and their models have the study's parameter counts.
+
+use cellnets::manifest;
+use cellnets::models::{count_parameters, InputShape};
+use cellnets::plan::plan_all;
+use cellnets::runner::freeze;
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{nn, Device};
+
+/// (trainable, frozen) per "stage/run" for a BloodMNIST-shaped input.
+fn counts(manifest_path: &str) -> HashMap<String, (i64, i64)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(manifest_path);
+    let manifest = manifest::load(&path).unwrap();
+    let mut counts = HashMap::new();
+    for (stage, _) in plan_all(&manifest, |_| Ok(None)).unwrap() {
+        for run in stage.runs {
+            let size = i64::from(run.dataset.image_size);
+            let input = InputShape {
+                channels: 3,
+                height: size,
+                width: size,
+                classes: 8,
+            };
+            let vs = nn::VarStore::new(Device::Cpu);
+            run.model.build(&vs.root(), input);
+            if let Some(transfer) = &run.transfer {
+                freeze(&vs, &transfer.layers).unwrap();
+            }
+            counts.insert(format!("{}/{}", run.stage, run.name), count_parameters(&vs));
+        }
+    }
+    counts
+}
+
+#[test]
+fn the_full_study_has_the_reported_parameter_counts() {
+    let counts = counts("experiments.yaml");
+    assert_eq!(counts.len(), 5 + 2 + 3 + 2 + 20 + 1 + 1 + 1 + 1);
+    assert_eq!(counts["hidden/hidden=4096"], (9_670_664, 0));
+    assert_eq!(counts["cnn_grid/kernels=64,kernel_size=9"], (115_976, 0));
+    // cnn_best and cnn_64 start from cnn_grid's pinned winner, 64 kernels of 9x9.
+    assert_eq!(counts["cnn_best/run"], (115_976, 0));
+    assert_eq!(counts["cnn_64/run"], (524_296, 15_616));
+    assert_eq!(counts["deep_cnn/run"], (347_656, 0));
+    assert_eq!(counts["resnet18/run"], (11_172_936, 0));
+}
+
+#[test]
+fn the_quick_profile_has_the_same_models() {
+    let counts = counts("experiments/quick.yaml");
+    assert_eq!(counts["hidden/hidden=1024"], (2_417_672, 0));
+    assert_eq!(counts["cnn_best/run"], (115_976, 0));
+    assert_eq!(counts["cnn_64/run"], (524_296, 15_616));
+    assert_eq!(counts["deep_cnn/run"], (347_656, 0));
+    assert_eq!(counts["resnet18/run"], (11_172_936, 0));
+}

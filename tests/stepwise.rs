@@ -1,0 +1,175 @@
+//! Stages that build on earlier ones: stepwise winners, reuse of finished runs, and
+//! layers transferred from another stage's checkpoint.
+
+mod common;
+
+use cellnets::outputs::read_table;
+use cellnets::records::{read_winner, FinishedRun, RESULT_YAML};
+use cellnets::{manifest, runner};
+use std::path::Path;
+use tch::{Device, Tensor};
+
+const STEPWISE: &str = "  - name: hidden
+    model: {kind: mlp, hidden: 4}
+    grid: {hidden: [4, 16]}
+  - name: activation
+    from: hidden
+    grid: {activation: [relu, sigmoid]}
+";
+
+fn run(dir: &Path, stages: &str, fresh: bool) -> Vec<cellnets::outputs::RunSummary> {
+    if !dir.join("toy.npz").exists() {
+        common::write_npz(dir, "toy.npz", &common::learnable_arrays());
+    }
+    let manifest = manifest::load(&common::write_manifest(dir, stages)).unwrap();
+    let settings = runner::Settings {
+        out_dir: dir.join("out"),
+        data_dir: dir.to_path_buf(),
+        device: Device::Cpu,
+        fresh,
+    };
+    runner::run(&manifest, &[], &settings).unwrap()
+}
+
+fn finished(dir: &Path, stage: &str, run: &str) -> FinishedRun {
+    let path = dir.join("out").join(stage).join(run).join(RESULT_YAML);
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_stage_started_from_a_winner_trains_with_its_values_and_reuses_its_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let summaries = run(dir.path(), STEPWISE, false);
+    let out = dir.path().join("out");
+
+    let winner = read_winner(&out, "hidden").unwrap().unwrap();
+    let best = summaries[..2]
+        .iter()
+        .max_by(|a, b| a.best.val_accuracy.total_cmp(&b.best.val_accuracy))
+        .unwrap();
+    assert_eq!(winner.run, best.run);
+    let cellnets::models::ModelSpec::Mlp { hidden, .. } = winner.plan.model else {
+        panic!("the winner is an MLP")
+    };
+
+    for run in ["activation=relu", "activation=sigmoid"] {
+        let result = finished(dir.path(), "activation", run);
+        let cellnets::models::ModelSpec::Mlp { hidden: used, .. } = result.plan.model else {
+            panic!("an MLP")
+        };
+        assert_eq!(used, hidden, "{run} starts from the winner's hidden units");
+    }
+
+    // activation=relu repeats the winner exactly: it is reused, not retrained.
+    let relu = &summaries[2];
+    assert_eq!(
+        relu.reused_from.as_deref(),
+        Some(format!("hidden/{}", winner.run).as_str())
+    );
+    assert_eq!(relu.best, best.best);
+    let (_, rows) = read_table(&out.join("activation/activation=relu/epochs.csv")).unwrap();
+    assert!(rows
+        .iter()
+        .all(|row| row[0] == "activation" && row[1] == "activation=relu"));
+    assert!(out
+        .join("activation/activation=relu/best.safetensors")
+        .is_file());
+    assert_eq!(summaries[3].reused_from, None, "sigmoid is new and trains");
+}
+
+#[test]
+fn only_a_stage_whose_source_has_not_run_fails_then_runs_once_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    common::write_npz(
+        &dir.path().join("data"),
+        "toy.npz",
+        &common::learnable_arrays(),
+    );
+    common::write_manifest(dir.path(), STEPWISE);
+
+    let early = common::cellnets(dir.path(), &["only", "activation"]);
+    let stderr = String::from_utf8_lossy(&early.stderr);
+    assert!(!early.status.success());
+    assert!(
+        stderr.contains("needs the winner of stage `hidden`")
+            && stderr.contains("cellnets only hidden"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out").exists());
+
+    for stage in ["hidden", "activation"] {
+        let output = common::cellnets(dir.path(), &["only", stage]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(dir.path().join("out/activation/winner.yaml").is_file());
+}
+
+#[test]
+fn a_transferred_frozen_layer_stays_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let summaries = run(
+        dir.path(),
+        "  - name: source
+    model: {kind: cnn, kernels: 2, kernel_size: 3}
+  - name: head
+    model: {kind: cnn, kernels: 2, kernel_size: 3}
+    transfer: {from: source, layers: [conv]}
+    training: {epochs: 3, learning_rate: 0.1}
+    grid: {augment: [false, true]}
+",
+        false,
+    );
+    let out = dir.path().join("out");
+    let load =
+        |path: &str| -> Vec<(String, Tensor)> { Tensor::read_safetensors(out.join(path)).unwrap() };
+    let get = |tensors: &[(String, Tensor)], name: &str| {
+        tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap()
+            .1
+            .shallow_clone()
+    };
+    let source = load("source/run/best.safetensors");
+    // augment=false trains the head on conv outputs computed once; augment=true runs the
+    // frozen conv every batch. Both must leave it untouched.
+    for run in ["augment=false", "augment=true"] {
+        let trained = load(&format!("head/{run}/best.safetensors"));
+        for name in ["conv.weight", "conv.bias"] {
+            assert!(
+                get(&source, name).equal(&get(&trained, name)),
+                "{run}: {name} changed"
+            );
+        }
+        assert!(!get(&source, "head.weight").equal(&get(&trained, "head.weight")));
+    }
+    for summary in &summaries[1..] {
+        // conv 3*3*3*2 + 2 = 56 frozen; head 2*4*4*4 + 4 = 132 trainable
+        assert_eq!((summary.trainable_params, summary.frozen_params), (132, 56));
+        assert!(summary.best.val_accuracy > 0.5, "{summary:?}");
+    }
+}
+
+#[test]
+fn a_rerun_reuses_finished_runs_and_fresh_retrains_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let stages = "  - name: once
+    model: {kind: mlp, hidden: 4}
+    training: {epochs: 1}
+";
+    let checkpoint = dir.path().join("out/once/run/best.safetensors");
+    let modified = || std::fs::metadata(&checkpoint).unwrap().modified().unwrap();
+    run(dir.path(), stages, false);
+    let first = modified();
+    run(dir.path(), stages, false);
+    assert_eq!(modified(), first, "a finished run is not retrained");
+    run(dir.path(), stages, true);
+    assert_ne!(modified(), first, "--fresh retrains");
+    let (_, rows) = read_table(&dir.path().join("out/once/summary.csv")).unwrap();
+    assert_eq!(rows.len(), 1);
+}
