@@ -30,6 +30,8 @@ impl Split {
 #[derive(Debug)]
 pub struct Dataset {
     pub path: PathBuf,
+    /// The file's MD5: part of a run's identity, so results never outlive their data.
+    pub md5: String,
     pub train: Split,
     pub val: Split,
     pub test: Split,
@@ -76,6 +78,7 @@ pub fn load(path: &Path, train_fraction: f64, device: Device) -> Result<Dataset>
         |start: i64, len: i64| (images.narrow(0, start, len), labels.narrow(0, start, len));
     Ok(Dataset {
         path: path.to_path_buf(),
+        md5: crate::download::file_md5(path)?,
         train: to_device(holdout(0, train_rows)),
         val: to_device(holdout(train_rows, rows - train_rows)),
         test: to_device(file.test),
@@ -98,6 +101,13 @@ struct CheckedFile {
 }
 
 fn read_checked(path: &Path) -> Result<CheckedFile> {
+    check_npz_sizes(path).map_err(|problem| {
+        anyhow!(
+            "{} is damaged: {problem}. Delete it so that it is downloaded again, or replace it \
+             with the official file",
+            path.display()
+        )
+    })?;
     let arrays: HashMap<String, Tensor> = Tensor::read_npz(path)
         .map_err(|error| {
             anyhow!(
@@ -140,6 +150,68 @@ fn read_checked(path: &Path) -> Result<CheckedFile> {
             classes,
         },
     })
+}
+
+/// Checks that every array in the npz holds as many bytes as its header's shape says.
+/// tch trusts the header and would read past the end of a short array.
+fn check_npz_sizes(path: &Path) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|error| format!("cannot open it ({error})"))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|error| format!("it is not a zip archive ({error})"))?;
+    for i in 0..zip.len() {
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|error| format!("entry {i}: {error}"))?;
+        let name = entry.name().to_string();
+        let mut preamble = [0u8; 12];
+        std::io::Read::read_exact(&mut entry, &mut preamble)
+            .map_err(|_| format!("`{name}` is too short to be an npy array"))?;
+        if &preamble[..6] != b"\x93NUMPY" {
+            return Err(format!("`{name}` is not an npy array"));
+        }
+        let (header_len, prefix) = match preamble[6] {
+            1 => (u16::from_le_bytes([preamble[8], preamble[9]]) as u64, 10),
+            _ => (
+                u32::from_le_bytes([preamble[8], preamble[9], preamble[10], preamble[11]]) as u64,
+                12,
+            ),
+        };
+        if header_len > 1 << 16 {
+            return Err(format!("`{name}` has an oversized header"));
+        }
+        let mut header = vec![0u8; (header_len as usize + prefix).saturating_sub(12)];
+        std::io::Read::read_exact(&mut entry, &mut header)
+            .map_err(|_| format!("`{name}` has a truncated header"))?;
+        let header = [&preamble[12.min(prefix)..], &header[..]].concat();
+        let header = String::from_utf8_lossy(&header);
+        let expected =
+            npy_data_bytes(&header).ok_or_else(|| format!("`{name}` has an unreadable header"))?;
+        let stored = entry.size().checked_sub(prefix as u64 + header_len);
+        if stored != Some(expected) {
+            return Err(format!(
+                "`{name}` should hold {expected} bytes of data for its shape but holds {}",
+                stored.map_or("fewer".to_string(), |n| n.to_string())
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of data an npy header announces: the product of its shape times the item size.
+fn npy_data_bytes(header: &str) -> Option<u64> {
+    let descr = header.split("'descr':").nth(1)?.split('\'').nth(1)?;
+    let item: u64 = descr
+        .trim_start_matches(['<', '>', '|', '='])
+        .get(1..)?
+        .parse()
+        .ok()?;
+    let shape = header.split("'shape':").nth(1)?;
+    let shape = shape.split('(').nth(1)?.split(')').next()?;
+    shape
+        .split(',')
+        .map(str::trim)
+        .filter(|dim| !dim.is_empty())
+        .try_fold(item, |bytes, dim| bytes.checked_mul(dim.parse().ok()?))
 }
 
 /// A split's images as uint8 (N, H, W, C) and labels as int64 (N); grey sets come
@@ -269,6 +341,42 @@ mod tests {
     #[test]
     fn the_study_holdout_of_11959_rows_is_8371_and_3588() {
         assert_eq!((11959_f64 * 0.7).floor() as i64, 8371);
+    }
+
+    #[test]
+    fn npy_headers_announce_their_data_size() {
+        let header = "{'descr': '|u1', 'fortran_order': False, 'shape': (10, 28, 28, 3), }";
+        assert_eq!(npy_data_bytes(header), Some(23_520));
+        assert_eq!(npy_data_bytes("{'descr': '<f8', 'shape': (), }"), Some(8));
+        assert_eq!(
+            npy_data_bytes("{'descr': '<i8', 'shape': (4,), }"),
+            Some(32)
+        );
+        assert_eq!(
+            npy_data_bytes("{'descr': '<u1', 'shape': (99999999999, 99999999999, 9999), }"),
+            None
+        );
+    }
+
+    #[test]
+    fn an_array_shorter_than_its_header_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short.npz");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut zip = zip::ZipWriter::new(file);
+        zip.start_file("train_images.npy", zip::write::FileOptions::default())
+            .unwrap();
+        let header = "{'descr': '|u1', 'fortran_order': False, 'shape': (1000, 28, 28, 3), }\n";
+        std::io::Write::write_all(&mut zip, b"\x93NUMPY\x01\x00").unwrap();
+        std::io::Write::write_all(&mut zip, &(header.len() as u16).to_le_bytes()).unwrap();
+        std::io::Write::write_all(&mut zip, header.as_bytes()).unwrap();
+        std::io::Write::write_all(&mut zip, &[7u8; 100]).unwrap();
+        zip.finish().unwrap();
+        let error = load(&path, 0.7, Device::Cpu).unwrap_err().to_string();
+        assert!(
+            error.contains("should hold 2352000 bytes") && error.contains("holds 100"),
+            "{error}"
+        );
     }
 
     #[test]

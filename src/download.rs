@@ -84,6 +84,15 @@ pub fn fetch(url: &str, dest: &Path, expected_md5: Option<&str>) -> Result<()> {
         .with_context(|| format!("cannot move the download into {}", dest.display()))
 }
 
+/// The MD5 of a file, as hex.
+pub fn file_md5(path: &Path) -> Result<String> {
+    let mut file =
+        fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut md5 = md5::Context::new();
+    io::copy(&mut file, &mut md5).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("{:x}", md5.compute()))
+}
+
 fn copy_with_md5(mut reader: impl Read, path: &Path) -> Result<String> {
     let mut file =
         fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;

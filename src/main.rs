@@ -65,6 +65,21 @@ enum DeviceChoice {
 }
 
 fn main() -> ExitCode {
+    // tch reports libtorch errors as panics, whose payload ends in a long C++ backtrace;
+    // the run's error message says what failed, so the panic itself shows one line.
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+        eprintln!(
+            "panic at {location}: {}",
+            payload.lines().next().unwrap_or("")
+        );
+    }));
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

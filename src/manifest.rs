@@ -179,6 +179,15 @@ pub struct Training {
     pub augment: bool,
 }
 
+impl Training {
+    /// Whether the optimizer keeps no state between steps (plain SGD), so that the
+    /// weights alone let an interrupted run continue exactly. tch does not expose the
+    /// state of libtorch's momentum and Adam buffers.
+    pub fn stateless_optimizer(&self) -> bool {
+        self.optimizer == Optimizer::Sgd && self.momentum == 0.0
+    }
+}
+
 impl TrainingOverrides {
     /// `self` where set, else `base`.
     pub fn over(&self, base: &TrainingOverrides) -> TrainingOverrides {
@@ -221,11 +230,17 @@ impl TrainingOverrides {
             patience: self.patience,
             augment: self.augment.unwrap_or(false),
         };
-        if training.epochs == 0 {
-            return Err("epochs must be at least 1".into());
+        if !(1..=1_000_000).contains(&training.epochs) {
+            return Err(format!(
+                "epochs must be between 1 and 1000000, got {}",
+                training.epochs
+            ));
         }
-        if training.batch_size == 0 {
-            return Err("batch_size must be at least 1".into());
+        if !(1..=1 << 20).contains(&training.batch_size) {
+            return Err(format!(
+                "batch_size must be between 1 and 1048576, got {}",
+                training.batch_size
+            ));
         }
         if !(training.learning_rate.is_finite() && training.learning_rate > 0.0) {
             return Err(format!(
@@ -294,6 +309,15 @@ pub fn parse(text: &str) -> Result<Manifest> {
     let manifest: Manifest = serde_yaml::from_str(text)?;
     if manifest.stages.is_empty() {
         bail!("`stages` is empty: add at least one stage");
+    }
+    let datasets = std::iter::once(&manifest.dataset).chain(
+        manifest
+            .stages
+            .iter()
+            .filter_map(|stage| stage.dataset.as_ref()),
+    );
+    for dataset in datasets {
+        check_path_safe_name(&dataset.name).context("bad dataset name")?;
     }
     let mut seen = HashSet::new();
     for stage in &manifest.stages {

@@ -1,12 +1,12 @@
 //! What a run leaves under out/<stage>/<run>/: a per-epoch CSV, the best epoch's
 //! weights, and a row in out/<stage>/summary.csv.
 
-use crate::manifest::Monitor;
 use crate::plan::RunPlan;
 use crate::train::{EpochObserver, EpochRecord};
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use tch::nn;
 
 pub const EPOCHS_CSV: &str = "epochs.csv";
@@ -56,6 +56,63 @@ impl CsvLogger {
     }
 }
 
+impl CsvLogger {
+    /// Continues an interrupted run's table after its first `epochs` epochs: later rows
+    /// (an epoch logged but never committed) are dropped. Returns the kept records.
+    pub fn resume(path: &Path, run: &RunPlan, epochs: usize) -> Result<(Self, Vec<EpochRecord>)> {
+        let (header, rows) = read_table(path)?;
+        let records: Vec<EpochRecord> = rows
+            .iter()
+            .take(epochs)
+            .map(|row| parse_record(row))
+            .collect::<Option<_>>()
+            .filter(|records: &Vec<EpochRecord>| {
+                records.len() == epochs && records.iter().zip(1..).all(|(r, n)| r.epoch == n)
+            })
+            .with_context(|| format!("{} does not hold epochs 1 to {epochs}", path.display()))?;
+        write_atomically(path, |tmp| {
+            let mut writer = csv::Writer::from_path(tmp)?;
+            writer.write_record(&header)?;
+            for row in rows.iter().take(epochs) {
+                writer.write_record(row)?;
+            }
+            writer.flush()?;
+            Ok(())
+        })?;
+        let file = fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let logger = CsvLogger {
+            writer: csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(file),
+            path: path.to_path_buf(),
+            stage: run.stage.clone(),
+            run: run.name.clone(),
+            hyperparameters: run
+                .hyperparameters()
+                .into_iter()
+                .map(|(_, value)| value)
+                .collect(),
+        };
+        Ok((logger, records))
+    }
+}
+
+/// An epoch row of `epochs.csv` (stage, run, then the record's fields) read back.
+fn parse_record(row: &[String]) -> Option<EpochRecord> {
+    let number = |i: usize| f64::from_str(row.get(i)?).ok();
+    Some(EpochRecord {
+        epoch: row.get(2)?.parse().ok()?,
+        train_loss: number(3)?,
+        train_accuracy: number(4)?,
+        val_loss: number(5)?,
+        val_accuracy: number(6)?,
+        seconds: number(7)?,
+    })
+}
+
 impl EpochObserver for CsvLogger {
     fn on_epoch_end(&mut self, record: &EpochRecord, _vs: &nn::VarStore) -> Result<()> {
         let metrics = [
@@ -74,60 +131,6 @@ impl EpochObserver for CsvLogger {
         self.writer
             .flush()
             .with_context(|| format!("cannot write {}", self.path.display()))
-    }
-}
-
-/// Saves the weights whenever the monitored validation metric improves, as Keras'
-/// `ModelCheckpoint(save_best_only=True)`.
-pub struct BestCheckpoint {
-    path: PathBuf,
-    monitor: Monitor,
-    best: Option<EpochRecord>,
-    epochs_seen: usize,
-}
-
-impl BestCheckpoint {
-    pub fn new(path: PathBuf, monitor: Monitor) -> Self {
-        BestCheckpoint {
-            path,
-            monitor,
-            best: None,
-            epochs_seen: 0,
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn best(&self) -> Option<&EpochRecord> {
-        self.best.as_ref()
-    }
-
-    /// Epochs seen so far.
-    pub fn epochs_seen(&self) -> usize {
-        self.epochs_seen
-    }
-
-    fn improves(&self, record: &EpochRecord) -> bool {
-        let Some(best) = &self.best else {
-            return true;
-        };
-        match self.monitor {
-            Monitor::ValLoss => record.val_loss < best.val_loss,
-            Monitor::ValAccuracy => record.val_accuracy > best.val_accuracy,
-        }
-    }
-}
-
-impl EpochObserver for BestCheckpoint {
-    fn on_epoch_end(&mut self, record: &EpochRecord, vs: &nn::VarStore) -> Result<()> {
-        self.epochs_seen = record.epoch;
-        if self.improves(record) {
-            write_atomically(&self.path, |tmp| Ok(vs.save(tmp)?))?;
-            self.best = Some(record.clone());
-        }
-        Ok(())
     }
 }
 
@@ -159,7 +162,10 @@ pub struct RunSummary {
     pub hyperparameters: Vec<(String, String)>,
     pub trainable_params: i64,
     pub frozen_params: i64,
-    pub best: EpochRecord,
+    /// `finished`, `stopped_early` (patience ran out) or `diverged` (a loss became NaN or infinite).
+    pub status: String,
+    /// The checkpointed epoch; none when no epoch had a finite monitored value.
+    pub best: Option<EpochRecord>,
     pub test_loss: f64,
     pub test_accuracy: f64,
     pub test_balanced_accuracy: f64,
@@ -173,6 +179,8 @@ pub struct RunSummary {
 
 impl RunSummary {
     fn columns(&self) -> Vec<(String, String)> {
+        let best =
+            |field: fn(&EpochRecord) -> String| self.best.as_ref().map(field).unwrap_or_default();
         let mut columns: Vec<(String, String)> =
             [("stage", self.stage.clone()), ("run", self.run.clone())]
                 .map(|(name, value)| (name.to_string(), value))
@@ -182,10 +190,14 @@ impl RunSummary {
             [
                 ("trainable_params", self.trainable_params.to_string()),
                 ("frozen_params", self.frozen_params.to_string()),
+                ("status", self.status.clone()),
                 ("epochs_run", self.epochs.to_string()),
-                ("best_epoch", self.best.epoch.to_string()),
-                ("best_val_loss", self.best.val_loss.to_string()),
-                ("best_val_accuracy", self.best.val_accuracy.to_string()),
+                ("best_epoch", best(|record| record.epoch.to_string())),
+                ("best_val_loss", best(|record| record.val_loss.to_string())),
+                (
+                    "best_val_accuracy",
+                    best(|record| record.val_accuracy.to_string()),
+                ),
                 ("test_loss", self.test_loss.to_string()),
                 ("test_accuracy", self.test_accuracy.to_string()),
                 (

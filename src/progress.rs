@@ -43,13 +43,16 @@ impl Progress {
         }
     }
 
-    pub fn start_run(&mut self, name: &str, epochs: usize) -> EpochProgress {
+    /// The epoch bar of a run, `done` of whose `epochs` already ran (a resumed run).
+    pub fn start_run(&mut self, name: &str, epochs: usize, done: usize) -> EpochProgress {
         let bar = match &self.bars {
             Some(bars) => {
                 let bar = bars.add(ProgressBar::new(epochs as u64).with_style(style(
                     "  {prefix} epoch {pos}/{len} [{bar:25}] eta {eta} {msg}",
                 )));
                 bar.set_prefix(name.to_string());
+                bar.set_position(done as u64);
+                bar.reset_eta();
                 bar
             }
             None => ProgressBar::hidden(),
@@ -63,16 +66,23 @@ impl Progress {
     }
 
     pub fn finish_run(&mut self, summary: &RunSummary) {
-        let line = format!(
-            "{}/{}: best epoch {} val_loss {:.4} val_accuracy {:.4}, test_accuracy {:.4} ({:.0} s)",
-            summary.stage,
-            summary.run,
-            summary.best.epoch,
-            summary.best.val_loss,
-            summary.best.val_accuracy,
-            summary.test_accuracy,
-            summary.seconds
-        );
+        let line = match &summary.best {
+            Some(best) => format!(
+                "{}/{}: {}, best epoch {} val_loss {:.4} val_accuracy {:.4}, test_accuracy {:.4} ({:.0} s)",
+                summary.stage,
+                summary.run,
+                summary.status,
+                best.epoch,
+                best.val_loss,
+                best.val_accuracy,
+                summary.test_accuracy,
+                summary.seconds
+            ),
+            None => format!(
+                "{}/{}: {} with no usable epoch ({:.0} s)",
+                summary.stage, summary.run, summary.status, summary.seconds
+            ),
+        };
         match &self.bars {
             Some(bars) => {
                 let _ = bars.println(line);

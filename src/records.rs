@@ -16,6 +16,8 @@ pub const WINNER_YAML: &str = "winner.yaml";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FinishedRun {
     pub plan: RunPlan,
+    /// MD5 of the data file it trained on.
+    pub data_md5: String,
     pub summary: RunSummary,
 }
 
@@ -58,12 +60,16 @@ pub fn read_winner(out_dir: &Path, stage: &str) -> Result<Option<Winner>> {
 }
 
 /// Picks the stage's winner: the pinned run, else the highest best-epoch val accuracy
-/// (the first of equals).
+/// (the first of equals). None when no run has a checkpoint.
 pub fn choose_winner(runs: &[(RunPlan, RunSummary)], pinned: Option<&str>) -> Option<Winner> {
-    let (plan, summary) = match pinned {
-        Some(name) => runs.iter().find(|(plan, _)| plan.name == name)?,
-        None => runs.iter().reduce(|best, candidate| {
-            if candidate.1.best.val_accuracy > best.1.best.val_accuracy {
+    // A run that diverged after good epochs keeps its best checkpoint and competes.
+    let mut usable = runs
+        .iter()
+        .filter_map(|(plan, summary)| Some((plan, summary.best.as_ref()?)));
+    let (plan, best) = match pinned {
+        Some(name) => usable.find(|(plan, _)| plan.name == name)?,
+        None => usable.reduce(|best, candidate| {
+            if candidate.1.val_accuracy > best.1.val_accuracy {
                 candidate
             } else {
                 best
@@ -72,14 +78,18 @@ pub fn choose_winner(runs: &[(RunPlan, RunSummary)], pinned: Option<&str>) -> Op
     };
     Some(Winner {
         run: plan.name.clone(),
-        best_val_accuracy: summary.best.val_accuracy,
+        best_val_accuracy: best.val_accuracy,
         pinned: pinned.is_some(),
         plan: plan.clone(),
     })
 }
 
-/// A finished run anywhere under `out_dir` whose settings equal `plan`'s.
-pub fn find_finished(out_dir: &Path, plan: &RunPlan) -> Result<Option<(PathBuf, FinishedRun)>> {
+/// A finished run anywhere under `out_dir` whose settings and data equal `plan`'s.
+pub fn find_finished(
+    out_dir: &Path,
+    plan: &RunPlan,
+    data_md5: &str,
+) -> Result<Option<(PathBuf, FinishedRun)>> {
     let Ok(stages) = fs::read_dir(out_dir) else {
         return Ok(None);
     };
@@ -99,7 +109,8 @@ pub fn find_finished(out_dir: &Path, plan: &RunPlan) -> Result<Option<(PathBuf, 
         let Ok(Some(finished)) = read_yaml::<FinishedRun>(&dir.join(RESULT_YAML)) else {
             continue;
         };
-        if finished.plan.same_settings(plan) && dir.join(CHECKPOINT).is_file() {
+        let checkpoint_ok = finished.summary.best.is_none() || dir.join(CHECKPOINT).is_file();
+        if finished.plan.same_settings(plan) && finished.data_md5 == data_md5 && checkpoint_ok {
             return Ok(Some((dir, finished)));
         }
     }
@@ -118,11 +129,16 @@ pub fn adopt(
     let dir = run_dir(out_dir, &plan.stage, &plan.name);
     let origin = format!("{}/{}", finished.plan.stage, finished.plan.name);
     let mut summary = finished.summary;
-    if dir != source {
+    if dir == source {
+        // A kill between the result and this cleanup leaves resume files behind.
+        crate::checkpoints::clear_state(&dir)?;
+    } else {
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        crate::checkpoints::clear_state(&dir)?;
         let checkpoint = dir.join(CHECKPOINT);
         let _ = fs::remove_file(&checkpoint);
-        if fs::hard_link(source.join(CHECKPOINT), &checkpoint).is_err() {
+        let has_checkpoint = source.join(CHECKPOINT).is_file();
+        if has_checkpoint && fs::hard_link(source.join(CHECKPOINT), &checkpoint).is_err() {
             write_atomically(&checkpoint, |tmp| {
                 fs::copy(source.join(CHECKPOINT), tmp)?;
                 Ok(())
@@ -134,6 +150,7 @@ pub fn adopt(
         summary.reused_from = Some(summary.reused_from.unwrap_or(origin));
         let adopted = FinishedRun {
             plan: plan.clone(),
+            data_md5: finished.data_md5,
             summary: summary.clone(),
         };
         write_yaml(&dir.join(RESULT_YAML), &adopted)?;

@@ -2,19 +2,19 @@
 //! observers (or reuses a finished run with the same settings), records the outcome
 //! and each stage's winner. Bad input fails before anything is written under out/.
 
+use crate::checkpoints::{self, Checkpoints, ResumeState};
 use crate::data::{self, Dataset, Split};
 use crate::manifest::{DatasetSpec, Manifest, Stage, Transfer};
 use crate::models::count_parameters;
-use crate::outputs::{
-    record_summary, BestCheckpoint, CsvLogger, RunSummary, CHECKPOINT, EPOCHS_CSV, SUMMARY_CSV,
-};
+use crate::outputs::{record_summary, CsvLogger, RunSummary, CHECKPOINT, EPOCHS_CSV, SUMMARY_CSV};
 use crate::plan::{self, RunPlan};
 use crate::progress::Progress;
 use crate::records::{self, FinishedRun, Winner, RESULT_YAML, WINNER_YAML};
-use crate::train::{evaluate, fit, predict, EarlyStopping, EpochObserver};
-use anyhow::{bail, Context, Result};
+use crate::train::{evaluate, fit, predict, EarlyStopping, EpochObserver, Evaluation, Outcome};
+use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{nn, Device, Tensor};
@@ -44,6 +44,7 @@ pub fn run(manifest: &Manifest, only: &[String], settings: &Settings) -> Result<
         .flat_map(|(plan, _)| plan.runs.iter().map(|run| &run.dataset));
     let datasets = open_datasets(specs, settings)?;
     prepare_out_dir(out)?;
+    let _lock = lock_out_dir(out)?;
 
     let mut session = Session {
         settings,
@@ -110,6 +111,40 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
         })
 }
 
+/// Holds `out/.lock` for the life of the returned file: two processes writing one out/
+/// would interleave rows and overwrite each other's checkpoints.
+fn lock_out_dir(dir: &Path) -> Result<fs::File> {
+    let path = dir.join(".lock");
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            use std::io::{Seek, Write};
+            file.set_len(0)?;
+            file.seek(std::io::SeekFrom::Start(0))?;
+            write!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "another cellnets process (pid {}) is writing to {}: wait for it to end, or use \
+                 another folder with --out",
+                holder.trim(),
+                dir.display()
+            )
+        }
+        Err(fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 struct Session<'a> {
     settings: &'a Settings,
     progress: Progress,
@@ -150,8 +185,13 @@ impl Session<'_> {
         }
         self.progress.finish_stage();
 
-        let winner = records::choose_winner(&finished, plan.pinned_winner.as_deref())
-            .context("a stage has at least one run")?;
+        let Some(winner) = records::choose_winner(&finished, plan.pinned_winner.as_deref()) else {
+            self.progress.note(&format!(
+                "stage {}: no run has a usable checkpoint (each diverged at once), so no winner",
+                plan.name
+            ));
+            return Ok(finished.into_iter().map(|(_, summary)| summary).collect());
+        };
         records::write_yaml(&out.join(&plan.name).join(WINNER_YAML), &winner)?;
         self.progress.note(&format!(
             "stage {}: winner {} (best val accuracy {:.4}{})",
@@ -177,10 +217,10 @@ impl Session<'_> {
         })
     }
 
-    /// Reuses a finished run with the same settings, or trains one.
+    /// Reuses a finished run with the same settings and data, or trains one.
     fn complete(&mut self, run: &RunPlan, data: &Dataset) -> Result<RunSummary> {
         let out = &self.settings.out_dir;
-        if let Some((source, finished)) = records::find_finished(out, run)? {
+        if let Some((source, finished)) = records::find_finished(out, run, &data.md5)? {
             if !self.settings.fresh || self.trained.contains(&source) {
                 let origin = format!("{}/{}", finished.plan.stage, finished.plan.name);
                 let summary = records::adopt(out, run, &source, finished)?;
@@ -192,20 +232,81 @@ impl Session<'_> {
             }
         }
         let dir = records::run_dir(out, &run.stage, &run.name);
-        let summary = self.train(run, data, &dir)?;
+        // libtorch reports some failures (an allocation too large, say) as panics in tch.
+        let trained = panic::catch_unwind(AssertUnwindSafe(|| self.train(run, data, &dir)))
+            .unwrap_or_else(|payload| {
+                let message = payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                // libtorch appends a C++ backtrace; its first line says what went wrong.
+                let first_line = message.lines().next().unwrap_or_default();
+                Err(anyhow!("libtorch failed: {first_line}"))
+            })?;
         let finished = FinishedRun {
             plan: run.clone(),
-            summary: summary.clone(),
+            data_md5: data.md5.clone(),
+            summary: trained.clone(),
         };
+        // The result is the run's commit point: written last, then the resume files go.
         records::write_yaml(&dir.join(RESULT_YAML), &finished)?;
+        checkpoints::clear_state(&dir)?;
         self.trained.insert(dir);
-        Ok(summary)
+        Ok(trained)
+    }
+
+    /// Readies the run folder: returns the state to resume from, if the folder holds an
+    /// interrupted run of the same settings that can continue exactly. Results of other
+    /// settings are moved aside, never mixed with the new ones.
+    fn prepare(&self, run: &RunPlan, data: &Dataset, dir: &Path) -> Result<Option<ResumeState>> {
+        let label = format!("{}/{}", run.stage, run.name);
+        let previous_result: Option<FinishedRun> = fs::read_to_string(dir.join(RESULT_YAML))
+            .ok()
+            .and_then(|text| serde_yaml::from_str(&text).ok());
+        let state = checkpoints::read_state(dir)?;
+        let same = |plan: &RunPlan, md5: &str| plan.same_settings(run) && md5 == data.md5;
+        let foreign = match (&previous_result, &state) {
+            (Some(result), _) => !same(&result.plan, &result.data_md5),
+            (None, Some(state)) => !same(&state.plan, &state.data_md5),
+            (None, None) => false,
+        };
+        if foreign {
+            let aside = aside_name(dir);
+            fs::rename(dir, &aside).with_context(|| {
+                format!("cannot move {} aside to {}", dir.display(), aside.display())
+            })?;
+            self.progress.note(&format!(
+                "{label}: its settings or data changed since it ran; the old results were moved to {}",
+                aside.display()
+            ));
+        }
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let _ = fs::remove_file(dir.join(RESULT_YAML));
+        match state.filter(|_| !foreign) {
+            Some(state) if run.training.stateless_optimizer() => {
+                self.progress
+                    .note(&format!("{label}: resuming after epoch {}", state.epoch));
+                Ok(Some(state))
+            }
+            Some(state) => {
+                self.progress.note(&format!(
+                    "{label}: interrupted after epoch {}, but {:?} keeps state that is not saved; \
+                     restarting the run from epoch 1",
+                    state.epoch, run.training.optimizer
+                ));
+                checkpoints::clear_state(dir)?;
+                Ok(None)
+            }
+            None => {
+                checkpoints::clear_state(dir)?;
+                Ok(None)
+            }
+        }
     }
 
     fn train(&mut self, run: &RunPlan, data: &Dataset, dir: &Path) -> Result<RunSummary> {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        // A stale result must not outlive the files this run is about to replace.
-        let _ = fs::remove_file(dir.join(RESULT_YAML));
+        let resume = self.prepare(run, data, dir)?;
         let start = Instant::now();
 
         tch::manual_seed(run.training.seed as i64);
@@ -222,6 +323,16 @@ impl Session<'_> {
             None => Vec::new(),
         };
         let (trainable_params, frozen_params) = count_parameters(&vs);
+
+        let csv = dir.join(EPOCHS_CSV);
+        let (mut logger, logged) = match &resume {
+            Some(state) => {
+                vs.load(state.weights(dir))
+                    .with_context(|| format!("cannot load {}", state.weights(dir).display()))?;
+                CsvLogger::resume(&csv, run, state.epoch)?
+            }
+            None => (CsvLogger::create(&csv, run)?, Vec::new()),
+        };
 
         // Frozen leading layers give the same outputs every epoch: compute them once.
         let features;
@@ -241,45 +352,84 @@ impl Session<'_> {
             _ => (model.as_ref() as &dyn nn::ModuleT, data),
         };
 
-        let mut logger = CsvLogger::create(&dir.join(EPOCHS_CSV), run)?;
-        let mut checkpoint = BestCheckpoint::new(dir.join(CHECKPOINT), run.training.monitor);
-        let mut bar = self.progress.start_run(&run.name, run.training.epochs);
+        let mut checkpoints = Checkpoints::new(dir, run, &data.md5, &logged);
+        let mut bar = self
+            .progress
+            .start_run(&run.name, run.training.epochs, logged.len());
         let mut stopper = run
             .training
             .patience
             .map(|patience| EarlyStopping::new(run.training.monitor, patience));
-        let mut observers: Vec<&mut dyn EpochObserver> =
-            vec![&mut logger, &mut checkpoint, &mut bar];
+        let mut observers: Vec<&mut dyn EpochObserver> = vec![&mut logger, &mut checkpoints];
         if let Some(stopper) = stopper.as_mut() {
+            for record in &logged {
+                stopper.on_epoch_end(record, &vs)?;
+            }
             observers.push(stopper);
         }
-        fit(network, &vs, data, &run.training, &mut observers)?;
+        observers.push(&mut bar);
+        let outcome = fit(
+            network,
+            &vs,
+            data,
+            &run.training,
+            logged.len() + 1,
+            &mut observers,
+        )?;
         drop(observers);
         drop(bar);
 
-        let best = checkpoint
-            .best()
-            .cloned()
-            .context("training ended without a checkpoint")?;
-        vs.load(checkpoint.path())
-            .with_context(|| format!("cannot reload {}", checkpoint.path().display()))?;
-        let test = evaluate(network, &data.test);
+        let best = checkpoints.best().cloned();
+        let test = match &best {
+            Some(_) => {
+                let path = checkpoints.best_path();
+                vs.load(&path)
+                    .with_context(|| format!("cannot reload {}", path.display()))?;
+                evaluate(network, &data.test)
+            }
+            None => Evaluation {
+                loss: f64::NAN,
+                accuracy: f64::NAN,
+                balanced_accuracy: f64::NAN,
+            },
+        };
+        if outcome == Outcome::Diverged {
+            self.progress.note(&format!(
+                "{}/{}: the loss became NaN or infinite at epoch {}: stopped and marked diverged",
+                run.stage,
+                run.name,
+                checkpoints.epochs_seen()
+            ));
+        }
         Ok(RunSummary {
             stage: run.stage.clone(),
             run: run.name.clone(),
             hyperparameters: run.hyperparameters(),
             trainable_params,
             frozen_params,
+            status: outcome.name().to_string(),
             best,
             test_loss: test.loss,
             test_accuracy: test.accuracy,
             test_balanced_accuracy: test.balanced_accuracy,
-            epochs: checkpoint.epochs_seen(),
+            epochs: checkpoints.epochs_seen(),
             seconds: start.elapsed().as_secs_f64(),
             device: format!("{:?}", self.settings.device).to_lowercase(),
             reused_from: None,
         })
     }
+}
+
+/// A free sibling name for a run folder whose results are set aside.
+fn aside_name(dir: &Path) -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    (0..)
+        .map(|n| dir.with_file_name(format!("{name}.replaced-{stamp}-{n}")))
+        .find(|candidate| !candidate.exists())
+        .expect("some suffix is free")
 }
 
 /// Copies the layers under `transfer.layers` from `checkpoint` into `vs`, freezing them
@@ -353,6 +503,7 @@ fn precompute(extractor: &dyn nn::ModuleT, data: &Dataset) -> Dataset {
     };
     Dataset {
         path: data.path.clone(),
+        md5: data.md5.clone(),
         train: features(&data.train),
         val: features(&data.val),
         test: features(&data.test),

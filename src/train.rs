@@ -40,15 +40,38 @@ pub struct Evaluation {
     pub balanced_accuracy: f64,
 }
 
-/// Trains `model` (whose parameters are `vs`) for `training.epochs` epochs on the
-/// holdout train split, validating after each.
+/// How training ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Finished,
+    /// An observer (early stopping) ended it.
+    StoppedEarly,
+    /// A train or validation loss became NaN or infinite.
+    Diverged,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Finished => "finished",
+            Outcome::StoppedEarly => "stopped_early",
+            Outcome::Diverged => "diverged",
+        }
+    }
+}
+
+/// Trains `model` (whose parameters are `vs`) on the holdout train split from epoch
+/// `first_epoch` to `training.epochs`, validating after each. Each epoch draws its
+/// randomness (shuffle, dropout, augmentation) from a generator seeded with the run's
+/// seed and the epoch, so a run resumed at an epoch continues exactly as it would have.
 pub fn fit(
     model: &dyn nn::ModuleT,
     vs: &nn::VarStore,
     data: &Dataset,
     training: &Training,
+    first_epoch: usize,
     observers: &mut [&mut dyn EpochObserver],
-) -> Result<()> {
+) -> Result<Outcome> {
     let mut optimizer = match training.optimizer {
         Optimizer::Sgd => nn::Sgd {
             momentum: training.momentum,
@@ -64,8 +87,9 @@ pub fn fit(
         }
         .build(vs, training.learning_rate)?,
     };
-    for epoch in 1..=training.epochs {
+    for epoch in first_epoch..=training.epochs {
         let start = Instant::now();
+        tch::manual_seed(training.seed.wrapping_add(epoch as u64 * 1_000_003) as i64);
         optimizer.set_lr(learning_rate(training, epoch));
         let (train_loss, train_accuracy) =
             train_epoch(model, &mut optimizer, &data.train, training);
@@ -81,11 +105,14 @@ pub fn fit(
         for observer in observers.iter_mut() {
             observer.on_epoch_end(&record, vs)?;
         }
+        if !(record.train_loss.is_finite() && record.val_loss.is_finite()) {
+            return Ok(Outcome::Diverged);
+        }
         if observers.iter().any(|observer| observer.should_stop()) {
-            break;
+            return Ok(Outcome::StoppedEarly);
         }
     }
-    Ok(())
+    Ok(Outcome::Finished)
 }
 
 /// The learning rate of `epoch` (1-based) under the run's schedule.

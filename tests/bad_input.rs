@@ -143,7 +143,10 @@ fn a_corrupt_file_is_named() {
     .unwrap();
     common::write_manifest(dir.path(), STAGE);
     let stderr = fails(dir.path(), &["experiments.yaml"]);
-    assert_mentions(&stderr, &["cannot read", "toy.npz", "corrupt"]);
+    assert_mentions(
+        &stderr,
+        &["toy.npz is damaged", "not a zip archive", "Delete it"],
+    );
 }
 
 #[test]
@@ -176,4 +179,112 @@ fn list_prints_parameter_counts_without_training() {
     );
     assert!(stdout.contains("792"), "{stdout}");
     assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn malformed_or_hostile_manifests_are_refused_before_anything_is_written() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    for (stages, expected) in [
+        (
+            "  - name: mlp\n    model: {kind: mlp, hidden: 4\n",
+            "invalid manifest",
+        ),
+        (&format!("{STAGE}{STAGE}"), "stage names must be unique"),
+        (
+            "  - name: ../up\n    model: {kind: mlp, hidden: 4}\n",
+            "cannot be used as a folder name",
+        ),
+        (
+            "  - name: /abs\n    model: {kind: mlp, hidden: 4}\n",
+            "cannot be used as a folder name",
+        ),
+        (
+            "  - name: ''\n    model: {kind: mlp, hidden: 4}\n",
+            "cannot be used as a folder name",
+        ),
+        (
+            &format!("{STAGE}    grid: {{hidden: []}}\n"),
+            "non-empty list",
+        ),
+        (
+            &STAGE.replace("hidden: 4", "hidden: 1000000000000"),
+            "between 1 and",
+        ),
+        (
+            &STAGE.replace("hidden: 4", "hidden: 99999999999999999999999"),
+            "invalid",
+        ),
+        (
+            &format!("{STAGE}    training: {{epochs: -3}}\n"),
+            "expected usize",
+        ),
+        (
+            &format!("{STAGE}    training: {{learning_rate: .nan}}\n"),
+            "learning_rate",
+        ),
+        ("  - name: b\n    from: a\n", "not an earlier stage"),
+    ] {
+        common::write_manifest(dir.path(), stages);
+        let stderr = fails(dir.path(), &["experiments.yaml"]);
+        assert_mentions(&stderr, &[expected]);
+    }
+    std::fs::write(
+        dir.path().join("experiments.yaml"),
+        "a: &a [*a, *a]\nb: [1, 2",
+    )
+    .unwrap();
+    fails(dir.path(), &["experiments.yaml"]);
+    std::fs::write(
+        dir.path().join("experiments.yaml"),
+        "dataset: {name: toy}\nstages: []\n",
+    )
+    .unwrap();
+    assert_mentions(
+        &fails(dir.path(), &["experiments.yaml"]),
+        &["`stages` is empty"],
+    );
+}
+
+#[test]
+fn an_unwritable_output_folder_is_named() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    let output = common::cellnets(dir.path(), &["--out", "/proc/cellnets-out"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_mentions(&stderr, &["/proc/cellnets-out", "--out"]);
+}
+
+#[test]
+fn a_second_process_on_the_same_out_folder_is_refused() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.path().join("out/.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let output = common::cellnets(dir.path(), &["experiments.yaml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_mentions(&stderr, &["another cellnets process", "--out"]);
+    assert!(!dir.path().join("out/mlp").exists(), "nothing was trained");
+    drop(lock);
+    let output = common::cellnets(dir.path(), &["experiments.yaml"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_truncated_npz_is_named() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    let path = dir.path().join("data/toy.npz");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(&stderr, &["toy.npz is damaged"]);
 }

@@ -45,7 +45,13 @@ fn a_stage_started_from_a_winner_trains_with_its_values_and_reuses_its_run() {
     let winner = read_winner(&out, "hidden").unwrap().unwrap();
     let best = summaries[..2]
         .iter()
-        .max_by(|a, b| a.best.val_accuracy.total_cmp(&b.best.val_accuracy))
+        .max_by(|a, b| {
+            a.best
+                .as_ref()
+                .unwrap()
+                .val_accuracy
+                .total_cmp(&b.best.as_ref().unwrap().val_accuracy)
+        })
         .unwrap();
     assert_eq!(winner.run, best.run);
     let cellnets::models::ModelSpec::Mlp { hidden, .. } = winner.plan.model else {
@@ -151,8 +157,13 @@ fn a_transferred_frozen_layer_stays_bit_identical() {
     for summary in &summaries[1..] {
         // conv 3*3*3*2 + 2 = 56 frozen; head 2*4*4*4 + 4 = 132 trainable
         assert_eq!((summary.trainable_params, summary.frozen_params), (132, 56));
-        assert!(summary.best.val_accuracy > 0.5, "{summary:?}");
     }
+    // The quadrant task is not rotation-invariant, so only the plain head must learn it.
+    assert!(
+        summaries[1].best.as_ref().unwrap().val_accuracy > 0.5,
+        "{:?}",
+        summaries[1]
+    );
 }
 
 #[test]

@@ -106,7 +106,7 @@ fn the_best_checkpoint_reloads_to_the_logged_val_accuracy() {
     let summary = &summaries[0];
     let (header, rows) = read_table(&dir.path().join("out/mlp/run/epochs.csv")).unwrap();
     let column = |name: &str| header.iter().position(|c| c == name).unwrap();
-    let logged: f64 = rows[summary.best.epoch - 1][column("val_accuracy")]
+    let logged: f64 = rows[summary.best.as_ref().unwrap().epoch - 1][column("val_accuracy")]
         .parse()
         .unwrap();
     let best_logged = rows
@@ -135,7 +135,7 @@ fn the_best_checkpoint_reloads_to_the_logged_val_accuracy() {
         (reloaded.accuracy - logged).abs() < 1e-9,
         "{reloaded:?} vs {logged}"
     );
-    assert!((reloaded.accuracy - summary.best.val_accuracy).abs() < 1e-9);
+    assert!((reloaded.accuracy - summary.best.as_ref().unwrap().val_accuracy).abs() < 1e-9);
 }
 
 #[test]
@@ -149,11 +149,37 @@ fn a_learnable_problem_is_learned() {
 ",
     );
     let summary = &summaries[0];
-    assert!(summary.best.val_accuracy >= 0.95, "{summary:?}");
+    assert!(
+        summary.best.as_ref().unwrap().val_accuracy >= 0.95,
+        "{summary:?}"
+    );
     assert!(summary.test_accuracy >= 0.95, "{summary:?}");
     let (header, rows) = read_table(&dir.path().join("out/learn/run/epochs.csv")).unwrap();
     let loss = header.iter().position(|c| c == "train_loss").unwrap();
     let first: f64 = rows[0][loss].parse().unwrap();
     let last: f64 = rows[rows.len() - 1][loss].parse().unwrap();
     assert!(last < first / 4.0, "train loss {first} -> {last}");
+}
+
+#[test]
+fn a_diverging_run_is_marked_and_the_stage_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let summaries = run_study(
+        dir.path(),
+        "  - name: rates
+    model: {kind: mlp, hidden: 16, activation: relu}
+    training: {epochs: 4}
+    grid: {learning_rate: [1.0e+38, 0.05]}
+",
+    );
+    assert_eq!(summaries[0].status, "diverged", "{:?}", summaries[0]);
+    assert!(summaries[0].epochs < 4);
+    assert_eq!(summaries[1].status, "finished");
+    let winner = cellnets::records::read_winner(&dir.path().join("out"), "rates")
+        .unwrap()
+        .unwrap();
+    assert_eq!(winner.run, "learning_rate=0.05");
+    let (header, rows) = read_table(&dir.path().join("out/rates/summary.csv")).unwrap();
+    let status = header.iter().position(|c| c == "status").unwrap();
+    assert_eq!(rows[0][status], "diverged");
 }

@@ -104,6 +104,12 @@ pub struct InputShape {
     pub classes: i64,
 }
 
+/// Bounds far above any sensible model, so that a typo fails in the manifest check
+/// rather than as a failed allocation inside libtorch.
+const MAX_WIDTH: i64 = 1 << 20;
+const MAX_CHANNELS: i64 = 1 << 14;
+const MAX_KERNEL: i64 = 63;
+
 impl ModelSpec {
     /// Checks values that deserialise but cannot build a model.
     pub fn validate(&self) -> Result<(), String> {
@@ -111,8 +117,10 @@ impl ModelSpec {
             ModelSpec::Mlp {
                 hidden, dropout, ..
             } => {
-                if hidden < 1 {
-                    return Err(format!("mlp hidden must be at least 1, got {hidden}"));
+                if !(1..=MAX_WIDTH).contains(&hidden) {
+                    return Err(format!(
+                        "mlp hidden must be between 1 and {MAX_WIDTH}, got {hidden}"
+                    ));
                 }
                 if !(0.0..1.0).contains(&dropout) {
                     return Err(format!("mlp dropout must be in [0, 1), got {dropout}"));
@@ -127,11 +135,13 @@ impl ModelSpec {
             } => {
                 if [stem_filters, layers, growth, bottleneck]
                     .iter()
-                    .any(|&n| n < 1)
+                    .any(|&n| !(1..=MAX_CHANNELS).contains(&n))
                 {
-                    return Err("dense_cnn sizes must be at least 1".into());
+                    return Err(format!(
+                        "dense_cnn sizes must be between 1 and {MAX_CHANNELS}"
+                    ));
                 }
-                if stem_kernel < 1 || stem_kernel % 2 == 0 {
+                if !(1..=MAX_KERNEL).contains(&stem_kernel) || stem_kernel % 2 == 0 {
                     return Err(format!(
                         "dense_cnn stem_kernel must be a positive odd number, got {stem_kernel}"
                     ));
@@ -143,11 +153,13 @@ impl ModelSpec {
                 kernel_size,
                 ..
             } => {
-                if kernels < 1 {
-                    return Err(format!("cnn kernels must be at least 1, got {kernels}"));
+                if !(1..=MAX_CHANNELS).contains(&kernels) {
+                    return Err(format!(
+                        "cnn kernels must be between 1 and {MAX_CHANNELS}, got {kernels}"
+                    ));
                 }
                 // Keras' "same" padding is symmetric only for odd kernels.
-                if kernel_size < 1 || kernel_size % 2 == 0 {
+                if !(1..=MAX_KERNEL).contains(&kernel_size) || kernel_size % 2 == 0 {
                     return Err(format!(
                         "cnn kernel_size must be a positive odd number, got {kernel_size}"
                     ));
