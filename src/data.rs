@@ -18,6 +18,14 @@ pub struct Split {
 }
 
 impl Split {
+    /// Another handle on the same tensors, for another thread.
+    pub fn shallow_clone(&self) -> Split {
+        Split {
+            images: self.images.shallow_clone(),
+            labels: self.labels.shallow_clone(),
+        }
+    }
+
     pub fn len(&self) -> i64 {
         self.labels.size()[0]
     }
@@ -36,6 +44,20 @@ pub struct Dataset {
     pub val: Split,
     pub test: Split,
     pub input: InputShape,
+}
+
+impl Dataset {
+    /// Another handle on the same tensors, for another thread.
+    pub fn shallow_clone(&self) -> Dataset {
+        Dataset {
+            path: self.path.clone(),
+            md5: self.md5.clone(),
+            train: self.train.shallow_clone(),
+            val: self.val.shallow_clone(),
+            test: self.test.shallow_clone(),
+            input: self.input,
+        }
+    }
 }
 
 /// Where a dataset's file is looked for, from `--data-dir`, `CELLNETS_DATA_DIR` or `data/`.

@@ -2,6 +2,7 @@
 //! manifest and run on libtorch. Data flows one way: manifest -> plan of runs ->
 //! trainer -> outputs.
 
+pub mod bench;
 pub mod checkpoints;
 pub mod data;
 pub mod download;

@@ -44,7 +44,7 @@ impl Progress {
     }
 
     /// The epoch bar of a run, `done` of whose `epochs` already ran (a resumed run).
-    pub fn start_run(&mut self, name: &str, epochs: usize, done: usize) -> EpochProgress {
+    pub fn start_run(&self, name: &str, epochs: usize, done: usize) -> EpochProgress {
         let bar = match &self.bars {
             Some(bars) => {
                 let bar = bars.add(ProgressBar::new(epochs as u64).with_style(style(
@@ -65,7 +65,7 @@ impl Progress {
         }
     }
 
-    pub fn finish_run(&mut self, summary: &RunSummary) {
+    pub fn finish_run(&self, summary: &RunSummary) {
         let line = match &summary.best {
             Some(best) => format!(
                 "{}/{}: {}, best epoch {} val_loss {:.4} val_accuracy {:.4}, test_accuracy {:.4} ({:.0} s)",

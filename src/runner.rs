@@ -10,12 +10,17 @@ use crate::outputs::{record_summary, CsvLogger, RunSummary, CHECKPOINT, EPOCHS_C
 use crate::plan::{self, RunPlan};
 use crate::progress::Progress;
 use crate::records::{self, FinishedRun, Winner, RESULT_YAML, WINNER_YAML};
-use crate::train::{evaluate, fit, predict, EarlyStopping, EpochObserver, Evaluation, Outcome};
+use crate::train::{
+    evaluate, fit, predict, EarlyStopping, EpochObserver, Evaluation, FusedInputDense, Outcome,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::thread;
 use std::time::Instant;
 use tch::{nn, Device, Tensor};
 
@@ -26,6 +31,8 @@ pub struct Settings {
     pub device: Device,
     /// Retrain runs that finished in an earlier invocation instead of reusing them.
     pub fresh: bool,
+    /// Runs of a stage trained at once, each in its own thread with its own VarStore.
+    pub jobs: usize,
 }
 
 /// Runs the stages named in `only` (all when empty), in manifest order, and returns
@@ -45,12 +52,17 @@ pub fn run(manifest: &Manifest, only: &[String], settings: &Settings) -> Result<
     let datasets = open_datasets(specs, settings)?;
     prepare_out_dir(out)?;
     let _lock = lock_out_dir(out)?;
+    if settings.jobs > 1 {
+        // Parallel runs share the cores: one libtorch thread pool per run's worth of them.
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        tch::set_num_threads((cores / settings.jobs).max(1) as i32);
+    }
 
     let mut session = Session {
         settings,
         progress: Progress::new(),
         winners: HashMap::new(),
-        trained: HashSet::new(),
+        trained: Mutex::new(HashSet::new()),
     };
     let mut summaries = Vec::new();
     for stage in selected {
@@ -151,7 +163,7 @@ struct Session<'a> {
     /// Winners of the stages run so far in this invocation.
     winners: HashMap<String, Winner>,
     /// Run folders trained in this invocation: reusable even with `--fresh`.
-    trained: HashSet<PathBuf>,
+    trained: Mutex<HashSet<PathBuf>>,
 }
 
 impl Session<'_> {
@@ -169,20 +181,7 @@ impl Session<'_> {
             .with_context(|| format!("stage `{}`", stage.name))?;
         let out = &self.settings.out_dir;
         self.progress.start_stage(&plan.name, plan.runs.len());
-        let mut finished = Vec::new();
-        for run in &plan.runs {
-            let data = &datasets
-                .iter()
-                .find(|(spec, _)| *spec == run.dataset)
-                .expect("every run's dataset was opened")
-                .1;
-            let summary = self
-                .complete(run, data)
-                .with_context(|| format!("run {}/{} failed", run.stage, run.name))?;
-            record_summary(&out.join(&run.stage).join(SUMMARY_CSV), &summary)?;
-            self.progress.finish_run(&summary);
-            finished.push((run.clone(), summary));
-        }
+        let finished = self.run_all(&plan.runs, datasets)?;
         self.progress.finish_stage();
 
         let Some(winner) = records::choose_winner(&finished, plan.pinned_winner.as_deref()) else {
@@ -208,6 +207,84 @@ impl Session<'_> {
         Ok(finished.into_iter().map(|(_, summary)| summary).collect())
     }
 
+    /// Completes `runs`, `--jobs` at a time, recording each summary as it arrives;
+    /// returns them in plan order.
+    fn run_all(
+        &self,
+        runs: &[RunPlan],
+        datasets: &[(DatasetSpec, Dataset)],
+    ) -> Result<Vec<(RunPlan, RunSummary)>> {
+        let complete = |run: &RunPlan, data: &Dataset| {
+            self.complete(run, data)
+                .with_context(|| format!("run {}/{} failed", run.stage, run.name))
+        };
+        let jobs = self.settings.jobs.clamp(1, runs.len().max(1));
+        let mut summaries: Vec<Option<RunSummary>> = vec![None; runs.len()];
+        if jobs == 1 {
+            for (i, run) in runs.iter().enumerate() {
+                let summary = complete(run, dataset_for(datasets, run))?;
+                self.record(&summary)?;
+                summaries[i] = Some(summary);
+            }
+        } else {
+            let next = AtomicUsize::new(0);
+            let failed = AtomicBool::new(false);
+            let (sender, receiver) = mpsc::channel();
+            let mut first_error = None;
+            thread::scope(|scope| {
+                for _ in 0..jobs {
+                    // Tensors may move between threads but not be shared: each worker
+                    // gets its own handles on the same data.
+                    let own: Vec<(DatasetSpec, Dataset)> = datasets
+                        .iter()
+                        .map(|(spec, data)| (spec.clone(), data.shallow_clone()))
+                        .collect();
+                    let (sender, next, failed) = (sender.clone(), &next, &failed);
+                    let complete = &complete;
+                    scope.spawn(move || {
+                        while !failed.load(Ordering::Relaxed) {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(run) = runs.get(i) else { break };
+                            let result = complete(run, dataset_for(&own, run));
+                            failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                            let _ = sender.send((i, result));
+                        }
+                    });
+                }
+                drop(sender);
+                for (i, result) in receiver {
+                    match result.and_then(|summary| self.record(&summary).map(|()| summary)) {
+                        Ok(summary) => summaries[i] = Some(summary),
+                        Err(error) => {
+                            failed.store(true, Ordering::Relaxed);
+                            first_error.get_or_insert(error);
+                        }
+                    }
+                }
+            });
+            if let Some(error) = first_error {
+                return Err(error);
+            }
+        }
+        Ok(runs
+            .iter()
+            .cloned()
+            .zip(
+                summaries
+                    .into_iter()
+                    .map(|s| s.expect("every run completed")),
+            )
+            .collect())
+    }
+
+    /// Adds a finished run to its stage's summary and to the progress display.
+    fn record(&self, summary: &RunSummary) -> Result<()> {
+        let path = self.settings.out_dir.join(&summary.stage).join(SUMMARY_CSV);
+        record_summary(&path, summary)?;
+        self.progress.finish_run(summary);
+        Ok(())
+    }
+
     fn winner(&self, stage: &str) -> Result<Winner> {
         if let Some(winner) = self.winners.get(stage) {
             return Ok(winner.clone());
@@ -218,10 +295,15 @@ impl Session<'_> {
     }
 
     /// Reuses a finished run with the same settings and data, or trains one.
-    fn complete(&mut self, run: &RunPlan, data: &Dataset) -> Result<RunSummary> {
+    fn complete(&self, run: &RunPlan, data: &Dataset) -> Result<RunSummary> {
         let out = &self.settings.out_dir;
         if let Some((source, finished)) = records::find_finished(out, run, &data.md5)? {
-            if !self.settings.fresh || self.trained.contains(&source) {
+            let trained_now = self
+                .trained
+                .lock()
+                .expect("no panic holds it")
+                .contains(&source);
+            if !self.settings.fresh || trained_now {
                 let origin = format!("{}/{}", finished.plan.stage, finished.plan.name);
                 let summary = records::adopt(out, run, &source, finished)?;
                 self.progress.note(&format!(
@@ -252,7 +334,7 @@ impl Session<'_> {
         // The result is the run's commit point: written last, then the resume files go.
         records::write_yaml(&dir.join(RESULT_YAML), &finished)?;
         checkpoints::clear_state(&dir)?;
-        self.trained.insert(dir);
+        self.trained.lock().expect("no panic holds it").insert(dir);
         Ok(trained)
     }
 
@@ -305,7 +387,7 @@ impl Session<'_> {
         }
     }
 
-    fn train(&mut self, run: &RunPlan, data: &Dataset, dir: &Path) -> Result<RunSummary> {
+    fn train(&self, run: &RunPlan, data: &Dataset, dir: &Path) -> Result<RunSummary> {
         let resume = self.prepare(run, data, dir)?;
         let start = Instant::now();
 
@@ -336,21 +418,26 @@ impl Session<'_> {
 
         // Frozen leading layers give the same outputs every epoch: compute them once.
         let features;
-        let (network, data): (&dyn nn::ModuleT, &Dataset) = match model.split_frozen(&frozen) {
-            Some((extractor, rest)) if !run.training.augment => {
-                let started = Instant::now();
-                features = precompute(extractor, data);
-                self.progress.note(&format!(
-                    "{}/{}: outputs of the frozen {} computed once ({:.1} s), not every epoch",
-                    run.stage,
-                    run.name,
-                    frozen.join(", "),
-                    started.elapsed().as_secs_f64()
-                ));
-                (rest, &features)
-            }
-            _ => (model.as_ref() as &dyn nn::ModuleT, data),
-        };
+        let (network, fused, data): (&dyn nn::ModuleT, _, &Dataset) =
+            match model.split_frozen(&frozen) {
+                Some((extractor, rest)) if !run.training.augment => {
+                    let started = Instant::now();
+                    features = precompute(extractor, data);
+                    self.progress.note(&format!(
+                        "{}/{}: outputs of the frozen {} computed once ({:.1} s), not every epoch",
+                        run.stage,
+                        run.name,
+                        frozen.join(", "),
+                        started.elapsed().as_secs_f64()
+                    ));
+                    (rest, None, &features)
+                }
+                _ => {
+                    let parts = model.split_input_dense();
+                    let fused = FusedInputDense::for_training(parts, &run.training);
+                    (model.as_ref() as &dyn nn::ModuleT, fused, data)
+                }
+            };
 
         let mut checkpoints = Checkpoints::new(dir, run, &data.md5, &logged);
         let mut bar = self
@@ -370,6 +457,7 @@ impl Session<'_> {
         observers.push(&mut bar);
         let outcome = fit(
             network,
+            fused,
             &vs,
             data,
             &run.training,
@@ -418,6 +506,13 @@ impl Session<'_> {
             reused_from: None,
         })
     }
+}
+
+fn dataset_for<'d>(datasets: &'d [(DatasetSpec, Dataset)], run: &RunPlan) -> &'d Dataset {
+    let found = datasets.iter().find(|(spec, _)| *spec == run.dataset);
+    found
+        .map(|(_, data)| data)
+        .expect("every run's dataset was opened")
 }
 
 /// A free sibling name for a run folder whose results are set aside.

@@ -34,6 +34,7 @@ stages:
         data_dir,
         device: Device::Cpu,
         fresh: false,
+        jobs: 1,
     };
     let summaries = runner::run(&manifest, &[], &settings).unwrap();
     let summary = &summaries[0];

@@ -27,6 +27,7 @@ fn run(dir: &Path, stages: &str, fresh: bool) -> Vec<cellnets::outputs::RunSumma
         data_dir: dir.to_path_buf(),
         device: Device::Cpu,
         fresh,
+        jobs: 1,
     };
     runner::run(&manifest, &[], &settings).unwrap()
 }

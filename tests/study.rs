@@ -15,6 +15,7 @@ fn run_study(dir: &Path, stages: &str) -> Vec<cellnets::outputs::RunSummary> {
         data_dir: dir.to_path_buf(),
         device: Device::Cpu,
         fresh: false,
+        jobs: 1,
     };
     runner::run(&manifest, &[], &settings).unwrap()
 }
@@ -182,4 +183,49 @@ fn a_diverging_run_is_marked_and_the_stage_goes_on() {
     let (header, rows) = read_table(&dir.path().join("out/rates/summary.csv")).unwrap();
     let status = header.iter().position(|c| c == "status").unwrap();
     assert_eq!(rows[0][status], "diverged");
+}
+
+#[test]
+fn runs_of_a_stage_train_in_parallel_with_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    common::write_npz(
+        &dir.path().join("data"),
+        "toy.npz",
+        &common::learnable_arrays(),
+    );
+    common::write_manifest(
+        dir.path(),
+        "  - name: grid
+    model: {kind: mlp, hidden: 8}
+    training: {epochs: 3, optimizer: adam}
+    grid: {hidden: [8, 16, 32, 64], dropout: [0.0, 0.5]}
+",
+    );
+    let output = common::cellnets(dir.path(), &["--jobs", "3"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (header, rows) = read_table(&dir.path().join("out/grid/summary.csv")).unwrap();
+    assert_eq!(rows.len(), 8);
+    let run = header.iter().position(|c| c == "run").unwrap();
+    let mut runs: Vec<&str> = rows.iter().map(|row| row[run].as_str()).collect();
+    runs.sort_unstable();
+    runs.dedup();
+    assert_eq!(runs.len(), 8);
+    for name in runs {
+        let (_, epochs) =
+            read_table(&dir.path().join("out/grid").join(name).join("epochs.csv")).unwrap();
+        assert_eq!(epochs.len(), 3, "{name}");
+        assert!(
+            epochs.iter().all(|row| row[1] == name),
+            "rows of {name} mixed with others"
+        );
+    }
+    let winner = cellnets::records::read_winner(&dir.path().join("out"), "grid")
+        .unwrap()
+        .unwrap();
+    assert!(winner.best_val_accuracy > 0.5, "{winner:?}");
 }

@@ -5,9 +5,15 @@ use tch::{nn, Tensor};
 #[derive(Debug)]
 pub struct Mlp {
     hidden: nn::Linear,
-    output: nn::Linear,
+    tail: MlpTail,
+}
+
+/// Everything after the hidden layer's affine map: activation, dropout, output layer.
+#[derive(Debug)]
+struct MlpTail {
     activation: Activation,
     dropout: f64,
+    output: nn::Linear,
 }
 
 impl Mlp {
@@ -21,9 +27,11 @@ impl Mlp {
         let inputs = input.channels * input.height * input.width;
         Mlp {
             hidden: dense(&(path / "hidden"), inputs, hidden),
-            output: dense(&(path / "output"), hidden, input.classes),
-            activation,
-            dropout,
+            tail: MlpTail {
+                activation,
+                dropout,
+                output: dense(&(path / "output"), hidden, input.classes),
+            },
         }
     }
 }
@@ -37,9 +45,8 @@ pub(crate) fn dense(path: &nn::Path, inputs: i64, outputs: i64) -> nn::Linear {
     nn::linear(path, inputs, outputs, config)
 }
 
-impl nn::ModuleT for Mlp {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let hidden = xs.flatten(1, -1).apply(&self.hidden);
+impl nn::ModuleT for MlpTail {
+    fn forward_t(&self, hidden: &Tensor, train: bool) -> Tensor {
         let hidden = match self.activation {
             Activation::Relu => hidden.relu(),
             Activation::Sigmoid => hidden.sigmoid(),
@@ -48,4 +55,15 @@ impl nn::ModuleT for Mlp {
     }
 }
 
-impl Network for Mlp {}
+impl nn::ModuleT for Mlp {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let hidden = xs.flatten(1, -1).apply(&self.hidden);
+        self.tail.forward_t(&hidden, train)
+    }
+}
+
+impl Network for Mlp {
+    fn split_input_dense(&self) -> Option<(&nn::Linear, &dyn nn::ModuleT)> {
+        Some((&self.hidden, &self.tail))
+    }
+}

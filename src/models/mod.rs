@@ -77,6 +77,13 @@ pub trait Network: nn::ModuleT {
     fn split_frozen(&self, _frozen: &[String]) -> Option<(&dyn nn::ModuleT, &dyn nn::ModuleT)> {
         None
     }
+
+    /// When the network starts with a dense layer on the flattened input, returns that
+    /// layer and the rest: plain SGD can then update the layer with one fused GEMM
+    /// (see `train::FusedInputDense`).
+    fn split_input_dense(&self) -> Option<(&nn::Linear, &dyn nn::ModuleT)> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
