@@ -8,6 +8,7 @@ pub mod data;
 pub mod download;
 pub mod list;
 pub mod manifest;
+pub mod metrics;
 pub mod models;
 pub mod outputs;
 pub mod plan;

@@ -169,6 +169,10 @@ pub struct RunSummary {
     pub test_loss: f64,
     pub test_accuracy: f64,
     pub test_balanced_accuracy: f64,
+    /// Unweighted mean F1 over the classes.
+    pub test_macro_f1: f64,
+    /// Mean one-vs-rest ROC AUC over the classes.
+    pub test_auc: f64,
     /// Epochs trained: fewer than planned when early stopping ended the run.
     pub epochs: usize,
     pub seconds: f64,
@@ -204,6 +208,8 @@ impl RunSummary {
                     "test_balanced_accuracy",
                     self.test_balanced_accuracy.to_string(),
                 ),
+                ("test_macro_f1", self.test_macro_f1.to_string()),
+                ("test_auc", self.test_auc.to_string()),
                 ("seconds", format!("{:.1}", self.seconds)),
                 ("device", self.device.clone()),
                 ("reused_from", self.reused_from.clone().unwrap_or_default()),

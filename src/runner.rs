@@ -5,14 +5,13 @@
 use crate::checkpoints::{self, Checkpoints, ResumeState};
 use crate::data::{self, Dataset, Split};
 use crate::manifest::{DatasetSpec, Manifest, Stage, Transfer};
+use crate::metrics::{macro_auc, TestReport};
 use crate::models::count_parameters;
 use crate::outputs::{record_summary, CsvLogger, RunSummary, CHECKPOINT, EPOCHS_CSV, SUMMARY_CSV};
 use crate::plan::{self, RunPlan};
 use crate::progress::Progress;
 use crate::records::{self, FinishedRun, Winner, RESULT_YAML, WINNER_YAML};
-use crate::train::{
-    evaluate, fit, predict, EarlyStopping, EpochObserver, Evaluation, FusedInputDense, Outcome,
-};
+use crate::train::{fit, predict, EarlyStopping, EpochObserver, FusedInputDense, Outcome};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -468,19 +467,18 @@ impl Session<'_> {
         drop(bar);
 
         let best = checkpoints.best().cloned();
-        let test = match &best {
+        let report = match &best {
             Some(_) => {
                 let path = checkpoints.best_path();
                 vs.load(&path)
                     .with_context(|| format!("cannot reload {}", path.display()))?;
-                evaluate(network, &data.test)
+                let report = TestReport::of(network, &data.test)?;
+                report.write(dir)?;
+                Some(report)
             }
-            None => Evaluation {
-                loss: f64::NAN,
-                accuracy: f64::NAN,
-                balanced_accuracy: f64::NAN,
-            },
+            None => None,
         };
+        let test = |metric: fn(&TestReport) -> f64| report.as_ref().map_or(f64::NAN, metric);
         if outcome == Outcome::Diverged {
             self.progress.note(&format!(
                 "{}/{}: the loss became NaN or infinite at epoch {}: stopped and marked diverged",
@@ -497,9 +495,11 @@ impl Session<'_> {
             frozen_params,
             status: outcome.name().to_string(),
             best,
-            test_loss: test.loss,
-            test_accuracy: test.accuracy,
-            test_balanced_accuracy: test.balanced_accuracy,
+            test_loss: test(|report| report.loss),
+            test_accuracy: test(|report| report.confusion.accuracy()),
+            test_balanced_accuracy: test(|report| report.confusion.balanced_accuracy()),
+            test_macro_f1: test(|report| report.confusion.macro_f1()),
+            test_auc: test(|report| macro_auc(&report.aucs)),
             epochs: checkpoints.epochs_seen(),
             seconds: start.elapsed().as_secs_f64(),
             device: format!("{:?}", self.settings.device).to_lowercase(),

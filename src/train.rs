@@ -32,12 +32,11 @@ pub trait EpochObserver {
     }
 }
 
-/// Mean cross-entropy, accuracy and balanced accuracy (mean per-class recall) over a split.
+/// Mean cross-entropy and accuracy over a split.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluation {
     pub loss: f64,
     pub accuracy: f64,
-    pub balanced_accuracy: f64,
 }
 
 /// A first dense layer trained by plain SGD without its weight gradient: autograd stops
@@ -293,31 +292,19 @@ fn augment(images: &Tensor) -> Tensor {
     out
 }
 
-/// Loss, accuracy and balanced accuracy of `model` in eval mode over a whole split.
+/// Loss and accuracy of `model` in eval mode over a whole split.
 pub fn evaluate(model: &dyn nn::ModuleT, split: &Split) -> Evaluation {
     let logits = predict(model, &split.images);
-    tch::no_grad(|| {
-        let classes = logits.size()[1];
-        let predicted = logits.argmax(-1, false);
-        let correct = predicted.eq_tensor(&split.labels).to_kind(Kind::Float);
-        let hits = split
-            .labels
-            .bincount(Some(&correct), classes)
-            .to_kind(Kind::Double);
-        let support = split
-            .labels
-            .bincount::<Tensor>(None, classes)
-            .to_kind(Kind::Double);
-        // Classes absent from the split have no recall and are left out of the mean.
-        let present = support.gt(0);
-        let recall = hits.masked_select(&present) / support.masked_select(&present);
-        Evaluation {
-            loss: logits
-                .cross_entropy_for_logits(&split.labels)
-                .double_value(&[]),
-            accuracy: correct.mean(Kind::Float).double_value(&[]),
-            balanced_accuracy: recall.mean(Kind::Double).double_value(&[]),
-        }
+    tch::no_grad(|| Evaluation {
+        loss: logits
+            .cross_entropy_for_logits(&split.labels)
+            .double_value(&[]),
+        accuracy: logits
+            .argmax(-1, false)
+            .eq_tensor(&split.labels)
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[]),
     })
 }
 
@@ -489,26 +476,5 @@ mod tests {
             changed += i64::from(!seen.equal(&original));
         }
         assert!(changed > 32, "only {changed} of 64 images changed");
-    }
-
-    #[test]
-    fn balanced_accuracy_is_the_mean_recall_of_present_classes() {
-        #[derive(Debug)]
-        struct Fixed(Tensor);
-        impl nn::ModuleT for Fixed {
-            fn forward_t(&self, _xs: &Tensor, _train: bool) -> Tensor {
-                self.0.shallow_clone()
-            }
-        }
-        // Four samples of class 0 (three right), one of class 1 (right); class 2 absent.
-        let predicted = Tensor::from_slice(&[0i64, 0, 0, 1, 1]);
-        let logits = predicted.one_hot(3).to_kind(Kind::Float) * 10.0;
-        let split = Split {
-            images: Tensor::zeros([5, 1], (Kind::Float, Device::Cpu)),
-            labels: Tensor::from_slice(&[0i64, 0, 0, 0, 1]),
-        };
-        let evaluation = evaluate(&Fixed(logits), &split);
-        assert!((evaluation.accuracy - 0.8).abs() < 1e-6);
-        assert!((evaluation.balanced_accuracy - 0.875).abs() < 1e-9);
     }
 }

@@ -77,6 +77,8 @@ fn each_run_writes_a_tidy_epoch_table_a_checkpoint_and_a_summary_row() {
     let (header, rows) = read_table(&stage.join("summary.csv")).unwrap();
     assert_eq!(rows.len(), 4);
     for column in [
+        "test_macro_f1",
+        "test_auc",
         "trainable_params",
         "frozen_params",
         "best_epoch",
@@ -88,6 +90,26 @@ fn each_run_writes_a_tidy_epoch_table_a_checkpoint_and_a_summary_row() {
             header.iter().any(|c| c == column),
             "summary has no {column}"
         );
+    }
+    // Each run's test confusion matrix agrees with its summary's test accuracy.
+    let accuracy = header.iter().position(|c| c == "test_accuracy").unwrap();
+    let run_column = header.iter().position(|c| c == "run").unwrap();
+    for row in &rows {
+        let (confusion_header, matrix) =
+            read_table(&stage.join(&row[run_column]).join("confusion.csv")).unwrap();
+        assert_eq!(confusion_header.len(), 1 + common::CLASSES as usize);
+        let cells: Vec<Vec<u64>> = matrix
+            .iter()
+            .map(|r| r[1..].iter().map(|c| c.parse().unwrap()).collect())
+            .collect();
+        let total: u64 = cells.iter().flatten().sum();
+        let correct: u64 = (0..cells.len()).map(|c| cells[c][c]).sum();
+        assert_eq!(total, 80, "every test image is counted once");
+        let logged: f64 = row[accuracy].parse().unwrap();
+        assert!((correct as f64 / total as f64 - logged).abs() < 1e-9);
+        let (_, per_class) =
+            read_table(&stage.join(&row[run_column]).join("per_class.csv")).unwrap();
+        assert_eq!(per_class.len(), common::CLASSES as usize);
     }
     let trainable = header.iter().position(|c| c == "trainable_params").unwrap();
     // conv 3*3*3*2 + 2 = 56, head 2*4*4*4 + 4 = 132

@@ -1,0 +1,280 @@
+//! Classification metrics from a confusion matrix (rows = true class, columns =
+//! predicted) and from class probabilities. Classes without samples or predictions
+//! give defined values, never a division by zero: a ratio with an empty denominator is
+//! 0, and a class without positives (or negatives) has no AUC and is left out of means.
+
+/// Counts of (true, predicted) pairs; `matrix[t][p]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confusion {
+    pub matrix: Vec<Vec<u64>>,
+}
+
+/// One class's precision (TP / predicted count), recall (TP / true count) and F1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassScores {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    /// True samples of the class.
+    pub support: u64,
+}
+
+fn ratio(numerator: u64, denominator: u64) -> f64 {
+    if denominator == 0 {
+        0.0
+    } else {
+        numerator as f64 / denominator as f64
+    }
+}
+
+impl Confusion {
+    pub fn from_labels(truth: &[i64], predicted: &[i64], classes: usize) -> Self {
+        let mut matrix = vec![vec![0; classes]; classes];
+        for (&t, &p) in truth.iter().zip(predicted) {
+            matrix[t as usize][p as usize] += 1;
+        }
+        Confusion { matrix }
+    }
+
+    fn total(&self) -> u64 {
+        self.matrix.iter().flatten().sum()
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        let correct = (0..self.matrix.len()).map(|c| self.matrix[c][c]).sum();
+        ratio(correct, self.total())
+    }
+
+    pub fn per_class(&self) -> Vec<ClassScores> {
+        (0..self.matrix.len())
+            .map(|c| {
+                let hits = self.matrix[c][c];
+                let support: u64 = self.matrix[c].iter().sum();
+                let predicted: u64 = self.matrix.iter().map(|row| row[c]).sum();
+                let (precision, recall) = (ratio(hits, predicted), ratio(hits, support));
+                let f1 = if precision + recall == 0.0 {
+                    0.0
+                } else {
+                    2.0 * precision * recall / (precision + recall)
+                };
+                ClassScores {
+                    precision,
+                    recall,
+                    f1,
+                    support,
+                }
+            })
+            .collect()
+    }
+
+    /// Mean recall over the classes that have samples.
+    pub fn balanced_accuracy(&self) -> f64 {
+        let present: Vec<f64> = self
+            .per_class()
+            .iter()
+            .filter(|scores| scores.support > 0)
+            .map(|scores| scores.recall)
+            .collect();
+        mean(&present)
+    }
+
+    /// Unweighted mean F1 over all classes.
+    pub fn macro_f1(&self) -> f64 {
+        let f1: Vec<f64> = self.per_class().iter().map(|scores| scores.f1).collect();
+        mean(&f1)
+    }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        f64::NAN
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
+/// One-vs-rest ROC AUC of each class from `probabilities[sample][class]`, by the rank
+/// statistic (ties count half). None for a class without positives or negatives.
+pub fn one_vs_rest_auc(probabilities: &[Vec<f64>], truth: &[i64]) -> Vec<Option<f64>> {
+    let classes = probabilities.first().map_or(0, Vec::len);
+    (0..classes)
+        .map(|class| {
+            let mut scored: Vec<(f64, bool)> = probabilities
+                .iter()
+                .zip(truth)
+                .map(|(p, &t)| (p[class], t as usize == class))
+                .collect();
+            scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let positives = scored.iter().filter(|(_, positive)| *positive).count();
+            let negatives = scored.len() - positives;
+            if positives == 0 || negatives == 0 {
+                return None;
+            }
+            // Sum of the positives' ranks, averaging the ranks of tied scores.
+            let mut rank_sum = 0.0;
+            let mut i = 0;
+            while i < scored.len() {
+                let mut j = i;
+                while j < scored.len() && scored[j].0 == scored[i].0 {
+                    j += 1;
+                }
+                let average_rank = (i + j + 1) as f64 / 2.0;
+                rank_sum += average_rank * scored[i..j].iter().filter(|(_, p)| *p).count() as f64;
+                i = j;
+            }
+            let (p, n) = (positives as f64, negatives as f64);
+            Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+        })
+        .collect()
+}
+
+/// Mean of the defined AUCs.
+pub fn macro_auc(aucs: &[Option<f64>]) -> f64 {
+    let defined: Vec<f64> = aucs.iter().flatten().copied().collect();
+    mean(&defined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The study's best MLP on the test split (PROTOCOL.md, section 1).
+    fn study_mlp() -> Confusion {
+        Confusion {
+            matrix: vec![
+                vec![177, 3, 0, 43, 4, 17, 0, 0],
+                vec![1, 613, 0, 3, 1, 0, 6, 0],
+                vec![4, 1, 264, 16, 6, 3, 11, 6],
+                vec![34, 26, 3, 447, 5, 32, 32, 0],
+                vec![13, 0, 11, 31, 182, 0, 6, 0],
+                vec![10, 2, 1, 48, 3, 215, 5, 0],
+                vec![0, 22, 5, 22, 2, 2, 611, 2],
+                vec![0, 0, 1, 0, 0, 0, 0, 469],
+            ],
+        }
+    }
+
+    #[test]
+    fn the_study_mlp_matrix_gives_the_reported_numbers() {
+        let confusion = study_mlp();
+        assert!(
+            (confusion.accuracy() - 0.8705).abs() < 5e-5,
+            "{}",
+            confusion.accuracy()
+        );
+        assert!((confusion.balanced_accuracy() - 0.8437).abs() < 5e-5);
+        let class0 = confusion.per_class()[0];
+        assert!((class0.recall - 0.7254).abs() < 5e-5, "{class0:?}");
+        // Precision is TP over the predicted count: 177 / (177+1+4+34+13+10).
+        assert!((class0.precision - 177.0 / 239.0).abs() < 1e-12);
+        assert_eq!(class0.support, 244);
+    }
+
+    #[test]
+    fn empty_classes_give_defined_values() {
+        // Class 2 never occurs and is never predicted; class 1 is never predicted.
+        let confusion = Confusion::from_labels(&[0, 0, 1, 1], &[0, 0, 0, 0], 3);
+        let scores = confusion.per_class();
+        assert_eq!(scores[1].precision, 0.0);
+        assert_eq!(scores[1].recall, 0.0);
+        assert_eq!(scores[2].f1, 0.0);
+        assert_eq!(confusion.accuracy(), 0.5);
+        assert_eq!(confusion.balanced_accuracy(), 0.5);
+        assert!(confusion.macro_f1().is_finite());
+        let empty = Confusion::from_labels(&[], &[], 2);
+        assert_eq!(empty.accuracy(), 0.0);
+        assert!(empty.balanced_accuracy().is_nan());
+    }
+
+    #[test]
+    fn auc_by_rank_statistic() {
+        let probabilities = vec![
+            vec![0.9, 0.1],
+            vec![0.8, 0.2],
+            vec![0.3, 0.7],
+            vec![0.8, 0.2],
+        ];
+        let truth = [0, 0, 1, 1];
+        let aucs = one_vs_rest_auc(&probabilities, &truth);
+        // Class 0: positives 0.9, 0.8 against negatives 0.3, 0.8: 3.5 of 4 pairs ordered.
+        assert_eq!(aucs[0], Some(0.875));
+        assert_eq!(aucs[1], Some(0.875));
+        assert_eq!(one_vs_rest_auc(&probabilities, &[0, 0, 0, 0])[0], None);
+        assert_eq!(macro_auc(&[Some(1.0), None, Some(0.5)]), 0.75);
+    }
+}
+
+/// A model's predictions on a labelled split, summarised.
+#[derive(Debug, Clone)]
+pub struct TestReport {
+    pub loss: f64,
+    pub confusion: Confusion,
+    pub aucs: Vec<Option<f64>>,
+}
+
+impl TestReport {
+    /// Evaluates `model` (eval mode, no gradients) on every image of `split`.
+    pub fn of(model: &dyn tch::nn::ModuleT, split: &crate::data::Split) -> anyhow::Result<Self> {
+        use tch::Kind;
+        let logits = crate::train::predict(model, &split.images);
+        let classes = logits.size()[1] as usize;
+        let loss = logits
+            .cross_entropy_for_logits(&split.labels)
+            .double_value(&[]);
+        let truth = Vec::<i64>::try_from(split.labels.to_device(tch::Device::Cpu))?;
+        let predicted = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(tch::Device::Cpu))?;
+        let probabilities = Vec::<f64>::try_from(
+            logits
+                .softmax(-1, Kind::Double)
+                .to_device(tch::Device::Cpu)
+                .flatten(0, -1),
+        )?;
+        let probabilities: Vec<Vec<f64>> =
+            probabilities.chunks(classes).map(<[f64]>::to_vec).collect();
+        Ok(TestReport {
+            loss,
+            confusion: Confusion::from_labels(&truth, &predicted, classes),
+            aucs: one_vs_rest_auc(&probabilities, &truth),
+        })
+    }
+
+    /// Writes `confusion.csv` (rows = true class) and `per_class.csv` into `dir`.
+    pub fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        let classes = self.confusion.matrix.len();
+        crate::outputs::write_atomically(&dir.join("confusion.csv"), |tmp| {
+            let mut writer = csv::Writer::from_path(tmp)?;
+            let header = std::iter::once("true\\predicted".to_string())
+                .chain((0..classes).map(|c| c.to_string()));
+            writer.write_record(header)?;
+            for (class, row) in self.confusion.matrix.iter().enumerate() {
+                let cells =
+                    std::iter::once(class.to_string()).chain(row.iter().map(u64::to_string));
+                writer.write_record(cells)?;
+            }
+            writer.flush()?;
+            Ok(())
+        })?;
+        crate::outputs::write_atomically(&dir.join("per_class.csv"), |tmp| {
+            let mut writer = csv::Writer::from_path(tmp)?;
+            writer.write_record(["class", "support", "precision", "recall", "f1", "auc"])?;
+            for (class, (scores, auc)) in self
+                .confusion
+                .per_class()
+                .iter()
+                .zip(&self.aucs)
+                .enumerate()
+            {
+                writer.write_record([
+                    class.to_string(),
+                    scores.support.to_string(),
+                    scores.precision.to_string(),
+                    scores.recall.to_string(),
+                    scores.f1.to_string(),
+                    auc.map(|auc| auc.to_string()).unwrap_or_default(),
+                ])?;
+            }
+            writer.flush()?;
+            Ok(())
+        })
+    }
+}
