@@ -16,3 +16,4 @@ pub mod progress;
 pub mod records;
 pub mod runner;
 pub mod train;
+pub mod transfer;

@@ -4,7 +4,7 @@ use crate::data;
 use crate::manifest::{DatasetSpec, Manifest};
 use crate::models::{count_parameters, InputShape};
 use crate::records;
-use crate::runner::freeze;
+use crate::transfer::freeze;
 use anyhow::Result;
 use std::fmt::Write;
 use std::path::Path;

@@ -419,7 +419,7 @@ mod tests {
             let settings = training(settings);
             assert!(FusedInputDense::for_training(model.split_input_dense(), &settings).is_none());
         }
-        crate::runner::freeze(&vs, &["hidden".to_string()]).unwrap();
+        crate::transfer::freeze(&vs, &["hidden".to_string()]).unwrap();
         let plain = training("{epochs: 1}");
         assert!(FusedInputDense::for_training(model.split_input_dense(), &plain).is_none());
     }

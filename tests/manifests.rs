@@ -3,7 +3,7 @@
 use cellnets::manifest;
 use cellnets::models::{count_parameters, InputShape};
 use cellnets::plan::plan_all;
-use cellnets::runner::freeze;
+use cellnets::transfer::freeze;
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{nn, Device};

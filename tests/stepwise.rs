@@ -86,14 +86,7 @@ fn a_stage_started_from_a_winner_trains_with_its_values_and_reuses_its_run() {
 
 #[test]
 fn only_a_stage_whose_source_has_not_run_fails_then_runs_once_it_has() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    common::write_npz(
-        &dir.path().join("data"),
-        "toy.npz",
-        &common::learnable_arrays(),
-    );
-    common::write_manifest(dir.path(), STEPWISE);
+    let dir = common::toy_project(STEPWISE);
 
     let early = common::cellnets(dir.path(), &["only", "activation"]);
     let stderr = String::from_utf8_lossy(&early.stderr);

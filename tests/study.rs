@@ -209,15 +209,7 @@ fn a_diverging_run_is_marked_and_the_stage_goes_on() {
 
 #[test]
 fn runs_of_a_stage_train_in_parallel_with_jobs() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    common::write_npz(
-        &dir.path().join("data"),
-        "toy.npz",
-        &common::learnable_arrays(),
-    );
-    common::write_manifest(
-        dir.path(),
+    let dir = common::toy_project(
         "  - name: grid
     model: {kind: mlp, hidden: 8}
     training: {epochs: 3, optimizer: adam}

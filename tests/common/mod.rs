@@ -67,3 +67,13 @@ pub fn cellnets(dir: &Path, args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// A project folder as a user has it: `data/toy.npz` (learnable, 4 classes) and an
+/// `experiments.yaml` with the given stages.
+pub fn toy_project(stages: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    write_npz(&dir.path().join("data"), "toy.npz", &learnable_arrays());
+    write_manifest(dir.path(), stages);
+    dir
+}
