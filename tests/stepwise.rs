@@ -178,3 +178,26 @@ fn a_rerun_reuses_finished_runs_and_fresh_retrains_them() {
     let (_, rows) = read_table(&dir.path().join("out/once/summary.csv")).unwrap();
     assert_eq!(rows.len(), 1);
 }
+
+#[test]
+fn a_run_whose_settings_changed_is_redone_and_its_old_folder_kept_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let stages = |epochs: usize| {
+        format!("  - name: once\n    model: {{kind: mlp, hidden: 4}}\n    training: {{epochs: {epochs}}}\n")
+    };
+    run(dir.path(), &stages(1), false);
+    run(dir.path(), &stages(2), false);
+    let stage = dir.path().join("out/once");
+    let aside: Vec<_> = std::fs::read_dir(&stage)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("run.replaced-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let (_, old) = read_table(&stage.join(&aside[0]).join("epochs.csv")).unwrap();
+    let (_, new) = read_table(&stage.join("run/epochs.csv")).unwrap();
+    assert_eq!((old.len(), new.len()), (1, 2));
+    let (_, rows) = read_table(&stage.join("summary.csv")).unwrap();
+    assert_eq!(rows.len(), 1, "one summary row per run name");
+}
