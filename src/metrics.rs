@@ -240,41 +240,42 @@ impl TestReport {
 
     /// Writes `confusion.csv` (rows = true class) and `per_class.csv` into `dir`.
     pub fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        use crate::outputs::write_table;
         let classes = self.confusion.matrix.len();
-        crate::outputs::write_atomically(&dir.join("confusion.csv"), |tmp| {
-            let mut writer = csv::Writer::from_path(tmp)?;
-            let header = std::iter::once("true\\predicted".to_string())
-                .chain((0..classes).map(|c| c.to_string()));
-            writer.write_record(header)?;
-            for (class, row) in self.confusion.matrix.iter().enumerate() {
-                let cells =
-                    std::iter::once(class.to_string()).chain(row.iter().map(u64::to_string));
-                writer.write_record(cells)?;
-            }
-            writer.flush()?;
-            Ok(())
-        })?;
-        crate::outputs::write_atomically(&dir.join("per_class.csv"), |tmp| {
-            let mut writer = csv::Writer::from_path(tmp)?;
-            writer.write_record(["class", "support", "precision", "recall", "f1", "auc"])?;
-            for (class, (scores, auc)) in self
-                .confusion
-                .per_class()
-                .iter()
-                .zip(&self.aucs)
-                .enumerate()
-            {
-                writer.write_record([
+        let header: Vec<String> = std::iter::once("true\\predicted".to_string())
+            .chain((0..classes).map(|c| c.to_string()))
+            .collect();
+        let rows: Vec<Vec<String>> = self
+            .confusion
+            .matrix
+            .iter()
+            .enumerate()
+            .map(|(class, row)| {
+                std::iter::once(class.to_string())
+                    .chain(row.iter().map(u64::to_string))
+                    .collect()
+            })
+            .collect();
+        write_table(&dir.join("confusion.csv"), &header, &rows)?;
+
+        let header = ["class", "support", "precision", "recall", "f1", "auc"].map(String::from);
+        let rows: Vec<Vec<String>> = self
+            .confusion
+            .per_class()
+            .iter()
+            .zip(&self.aucs)
+            .enumerate()
+            .map(|(class, (scores, auc))| {
+                vec![
                     class.to_string(),
                     scores.support.to_string(),
                     scores.precision.to_string(),
                     scores.recall.to_string(),
                     scores.f1.to_string(),
                     auc.map(|auc| auc.to_string()).unwrap_or_default(),
-                ])?;
-            }
-            writer.flush()?;
-            Ok(())
-        })
+                ]
+            })
+            .collect();
+        write_table(&dir.join("per_class.csv"), &header, &rows)
     }
 }

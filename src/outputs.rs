@@ -54,9 +54,7 @@ impl CsvLogger {
                 .collect(),
         })
     }
-}
 
-impl CsvLogger {
     /// Continues an interrupted run's table after its first `epochs` epochs: later rows
     /// (an epoch logged but never committed) are dropped. Returns the kept records.
     pub fn resume(path: &Path, run: &RunPlan, epochs: usize) -> Result<(Self, Vec<EpochRecord>)> {
@@ -70,15 +68,7 @@ impl CsvLogger {
                 records.len() == epochs && records.iter().zip(1..).all(|(r, n)| r.epoch == n)
             })
             .with_context(|| format!("{} does not hold epochs 1 to {epochs}", path.display()))?;
-        write_atomically(path, |tmp| {
-            let mut writer = csv::Writer::from_path(tmp)?;
-            writer.write_record(&header)?;
-            for row in rows.iter().take(epochs) {
-                writer.write_record(row)?;
-            }
-            writer.flush()?;
-            Ok(())
-        })?;
+        write_table(path, &header, &rows[..epochs])?;
         let file = fs::OpenOptions::new()
             .append(true)
             .open(path)
@@ -247,10 +237,15 @@ pub fn record_summary(path: &Path, summary: &RunSummary) -> Result<()> {
             })
             .collect(),
     );
+    write_table(path, &header, &rows)
+}
+
+/// Replaces `path` by a CSV table, atomically.
+pub fn write_table(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<()> {
     write_atomically(path, |tmp| {
         let mut writer = csv::Writer::from_path(tmp)?;
-        writer.write_record(&header)?;
-        for row in &rows {
+        writer.write_record(header)?;
+        for row in rows {
             writer.write_record(row)?;
         }
         writer.flush()?;

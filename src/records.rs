@@ -1,7 +1,9 @@
 //! What a stage leaves for later stages and later invocations: `result.yaml` beside a
 //! finished run (its settings and summary) and `winner.yaml` beside a finished stage.
 
-use crate::outputs::{write_atomically, RunSummary, CHECKPOINT, EPOCHS_CSV};
+use crate::outputs::{
+    read_table, write_atomically, write_table, RunSummary, CHECKPOINT, EPOCHS_CSV,
+};
 use crate::plan::RunPlan;
 use anyhow::{Context, Result};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -159,16 +161,10 @@ pub fn adopt(
 }
 
 fn rename_epochs(source: &Path, dest: &Path, plan: &RunPlan) -> Result<()> {
-    let (header, rows) = crate::outputs::read_table(source)?;
-    write_atomically(dest, |tmp| {
-        let mut writer = csv::Writer::from_path(tmp)?;
-        writer.write_record(&header)?;
-        for mut row in rows {
-            row[0] = plan.stage.clone();
-            row[1] = plan.name.clone();
-            writer.write_record(&row)?;
-        }
-        writer.flush()?;
-        Ok(())
-    })
+    let (header, mut rows) = read_table(source)?;
+    for row in &mut rows {
+        row[0] = plan.stage.clone();
+        row[1] = plan.name.clone();
+    }
+    write_table(dest, &header, &rows)
 }
