@@ -5,9 +5,8 @@ mod common;
 
 use cellnets::outputs::read_table;
 use cellnets::records::{read_winner, FinishedRun, RESULT_YAML};
-use cellnets::{manifest, runner};
 use std::path::Path;
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 const STEPWISE: &str = "  - name: hidden
     model: {kind: mlp, hidden: 4}
@@ -18,18 +17,7 @@ const STEPWISE: &str = "  - name: hidden
 ";
 
 fn run(dir: &Path, stages: &str, fresh: bool) -> Vec<cellnets::outputs::RunSummary> {
-    if !dir.join("toy.npz").exists() {
-        common::write_npz(dir, "toy.npz", &common::learnable_arrays());
-    }
-    let manifest = manifest::load(&common::write_manifest(dir, stages)).unwrap();
-    let settings = runner::Settings {
-        out_dir: dir.join("out"),
-        data_dir: dir.to_path_buf(),
-        device: Device::Cpu,
-        fresh,
-        jobs: 1,
-    };
-    runner::run(&manifest, &[], &settings).unwrap()
+    common::run_library(dir, stages, fresh)
 }
 
 fn finished(dir: &Path, stage: &str, run: &str) -> FinishedRun {

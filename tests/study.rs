@@ -3,21 +3,12 @@
 mod common;
 
 use cellnets::outputs::read_table;
-use cellnets::{data, manifest, runner, train};
+use cellnets::{data, manifest, train};
 use std::path::Path;
 use tch::{nn, Device};
 
 fn run_study(dir: &Path, stages: &str) -> Vec<cellnets::outputs::RunSummary> {
-    common::write_npz(dir, "toy.npz", &common::learnable_arrays());
-    let manifest = manifest::load(&common::write_manifest(dir, stages)).unwrap();
-    let settings = runner::Settings {
-        out_dir: dir.join("out"),
-        data_dir: dir.to_path_buf(),
-        device: Device::Cpu,
-        fresh: false,
-        jobs: 1,
-    };
-    runner::run(&manifest, &[], &settings).unwrap()
+    common::run_library(dir, stages, false)
 }
 
 #[test]

@@ -77,3 +77,20 @@ pub fn toy_project(stages: &str) -> tempfile::TempDir {
     write_manifest(dir.path(), stages);
     dir
 }
+
+/// Runs `stages` on the toy data through the library, in `dir` (data and manifest
+/// beside `out/`), on the CPU with one job.
+pub fn run_library(dir: &Path, stages: &str, fresh: bool) -> Vec<cellnets::outputs::RunSummary> {
+    if !dir.join("toy.npz").exists() {
+        write_npz(dir, "toy.npz", &learnable_arrays());
+    }
+    let manifest = cellnets::manifest::load(&write_manifest(dir, stages)).unwrap();
+    let settings = cellnets::runner::Settings {
+        out_dir: dir.join("out"),
+        data_dir: dir.to_path_buf(),
+        device: Device::Cpu,
+        fresh,
+        jobs: 1,
+    };
+    cellnets::runner::run(&manifest, &[], &settings).unwrap()
+}
