@@ -8,7 +8,8 @@ use tch::Device;
 /// Runs the neural-network study described by a YAML manifest: every stage, or the
 /// ones named with `only`. Each run writes out/<stage>/<run>/epochs.csv (a row per
 /// epoch) and best.safetensors (the best epoch's weights); each stage writes
-/// out/<stage>/summary.csv (a row per finished run).
+/// out/<stage>/summary.csv (a row per finished run). Rerunning skips finished runs and
+/// resumes interrupted ones.
 #[derive(Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -25,8 +26,10 @@ struct Cli {
 enum Command {
     /// Runs only the named stages.
     Only {
+        /// Stages of the manifest, by name.
         #[arg(required = true)]
         stages: Vec<String>,
+        /// The manifest that defines them.
         #[arg(long, default_value = "experiments.yaml")]
         manifest: PathBuf,
         #[command(flatten)]
@@ -52,6 +55,7 @@ enum Command {
     },
     /// Prints each stage's runs with their trainable and frozen parameter counts.
     List {
+        /// The manifest to describe.
         #[arg(default_value = "experiments.yaml")]
         manifest: PathBuf,
         #[command(flatten)]
