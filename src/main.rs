@@ -1,5 +1,5 @@
 use anyhow::{bail, Result};
-use cellnets::{bench, data, list, manifest, runner};
+use cellnets::{bench, data, list, manifest, report, runner, saved};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -53,6 +53,31 @@ enum Command {
         #[command(flatten)]
         options: Options,
     },
+    /// Evaluates a saved run's best checkpoint on a data file: prints accuracy, balanced
+    /// accuracy, macro F1, AUC and per-class scores, and writes them with the confusion
+    /// matrix to <run>/eval/<file>-<split>/.
+    Eval {
+        /// A run folder (out/<stage>/<run>) or the best.safetensors inside one.
+        run: PathBuf,
+        /// An npz file of the same image size and classes [default: the run's own data
+        /// file in --data-dir].
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// test: the file's test split; train and val: the holdout split the run used.
+        #[arg(long, value_enum, default_value_t = SplitChoice::Test)]
+        split: SplitChoice,
+        #[command(flatten)]
+        options: Options,
+    },
+    /// Writes out/report.md: every stage's tables and figures beside the study's
+    /// numbers, the data overview, test confusion matrices and error analysis.
+    Report {
+        /// The manifest whose outputs to report.
+        #[arg(default_value = "experiments.yaml")]
+        manifest: PathBuf,
+        #[command(flatten)]
+        options: Options,
+    },
     /// Prints each stage's runs with their trainable and frozen parameter counts.
     List {
         /// The manifest to describe.
@@ -82,6 +107,13 @@ struct Options {
     /// as they share libtorch's random generator.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: u16,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitChoice {
+    Test,
+    Train,
+    Val,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -139,6 +171,38 @@ fn run(cli: Cli) -> Result<()> {
             let data = data::open(&data_dir, &spec, device(options.device)?)?;
             let results = bench::bench(&models, epochs, &data, textbook)?;
             print!("{}", bench::table(&results));
+            Ok(())
+        }
+        Some(Command::Eval {
+            run,
+            data,
+            split,
+            options,
+        }) => {
+            let saved = saved::SavedRun::open(&run)?;
+            let spec = &saved.finished.plan.dataset;
+            let device = device(options.device)?;
+            let data = match data {
+                Some(file) => data::load(&file, spec.train_fraction, device)?,
+                None => data::open(&data::data_dir(options.data_dir.as_deref()), spec, device)?,
+            };
+            let split = match split {
+                SplitChoice::Test => saved::EvalSplit::Test,
+                SplitChoice::Train => saved::EvalSplit::HoldoutTrain,
+                SplitChoice::Val => saved::EvalSplit::HoldoutVal,
+            };
+            print!("{}", saved::eval(&saved, &data, split, device)?);
+            Ok(())
+        }
+        Some(Command::Report { manifest, options }) => {
+            let parsed = manifest::load(&manifest)?;
+            let settings = report::Settings {
+                out_dir: options.out.clone(),
+                data_dir: data::data_dir(options.data_dir.as_deref()),
+                device: device(options.device)?,
+            };
+            let path = report::write(&parsed, &manifest, &settings)?;
+            println!("wrote {}", path.display());
             Ok(())
         }
         Some(Command::List { manifest, options }) => {

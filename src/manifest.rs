@@ -66,7 +66,26 @@ pub struct Stage {
     pub winner: Option<String>,
     /// Starts layers from another stage's winning checkpoint.
     pub transfer: Option<Transfer>,
+    /// What `cellnets report` shows for this stage; training ignores it.
+    #[serde(default)]
+    pub report: StageReport,
 }
+
+/// How `cellnets report` presents a stage.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageReport {
+    /// The study's model this stage reproduces (a key of `models` in src/study.yaml):
+    /// its choices and grid are shown beside this stage's, and beside the last stage
+    /// naming it, its test results.
+    pub study: Option<String>,
+    /// Error-analysis figures for this many of the winner's most confident test mistakes.
+    #[serde(default)]
+    pub mistakes: usize,
+}
+
+/// More pictures than anyone reads; a typo like 5000 fails here instead.
+const MAX_MISTAKES: usize = 100;
 
 /// Layers copied from the best checkpoint of another stage's winning run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -347,6 +366,24 @@ pub fn parse(text: &str) -> Result<Manifest> {
             if transfer.layers.is_empty() {
                 bail!("stage `{}`: `transfer.layers` is empty", stage.name);
             }
+        }
+        if let Some(key) = &stage.report.study {
+            let models = &crate::study::study().models;
+            if !models.contains_key(key) {
+                let known: Vec<&str> = models.keys().map(String::as_str).collect();
+                bail!(
+                    "stage `{}`: `report.study: {key}` is not a model of the study; use one of {}",
+                    stage.name,
+                    known.join(", ")
+                );
+            }
+        }
+        if stage.report.mistakes > MAX_MISTAKES {
+            bail!(
+                "stage `{}`: `report.mistakes: {}` is more than {MAX_MISTAKES} pictures",
+                stage.name,
+                stage.report.mistakes
+            );
         }
         if !seen.insert(stage.name.as_str()) {
             bail!(

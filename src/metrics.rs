@@ -187,6 +187,25 @@ mod tests {
     }
 
     #[test]
+    fn the_most_confident_mistakes_come_first() {
+        let report = TestReport {
+            loss: 0.0,
+            confusion: Confusion::from_labels(&[0, 1, 1, 0], &[1, 1, 0, 1], 2),
+            aucs: vec![],
+            truth: vec![0, 1, 1, 0],
+            predicted: vec![1, 1, 0, 1],
+            probabilities: vec![
+                vec![0.4, 0.6],
+                vec![0.1, 0.9],
+                vec![0.95, 0.05],
+                vec![0.2, 0.8],
+            ],
+        };
+        assert_eq!(report.most_confident_mistakes(10), [2, 3, 0]);
+        assert_eq!(report.most_confident_mistakes(1), [2]);
+    }
+
+    #[test]
     fn auc_by_rank_statistic() {
         let probabilities = vec![
             vec![0.9, 0.1],
@@ -204,12 +223,19 @@ mod tests {
     }
 }
 
+pub const CONFUSION_CSV: &str = "confusion.csv";
+pub const PER_CLASS_CSV: &str = "per_class.csv";
+
 /// A model's predictions on a labelled split, summarised.
 #[derive(Debug, Clone)]
 pub struct TestReport {
     pub loss: f64,
     pub confusion: Confusion,
     pub aucs: Vec<Option<f64>>,
+    /// Per sample: its true class, the predicted class and the class probabilities.
+    pub truth: Vec<i64>,
+    pub predicted: Vec<i64>,
+    pub probabilities: Vec<Vec<f64>>,
 }
 
 impl TestReport {
@@ -235,7 +261,22 @@ impl TestReport {
             loss,
             confusion: Confusion::from_labels(&truth, &predicted, classes),
             aucs: one_vs_rest_auc(&probabilities, &truth),
+            truth,
+            predicted,
+            probabilities,
         })
+    }
+
+    /// The `count` misclassified samples predicted with the highest probability, most
+    /// confident first: their indices in the split.
+    pub fn most_confident_mistakes(&self, count: usize) -> Vec<usize> {
+        let mut mistakes: Vec<usize> = (0..self.truth.len())
+            .filter(|&i| self.truth[i] != self.predicted[i])
+            .collect();
+        let confidence = |i: usize| self.probabilities[i][self.predicted[i] as usize];
+        mistakes.sort_by(|&a, &b| confidence(b).total_cmp(&confidence(a)));
+        mistakes.truncate(count);
+        mistakes
     }
 
     /// Writes `confusion.csv` (rows = true class) and `per_class.csv` into `dir`.
@@ -256,7 +297,7 @@ impl TestReport {
                     .collect()
             })
             .collect();
-        write_table(&dir.join("confusion.csv"), &header, &rows)?;
+        write_table(&dir.join(CONFUSION_CSV), &header, &rows)?;
 
         let header = ["class", "support", "precision", "recall", "f1", "auc"].map(String::from);
         let rows: Vec<Vec<String>> = self
@@ -276,6 +317,6 @@ impl TestReport {
                 ]
             })
             .collect();
-        write_table(&dir.join("per_class.csv"), &header, &rows)
+        write_table(&dir.join(PER_CLASS_CSV), &header, &rows)
     }
 }

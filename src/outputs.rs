@@ -91,7 +91,7 @@ impl CsvLogger {
 }
 
 /// An epoch row of `epochs.csv` (stage, run, then the record's fields) read back.
-fn parse_record(row: &[String]) -> Option<EpochRecord> {
+pub fn parse_record(row: &[String]) -> Option<EpochRecord> {
     let number = |i: usize| f64::from_str(row.get(i)?).ok();
     Some(EpochRecord {
         epoch: row.get(2)?.parse().ok()?,

@@ -1,6 +1,7 @@
 //! What a stage leaves for later stages and later invocations: `result.yaml` beside a
 //! finished run (its settings and summary) and `winner.yaml` beside a finished stage.
 
+use crate::metrics::{CONFUSION_CSV, PER_CLASS_CSV};
 use crate::outputs::{
     read_table, write_atomically, write_table, RunSummary, CHECKPOINT, EPOCHS_CSV,
 };
@@ -42,7 +43,7 @@ pub fn write_yaml(path: &Path, value: &impl Serialize) -> Result<()> {
     write_atomically(path, |tmp| Ok(fs::write(tmp, text)?))
 }
 
-fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+pub fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     if !path.exists() {
         return Ok(None);
     }
@@ -121,7 +122,7 @@ pub fn find_finished(
 
 /// Gives `plan`'s folder the files of the finished run in `source`: the checkpoint
 /// (hard-linked where possible), the epoch table under the new stage and run names,
-/// and a result naming its origin.
+/// the test tables, and a result naming its origin.
 pub fn adopt(
     out_dir: &Path,
     plan: &RunPlan,
@@ -147,6 +148,14 @@ pub fn adopt(
             })?;
         }
         rename_epochs(&source.join(EPOCHS_CSV), &dir.join(EPOCHS_CSV), plan)?;
+        for table in [CONFUSION_CSV, PER_CLASS_CSV] {
+            if source.join(table).is_file() {
+                write_atomically(&dir.join(table), |tmp| {
+                    fs::copy(source.join(table), tmp)?;
+                    Ok(())
+                })?;
+            }
+        }
         summary.stage = plan.stage.clone();
         summary.run = plan.name.clone();
         summary.reused_from = Some(summary.reused_from.unwrap_or(origin));

@@ -1,0 +1,217 @@
+//! A finished run read back from its folder: its recorded settings and best checkpoint
+//! rebuild the model, which can then be evaluated on any compatible data file
+//! (`cellnets eval`, and the figures of `cellnets report`).
+
+use crate::data::{Dataset, Split};
+use crate::figures::{self, HeatMap};
+use crate::metrics::{macro_auc, TestReport};
+use crate::models::{InputShape, Network};
+use crate::outputs::{write_table, CHECKPOINT};
+use crate::records::{read_yaml, FinishedRun, RESULT_YAML};
+use anyhow::{anyhow, bail, Context, Result};
+use std::fmt::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use tch::{nn, Device};
+
+pub struct SavedRun {
+    pub dir: PathBuf,
+    pub finished: FinishedRun,
+}
+
+/// A saved run's model with its best weights loaded.
+pub struct LoadedModel {
+    /// Owns the weights the network reads.
+    _vs: nn::VarStore,
+    pub network: Box<dyn Network>,
+}
+
+impl SavedRun {
+    /// Reads the run in `path`: a run folder, or the `best.safetensors` inside one.
+    pub fn open(path: &Path) -> Result<Self> {
+        let dir = if path.is_file() {
+            path.parent().unwrap_or(Path::new("."))
+        } else {
+            path
+        };
+        let finished: FinishedRun = read_yaml(&dir.join(RESULT_YAML))?.with_context(|| {
+            format!(
+                "{} is not a finished run (it has no {RESULT_YAML}): give a run folder such as \
+                 out/<stage>/<run>, or its {CHECKPOINT}. An interrupted run finishes when its \
+                 manifest runs again",
+                path.display()
+            )
+        })?;
+        if !dir.join(CHECKPOINT).is_file() {
+            bail!(
+                "{} has no {CHECKPOINT}: the run never had a usable epoch (status `{}`), so \
+                 there is nothing to evaluate",
+                dir.display(),
+                finished.summary.status
+            );
+        }
+        Ok(SavedRun {
+            dir: dir.to_path_buf(),
+            finished,
+        })
+    }
+
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.finished.plan.stage, self.finished.plan.name)
+    }
+
+    /// Rebuilds the model for images of `input` and loads the best checkpoint into it.
+    pub fn load(&self, input: InputShape, device: Device) -> Result<LoadedModel> {
+        let checkpoint = self.dir.join(CHECKPOINT);
+        let misfit = |problem: String| {
+            anyhow!(
+                "{} does not fit {}x{}x{} images of {} classes: {problem}. The run trained on \
+                 {}; evaluate it on a file of that shape",
+                checkpoint.display(),
+                input.channels,
+                input.height,
+                input.width,
+                input.classes,
+                self.finished.plan.dataset.file_name()
+            )
+        };
+        // A model that cannot be built for this shape (a kernel larger than the image)
+        // fails inside libtorch, which tch reports as a panic.
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut vs = nn::VarStore::new(device);
+            let network = self.finished.plan.model.build(&vs.root(), input);
+            vs.load(&checkpoint)
+                .map(|()| LoadedModel { _vs: vs, network })
+        }))
+        .map_err(|payload| {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "libtorch refused it".into());
+            misfit(message.lines().next().unwrap_or_default().to_string())
+        })?
+        .map_err(|error| misfit(error.to_string()))
+    }
+
+    /// The model's predictions on `split`, summarised; a checkpoint that does not fit
+    /// the data fails with the reason.
+    pub fn evaluate(&self, data: &Dataset, split: &Split, device: Device) -> Result<TestReport> {
+        let model = self.load(data.input, device)?;
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            TestReport::of(model.network.as_ref(), split)
+        }))
+        .map_err(|_| anyhow!("libtorch failed evaluating {}", self.label()))?
+    }
+}
+
+/// Which split of a file `cellnets eval` scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalSplit {
+    Test,
+    /// The study's holdout of the official train split, as the run trained.
+    HoldoutTrain,
+    HoldoutVal,
+}
+
+impl EvalSplit {
+    pub fn name(self) -> &'static str {
+        match self {
+            EvalSplit::Test => "test",
+            EvalSplit::HoldoutTrain => "train",
+            EvalSplit::HoldoutVal => "val",
+        }
+    }
+
+    pub fn of(self, data: &Dataset) -> &Split {
+        match self {
+            EvalSplit::Test => &data.test,
+            EvalSplit::HoldoutTrain => &data.train,
+            EvalSplit::HoldoutVal => &data.val,
+        }
+    }
+}
+
+/// Evaluates `run` on `split` of `data`, writes the tables and the confusion heat map
+/// into `<run>/eval/<file>-<split>/`, and returns a text summary for the terminal.
+pub fn eval(run: &SavedRun, data: &Dataset, split: EvalSplit, device: Device) -> Result<String> {
+    let report = run.evaluate(data, split.of(data), device)?;
+    let stem = data
+        .path
+        .file_stem()
+        .map_or("data".into(), |stem| stem.to_string_lossy().into_owned());
+    let dir = run
+        .dir
+        .join("eval")
+        .join(format!("{stem}-{}", split.name()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    report.write(&dir)?;
+    let images = report.truth.len();
+    let metrics = [
+        ("images", images.to_string()),
+        ("loss", report.loss.to_string()),
+        ("accuracy", report.confusion.accuracy().to_string()),
+        (
+            "balanced_accuracy",
+            report.confusion.balanced_accuracy().to_string(),
+        ),
+        ("macro_f1", report.confusion.macro_f1().to_string()),
+        ("auc", macro_auc(&report.aucs).to_string()),
+    ];
+    let header: Vec<String> = ["run", "data", "split"]
+        .into_iter()
+        .chain(metrics.iter().map(|(name, _)| *name))
+        .map(String::from)
+        .collect();
+    let row: Vec<String> = [
+        run.label(),
+        data.path.display().to_string(),
+        split.name().into(),
+    ]
+    .into_iter()
+    .chain(metrics.iter().map(|(_, value)| value.clone()))
+    .collect();
+    write_table(&dir.join("metrics.csv"), &header, &[row])?;
+    let dataset = &run.finished.plan.dataset.name;
+    let names = crate::study::class_names(dataset, report.confusion.matrix.len());
+    let title = format!("{} on {stem} ({})", run.label(), split.name());
+    figures::save(
+        &HeatMap::confusion(title, &report.confusion.matrix, &names),
+        &dir,
+        "confusion",
+    )?;
+
+    let mut text = String::new();
+    let confusion = &report.confusion;
+    writeln!(
+        text,
+        "{} on {} ({} split, {images} images)\n\
+         loss {:.4}  accuracy {:.4}  balanced accuracy {:.4}  macro F1 {:.4}  AUC {:.4}\n",
+        run.label(),
+        data.path.display(),
+        split.name(),
+        report.loss,
+        confusion.accuracy(),
+        confusion.balanced_accuracy(),
+        confusion.macro_f1(),
+        macro_auc(&report.aucs)
+    )?;
+    writeln!(
+        text,
+        "{:<18} {:>7} {:>9} {:>7} {:>7} {:>7}",
+        "class", "support", "precision", "recall", "f1", "auc"
+    )?;
+    for ((name, scores), auc) in names.iter().zip(confusion.per_class()).zip(&report.aucs) {
+        let auc = auc.map_or("-".into(), |auc| format!("{auc:.4}"));
+        writeln!(
+            text,
+            "{name:<18} {:>7} {:>9.4} {:>7.4} {:>7.4} {auc:>7}",
+            scores.support, scores.precision, scores.recall, scores.f1
+        )?;
+    }
+    write!(
+        text,
+        "\nwrote metrics.csv, confusion.csv, per_class.csv and confusion.png/svg to {}\n",
+        dir.display()
+    )?;
+    Ok(text)
+}
