@@ -5,6 +5,7 @@ run: libtorch
 	cargo run --release -- experiments.yaml
 
 test: libtorch
+	scripts/check-notebook.sh
 	cargo test
 
 libtorch:
