@@ -159,9 +159,12 @@ pub struct RunSummary {
     pub test_loss: f64,
     pub test_accuracy: f64,
     pub test_balanced_accuracy: f64,
-    /// Unweighted mean F1 over the classes.
+    /// Unweighted mean F1 over the classes (undefined in results of cellnets versions
+    /// before it was measured).
+    #[serde(default = "undefined")]
     pub test_macro_f1: f64,
     /// Mean one-vs-rest ROC AUC over the classes.
+    #[serde(default = "undefined")]
     pub test_auc: f64,
     /// Epochs trained: fewer than planned when early stopping ended the run.
     pub epochs: usize,
@@ -169,6 +172,10 @@ pub struct RunSummary {
     pub device: String,
     /// `stage/run` whose results this run took instead of training the same settings again.
     pub reused_from: Option<String>,
+}
+
+fn undefined() -> f64 {
+    f64::NAN
 }
 
 impl RunSummary {

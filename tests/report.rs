@@ -24,6 +24,12 @@ fn run_study(dir: &Path, stages: &str) -> PathBuf {
         jobs: 1,
     };
     runner::run(&manifest, &[], &settings).unwrap();
+    write_report(dir)
+}
+
+fn write_report(dir: &Path) -> PathBuf {
+    let manifest_path = dir.join("experiments.yaml");
+    let manifest = manifest::load(&manifest_path).unwrap();
     let settings = report::Settings {
         out_dir: dir.join("out"),
         data_dir: dir.to_path_buf(),
@@ -152,6 +158,14 @@ fn the_report_shows_every_stage_beside_the_study_and_links_only_files_that_exist
     // A reused run carries the test tables of the run it reused.
     let reused = out.join("rate/learning_rate=0.01");
     assert!(reused.join("confusion.csv").is_file() && reused.join("per_class.csv").is_file());
+
+    // A damaged result is named in its stage, and the rest of the report stays.
+    std::fs::write(out.join("width/hidden=4/result.yaml"), "summary: [").unwrap();
+    let markdown = std::fs::read_to_string(write_report(dir.path())).unwrap();
+    let width = markdown.split("## Stage `width`").nth(1).unwrap();
+    assert!(width.contains("**Left out:**") && width.contains("width/hidden=4/result.yaml"));
+    assert!(width.contains("| **hidden=8** | 8 |") || width.contains("| hidden=8 | 8 |"));
+    assert!(markdown.contains("## Stage `cnn_grid`\n\nVaries kernels x kernel_size."));
 }
 
 #[test]

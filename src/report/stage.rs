@@ -9,7 +9,7 @@ use crate::manifest::Stage;
 use crate::metrics::{macro_auc, Confusion, TestReport};
 use crate::outputs::{parse_record, read_table, EPOCHS_CSV, SUMMARY_CSV};
 use crate::plan::{RunPlan, StagePlan};
-use crate::records::{read_winner, run_dir, FinishedRun, RESULT_YAML};
+use crate::records::{read_winner, read_yaml, run_dir, FinishedRun, RESULT_YAML};
 use crate::saved::SavedRun;
 use crate::study::{self, StudyModel};
 use crate::train::EpochRecord;
@@ -45,21 +45,28 @@ pub fn render(input: &StageInput, datasets: &mut Datasets) -> Result<StageSectio
         ..
     } = *input;
     let mut md = format!("## Stage `{}`\n\n", stage.name);
-    let finished: Vec<(&RunPlan, FinishedRun)> = plan
-        .runs
-        .iter()
-        .filter_map(|run| {
-            let path = run_dir(out, &run.stage, &run.name).join(RESULT_YAML);
-            let finished = crate::records::read_yaml::<FinishedRun>(&path).ok()??;
-            Some((run, finished))
-        })
-        .collect();
+    let mut finished: Vec<(&RunPlan, FinishedRun)> = Vec::new();
+    let mut unreadable = 0;
+    for run in &plan.runs {
+        let path = run_dir(out, &run.stage, &run.name).join(RESULT_YAML);
+        match read_yaml::<FinishedRun>(&path) {
+            Ok(Some(result)) => finished.push((run, result)),
+            Ok(None) => {}
+            // One unreadable run should not hide the rest of the study.
+            Err(error) => {
+                md += &format!("**Left out:** {error:#}.\n\n");
+                unreadable += 1;
+            }
+        }
+    }
     if finished.is_empty() {
-        md += &format!(
-            "Not run yet: `cellnets only {}` trains its {} run(s).\n\n",
-            stage.name,
-            plan.runs.len()
-        );
+        if unreadable == 0 {
+            md += &format!(
+                "Not run yet: `cellnets only {}` trains its {} run(s).\n\n",
+                stage.name,
+                plan.runs.len()
+            );
+        }
         return Ok(StageSection {
             markdown: md,
             final_row: None,
