@@ -1,8 +1,8 @@
 //! Line, bar and heat-map charts.
 
 use super::{
-    blues, category_axis, category_label, font, DrawResult, Figure, BAD, CATEGORY, NEUTRAL,
-    PALETTE, TRAIN, VAL,
+    blues, category_axis, category_label, centered, draw_title, font, DrawResult, Figure, BAD,
+    CATEGORY, NEUTRAL, PALETTE, TRAIN, VAL,
 };
 use crate::train::EpochRecord;
 use plotters::coord::Shift;
@@ -404,13 +404,7 @@ impl Figure for HeatMap {
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let centered = |size: f64| font(size).pos(Pos::new(HPos::Center, VPos::Center));
-        let (width, _) = self.size();
-        area.draw(&Text::new(
-            self.title.clone(),
-            (width as i32 / 2, 22),
-            centered(20.0),
-        ))?;
+        draw_title(area, &self.title, 20.0)?;
         let left = self.label_width() as i32;
         let top = (TITLE + 24) as i32;
         let cell = CELL as i32;

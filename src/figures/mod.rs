@@ -14,6 +14,7 @@ use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::types::RangedCoordi32;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
@@ -31,6 +32,25 @@ static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 fn font(size: f64) -> TextStyle<'static> {
     TextStyle::from((FAMILY, size).into_font())
+}
+
+/// Text of `size` centred on its position.
+fn centered(size: f64) -> TextStyle<'static> {
+    font(size).pos(Pos::new(HPos::Center, VPos::Center))
+}
+
+/// A title centred at the top of a figure laid out by hand.
+fn draw_title<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    size: f64,
+) -> DrawResult<DB> {
+    let (width, _) = area.dim_in_pixel();
+    area.draw(&Text::new(
+        title.to_string(),
+        (width as i32 / 2, 22),
+        centered(size),
+    ))
 }
 
 fn register_font() {

@@ -3,12 +3,12 @@
 //! class probabilities).
 
 use super::{
-    category_axis, category_label, font, DrawResult, Figure, BAD, CATEGORY, GOOD, NEUTRAL,
+    category_axis, category_label, centered, draw_title, font, DrawResult, Figure, BAD, CATEGORY,
+    GOOD, NEUTRAL,
 };
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 use tch::{Kind, Tensor};
 
 /// An RGB image, row by row.
@@ -88,13 +88,7 @@ impl Figure for Montage {
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let centered = |size: f64| font(size).pos(Pos::new(HPos::Center, VPos::Center));
-        let (width, _) = self.size();
-        area.draw(&Text::new(
-            self.title.clone(),
-            (width as i32 / 2, 22),
-            centered(20.0),
-        ))?;
+        draw_title(area, &self.title, 20.0)?;
         for (i, (label, picture)) in self.tiles.iter().enumerate() {
             let scale = scale_for(picture, TILE);
             let left = 24 + i as i32 * (TILE as i32 + 24);
@@ -130,13 +124,7 @@ impl Figure for MistakePanel {
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let centered = |size: f64| font(size).pos(Pos::new(HPos::Center, VPos::Center));
-        let (width, _) = self.size();
-        area.draw(&Text::new(
-            self.title.clone(),
-            (width as i32 / 2, 22),
-            centered(18.0),
-        ))?;
+        draw_title(area, &self.title, 18.0)?;
         let name = |class: usize| self.class_names.get(class).cloned().unwrap_or_default();
         let tiles = [
             ("test sample".to_string(), &self.sample),
@@ -149,6 +137,7 @@ impl Figure for MistakePanel {
                 &self.true_example,
             ),
         ];
+        let (width, _) = self.size();
         let gap = (width as i32 - 3 * PANEL_TILE as i32) / 4;
         for (i, (label, picture)) in tiles.iter().enumerate() {
             let left = gap + i as i32 * (PANEL_TILE as i32 + gap);
@@ -203,7 +192,7 @@ impl MistakePanel {
             Text::new(
                 format!("{p:.2}"),
                 (i as i32 * CATEGORY, (p + 0.06).min(0.97)),
-                font(12.0).pos(Pos::new(HPos::Center, VPos::Center)),
+                centered(12.0),
             )
         }))?;
         Ok(())
