@@ -3,6 +3,7 @@
 //! beside the numbers it reported. Reads outputs and data only; trains nothing.
 
 mod data_overview;
+mod final_model;
 mod markdown;
 mod stage;
 
