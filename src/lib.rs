@@ -21,3 +21,14 @@ pub mod saved;
 pub mod study;
 pub mod train;
 pub mod transfer;
+
+/// The first line of a panic's message. tch reports libtorch errors as panics whose
+/// message ends in a long C++ backtrace; the first line says what went wrong.
+pub fn panic_summary(payload: &(dyn std::any::Any + Send)) -> &str {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    message.lines().next().unwrap_or("")
+}

@@ -1,5 +1,6 @@
 use anyhow::{bail, Result};
-use cellnets::{bench, data, list, manifest, report, runner, saved};
+use cellnets::saved::{self, EvalSplit};
+use cellnets::{bench, data, list, manifest, report, runner};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,9 +64,9 @@ enum Command {
         /// file in --data-dir].
         #[arg(long)]
         data: Option<PathBuf>,
-        /// test: the file's test split; train and val: the holdout split the run used.
-        #[arg(long, value_enum, default_value_t = SplitChoice::Test)]
-        split: SplitChoice,
+        /// Which images of the file to score.
+        #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
+        split: EvalSplit,
         #[command(flatten)]
         options: Options,
     },
@@ -110,13 +111,6 @@ struct Options {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum SplitChoice {
-    Test,
-    Train,
-    Val,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
 enum DeviceChoice {
     Auto,
     Cpu,
@@ -127,16 +121,10 @@ fn main() -> ExitCode {
     // tch reports libtorch errors as panics, whose payload ends in a long C++ backtrace;
     // the run's error message says what failed, so the panic itself shows one line.
     std::panic::set_hook(Box::new(|info| {
-        let payload = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("");
         let location = info.location().map(|l| l.to_string()).unwrap_or_default();
         eprintln!(
             "panic at {location}: {}",
-            payload.lines().next().unwrap_or("")
+            cellnets::panic_summary(info.payload())
         );
     }));
     match run(Cli::parse()) {
@@ -185,11 +173,6 @@ fn run(cli: Cli) -> Result<()> {
             let data = match data {
                 Some(file) => data::load(&file, spec.train_fraction, device)?,
                 None => data::open(&data::data_dir(options.data_dir.as_deref()), spec, device)?,
-            };
-            let split = match split {
-                SplitChoice::Test => saved::EvalSplit::Test,
-                SplitChoice::Train => saved::EvalSplit::HoldoutTrain,
-                SplitChoice::Val => saved::EvalSplit::HoldoutVal,
             };
             print!("{}", saved::eval(&saved, &data, split, device)?);
             Ok(())

@@ -317,14 +317,10 @@ impl Session<'_> {
         // libtorch reports some failures (an allocation too large, say) as panics in tch.
         let trained = panic::catch_unwind(AssertUnwindSafe(|| self.train(run, data, &dir)))
             .unwrap_or_else(|payload| {
-                let message = payload
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                // libtorch appends a C++ backtrace; its first line says what went wrong.
-                let first_line = message.lines().next().unwrap_or_default();
-                Err(anyhow!("libtorch failed: {first_line}"))
+                Err(anyhow!(
+                    "libtorch failed: {}",
+                    crate::panic_summary(payload.as_ref())
+                ))
             })?;
         let finished = FinishedRun {
             plan: run.clone(),

@@ -83,13 +83,7 @@ impl SavedRun {
             vs.load(&checkpoint)
                 .map(|()| LoadedModel { _vs: vs, network })
         }))
-        .map_err(|payload| {
-            let message = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_else(|| "libtorch refused it".into());
-            misfit(message.lines().next().unwrap_or_default().to_string())
-        })?
+        .map_err(|payload| misfit(crate::panic_summary(payload.as_ref()).to_string()))?
         .map_err(|error| misfit(error.to_string()))
     }
 
@@ -105,11 +99,15 @@ impl SavedRun {
 }
 
 /// Which split of a file `cellnets eval` scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EvalSplit {
+    /// The file's official test split.
     Test,
-    /// The study's holdout of the official train split, as the run trained.
+    /// The part of the official train split the run trained on (the study's holdout).
+    #[value(name = "train")]
     HoldoutTrain,
+    /// The part of the official train split the run validated on.
+    #[value(name = "val")]
     HoldoutVal,
 }
 

@@ -94,17 +94,14 @@ impl Curves {
                 .label(format!("best epoch {best}"))
                 .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], NEUTRAL));
         }
-        chart
-            .configure_series_labels()
-            .label_font(font(13.0))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(if accuracy {
+        draw_legend(
+            &mut chart,
+            if accuracy {
                 SeriesLabelPosition::LowerRight
             } else {
                 SeriesLabelPosition::UpperRight
-            })
-            .draw()
+            },
+        )
     }
 
     fn points(&self, value: impl Fn(&EpochRecord) -> f64) -> Vec<(i32, f64)> {
@@ -212,12 +209,7 @@ impl CategoryLines {
                 )))?
                 .label("winner")
                 .legend(|(x, y)| Circle::new((x + 10, y), 5, BAD.stroke_width(2)));
-            chart
-                .configure_series_labels()
-                .label_font(font(13.0))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()?;
+            draw_legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
         }
         Ok(())
     }
@@ -285,14 +277,22 @@ impl Figure for GroupedBars {
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .label_font(font(13.0))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
     }
+}
+
+/// The chart's series labels in a framed box at `position`.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> DrawResult<DB> {
+    chart
+        .configure_series_labels()
+        .label_font(font(13.0))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(position)
+        .draw()
 }
 
 /// A table of cells coloured by `shade` (0 to 1) and labelled with `text`; row 0 on top.

@@ -15,7 +15,6 @@ use crate::records;
 use crate::study;
 use anyhow::{bail, Context, Result};
 use markdown::{metric, table};
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
@@ -100,26 +99,24 @@ pub fn write(manifest: &Manifest, manifest_path: &Path, settings: &Settings) -> 
             .with_context(|| format!("report of stage `{}`", stage.name))?;
         stages_md += &section.markdown;
         final_rows.extend(section.final_row);
-        let has_results = plan.runs.iter().any(|run| {
-            records::run_dir(out, &run.stage, &run.name)
-                .join(records::RESULT_YAML)
-                .is_file()
-        });
-        if has_results && !ran.contains(&plan.runs[0].dataset) {
-            ran.push(plan.runs[0].dataset.clone());
+        // One overview per data file, whatever train fraction the stages hold out.
+        let spec = &plan.runs[0].dataset;
+        if section.has_results
+            && !ran
+                .iter()
+                .any(|known| known.file_name() == spec.file_name())
+        {
+            ran.push(spec.clone());
         }
     }
 
     let mut data_md = String::new();
-    let mut described = HashSet::new();
     for spec in &ran {
-        if described.insert(spec.file_name()) {
-            let stem = spec.file_name().trim_end_matches(".npz").to_string();
-            let dir = figures.join(format!("data-{stem}"));
-            let link = format!("{REPORT_DIR}/data-{stem}");
-            let data = datasets.get(spec)?;
-            data_md += &data_overview::render(spec, data, &dir, &link)?;
-        }
+        let stem = spec.file_name().trim_end_matches(".npz").to_string();
+        let dir = figures.join(format!("data-{stem}"));
+        let link = format!("{REPORT_DIR}/data-{stem}");
+        let data = datasets.get(spec)?;
+        data_md += &data_overview::render(spec, data, &dir, &link)?;
     }
 
     let mut md = format!(

@@ -20,6 +20,8 @@ pub struct StageSection {
     pub markdown: String,
     /// A row of the final-models table, when the stage's winner was tested here.
     pub final_row: Option<Vec<String>>,
+    /// Whether any run of the stage left a result (readable or not).
+    pub has_results: bool,
 }
 
 pub struct StageInput<'a> {
@@ -69,6 +71,7 @@ pub fn render(input: &StageInput, datasets: &mut Datasets) -> Result<StageSectio
         return Ok(StageSection {
             markdown: md,
             final_row: None,
+            has_results: unreadable > 0,
         });
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -197,6 +200,7 @@ pub fn render(input: &StageInput, datasets: &mut Datasets) -> Result<StageSectio
     Ok(StageSection {
         markdown: md,
         final_row,
+        has_results: true,
     })
 }
 
