@@ -44,7 +44,8 @@ pub fn learnable_arrays() -> Vec<(&'static str, Tensor)> {
     arrays
 }
 
-fn leak(text: String) -> &'static str {
+/// An array name that lives as long as the test, as `write_npz` wants.
+pub fn leak(text: String) -> &'static str {
     Box::leak(text.into_boxed_str())
 }
 
