@@ -37,6 +37,15 @@ pub struct RunPlan {
     pub training: Training,
     pub dataset: DatasetSpec,
     pub transfer: Option<Transfer>,
+    /// The model's `ModelSpec::revision` when planned: part of the run's identity, so a
+    /// run trained by an older arithmetic is not reused as if trained by today's.
+    #[serde(default = "first_revision")]
+    pub revision: u32,
+}
+
+/// Results written before runs recorded a revision were all trained by the first one.
+fn first_revision() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone)]
@@ -64,16 +73,21 @@ impl RunPlan {
             .collect()
     }
 
-    /// Whether training `other` would repeat this run: same model, training, data and
-    /// transferred layers, whatever the stage and run are called.
+    /// Whether training `other` would repeat this run: same model, training, data,
+    /// transferred layers and revision, whatever the stage and run are called.
     pub fn same_settings(&self, other: &RunPlan) -> bool {
-        (&self.model, &self.training, &self.dataset, &self.transfer)
-            == (
-                &other.model,
-                &other.training,
-                &other.dataset,
-                &other.transfer,
+        fn identity(
+            plan: &RunPlan,
+        ) -> (&ModelSpec, &Training, &DatasetSpec, &Option<Transfer>, u32) {
+            (
+                &plan.model,
+                &plan.training,
+                &plan.dataset,
+                &plan.transfer,
+                plan.revision,
             )
+        }
+        identity(self) == identity(other)
     }
 }
 
@@ -224,6 +238,7 @@ fn resolve_run(
     Ok(RunPlan {
         stage: stage.name.clone(),
         name: name.to_string(),
+        revision: model.revision(),
         model,
         training,
         dataset: dataset.clone(),

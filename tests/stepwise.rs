@@ -189,3 +189,57 @@ fn a_run_whose_settings_changed_is_redone_and_its_old_folder_kept_aside() {
     let (_, rows) = read_table(&stage.join("summary.csv")).unwrap();
     assert_eq!(rows.len(), 1, "one summary row per run name");
 }
+
+#[test]
+fn a_run_trained_by_an_older_revision_of_its_model_is_retrained() {
+    let dir = tempfile::tempdir().unwrap();
+    let stages = "  - name: deep
+    model: {kind: dense_cnn, stem_filters: 2, stem_kernel: 3, layers: 1, growth: 2, bottleneck: 2}
+    training: {epochs: 1}
+  - name: shallow
+    model: {kind: mlp, hidden: 4}
+    training: {epochs: 1}
+";
+    run(dir.path(), stages, false);
+    let out = dir.path().join("out");
+    let modified = |stage: &str| {
+        let checkpoint = out.join(stage).join("run/best.safetensors");
+        std::fs::metadata(checkpoint).unwrap().modified().unwrap()
+    };
+    let before = (modified("deep"), modified("shallow"));
+    // Results from before runs recorded a revision: no `revision` line.
+    for stage in ["deep", "shallow"] {
+        let path = out.join(stage).join("run").join(RESULT_YAML);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("revision:"), "{text}");
+        let old: String = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("revision:"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        std::fs::write(&path, old).unwrap();
+    }
+    run(dir.path(), stages, false);
+    assert_ne!(
+        modified("deep"),
+        before.0,
+        "a deep CNN trained before BatchNorm followed Keras is retrained"
+    );
+    assert_eq!(
+        modified("shallow"),
+        before.1,
+        "an MLP, whose arithmetic did not change, is reused"
+    );
+    assert_eq!(finished(dir.path(), "deep", "run").plan.revision, 2);
+    let aside = std::fs::read_dir(out.join("deep"))
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("run.replaced-")
+        })
+        .count();
+    assert_eq!(aside, 1, "the old deep CNN run is kept aside");
+}

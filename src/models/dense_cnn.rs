@@ -1,17 +1,7 @@
+use super::batch_norm::KerasBatchNorm;
 use super::{conv, mlp::dense, InputShape, Network};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
-
-/// Keras' BatchNormalization defaults, which the study kept: momentum 0.99 (PyTorch
-/// counts the other way: 0.01) and epsilon 1e-3.
-fn keras_batch_norm(path: nn::Path, channels: i64) -> nn::BatchNorm {
-    let config = nn::BatchNormConfig {
-        momentum: 0.01,
-        eps: 1e-3,
-        ..Default::default()
-    };
-    nn::batch_norm2d(path, channels, config)
-}
 
 /// The study's deep CNN, DenseNet-style: a 7x7 stem with BN, ReLU and 2x2 max pooling,
 /// one dense block whose layers each add `growth` feature maps to their input, global
@@ -19,7 +9,7 @@ fn keras_batch_norm(path: nn::Path, channels: i64) -> nn::BatchNorm {
 #[derive(Debug)]
 pub struct DenseCnn {
     stem: nn::Conv2D,
-    stem_norm: nn::BatchNorm,
+    stem_norm: KerasBatchNorm,
     block: Vec<DenseLayer>,
     head: nn::Linear,
 }
@@ -27,9 +17,9 @@ pub struct DenseCnn {
 /// BN -> ReLU -> conv 1x1 (bottleneck) -> BN -> ReLU -> conv 3x3 (growth), concatenated to its input.
 #[derive(Debug)]
 struct DenseLayer {
-    norm1: nn::BatchNorm,
+    norm1: KerasBatchNorm,
     conv1: nn::Conv2D,
-    norm2: nn::BatchNorm,
+    norm2: KerasBatchNorm,
     conv2: nn::Conv2D,
 }
 
@@ -48,9 +38,9 @@ impl DenseCnn {
             .map(|i| {
                 let layer = path / format!("block{i}");
                 let dense_layer = DenseLayer {
-                    norm1: keras_batch_norm(&layer / "norm1", channels),
+                    norm1: KerasBatchNorm::new(&layer / "norm1", channels),
                     conv1: conv(&layer / "conv1", channels, bottleneck, 1, 1, true),
-                    norm2: keras_batch_norm(&layer / "norm2", bottleneck),
+                    norm2: KerasBatchNorm::new(&layer / "norm2", bottleneck),
                     conv2: conv(&layer / "conv2", bottleneck, growth, 3, 1, true),
                 };
                 channels += growth;
@@ -66,7 +56,7 @@ impl DenseCnn {
                 1,
                 true,
             ),
-            stem_norm: keras_batch_norm(path / "stem_norm", stem_filters),
+            stem_norm: KerasBatchNorm::new(path / "stem_norm", stem_filters),
             block,
             head: dense(&(path / "head"), channels, input.classes),
         }

@@ -2,6 +2,7 @@
 //! live under named `VarStore` paths (`hidden`, `output`, `conv`, `head`), so a
 //! checkpoint is readable and a layer can be frozen by its path prefix.
 
+mod batch_norm;
 mod cnn;
 mod dense_cnn;
 mod mlp;
@@ -174,6 +175,19 @@ impl ModelSpec {
             }
         }
         Ok(())
+    }
+
+    /// Which version of cellnets' arithmetic for this kind of model a run was trained
+    /// with. Raised whenever a change alters the numbers such a model produces (its
+    /// initialisation, a layer's computation), so that runs trained before the change
+    /// are retrained rather than reused as if trained after it.
+    pub fn revision(&self) -> u32 {
+        match self {
+            ModelSpec::Mlp { .. } | ModelSpec::Cnn { .. } => 1,
+            // 2: BatchNorm scales start at ones (tch drew them from [0, 1)), and the
+            // deep CNN keeps Keras' biased moving variance.
+            ModelSpec::DenseCnn { .. } | ModelSpec::Resnet18 {} => 2,
+        }
     }
 
     /// Builds the model's parameters under `path`, initialised as Keras does.
@@ -394,6 +408,57 @@ mod tests {
             vars["conv.bias"].abs().sum(Kind::Float).double_value(&[]),
             0.0
         );
+    }
+
+    /// Every variable of a freshly built model of each kind starts as Keras starts it:
+    /// dense and conv kernels Glorot-uniform over their fans, biases and BatchNorm shifts
+    /// zero, BatchNorm scales and moving variances one, moving means zero.
+    #[test]
+    fn every_layer_of_every_model_starts_as_keras_initialises_it() {
+        let specs = [
+            "{kind: mlp, hidden: 512}",
+            "{kind: cnn, kernels: 64, kernel_size: 9}",
+            "{kind: dense_cnn}",
+            "{kind: resnet18}",
+        ];
+        for spec in specs {
+            let spec: ModelSpec = serde_yaml::from_str(spec).unwrap();
+            let vs = nn::VarStore::new(Device::Cpu);
+            spec.build(&vs.root(), BLOODMNIST);
+            for (name, tensor) in vs.variables() {
+                let what = format!("{spec:?}: {name}");
+                let values = |value: f64| tensor.eq(value).all().int64_value(&[]) == 1;
+                match (name.rsplit('.').next().unwrap(), tensor.dim()) {
+                    ("running_mean", 1) | ("bias", 1) => assert!(values(0.0), "{what} != 0"),
+                    ("running_var", 1) | ("weight", 1) => assert!(values(1.0), "{what} != 1"),
+                    ("weight", 2 | 4) => assert_glorot_uniform(&tensor, &what),
+                    _ => panic!("{what}: a variable of no known layer kind"),
+                }
+            }
+        }
+    }
+
+    /// U(-l, l) with l = sqrt(6 / (fan_in + fan_out)): all values inside the limit, and
+    /// a standard deviation near l / sqrt(3).
+    fn assert_glorot_uniform(weight: &Tensor, what: &str) {
+        let size = weight.size();
+        let window: i64 = size[2..].iter().product();
+        let (fan_out, fan_in) = (size[0] * window, size[1] * window);
+        let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+        let max = weight.abs().max().double_value(&[]);
+        // The limit itself, rounded to float32, may lie a hair above it.
+        assert!(
+            max <= limit * (1.0 + 1e-6),
+            "{what}: {max} beyond the limit {limit}"
+        );
+        if weight.numel() >= 1000 {
+            let std = weight.std(false).double_value(&[]);
+            let expected = limit / 3f64.sqrt();
+            assert!(
+                (std / expected - 1.0).abs() < 0.1,
+                "{what}: standard deviation {std}, Glorot-uniform gives {expected}"
+            );
+        }
     }
 
     #[test]

@@ -1,3 +1,4 @@
+use super::batch_norm::pytorch_batch_norm;
 use super::{conv, mlp::dense, InputShape, Network};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
@@ -5,7 +6,8 @@ use tch::Tensor;
 /// ResNet-18 for small images, as the MedMNIST benchmark adapts it to 28x28: a 3x3
 /// stem without the initial pooling, four stages of two basic blocks (64, 128, 256,
 /// 512 channels, the last three halving the resolution), global average pooling and
-/// a linear head.
+/// a linear head. It is not the study's model, so its BatchNorm is PyTorch's, as in
+/// the benchmark's code.
 #[derive(Debug)]
 pub struct ResNet18 {
     stem: nn::Conv2D,
@@ -24,23 +26,19 @@ struct BasicBlock {
     downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
 }
 
-fn batch_norm(path: nn::Path, channels: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(path, channels, Default::default())
-}
-
 impl BasicBlock {
     fn new(path: nn::Path, inputs: i64, outputs: i64, stride: i64) -> Self {
         let downsample = (stride != 1 || inputs != outputs).then(|| {
             (
                 conv(&path / "down", inputs, outputs, 1, stride, false),
-                batch_norm(&path / "down_norm", outputs),
+                pytorch_batch_norm(&path / "down_norm", outputs),
             )
         });
         BasicBlock {
             conv1: conv(&path / "conv1", inputs, outputs, 3, stride, false),
-            norm1: batch_norm(&path / "norm1", outputs),
+            norm1: pytorch_batch_norm(&path / "norm1", outputs),
             conv2: conv(&path / "conv2", outputs, outputs, 3, 1, false),
-            norm2: batch_norm(&path / "norm2", outputs),
+            norm2: pytorch_batch_norm(&path / "norm2", outputs),
             downsample,
         }
     }
@@ -86,7 +84,7 @@ impl ResNet18 {
         }
         ResNet18 {
             stem: conv(path / "stem", input.channels, 64, 3, 1, false),
-            stem_norm: batch_norm(path / "stem_norm", 64),
+            stem_norm: pytorch_batch_norm(path / "stem_norm", 64),
             blocks,
             head: dense(&(path / "head"), channels, input.classes),
         }
