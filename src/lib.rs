@@ -3,24 +3,27 @@
 //! trainer -> outputs.
 
 pub mod bench;
-pub mod checkpoints;
+pub mod callbacks;
 pub mod data;
 pub mod download;
 pub mod figures;
+pub mod files;
 pub mod list;
 pub mod manifest;
 pub mod metrics;
 pub mod models;
-pub mod outputs;
 pub mod plan;
 pub mod progress;
-pub mod records;
 pub mod report;
+pub mod run_folder;
 pub mod runner;
 pub mod saved;
 pub mod study;
+pub mod summary;
 pub mod train;
+pub mod trainer;
 pub mod transfer;
+pub mod winners;
 
 /// The first line of a panic's message. tch reports libtorch errors as panics whose
 /// message ends in a long C++ backtrace; the first line says what went wrong.

@@ -3,8 +3,8 @@
 use crate::data;
 use crate::manifest::{DatasetSpec, Manifest};
 use crate::models::{count_parameters, InputShape};
-use crate::records;
 use crate::transfer::freeze;
+use crate::winners;
 use anyhow::Result;
 use std::fmt::Write;
 use std::path::Path;
@@ -13,9 +13,7 @@ use tch::{nn, Device};
 /// A table per stage: run name, trainable and frozen parameters. Stages that start
 /// from a winner not yet recorded under `out_dir` are shown from a provisional one.
 pub fn describe(manifest: &Manifest, data_dir: &Path, out_dir: &Path) -> Result<String> {
-    let plans = crate::plan::plan_all(manifest, |stage| {
-        Ok(records::read_winner(out_dir, stage)?.map(|winner| winner.plan))
-    })?;
+    let plans = winners::plan_with_recorded_winners(manifest, out_dir)?;
     let mut shapes: Vec<(DatasetSpec, InputShape)> = Vec::new();
     let mut text = String::new();
     for (stage, provisional) in &plans {

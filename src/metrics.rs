@@ -226,6 +226,51 @@ mod tests {
 pub const CONFUSION_CSV: &str = "confusion.csv";
 pub const PER_CLASS_CSV: &str = "per_class.csv";
 
+/// A model's scores on a split, in a line: what summary.csv, `cellnets eval` and the
+/// report show of a `TestReport`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TestMetrics {
+    #[serde(rename = "test_loss")]
+    pub loss: f64,
+    #[serde(rename = "test_accuracy")]
+    pub accuracy: f64,
+    #[serde(rename = "test_balanced_accuracy")]
+    pub balanced_accuracy: f64,
+    /// Unweighted mean F1 over the classes (undefined in results of cellnets versions
+    /// before it was measured).
+    #[serde(rename = "test_macro_f1", default = "undefined")]
+    pub macro_f1: f64,
+    /// Mean one-vs-rest ROC AUC over the classes.
+    #[serde(rename = "test_auc", default = "undefined")]
+    pub auc: f64,
+}
+
+fn undefined() -> f64 {
+    f64::NAN
+}
+
+impl TestMetrics {
+    /// For a run without a checkpoint to test.
+    pub const UNDEFINED: TestMetrics = TestMetrics {
+        loss: f64::NAN,
+        accuracy: f64::NAN,
+        balanced_accuracy: f64::NAN,
+        macro_f1: f64::NAN,
+        auc: f64::NAN,
+    };
+
+    /// (name, value), in the order tables show them.
+    pub fn columns(&self) -> [(&'static str, f64); 5] {
+        [
+            ("loss", self.loss),
+            ("accuracy", self.accuracy),
+            ("balanced_accuracy", self.balanced_accuracy),
+            ("macro_f1", self.macro_f1),
+            ("auc", self.auc),
+        ]
+    }
+}
+
 /// A model's predictions on a labelled split, summarised.
 #[derive(Debug, Clone)]
 pub struct TestReport {
@@ -267,6 +312,16 @@ impl TestReport {
         })
     }
 
+    pub fn metrics(&self) -> TestMetrics {
+        TestMetrics {
+            loss: self.loss,
+            accuracy: self.confusion.accuracy(),
+            balanced_accuracy: self.confusion.balanced_accuracy(),
+            macro_f1: self.confusion.macro_f1(),
+            auc: macro_auc(&self.aucs),
+        }
+    }
+
     /// The `count` misclassified samples predicted with the highest probability, most
     /// confident first: their indices in the split.
     pub fn most_confident_mistakes(&self, count: usize) -> Vec<usize> {
@@ -281,7 +336,7 @@ impl TestReport {
 
     /// Writes `confusion.csv` (rows = true class) and `per_class.csv` into `dir`.
     pub fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
-        use crate::outputs::write_table;
+        use crate::files::write_table;
         let classes = self.confusion.matrix.len();
         let header: Vec<String> = std::iter::once("true\\predicted".to_string())
             .chain((0..classes).map(|c| c.to_string()))

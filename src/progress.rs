@@ -1,12 +1,11 @@
 //! Progress on stderr: a bar over a stage's runs and one over the current run's epochs
 //! with the latest metrics and an ETA; plain log lines when stderr is not a terminal.
 
-use crate::outputs::RunSummary;
-use crate::train::{EpochObserver, EpochRecord};
+use crate::summary::RunSummary;
+use crate::train::{Callback, EpochRecord};
 use anyhow::Result;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
-use tch::nn;
 
 pub struct Progress {
     bars: Option<MultiProgress>,
@@ -43,16 +42,14 @@ impl Progress {
         }
     }
 
-    /// The epoch bar of a run, `done` of whose `epochs` already ran (a resumed run).
-    pub fn start_run(&self, name: &str, epochs: usize, done: usize) -> EpochProgress {
+    /// The epoch bar of a run of `epochs` epochs.
+    pub fn start_run(&self, name: &str, epochs: usize) -> EpochProgress {
         let bar = match &self.bars {
             Some(bars) => {
                 let bar = bars.add(ProgressBar::new(epochs as u64).with_style(style(
                     "  {prefix} epoch {pos}/{len} [{bar:25}] eta {eta} {msg}",
                 )));
                 bar.set_prefix(name.to_string());
-                bar.set_position(done as u64);
-                bar.reset_eta();
                 bar
             }
             None => ProgressBar::hidden(),
@@ -75,7 +72,7 @@ impl Progress {
                 best.epoch,
                 best.val_loss,
                 best.val_accuracy,
-                summary.test_accuracy,
+                summary.test.accuracy,
                 summary.seconds
             ),
             None => format!(
@@ -107,7 +104,7 @@ impl Progress {
     }
 }
 
-/// The epoch bar of one run; an observer of the training loop.
+/// The epoch bar of one run; a callback of the training loop.
 pub struct EpochProgress {
     bar: ProgressBar,
     plain: bool,
@@ -115,8 +112,20 @@ pub struct EpochProgress {
     epochs: usize,
 }
 
-impl EpochObserver for EpochProgress {
-    fn on_epoch_end(&mut self, record: &EpochRecord, _vs: &nn::VarStore) -> Result<()> {
+impl Callback for EpochProgress {
+    fn name(&self) -> &'static str {
+        "progress"
+    }
+
+    fn on_start(&mut self, resumed: Option<&EpochRecord>) -> Result<()> {
+        if let Some(last) = resumed {
+            self.bar.set_position(last.epoch as u64);
+            self.bar.reset_eta();
+        }
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, record: &EpochRecord) -> Result<()> {
         let metrics = format!(
             "loss {:.4} acc {:.4} val_loss {:.4} val_acc {:.4} ({:.1} s)",
             record.train_loss,

@@ -1,18 +1,15 @@
-//! Runs a manifest's stages: plans them, loads their data, trains each run with its
-//! observers (or reuses a finished run with the same settings), records the outcome
-//! and each stage's winner. Bad input fails before anything is written under out/.
+//! Runs a manifest's stages: plans them, loads their data, trains each run (or reuses
+//! a finished run with the same settings), records the outcome and each stage's
+//! winner. Bad input fails before anything is written under out/.
 
-use crate::checkpoints::{self, Checkpoints, ResumeState};
 use crate::data::{self, Dataset};
 use crate::manifest::{DatasetSpec, Manifest, Stage};
-use crate::metrics::{macro_auc, TestReport};
-use crate::models::count_parameters;
-use crate::outputs::{record_summary, CsvLogger, RunSummary, CHECKPOINT, EPOCHS_CSV, SUMMARY_CSV};
 use crate::plan::{self, RunPlan};
 use crate::progress::Progress;
-use crate::records::{self, FinishedRun, Winner, RESULT_YAML, WINNER_YAML};
-use crate::train::{fit, EarlyStopping, EpochObserver, FusedInputDense, Outcome};
-use crate::transfer::{precompute, transfer_layers};
+use crate::run_folder::{find_finished, FinishedRun, RunFolder, StageFolder};
+use crate::summary::{record_summary, RunSummary};
+use crate::trainer::{self, RunContext};
+use crate::winners::{self, read_winner, write_winner, Winner};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -21,8 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::thread;
-use std::time::Instant;
-use tch::{nn, Device};
+use tch::Device;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -41,9 +37,7 @@ pub fn run(manifest: &Manifest, only: &[String], settings: &Settings) -> Result<
     let out = &settings.out_dir;
     let selected = plan::select(manifest, only)?;
     // Every stage is planned before anything trains, so a bad grid anywhere fails at once.
-    let provisional = plan::plan_all(manifest, |stage| {
-        Ok(records::read_winner(out, stage)?.map(|winner| winner.plan))
-    })?;
+    let provisional = winners::plan_with_recorded_winners(manifest, out)?;
     check_sources(&selected, out)?;
     let specs = provisional
         .iter()
@@ -78,13 +72,13 @@ fn check_sources(selected: &[&Stage], out: &Path) -> Result<()> {
         let transfer = stage.transfer.as_ref().map(|transfer| &transfer.from);
         for source in stage.from.iter().chain(transfer) {
             let runs_first = selected[..i].iter().any(|earlier| &earlier.name == source);
-            if !runs_first && records::read_winner(out, source)?.is_none() {
+            if !runs_first && read_winner(out, source)?.is_none() {
                 bail!(
                     "stage `{}` needs the winner of stage `{source}`, which has not run \
                      (no {}): run `cellnets only {source}` first, or both: \
                      `cellnets only {source} {}`",
                     stage.name,
-                    out.join(source).join(WINNER_YAML).display(),
+                    StageFolder::new(out, source).winner_yaml().display(),
                     stage.name
                 );
             }
@@ -184,14 +178,14 @@ impl Session<'_> {
         let finished = self.run_all(&plan.runs, datasets)?;
         self.progress.finish_stage();
 
-        let Some(winner) = records::choose_winner(&finished, plan.pinned_winner.as_deref()) else {
+        let Some(winner) = winners::choose_winner(&finished, plan.pinned_winner.as_deref()) else {
             self.progress.note(&format!(
                 "stage {}: no run has a usable checkpoint (each diverged at once), so no winner",
                 plan.name
             ));
             return Ok(finished.into_iter().map(|(_, summary)| summary).collect());
         };
-        records::write_yaml(&out.join(&plan.name).join(WINNER_YAML), &winner)?;
+        write_winner(out, &plan.name, &winner)?;
         self.progress.note(&format!(
             "stage {}: winner {} (best val accuracy {:.4}{})",
             plan.name,
@@ -279,7 +273,7 @@ impl Session<'_> {
 
     /// Adds a finished run to its stage's summary and to the progress display.
     fn record(&self, summary: &RunSummary) -> Result<()> {
-        let path = self.settings.out_dir.join(&summary.stage).join(SUMMARY_CSV);
+        let path = StageFolder::new(&self.settings.out_dir, &summary.stage).summary_csv();
         record_summary(&path, summary)?;
         self.progress.finish_run(summary);
         Ok(())
@@ -289,219 +283,73 @@ impl Session<'_> {
         if let Some(winner) = self.winners.get(stage) {
             return Ok(winner.clone());
         }
-        records::read_winner(&self.settings.out_dir, stage)?.with_context(|| {
+        read_winner(&self.settings.out_dir, stage)?.with_context(|| {
             format!("stage `{stage}` has not run: run `cellnets only {stage}` first")
         })
     }
 
     /// Reuses a finished run with the same settings and data, or trains one.
     fn complete(&self, run: &RunPlan, data: &Dataset) -> Result<RunSummary> {
-        let out = &self.settings.out_dir;
-        if let Some((source, finished)) = records::find_finished(out, run, &data.md5)? {
-            let trained_now = self
-                .trained
-                .lock()
-                .expect("no panic holds it")
-                .contains(&source);
-            if !self.settings.fresh || trained_now {
-                let origin = format!("{}/{}", finished.plan.stage, finished.plan.name);
-                let summary = records::adopt(out, run, &source, finished)?;
-                self.progress.note(&format!(
-                    "{}/{}: same settings as {origin}, which finished: reused, not retrained",
-                    run.stage, run.name
-                ));
-                return Ok(summary);
-            }
+        if let Some(summary) = self.reuse(run, data)? {
+            return Ok(summary);
         }
-        let dir = records::run_dir(out, &run.stage, &run.name);
+        let folder = RunFolder::of(&self.settings.out_dir, run);
+        let transfer_checkpoint = self.transfer_checkpoint(run)?;
+        let context = RunContext {
+            device: self.settings.device,
+            progress: &self.progress,
+            transfer_checkpoint: transfer_checkpoint.as_deref(),
+        };
         // libtorch reports some failures (an allocation too large, say) as panics in tch.
-        let trained = panic::catch_unwind(AssertUnwindSafe(|| self.train(run, data, &dir)))
-            .unwrap_or_else(|payload| {
-                Err(anyhow!(
-                    "libtorch failed: {}",
-                    crate::panic_summary(payload.as_ref())
-                ))
-            })?;
-        let finished = FinishedRun {
+        let summary = panic::catch_unwind(AssertUnwindSafe(|| {
+            trainer::train(run, data, &folder, &context)
+        }))
+        .unwrap_or_else(|payload| {
+            Err(anyhow!(
+                "libtorch failed: {}",
+                crate::panic_summary(payload.as_ref())
+            ))
+        })?;
+        folder.commit(&FinishedRun {
             plan: run.clone(),
             data_md5: data.md5.clone(),
-            summary: trained.clone(),
-        };
-        // The result is the run's commit point: written last, then the resume files go.
-        records::write_yaml(&dir.join(RESULT_YAML), &finished)?;
-        checkpoints::clear_state(&dir)?;
-        self.trained.lock().expect("no panic holds it").insert(dir);
-        Ok(trained)
+            summary: summary.clone(),
+        })?;
+        let mut trained = self.trained.lock().expect("no panic holds it");
+        trained.insert(folder.dir().to_path_buf());
+        Ok(summary)
     }
 
-    /// Readies the run folder: returns the state to resume from, if the folder holds an
-    /// interrupted run of the same settings that can continue exactly. Results of other
-    /// settings are moved aside, never mixed with the new ones.
-    fn prepare(&self, run: &RunPlan, data: &Dataset, dir: &Path) -> Result<Option<ResumeState>> {
-        let label = format!("{}/{}", run.stage, run.name);
-        let previous_result: Option<FinishedRun> = fs::read_to_string(dir.join(RESULT_YAML))
-            .ok()
-            .and_then(|text| serde_yaml::from_str(&text).ok());
-        let state = checkpoints::read_state(dir)?;
-        let same = |plan: &RunPlan, md5: &str| plan.same_settings(run) && md5 == data.md5;
-        let foreign = match (&previous_result, &state) {
-            (Some(result), _) => !same(&result.plan, &result.data_md5),
-            (None, Some(state)) => !same(&state.plan, &state.data_md5),
-            (None, None) => false,
+    /// The summary of a finished run with the same settings and data, taken into this
+    /// run's folder; none when there is none, or when `--fresh` asks to retrain one that
+    /// an earlier invocation trained.
+    fn reuse(&self, run: &RunPlan, data: &Dataset) -> Result<Option<RunSummary>> {
+        let out = &self.settings.out_dir;
+        let Some((source, finished)) = find_finished(out, run, &data.md5)? else {
+            return Ok(None);
         };
-        if foreign {
-            let aside = aside_name(dir);
-            fs::rename(dir, &aside).with_context(|| {
-                format!("cannot move {} aside to {}", dir.display(), aside.display())
-            })?;
-            self.progress.note(&format!(
-                "{label}: its settings or data changed since it ran; the old results were moved to {}",
-                aside.display()
-            ));
+        let trained = self.trained.lock().expect("no panic holds it");
+        if self.settings.fresh && !trained.contains(source.dir()) {
+            return Ok(None);
         }
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let _ = fs::remove_file(dir.join(RESULT_YAML));
-        match state.filter(|_| !foreign) {
-            Some(state) if run.training.stateless_optimizer() => {
-                self.progress
-                    .note(&format!("{label}: resuming after epoch {}", state.epoch));
-                Ok(Some(state))
-            }
-            Some(state) => {
-                self.progress.note(&format!(
-                    "{label}: interrupted after epoch {}, but {:?} keeps state that is not saved; \
-                     restarting the run from epoch 1",
-                    state.epoch, run.training.optimizer
-                ));
-                checkpoints::clear_state(dir)?;
-                Ok(None)
-            }
-            None => {
-                checkpoints::clear_state(dir)?;
-                Ok(None)
-            }
-        }
+        drop(trained);
+        let origin = format!("{}/{}", finished.plan.stage, finished.plan.name);
+        let summary = RunFolder::of(out, run).adopt(run, &source, finished)?;
+        self.progress.note(&format!(
+            "{}/{}: same settings as {origin}, which finished: reused, not retrained",
+            run.stage, run.name
+        ));
+        Ok(Some(summary))
     }
 
-    fn train(&self, run: &RunPlan, data: &Dataset, dir: &Path) -> Result<RunSummary> {
-        let resume = self.prepare(run, data, dir)?;
-        let start = Instant::now();
-
-        tch::manual_seed(run.training.seed as i64);
-        let mut vs = nn::VarStore::new(self.settings.device);
-        let model = run.model.build(&vs.root(), data.input);
-        let frozen = match &run.transfer {
-            Some(transfer) => {
-                let source = self.winner(&transfer.from)?;
-                let checkpoint =
-                    records::run_dir(&self.settings.out_dir, &transfer.from, &source.run)
-                        .join(CHECKPOINT);
-                transfer_layers(&vs, transfer, &checkpoint)?
-            }
-            None => Vec::new(),
+    /// The best checkpoint of the winner that `run`'s transfer takes its layers from.
+    fn transfer_checkpoint(&self, run: &RunPlan) -> Result<Option<PathBuf>> {
+        let Some(transfer) = &run.transfer else {
+            return Ok(None);
         };
-        let (trainable_params, frozen_params) = count_parameters(&vs);
-
-        let csv = dir.join(EPOCHS_CSV);
-        let (mut logger, logged) = match &resume {
-            Some(state) => {
-                vs.load(state.weights(dir))
-                    .with_context(|| format!("cannot load {}", state.weights(dir).display()))?;
-                CsvLogger::resume(&csv, run, state.epoch)?
-            }
-            None => (CsvLogger::create(&csv, run)?, Vec::new()),
-        };
-
-        // Frozen leading layers give the same outputs every epoch: compute them once.
-        let features;
-        let (network, fused, data): (&dyn nn::ModuleT, _, &Dataset) =
-            match model.split_frozen(&frozen) {
-                Some((extractor, rest)) if !run.training.augment => {
-                    let started = Instant::now();
-                    features = precompute(extractor, data);
-                    self.progress.note(&format!(
-                        "{}/{}: outputs of the frozen {} computed once ({:.1} s), not every epoch",
-                        run.stage,
-                        run.name,
-                        frozen.join(", "),
-                        started.elapsed().as_secs_f64()
-                    ));
-                    (rest, None, &features)
-                }
-                _ => {
-                    let parts = model.split_input_dense();
-                    let fused = FusedInputDense::for_training(parts, &run.training);
-                    (model.as_ref() as &dyn nn::ModuleT, fused, data)
-                }
-            };
-
-        let mut checkpoints = Checkpoints::new(dir, run, &data.md5, &logged);
-        let mut bar = self
-            .progress
-            .start_run(&run.name, run.training.epochs, logged.len());
-        let mut stopper = run
-            .training
-            .patience
-            .map(|patience| EarlyStopping::new(run.training.monitor, patience));
-        let mut observers: Vec<&mut dyn EpochObserver> = vec![&mut logger, &mut checkpoints];
-        if let Some(stopper) = stopper.as_mut() {
-            for record in &logged {
-                stopper.on_epoch_end(record, &vs)?;
-            }
-            observers.push(stopper);
-        }
-        observers.push(&mut bar);
-        let outcome = fit(
-            network,
-            fused,
-            &vs,
-            data,
-            &run.training,
-            logged.len() + 1,
-            &mut observers,
-        )?;
-        drop(observers);
-        drop(bar);
-
-        let best = checkpoints.best().cloned();
-        let report = match &best {
-            Some(_) => {
-                let path = checkpoints.best_path();
-                vs.load(&path)
-                    .with_context(|| format!("cannot reload {}", path.display()))?;
-                let report = TestReport::of(network, &data.test)?;
-                report.write(dir)?;
-                Some(report)
-            }
-            None => None,
-        };
-        let test = |metric: fn(&TestReport) -> f64| report.as_ref().map_or(f64::NAN, metric);
-        if outcome == Outcome::Diverged {
-            self.progress.note(&format!(
-                "{}/{}: the loss became NaN or infinite at epoch {}: stopped and marked diverged",
-                run.stage,
-                run.name,
-                checkpoints.epochs_seen()
-            ));
-        }
-        Ok(RunSummary {
-            stage: run.stage.clone(),
-            run: run.name.clone(),
-            hyperparameters: run.hyperparameters(),
-            trainable_params,
-            frozen_params,
-            status: outcome.name().to_string(),
-            best,
-            test_loss: test(|report| report.loss),
-            test_accuracy: test(|report| report.confusion.accuracy()),
-            test_balanced_accuracy: test(|report| report.confusion.balanced_accuracy()),
-            test_macro_f1: test(|report| report.confusion.macro_f1()),
-            test_auc: test(|report| macro_auc(&report.aucs)),
-            epochs: checkpoints.epochs_seen(),
-            seconds: start.elapsed().as_secs_f64(),
-            device: format!("{:?}", self.settings.device).to_lowercase(),
-            reused_from: None,
-        })
+        let source = self.winner(&transfer.from)?;
+        let folder = StageFolder::new(&self.settings.out_dir, &transfer.from).run(&source.run);
+        Ok(Some(folder.checkpoint()))
     }
 }
 
@@ -510,16 +358,4 @@ fn dataset_for<'d>(datasets: &'d [(DatasetSpec, Dataset)], run: &RunPlan) -> &'d
     found
         .map(|(_, data)| data)
         .expect("every run's dataset was opened")
-}
-
-/// A free sibling name for a run folder whose results are set aside.
-fn aside_name(dir: &Path) -> PathBuf {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    let name = dir.file_name().unwrap_or_default().to_string_lossy();
-    (0..)
-        .map(|n| dir.with_file_name(format!("{name}.replaced-{stamp}-{n}")))
-        .find(|candidate| !candidate.exists())
-        .expect("some suffix is free")
 }

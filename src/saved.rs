@@ -4,18 +4,18 @@
 
 use crate::data::{Dataset, Split};
 use crate::figures::{self, HeatMap};
-use crate::metrics::{macro_auc, TestReport};
+use crate::files::write_table;
+use crate::metrics::TestReport;
 use crate::models::{InputShape, Network};
-use crate::outputs::{write_table, CHECKPOINT};
-use crate::records::{read_yaml, FinishedRun, RESULT_YAML};
+use crate::run_folder::{FinishedRun, RunFolder, CHECKPOINT, RESULT_YAML};
 use anyhow::{anyhow, bail, Context, Result};
 use std::fmt::Write;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{nn, Device};
 
 pub struct SavedRun {
-    pub dir: PathBuf,
+    pub folder: RunFolder,
     pub finished: FinishedRun,
 }
 
@@ -34,7 +34,8 @@ impl SavedRun {
         } else {
             path
         };
-        let finished: FinishedRun = read_yaml(&dir.join(RESULT_YAML))?.with_context(|| {
+        let folder = RunFolder::at(dir);
+        let finished: FinishedRun = folder.read_result()?.with_context(|| {
             format!(
                 "{} is not a finished run (it has no {RESULT_YAML}): give a run folder such as \
                  out/<stage>/<run>, or its {CHECKPOINT}. An interrupted run finishes when its \
@@ -42,7 +43,7 @@ impl SavedRun {
                 path.display()
             )
         })?;
-        if !dir.join(CHECKPOINT).is_file() {
+        if !folder.has_checkpoint() {
             bail!(
                 "{} has no {CHECKPOINT}: the run never had a usable epoch (status `{}`), so \
                  there is nothing to evaluate",
@@ -50,10 +51,7 @@ impl SavedRun {
                 finished.summary.status
             );
         }
-        Ok(SavedRun {
-            dir: dir.to_path_buf(),
-            finished,
-        })
+        Ok(SavedRun { folder, finished })
     }
 
     pub fn label(&self) -> String {
@@ -62,7 +60,7 @@ impl SavedRun {
 
     /// Rebuilds the model for images of `input` and loads the best checkpoint into it.
     pub fn load(&self, input: InputShape, device: Device) -> Result<LoadedModel> {
-        let checkpoint = self.dir.join(CHECKPOINT);
+        let checkpoint = self.folder.checkpoint();
         let misfit = |problem: String| {
             anyhow!(
                 "{} does not fit {}x{}x{} images of {} classes: {problem}. The run trained on \
@@ -138,23 +136,21 @@ pub fn eval(run: &SavedRun, data: &Dataset, split: EvalSplit, device: Device) ->
         .file_stem()
         .map_or("data".into(), |stem| stem.to_string_lossy().into_owned());
     let dir = run
-        .dir
+        .folder
+        .dir()
         .join("eval")
         .join(format!("{stem}-{}", split.name()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     report.write(&dir)?;
     let images = report.truth.len();
-    let metrics = [
-        ("images", images.to_string()),
-        ("loss", report.loss.to_string()),
-        ("accuracy", report.confusion.accuracy().to_string()),
-        (
-            "balanced_accuracy",
-            report.confusion.balanced_accuracy().to_string(),
-        ),
-        ("macro_f1", report.confusion.macro_f1().to_string()),
-        ("auc", macro_auc(&report.aucs).to_string()),
-    ];
+    let scores = report.metrics();
+    let metrics: Vec<(&str, String)> = std::iter::once(("images", images.to_string()))
+        .chain(
+            scores
+                .columns()
+                .map(|(name, value)| (name, value.to_string())),
+        )
+        .collect();
     let header: Vec<String> = ["run", "data", "split"]
         .into_iter()
         .chain(metrics.iter().map(|(name, _)| *name))
@@ -179,7 +175,6 @@ pub fn eval(run: &SavedRun, data: &Dataset, split: EvalSplit, device: Device) ->
     )?;
 
     let mut text = String::new();
-    let confusion = &report.confusion;
     writeln!(
         text,
         "{} on {} ({} split, {images} images)\n\
@@ -187,18 +182,19 @@ pub fn eval(run: &SavedRun, data: &Dataset, split: EvalSplit, device: Device) ->
         run.label(),
         data.path.display(),
         split.name(),
-        report.loss,
-        confusion.accuracy(),
-        confusion.balanced_accuracy(),
-        confusion.macro_f1(),
-        macro_auc(&report.aucs)
+        scores.loss,
+        scores.accuracy,
+        scores.balanced_accuracy,
+        scores.macro_f1,
+        scores.auc
     )?;
     writeln!(
         text,
         "{:<18} {:>7} {:>9} {:>7} {:>7} {:>7}",
         "class", "support", "precision", "recall", "f1", "auc"
     )?;
-    for ((name, scores), auc) in names.iter().zip(confusion.per_class()).zip(&report.aucs) {
+    let per_class = report.confusion.per_class();
+    for ((name, scores), auc) in names.iter().zip(per_class).zip(&report.aucs) {
         let auc = auc.map_or("-".into(), |auc| format!("{auc:.4}"));
         writeln!(
             text,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use cellnets::outputs::read_table;
+use cellnets::files::read_table;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -83,7 +83,7 @@ fn check_consistent(out: &Path) -> HashMap<PathBuf, SystemTime> {
         };
         if dir.join("result.yaml").exists() {
             let result = std::fs::read_to_string(dir.join("result.yaml")).unwrap();
-            let result: cellnets::records::FinishedRun = serde_yaml::from_str(&result).unwrap();
+            let result: cellnets::run_folder::FinishedRun = serde_yaml::from_str(&result).unwrap();
             assert_eq!(epochs, result.summary.epochs, "{}", dir.display());
             let checkpoint = dir.join("best.safetensors");
             Tensor::read_safetensors(&checkpoint).unwrap();

@@ -46,5 +46,5 @@ stages:
         summary.best.as_ref().unwrap().val_accuracy >= 0.80,
         "{summary:?}"
     );
-    assert!(summary.test_accuracy >= 0.78, "{summary:?}");
+    assert!(summary.test.accuracy >= 0.78, "{summary:?}");
 }

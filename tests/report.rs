@@ -2,7 +2,7 @@
 
 mod common;
 
-use cellnets::outputs::read_table;
+use cellnets::files::read_table;
 use cellnets::{manifest, report, runner};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};

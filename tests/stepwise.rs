@@ -3,8 +3,9 @@
 
 mod common;
 
-use cellnets::outputs::read_table;
-use cellnets::records::{read_winner, FinishedRun, RESULT_YAML};
+use cellnets::files::read_table;
+use cellnets::run_folder::{FinishedRun, RESULT_YAML};
+use cellnets::winners::read_winner;
 use std::path::Path;
 use tch::Tensor;
 
@@ -16,7 +17,7 @@ const STEPWISE: &str = "  - name: hidden
     grid: {activation: [relu, sigmoid]}
 ";
 
-fn run(dir: &Path, stages: &str, fresh: bool) -> Vec<cellnets::outputs::RunSummary> {
+fn run(dir: &Path, stages: &str, fresh: bool) -> Vec<cellnets::summary::RunSummary> {
     common::run_library(dir, stages, fresh)
 }
 

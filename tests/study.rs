@@ -2,12 +2,13 @@
 
 mod common;
 
-use cellnets::outputs::read_table;
+use cellnets::files::read_table;
+use cellnets::train::Outcome;
 use cellnets::{data, manifest, train};
 use std::path::Path;
 use tch::{nn, Device};
 
-fn run_study(dir: &Path, stages: &str) -> Vec<cellnets::outputs::RunSummary> {
+fn run_study(dir: &Path, stages: &str) -> Vec<cellnets::summary::RunSummary> {
     common::run_library(dir, stages, false)
 }
 
@@ -167,7 +168,7 @@ fn a_learnable_problem_is_learned() {
         summary.best.as_ref().unwrap().val_accuracy >= 0.95,
         "{summary:?}"
     );
-    assert!(summary.test_accuracy >= 0.95, "{summary:?}");
+    assert!(summary.test.accuracy >= 0.95, "{summary:?}");
     let (header, rows) = read_table(&dir.path().join("out/learn/run/epochs.csv")).unwrap();
     let loss = header.iter().position(|c| c == "train_loss").unwrap();
     let first: f64 = rows[0][loss].parse().unwrap();
@@ -186,10 +187,10 @@ fn a_diverging_run_is_marked_and_the_stage_goes_on() {
     grid: {learning_rate: [1.0e+38, 0.05]}
 ",
     );
-    assert_eq!(summaries[0].status, "diverged", "{:?}", summaries[0]);
+    assert_eq!(summaries[0].status, Outcome::Diverged, "{:?}", summaries[0]);
     assert!(summaries[0].epochs < 4);
-    assert_eq!(summaries[1].status, "finished");
-    let winner = cellnets::records::read_winner(&dir.path().join("out"), "rates")
+    assert_eq!(summaries[1].status, Outcome::Finished);
+    let winner = cellnets::winners::read_winner(&dir.path().join("out"), "rates")
         .unwrap()
         .unwrap();
     assert_eq!(winner.run, "learning_rate=0.05");
@@ -229,7 +230,7 @@ fn runs_of_a_stage_train_in_parallel_with_jobs() {
             "rows of {name} mixed with others"
         );
     }
-    let winner = cellnets::records::read_winner(&dir.path().join("out"), "grid")
+    let winner = cellnets::winners::read_winner(&dir.path().join("out"), "grid")
         .unwrap()
         .unwrap();
     assert!(winner.best_val_accuracy > 0.5, "{winner:?}");

@@ -4,8 +4,8 @@
 use super::markdown::{count, rate, table};
 use crate::data::Dataset;
 use crate::figures::{self, GroupedBars, Montage, Picture};
+use crate::files::write_table;
 use crate::manifest::DatasetSpec;
-use crate::outputs::write_table;
 use crate::study;
 use anyhow::{Context, Result};
 use std::path::Path;

@@ -8,11 +8,10 @@ mod markdown;
 mod stage;
 
 use crate::data::{self, Dataset};
+use crate::files::write_atomically;
 use crate::manifest::{DatasetSpec, Manifest};
-use crate::outputs::write_atomically;
-use crate::plan;
-use crate::records;
 use crate::study;
+use crate::winners;
 use anyhow::{bail, Context, Result};
 use markdown::{metric, table};
 use std::path::{Path, PathBuf};
@@ -64,9 +63,7 @@ pub fn write(manifest: &Manifest, manifest_path: &Path, settings: &Settings) -> 
             manifest_path.display()
         );
     }
-    let plans = plan::plan_all(manifest, |stage| {
-        Ok(records::read_winner(out, stage)?.map(|winner| winner.plan))
-    })?;
+    let plans = winners::plan_with_recorded_winners(manifest, out)?;
     let figures = out.join(REPORT_DIR);
     let mut datasets = Datasets {
         settings,

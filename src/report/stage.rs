@@ -5,13 +5,14 @@
 use super::markdown::{count, metric, table};
 use super::{final_model, Datasets};
 use crate::figures::{self, CategoryLines, Curves, HeatMap, Panel};
+use crate::files::read_table;
 use crate::manifest::Stage;
-use crate::outputs::{parse_record, read_table, EPOCHS_CSV, SUMMARY_CSV};
 use crate::plan::{RunPlan, StagePlan};
-use crate::records::{read_winner, read_yaml, run_dir, FinishedRun, RESULT_YAML};
+use crate::run_folder::{parse_epoch_row, FinishedRun, RunFolder, StageFolder, SUMMARY_CSV};
 use crate::saved::SavedRun;
 use crate::study::{self, StudyModel};
 use crate::train::EpochRecord;
+use crate::winners::read_winner;
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -49,8 +50,8 @@ pub fn render(input: &StageInput, datasets: &mut Datasets) -> Result<StageSectio
     let mut finished: Vec<(&RunPlan, FinishedRun)> = Vec::new();
     let mut unreadable = 0;
     for run in &plan.runs {
-        let path = run_dir(out, &run.stage, &run.name).join(RESULT_YAML);
-        match read_yaml::<FinishedRun>(&path) {
+        let folder = RunFolder::of(out, run);
+        match folder.read_result() {
             Ok(Some(result)) => finished.push((run, result)),
             Ok(None) => {}
             // One unreadable run should not hide the rest of the study.
@@ -155,7 +156,7 @@ pub fn render(input: &StageInput, datasets: &mut Datasets) -> Result<StageSectio
 
     md += "<details><summary>Training curves of each run</summary>\n\n";
     for (run, result) in &finished {
-        let epochs = read_epochs(&run_dir(out, &run.stage, &run.name).join(EPOCHS_CSV))?;
+        let epochs = read_epochs(&RunFolder::of(out, run).epochs_csv())?;
         let curves = Curves {
             title: format!("{}/{}", stage.name, run.name),
             epochs,
@@ -170,7 +171,7 @@ pub fn render(input: &StageInput, datasets: &mut Datasets) -> Result<StageSectio
     let mut final_row = None;
     let tested = input.is_final || stage.report.mistakes > 0;
     if let (true, Some(winner)) = (tested, &winner) {
-        let saved = SavedRun::open(&run_dir(out, &stage.name, &winner.run))?;
+        let saved = SavedRun::open(StageFolder::new(out, &stage.name).run(&winner.run).dir())?;
         let device = datasets.device();
         let data = datasets.get(&saved.finished.plan.dataset)?;
         let report = saved.evaluate(data, &data.test, device)?;
@@ -277,17 +278,17 @@ fn runs_table(
             );
             let status = match &summary.reused_from {
                 Some(origin) => format!("{} (reused {origin})", summary.status),
-                None => summary.status.clone(),
+                None => summary.status.to_string(),
             };
             row.extend([
                 status,
                 best.map_or("–".into(), |b| b.epoch.to_string()),
                 metric(best.map(|b| b.val_accuracy)),
                 metric(best.map(|b| b.val_loss)),
-                metric(Some(summary.test_accuracy)),
-                metric(Some(summary.test_balanced_accuracy)),
-                metric(Some(summary.test_macro_f1)),
-                metric(Some(summary.test_auc)),
+                metric(Some(summary.test.accuracy)),
+                metric(Some(summary.test.balanced_accuracy)),
+                metric(Some(summary.test.macro_f1)),
+                metric(Some(summary.test.auc)),
                 count(summary.trainable_params),
                 format!("{:.0}", summary.seconds),
             ]);
@@ -418,5 +419,5 @@ fn grid_section(
 /// A run's epoch table as records.
 fn read_epochs(path: &Path) -> Result<Vec<EpochRecord>> {
     let (_, rows) = read_table(path)?;
-    Ok(rows.iter().filter_map(|row| parse_record(row)).collect())
+    Ok(rows.iter().filter_map(|row| parse_epoch_row(row)).collect())
 }

@@ -81,7 +81,7 @@ pub fn toy_project(stages: &str) -> tempfile::TempDir {
 
 /// Runs `stages` on the toy data through the library, in `dir` (data and manifest
 /// beside `out/`), on the CPU with one job.
-pub fn run_library(dir: &Path, stages: &str, fresh: bool) -> Vec<cellnets::outputs::RunSummary> {
+pub fn run_library(dir: &Path, stages: &str, fresh: bool) -> Vec<cellnets::summary::RunSummary> {
     if !dir.join("toy.npz").exists() {
         write_npz(dir, "toy.npz", &learnable_arrays());
     }

@@ -1,43 +1,15 @@
-//! The training loop. It knows nothing of files: loggers, checkpoints and progress
-//! bars are observers it calls at each epoch's end.
+//! One epoch's work: batches in a fresh order, the optimizer's step (fused for a first
+//! dense layer under plain SGD), augmentation, the learning-rate schedule, and
+//! evaluation in eval mode.
 
-use crate::data::{Dataset, Split};
-use crate::manifest::{Monitor, Optimizer, Schedule, Training};
+use crate::data::Split;
+use crate::manifest::{Optimizer, Schedule, Training};
 use anyhow::Result;
-use std::time::Instant;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Kind, Tensor};
 
 /// Evaluation batches are large: no gradients are kept, so memory is not the limit.
 const EVAL_BATCH: i64 = 1024;
-
-/// One epoch's metrics, as Keras logs them: train values are running means over the
-/// epoch's batches (dropout active), validation values come from eval mode.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EpochRecord {
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub val_loss: f64,
-    pub val_accuracy: f64,
-    pub seconds: f64,
-}
-
-pub trait EpochObserver {
-    fn on_epoch_end(&mut self, record: &EpochRecord, vs: &nn::VarStore) -> Result<()>;
-
-    /// Asked after every epoch; true ends training early.
-    fn should_stop(&self) -> bool {
-        false
-    }
-}
-
-/// Mean cross-entropy and accuracy over a split.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Evaluation {
-    pub loss: f64,
-    pub accuracy: f64,
-}
 
 /// A first dense layer trained by plain SGD without its weight gradient: autograd stops
 /// at the layer's output, and the update W -= lr * dY^T X is one GEMM into W itself. For
@@ -90,69 +62,6 @@ impl<'a> FusedInputDense<'a> {
     }
 }
 
-/// How training ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Finished,
-    /// An observer (early stopping) ended it.
-    StoppedEarly,
-    /// A train or validation loss became NaN or infinite.
-    Diverged,
-}
-
-impl Outcome {
-    pub fn name(self) -> &'static str {
-        match self {
-            Outcome::Finished => "finished",
-            Outcome::StoppedEarly => "stopped_early",
-            Outcome::Diverged => "diverged",
-        }
-    }
-}
-
-/// Trains `model` (whose parameters are `vs`) on the holdout train split from epoch
-/// `first_epoch` to `training.epochs`, validating after each. Each epoch draws its
-/// randomness (shuffle, dropout, augmentation) from a generator seeded with the run's
-/// seed and the epoch, so a run resumed at an epoch continues exactly as it would have.
-pub fn fit(
-    model: &dyn nn::ModuleT,
-    fused: Option<FusedInputDense>,
-    vs: &nn::VarStore,
-    data: &Dataset,
-    training: &Training,
-    first_epoch: usize,
-    observers: &mut [&mut dyn EpochObserver],
-) -> Result<Outcome> {
-    let mut optimizer = optimizer(vs, training)?;
-    for epoch in first_epoch..=training.epochs {
-        let start = Instant::now();
-        tch::manual_seed(training.seed.wrapping_add(epoch as u64 * 1_000_003) as i64);
-        let rate = learning_rate(training, epoch);
-        optimizer.set_lr(rate);
-        let (train_loss, train_accuracy) =
-            train_epoch(model, fused, &mut optimizer, rate, &data.train, training);
-        let val = evaluate(model, &data.val);
-        let record = EpochRecord {
-            epoch,
-            train_loss,
-            train_accuracy,
-            val_loss: val.loss,
-            val_accuracy: val.accuracy,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        for observer in observers.iter_mut() {
-            observer.on_epoch_end(&record, vs)?;
-        }
-        if !(record.train_loss.is_finite() && record.val_loss.is_finite()) {
-            return Ok(Outcome::Diverged);
-        }
-        if observers.iter().any(|observer| observer.should_stop()) {
-            return Ok(Outcome::StoppedEarly);
-        }
-    }
-    Ok(Outcome::Finished)
-}
-
 /// The run's optimizer over the trainable variables of `vs`.
 pub fn optimizer(vs: &nn::VarStore, training: &Training) -> Result<nn::Optimizer> {
     Ok(match training.optimizer {
@@ -185,46 +94,6 @@ pub fn learning_rate(training: &Training, epoch: usize) -> f64 {
             let steps = (epoch - 1) / training.step_size;
             training.learning_rate * training.gamma.powi(steps as i32)
         }
-    }
-}
-
-/// Keras' EarlyStopping: stops after `patience` epochs without a better monitored value.
-pub struct EarlyStopping {
-    monitor: Monitor,
-    patience: usize,
-    best: Option<f64>,
-    waited: usize,
-}
-
-impl EarlyStopping {
-    pub fn new(monitor: Monitor, patience: usize) -> Self {
-        EarlyStopping {
-            monitor,
-            patience,
-            best: None,
-            waited: 0,
-        }
-    }
-}
-
-impl EpochObserver for EarlyStopping {
-    fn on_epoch_end(&mut self, record: &EpochRecord, _vs: &nn::VarStore) -> Result<()> {
-        // Compared as "higher is better" so one test serves both metrics.
-        let score = match self.monitor {
-            Monitor::ValLoss => -record.val_loss,
-            Monitor::ValAccuracy => record.val_accuracy,
-        };
-        if self.best.is_none_or(|best| score > best) {
-            self.best = Some(score);
-            self.waited = 0;
-        } else {
-            self.waited += 1;
-        }
-        Ok(())
-    }
-
-    fn should_stop(&self) -> bool {
-        self.waited >= self.patience
     }
 }
 
@@ -290,6 +159,13 @@ fn augment(images: &Tensor) -> Tensor {
         }
     }
     out
+}
+
+/// Mean cross-entropy and accuracy over a split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: f64,
 }
 
 /// Loss and accuracy of `model` in eval mode over a whole split.
@@ -437,26 +313,6 @@ mod tests {
         assert_eq!(rates, [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025]);
         let constant = training("{epochs: 10}");
         assert_eq!(learning_rate(&constant, 10), 0.01);
-    }
-
-    #[test]
-    fn early_stopping_waits_patience_epochs_without_improvement() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let mut stopper = EarlyStopping::new(Monitor::ValLoss, 2);
-        let mut stops = Vec::new();
-        for (epoch, val_loss) in [1.0, 0.8, 0.9, 0.7, 0.75, 0.71].into_iter().enumerate() {
-            let record = EpochRecord {
-                epoch: epoch + 1,
-                train_loss: 0.0,
-                train_accuracy: 0.0,
-                val_loss,
-                val_accuracy: 0.0,
-                seconds: 0.0,
-            };
-            stopper.on_epoch_end(&record, &vs).unwrap();
-            stops.push(stopper.should_stop());
-        }
-        assert_eq!(stops, [false, false, false, false, false, true]);
     }
 
     #[test]

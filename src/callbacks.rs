@@ -1,0 +1,147 @@
+//! What a run trains with around the loop: its epoch table, early stopping, and the
+//! checkpointer that commits each epoch to the run's folder.
+
+use crate::manifest::Monitor;
+use crate::plan::RunPlan;
+use crate::run_folder::{EpochTable, ResumeState, RunFolder};
+use crate::train::{BestEpoch, Callback, Checkpointer, EpochRecord, ResumePoint};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+use tch::nn;
+
+/// Appends each epoch to the run's `epochs.csv`; a resumed run's table continues after
+/// its last committed epoch.
+pub struct EpochLog<'a> {
+    folder: &'a RunFolder,
+    plan: &'a RunPlan,
+    table: Option<EpochTable>,
+}
+
+impl<'a> EpochLog<'a> {
+    pub fn new(folder: &'a RunFolder, plan: &'a RunPlan) -> Self {
+        EpochLog {
+            folder,
+            plan,
+            table: None,
+        }
+    }
+}
+
+impl Callback for EpochLog<'_> {
+    fn name(&self) -> &'static str {
+        "epoch_log"
+    }
+
+    fn on_start(&mut self, resumed: Option<&EpochRecord>) -> Result<()> {
+        self.table = Some(match resumed {
+            Some(last) => EpochTable::resume_after(self.folder, self.plan, last.epoch)?,
+            None => EpochTable::create(self.folder, self.plan)?,
+        });
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, record: &EpochRecord) -> Result<()> {
+        self.table
+            .as_mut()
+            .expect("on_start opens the table")
+            .append(record)
+    }
+}
+
+/// Keras' EarlyStopping: stops after `patience` epochs without a better monitored value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopping {
+    patience: usize,
+    best: BestEpoch,
+    waited: usize,
+}
+
+impl EarlyStopping {
+    pub fn new(monitor: Monitor, patience: usize) -> Self {
+        EarlyStopping {
+            patience,
+            best: BestEpoch::new(monitor),
+            waited: 0,
+        }
+    }
+}
+
+impl Callback for EarlyStopping {
+    fn name(&self) -> &'static str {
+        "early_stopping"
+    }
+
+    fn on_epoch_end(&mut self, record: &EpochRecord) -> Result<()> {
+        if self.best.offer(record) {
+            self.waited = 0;
+        } else {
+            self.waited += 1;
+        }
+        Ok(())
+    }
+
+    fn should_stop(&self) -> bool {
+        self.waited >= self.patience
+    }
+
+    fn state(&self) -> Value {
+        serde_yaml::to_value(self).expect("early stopping serialises")
+    }
+
+    fn restore(&mut self, state: &Value) -> Result<()> {
+        *self = serde_yaml::from_value(state.clone())
+            .context("the resume point holds no early-stopping state")?;
+        Ok(())
+    }
+}
+
+/// Commits every epoch to the run's folder: its weights and resume state, and the best
+/// weights whenever the monitored value improves, as Keras' `ModelCheckpoint(save_best_only=True)`.
+pub struct FolderCheckpointer<'a> {
+    pub folder: &'a RunFolder,
+    pub plan: &'a RunPlan,
+    pub data_md5: &'a str,
+}
+
+impl Checkpointer for FolderCheckpointer<'_> {
+    fn commit(&mut self, point: &ResumePoint, vs: &nn::VarStore) -> Result<()> {
+        let state = ResumeState {
+            plan: self.plan.clone(),
+            data_md5: self.data_md5.to_string(),
+            point: point.clone(),
+        };
+        self.folder.save_resume(&state, vs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_stopping_waits_patience_epochs_without_improvement_and_resumes_its_count() {
+        let mut stopper = EarlyStopping::new(Monitor::ValLoss, 2);
+        let mut stops = Vec::new();
+        let losses = [1.0, 0.8, 0.9, 0.7, 0.75, 0.71];
+        for (epoch, val_loss) in losses.into_iter().enumerate() {
+            let record = EpochRecord {
+                epoch: epoch + 1,
+                train_loss: 0.0,
+                train_accuracy: 0.0,
+                val_loss,
+                val_accuracy: 0.0,
+                seconds: 0.0,
+            };
+            stopper.on_epoch_end(&record).unwrap();
+            stops.push(stopper.should_stop());
+            if epoch == 4 {
+                // Saved and restored as a resume point does, one epoch before it stops.
+                let mut restored = EarlyStopping::new(Monitor::ValLoss, 2);
+                restored.restore(&stopper.state()).unwrap();
+                assert_eq!(restored, stopper);
+            }
+        }
+        assert_eq!(stops, [false, false, false, false, false, true]);
+    }
+}

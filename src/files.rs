@@ -1,0 +1,96 @@
+//! Files written whole: through a temporary file in the same folder, renamed over the
+//! target, so readers and crashes see the old file or the new one, never half of one.
+//! And read back with errors that say what to do about a damaged one.
+
+use anyhow::{Context, Result};
+use serde::{de::DeserializeOwned, Serialize};
+use std::fs;
+use std::path::Path;
+
+/// Runs `write` on a temporary path beside `path`, then renames it over `path`.
+pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = path
+        .file_name()
+        .context("an output path ends in a file name")?;
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    // The temporary keeps the extension: VarStore::save picks its format from it.
+    let tmp = match path.extension() {
+        Some(extension) => tmp.with_extension(format!("tmp.{}", extension.to_string_lossy())),
+        None => tmp,
+    };
+    write(&tmp)
+        .and_then(|()| Ok(fs::rename(&tmp, path)?))
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn copy_atomically(from: &Path, to: &Path) -> Result<()> {
+    write_atomically(to, |tmp| {
+        fs::copy(from, tmp)?;
+        Ok(())
+    })
+}
+
+pub fn write_yaml(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_yaml::to_string(value)?;
+    write_atomically(path, |tmp| Ok(fs::write(tmp, text)?))
+}
+
+/// The value in `path`; none when the file does not exist.
+pub fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value = serde_yaml::from_str(&text).with_context(|| {
+        format!(
+            "{} is damaged or from another cellnets version: delete it to redo what it records",
+            path.display()
+        )
+    })?;
+    Ok(Some(value))
+}
+
+/// Replaces `path` by a CSV table.
+pub fn write_table(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<()> {
+    write_atomically(path, |tmp| {
+        let mut writer = csv::Writer::from_path(tmp)?;
+        writer.write_record(header)?;
+        for row in rows {
+            writer.write_record(row)?;
+        }
+        writer.flush()?;
+        Ok(())
+    })
+}
+
+/// A CSV file's header and rows; empty when the file does not exist yet.
+pub fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    if !path.exists() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let header = reader.headers()?.iter().map(String::from).collect();
+    let rows = reader
+        .records()
+        .map(|record| Ok(record?.iter().map(String::from).collect()))
+        .collect::<Result<_>>()
+        .with_context(|| format!("{} is damaged: move it aside and rerun", path.display()))?;
+    Ok((header, rows))
+}
+
+/// Removes `path`; a file that is already gone is fine.
+pub fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}

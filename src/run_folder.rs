@@ -1,0 +1,437 @@
+//! The layout of out/ and the files in it. A stage's folder holds its summary table
+//! and its winner; a run's folder its epoch table, best weights, test tables, the
+//! resume point while it trains, and its result, written last as the run's commit
+//! point. Every path under out/ is joined here, and every file is written whole.
+
+use crate::files::{
+    copy_atomically, read_table, read_yaml, remove_if_present, write_atomically, write_table,
+    write_yaml,
+};
+use crate::metrics::{CONFUSION_CSV, PER_CLASS_CSV};
+use crate::plan::RunPlan;
+use crate::summary::RunSummary;
+use crate::train::{EpochRecord, ResumePoint};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use tch::nn;
+
+pub const SUMMARY_CSV: &str = "summary.csv";
+pub const WINNER_YAML: &str = "winner.yaml";
+pub const EPOCHS_CSV: &str = "epochs.csv";
+pub const CHECKPOINT: &str = "best.safetensors";
+pub const RESULT_YAML: &str = "result.yaml";
+pub const STATE_YAML: &str = "state.yaml";
+/// The latest epoch's weights alternate between two files, so a kill while one is
+/// written leaves the other, which `state.yaml` names, whole.
+const SLOTS: [&str; 2] = ["resume-a.safetensors", "resume-b.safetensors"];
+
+/// out/<stage>/
+pub struct StageFolder {
+    dir: PathBuf,
+}
+
+impl StageFolder {
+    pub fn new(out_dir: &Path, stage: &str) -> Self {
+        StageFolder {
+            dir: out_dir.join(stage),
+        }
+    }
+
+    pub fn summary_csv(&self) -> PathBuf {
+        self.dir.join(SUMMARY_CSV)
+    }
+
+    pub fn winner_yaml(&self) -> PathBuf {
+        self.dir.join(WINNER_YAML)
+    }
+
+    pub fn run(&self, name: &str) -> RunFolder {
+        RunFolder::at(self.dir.join(name))
+    }
+}
+
+/// A run that trained to the end: written last, so its presence means the run's other
+/// files are complete.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinishedRun {
+    pub plan: RunPlan,
+    /// MD5 of the data file it trained on.
+    pub data_md5: String,
+    pub summary: RunSummary,
+}
+
+/// Where an unfinished run stands after its last committed epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResumeState {
+    pub plan: RunPlan,
+    pub data_md5: String,
+    #[serde(flatten)]
+    pub point: ResumePoint,
+}
+
+/// Whether results recorded for (`plan`, `data_md5`) are those training `other` on
+/// `other_md5` would give: same settings and revision, same data.
+fn same_run(plan: &RunPlan, data_md5: &str, other: &RunPlan, other_md5: &str) -> bool {
+    plan.same_settings(other) && data_md5 == other_md5
+}
+
+impl FinishedRun {
+    pub fn is_run_of(&self, plan: &RunPlan, data_md5: &str) -> bool {
+        same_run(&self.plan, &self.data_md5, plan, data_md5)
+    }
+}
+
+impl ResumeState {
+    pub fn is_run_of(&self, plan: &RunPlan, data_md5: &str) -> bool {
+        same_run(&self.plan, &self.data_md5, plan, data_md5)
+    }
+}
+
+/// out/<stage>/<run>/
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFolder {
+    dir: PathBuf,
+}
+
+impl RunFolder {
+    pub fn of(out_dir: &Path, plan: &RunPlan) -> Self {
+        StageFolder::new(out_dir, &plan.stage).run(&plan.name)
+    }
+
+    pub fn at(dir: impl Into<PathBuf>) -> Self {
+        RunFolder { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn epochs_csv(&self) -> PathBuf {
+        self.dir.join(EPOCHS_CSV)
+    }
+
+    pub fn checkpoint(&self) -> PathBuf {
+        self.dir.join(CHECKPOINT)
+    }
+
+    pub fn has_checkpoint(&self) -> bool {
+        self.checkpoint().is_file()
+    }
+
+    pub fn confusion_csv(&self) -> PathBuf {
+        self.dir.join(CONFUSION_CSV)
+    }
+
+    pub fn per_class_csv(&self) -> PathBuf {
+        self.dir.join(PER_CLASS_CSV)
+    }
+
+    fn result_yaml(&self) -> PathBuf {
+        self.dir.join(RESULT_YAML)
+    }
+
+    fn state_yaml(&self) -> PathBuf {
+        self.dir.join(STATE_YAML)
+    }
+
+    fn slot(&self, epoch: usize) -> PathBuf {
+        self.dir.join(SLOTS[epoch % 2])
+    }
+
+    pub fn create(&self) -> Result<()> {
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))
+    }
+
+    /// The run's result; none while it has not finished, an error when it is damaged.
+    pub fn read_result(&self) -> Result<Option<FinishedRun>> {
+        read_yaml(&self.result_yaml())
+    }
+
+    /// The run's commit point: its result, written when every other file is complete;
+    /// then the resume files, no longer needed, go.
+    pub fn commit(&self, finished: &FinishedRun) -> Result<()> {
+        write_yaml(&self.result_yaml(), finished)?;
+        self.clear_resume()
+    }
+
+    /// Removes the result of an earlier training, before the run trains again.
+    pub fn discard_result(&self) -> Result<()> {
+        remove_if_present(&self.result_yaml())
+    }
+
+    /// The interrupted run's resume state, whose weights `resume_weights` gives; none
+    /// when there is none. A kill between the state and the copy of a new best epoch
+    /// leaves an older `best.safetensors`: the slot holds that epoch, so it is copied.
+    pub fn read_resume(&self) -> Result<Option<ResumeState>> {
+        let Some(state) = read_yaml::<ResumeState>(&self.state_yaml())? else {
+            return Ok(None);
+        };
+        if !self.resume_weights(&state).is_file() {
+            return Ok(None);
+        }
+        if is_best(&state.point) {
+            copy_atomically(&self.resume_weights(&state), &self.checkpoint())?;
+        }
+        Ok(Some(state))
+    }
+
+    pub fn resume_weights(&self, state: &ResumeState) -> PathBuf {
+        self.slot(state.point.last.epoch)
+    }
+
+    /// Saves `vs` as the weights of the state's last epoch, then the state naming them
+    /// (the commit), then, when that epoch is the best so far, the best weights.
+    pub fn save_resume(&self, state: &ResumeState, vs: &nn::VarStore) -> Result<()> {
+        let weights = self.resume_weights(state);
+        write_atomically(&weights, |tmp| Ok(vs.save(tmp)?))?;
+        write_yaml(&self.state_yaml(), state)?;
+        if is_best(&state.point) {
+            copy_atomically(&weights, &self.checkpoint())?;
+        }
+        Ok(())
+    }
+
+    /// Removes the resume state and its weights.
+    pub fn clear_resume(&self) -> Result<()> {
+        for path in [self.state_yaml(), self.slot(0), self.slot(1)] {
+            remove_if_present(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Renames the folder to a free `<run>.replaced-<time>-<n>` beside it, keeping
+    /// results of other settings apart from the new ones; returns the new path.
+    pub fn move_aside(&self) -> Result<PathBuf> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let name = self.dir.file_name().unwrap_or_default().to_string_lossy();
+        let aside = (0..)
+            .map(|n| {
+                self.dir
+                    .with_file_name(format!("{name}.replaced-{stamp}-{n}"))
+            })
+            .find(|candidate| !candidate.exists())
+            .expect("some suffix is free");
+        fs::rename(&self.dir, &aside).with_context(|| {
+            format!(
+                "cannot move {} aside to {}",
+                self.dir.display(),
+                aside.display()
+            )
+        })?;
+        Ok(aside)
+    }
+
+    /// The epoch table's records, in order.
+    pub fn read_epochs(&self) -> Result<Vec<EpochRecord>> {
+        let path = self.epochs_csv();
+        let (_, rows) = read_table(&path)?;
+        rows.iter()
+            .map(|row| parse_epoch_row(row))
+            .collect::<Option<_>>()
+            .with_context(|| format!("{} has a malformed row", path.display()))
+    }
+
+    /// Makes this folder `plan`'s finished run with the results of `finished`, a run of
+    /// the same settings in `source`; returns the summary, which names its origin.
+    pub fn adopt(
+        &self,
+        plan: &RunPlan,
+        source: &RunFolder,
+        finished: FinishedRun,
+    ) -> Result<RunSummary> {
+        if self == source {
+            // A kill between the result and its cleanup leaves resume files behind.
+            self.clear_resume()?;
+            return Ok(finished.summary);
+        }
+        self.copy_run(source, plan)?;
+        let origin = format!("{}/{}", finished.plan.stage, finished.plan.name);
+        let mut summary = finished.summary;
+        summary.stage = plan.stage.clone();
+        summary.run = plan.name.clone();
+        summary.reused_from = Some(summary.reused_from.unwrap_or(origin));
+        self.commit(&FinishedRun {
+            plan: plan.clone(),
+            data_md5: finished.data_md5,
+            summary: summary.clone(),
+        })?;
+        Ok(summary)
+    }
+
+    /// Gives this folder the files of the finished run in `source`, for `plan`: the
+    /// checkpoint (hard-linked where possible), the epoch table under this stage and
+    /// run name, and the test tables.
+    fn copy_run(&self, source: &RunFolder, plan: &RunPlan) -> Result<()> {
+        self.create()?;
+        self.clear_resume()?;
+        let checkpoint = self.checkpoint();
+        remove_if_present(&checkpoint)?;
+        if source.has_checkpoint() && fs::hard_link(source.checkpoint(), &checkpoint).is_err() {
+            copy_atomically(&source.checkpoint(), &checkpoint)?;
+        }
+        let (header, mut rows) = read_table(&source.epochs_csv())?;
+        for row in &mut rows {
+            row[0] = plan.stage.clone();
+            row[1] = plan.name.clone();
+        }
+        write_table(&self.epochs_csv(), &header, &rows)?;
+        for (from, to) in [
+            (source.confusion_csv(), self.confusion_csv()),
+            (source.per_class_csv(), self.per_class_csv()),
+        ] {
+            if from.is_file() {
+                copy_atomically(&from, &to)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_best(point: &ResumePoint) -> bool {
+    point.best.record().map(|best| best.epoch) == Some(point.last.epoch)
+}
+
+/// A finished run anywhere under `out_dir` whose settings and data equal `plan`'s;
+/// its own folder is looked at first. Unreadable results elsewhere are passed over.
+pub fn find_finished(
+    out_dir: &Path,
+    plan: &RunPlan,
+    data_md5: &str,
+) -> Result<Option<(RunFolder, FinishedRun)>> {
+    let Ok(stages) = fs::read_dir(out_dir) else {
+        return Ok(None);
+    };
+    let own = RunFolder::of(out_dir, plan);
+    let mut candidates = vec![own.clone()];
+    for stage in stages.flatten() {
+        if let Ok(runs) = fs::read_dir(stage.path()) {
+            candidates.extend(
+                runs.flatten()
+                    .map(|run| RunFolder::at(run.path()))
+                    .filter(|folder| *folder != own),
+            );
+        }
+    }
+    for folder in candidates {
+        let Ok(Some(finished)) = folder.read_result() else {
+            continue;
+        };
+        let checkpoint_ok = finished.summary.best.is_none() || folder.has_checkpoint();
+        if finished.is_run_of(plan, data_md5) && checkpoint_ok {
+            return Ok(Some((folder, finished)));
+        }
+    }
+    Ok(None)
+}
+
+/// The columns of `epochs.csv` before the hyperparameters.
+const EPOCH_COLUMNS: [&str; 8] = [
+    "stage",
+    "run",
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+];
+
+/// `epochs.csv`, written a row per epoch as it ends and flushed at once, so a crash
+/// loses at most the epoch in flight.
+pub struct EpochTable {
+    writer: csv::Writer<fs::File>,
+    path: PathBuf,
+    /// Stage and run names, then the hyperparameters' values: the same in every row.
+    fixed: Vec<String>,
+}
+
+impl EpochTable {
+    /// Starts the table afresh with its header: stage, run, the metrics, then every
+    /// hyperparameter.
+    pub fn create(folder: &RunFolder, plan: &RunPlan) -> Result<Self> {
+        let path = folder.epochs_csv();
+        let hyperparameters = plan.hyperparameters();
+        let header: Vec<String> = EPOCH_COLUMNS
+            .iter()
+            .map(|name| name.to_string())
+            .chain(hyperparameters.iter().map(|(name, _)| name.clone()))
+            .collect();
+        write_table(&path, &header, &[])?;
+        Self::append_to(path, plan)
+    }
+
+    /// Continues an interrupted run's table after its first `epochs` epochs: later rows
+    /// (an epoch logged but never committed) are dropped.
+    pub fn resume_after(folder: &RunFolder, plan: &RunPlan, epochs: usize) -> Result<Self> {
+        let path = folder.epochs_csv();
+        let (header, rows) = read_table(&path)?;
+        let numbered = rows.len() >= epochs
+            && rows[..epochs]
+                .iter()
+                .zip(1..)
+                .all(|(row, n)| parse_epoch_row(row).is_some_and(|record| record.epoch == n));
+        if !numbered {
+            anyhow::bail!("{} does not hold epochs 1 to {epochs}", path.display());
+        }
+        write_table(&path, &header, &rows[..epochs])?;
+        Self::append_to(path, plan)
+    }
+
+    fn append_to(path: PathBuf, plan: &RunPlan) -> Result<Self> {
+        let file = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let fixed = [plan.stage.clone(), plan.name.clone()]
+            .into_iter()
+            .chain(plan.hyperparameters().into_iter().map(|(_, value)| value))
+            .collect();
+        Ok(EpochTable {
+            writer: csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(file),
+            path,
+            fixed,
+        })
+    }
+
+    pub fn append(&mut self, record: &EpochRecord) -> Result<()> {
+        let metrics = [
+            record.epoch.to_string(),
+            record.train_loss.to_string(),
+            record.train_accuracy.to_string(),
+            record.val_loss.to_string(),
+            record.val_accuracy.to_string(),
+            format!("{:.3}", record.seconds),
+        ];
+        let (names, hyperparameters) = self.fixed.split_at(2);
+        let row = names
+            .iter()
+            .cloned()
+            .chain(metrics)
+            .chain(hyperparameters.iter().cloned());
+        self.writer.write_record(row)?;
+        self.writer
+            .flush()
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+/// An epoch row of `epochs.csv` (stage, run, then the record's fields) read back.
+pub fn parse_epoch_row(row: &[String]) -> Option<EpochRecord> {
+    let number = |i: usize| f64::from_str(row.get(i)?).ok();
+    Some(EpochRecord {
+        epoch: row.get(2)?.parse().ok()?,
+        train_loss: number(3)?,
+        train_accuracy: number(4)?,
+        val_loss: number(5)?,
+        val_accuracy: number(6)?,
+        seconds: number(7)?,
+    })
+}

@@ -1,0 +1,311 @@
+//! The training loop. It knows nothing of files: what happens around it (the epoch
+//! table, the progress bar, early stopping) are callbacks, as in Lightning, and each
+//! finished epoch is committed through a `Checkpointer`, with the best epoch so far and
+//! every callback's state, as the one point a killed run resumes from.
+
+mod step;
+
+pub use step::{
+    evaluate, learning_rate, optimizer, predict, train_epoch, Evaluation, FusedInputDense,
+};
+
+use crate::data::Dataset;
+use crate::manifest::{Monitor, Training};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+use std::time::Instant;
+use tch::nn;
+
+/// One epoch's metrics, as Keras logs them: train values are running means over the
+/// epoch's batches (dropout active), validation values come from eval mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub seconds: f64,
+}
+
+impl EpochRecord {
+    fn is_finite(&self) -> bool {
+        self.train_loss.is_finite() && self.val_loss.is_finite()
+    }
+}
+
+/// How training ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Finished,
+    /// A callback (early stopping) ended it.
+    StoppedEarly,
+    /// A train or validation loss became NaN or infinite.
+    Diverged,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Finished => "finished",
+            Outcome::StoppedEarly => "stopped_early",
+            Outcome::Diverged => "diverged",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The best epoch so far by the run's monitor: Keras' MonitorCallback rule, the one
+/// answer to "is this epoch better?" for checkpoints and early stopping alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestEpoch {
+    monitor: Monitor,
+    record: Option<EpochRecord>,
+}
+
+impl BestEpoch {
+    pub fn new(monitor: Monitor) -> Self {
+        BestEpoch {
+            monitor,
+            record: None,
+        }
+    }
+
+    /// Takes `record` if it improves on the best so far, and says whether it did. A
+    /// value that is not finite never improves: a diverged epoch's weights are not kept.
+    pub fn offer(&mut self, record: &EpochRecord) -> bool {
+        let value = |record: &EpochRecord| match self.monitor {
+            Monitor::ValLoss => -record.val_loss,
+            Monitor::ValAccuracy => record.val_accuracy,
+        };
+        let better = value(record).is_finite()
+            && self
+                .record
+                .as_ref()
+                .is_none_or(|best| value(record) > value(best));
+        if better {
+            self.record = Some(record.clone());
+        }
+        better
+    }
+
+    pub fn record(&self) -> Option<&EpochRecord> {
+        self.record.as_ref()
+    }
+}
+
+/// What runs around the loop. Each callback may keep a state, saved with every resume
+/// point and handed back by `restore` before `on_start` when a run continues.
+pub trait Callback {
+    /// The key of this callback's state in a resume point.
+    fn name(&self) -> &'static str;
+
+    /// Called once before the first epoch of this invocation; `resumed` is the last
+    /// committed epoch when the run continues after it.
+    fn on_start(&mut self, _resumed: Option<&EpochRecord>) -> Result<()> {
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, record: &EpochRecord) -> Result<()>;
+
+    /// Asked after every epoch; true ends training early.
+    fn should_stop(&self) -> bool {
+        false
+    }
+
+    fn on_end(&mut self, _outcome: Outcome) -> Result<()> {
+        Ok(())
+    }
+
+    fn state(&self) -> Value {
+        Value::Null
+    }
+
+    fn restore(&mut self, _state: &Value) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything a run needs to continue after an epoch exactly as if it had not stopped:
+/// with the weights the checkpointer keeps beside it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResumePoint {
+    pub last: EpochRecord,
+    pub best: BestEpoch,
+    /// Each callback's state under its name.
+    pub callbacks: BTreeMap<String, Value>,
+}
+
+/// Commits each finished epoch: its weights and its resume point together, and the
+/// weights again as the best ones when `point.best` is this epoch.
+pub trait Checkpointer {
+    fn commit(&mut self, point: &ResumePoint, vs: &nn::VarStore) -> Result<()>;
+}
+
+/// How a run's training went.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    pub outcome: Outcome,
+    /// The last epoch trained: fewer than planned when training stopped early.
+    pub epochs: usize,
+    pub best: Option<EpochRecord>,
+}
+
+/// What the loop trains: the network, and the fused step of its first layer when it
+/// applies.
+#[derive(Clone, Copy)]
+pub struct Network<'a> {
+    pub model: &'a dyn nn::ModuleT,
+    pub fused: Option<FusedInputDense<'a>>,
+}
+
+/// Trains `network` (whose parameters are `vs`) on the holdout train split until
+/// `training.epochs`, validating after each epoch; continues after `resumed` when
+/// given (its weights already in `vs`). Each epoch draws its randomness (shuffle,
+/// dropout, augmentation) from a generator seeded with the run's seed and the epoch,
+/// so a resumed run continues exactly as it would have.
+pub fn fit(
+    network: Network,
+    vs: &nn::VarStore,
+    data: &Dataset,
+    training: &Training,
+    resumed: Option<ResumePoint>,
+    callbacks: &mut [&mut dyn Callback],
+    checkpointer: &mut dyn Checkpointer,
+) -> Result<Fitted> {
+    let (mut last, mut best) = match resumed {
+        Some(point) => {
+            for callback in callbacks.iter_mut() {
+                let state = point.callbacks.get(callback.name()).unwrap_or(&Value::Null);
+                callback
+                    .restore(state)
+                    .with_context(|| format!("cannot restore {}", callback.name()))?;
+            }
+            (Some(point.last), point.best)
+        }
+        None => (None, BestEpoch::new(training.monitor)),
+    };
+    for callback in callbacks.iter_mut() {
+        callback.on_start(last.as_ref())?;
+    }
+    let mut optimizer = optimizer(vs, training)?;
+    let mut stop = stop_reason(last.as_ref(), callbacks);
+    let first = last.as_ref().map_or(1, |record| record.epoch + 1);
+    for epoch in first..=training.epochs {
+        if stop.is_some() {
+            break;
+        }
+        let record = run_epoch(network, &mut optimizer, data, training, epoch);
+        best.offer(&record);
+        for callback in callbacks.iter_mut() {
+            callback.on_epoch_end(&record)?;
+        }
+        let point = ResumePoint {
+            last: record,
+            best: best.clone(),
+            callbacks: callbacks
+                .iter()
+                .map(|callback| (callback.name().to_string(), callback.state()))
+                .collect(),
+        };
+        checkpointer.commit(&point, vs)?;
+        stop = stop_reason(Some(&point.last), callbacks);
+        last = Some(point.last);
+    }
+    let outcome = stop.unwrap_or(Outcome::Finished);
+    for callback in callbacks.iter_mut() {
+        callback.on_end(outcome)?;
+    }
+    Ok(Fitted {
+        outcome,
+        epochs: last.map_or(0, |record| record.epoch),
+        best: best.record,
+    })
+}
+
+/// Trains and validates epoch `epoch` (1-based).
+fn run_epoch(
+    network: Network,
+    optimizer: &mut nn::Optimizer,
+    data: &Dataset,
+    training: &Training,
+    epoch: usize,
+) -> EpochRecord {
+    let start = Instant::now();
+    tch::manual_seed(training.seed.wrapping_add(epoch as u64 * 1_000_003) as i64);
+    let rate = learning_rate(training, epoch);
+    optimizer.set_lr(rate);
+    let (train_loss, train_accuracy) = train_epoch(
+        network.model,
+        network.fused,
+        optimizer,
+        rate,
+        &data.train,
+        training,
+    );
+    let val = evaluate(network.model, &data.val);
+    EpochRecord {
+        epoch,
+        train_loss,
+        train_accuracy,
+        val_loss: val.loss,
+        val_accuracy: val.accuracy,
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// Why training must end after `last`, if it must: checked after every epoch and
+/// before the first one of a resumed run, so a run killed after its stopping epoch
+/// ends where an uninterrupted one did.
+fn stop_reason(last: Option<&EpochRecord>, callbacks: &[&mut dyn Callback]) -> Option<Outcome> {
+    let last = last?;
+    if !last.is_finite() {
+        Some(Outcome::Diverged)
+    } else if callbacks.iter().any(|callback| callback.should_stop()) {
+        Some(Outcome::StoppedEarly)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(epoch: usize, val_loss: f64, val_accuracy: f64) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            train_loss: 0.0,
+            train_accuracy: 0.0,
+            val_loss,
+            val_accuracy,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_best_epoch_follows_the_monitor_and_never_takes_a_non_finite_value() {
+        let mut by_loss = BestEpoch::new(Monitor::ValLoss);
+        let offers: Vec<bool> = [f64::NAN, 1.0, 0.8, 0.9, f64::NEG_INFINITY, 0.8, 0.7]
+            .into_iter()
+            .enumerate()
+            .map(|(i, loss)| by_loss.offer(&record(i + 1, loss, 0.0)))
+            .collect();
+        assert_eq!(offers, [false, true, true, false, false, false, true]);
+        assert_eq!(by_loss.record().unwrap().epoch, 7);
+
+        let mut by_accuracy = BestEpoch::new(Monitor::ValAccuracy);
+        for (i, accuracy) in [0.5, 0.7, 0.6, f64::NAN].into_iter().enumerate() {
+            by_accuracy.offer(&record(i + 1, 1.0, accuracy));
+        }
+        assert_eq!(by_accuracy.record().unwrap().epoch, 2);
+    }
+}

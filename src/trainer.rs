@@ -1,0 +1,261 @@
+//! Trains one run, from its plan to its summary: readies its folder (resuming an
+//! interrupted run), builds the model with any transferred layers, chooses how the
+//! loop steps, fits it with its callbacks, and tests its best weights.
+
+use crate::callbacks::{EarlyStopping, EpochLog, FolderCheckpointer};
+use crate::data::{Dataset, Split};
+use crate::metrics::{TestMetrics, TestReport};
+use crate::models::{count_parameters, Network as Model};
+use crate::plan::RunPlan;
+use crate::progress::Progress;
+use crate::run_folder::{ResumeState, RunFolder};
+use crate::summary::RunSummary;
+use crate::train::{fit, Callback, Fitted, FusedInputDense, Network, Outcome};
+use crate::transfer::{precompute, transfer_layers};
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::time::Instant;
+use tch::{nn, Device};
+
+/// Where a run trains and what it may read besides its own folder.
+pub struct RunContext<'a> {
+    pub device: Device,
+    pub progress: &'a Progress,
+    /// The checkpoint a `transfer` takes its layers from.
+    pub transfer_checkpoint: Option<&'a Path>,
+}
+
+/// Trains `run` on `data` in `folder` and tests its best epoch. The result is not
+/// committed here: the caller writes it once the summary is recorded.
+pub fn train(
+    run: &RunPlan,
+    data: &Dataset,
+    folder: &RunFolder,
+    context: &RunContext,
+) -> Result<RunSummary> {
+    let resume = ready_folder(folder, run, data, context.progress)?;
+    let start = Instant::now();
+    tch::manual_seed(run.training.seed as i64);
+    let mut vs = nn::VarStore::new(context.device);
+    let built = build(run, data, &vs, context)?;
+    if let Some(state) = &resume {
+        let weights = folder.resume_weights(state);
+        vs.load(&weights)
+            .with_context(|| format!("cannot load {}", weights.display()))?;
+    }
+    let stepping = Stepping::choose(&built, run, data, context.progress);
+    let data = stepping.data().unwrap_or(data);
+    let network = stepping.network();
+    let fitted = fit_with_callbacks(network, &vs, data, run, folder, resume, context)?;
+    let test = match fitted.best {
+        Some(_) => test_best(folder, &mut vs, network.model, &data.test)?,
+        None => TestMetrics::UNDEFINED,
+    };
+    if fitted.outcome == Outcome::Diverged {
+        context.progress.note(&format!(
+            "{}/{}: the loss became NaN or infinite at epoch {}: stopped and marked diverged",
+            run.stage, run.name, fitted.epochs
+        ));
+    }
+    let (trainable_params, frozen_params) = count_parameters(&vs);
+    Ok(RunSummary {
+        stage: run.stage.clone(),
+        run: run.name.clone(),
+        hyperparameters: run.hyperparameters(),
+        trainable_params,
+        frozen_params,
+        status: fitted.outcome,
+        best: fitted.best,
+        test,
+        epochs: fitted.epochs,
+        seconds: start.elapsed().as_secs_f64(),
+        device: format!("{:?}", context.device).to_lowercase(),
+        reused_from: None,
+    })
+}
+
+/// Readies the run folder: returns the state to resume from, if the folder holds an
+/// interrupted run of the same settings that can continue exactly. Results of other
+/// settings, and unreadable ones, are moved aside, never mixed with the new ones.
+fn ready_folder(
+    folder: &RunFolder,
+    run: &RunPlan,
+    data: &Dataset,
+    progress: &Progress,
+) -> Result<Option<ResumeState>> {
+    let label = format!("{}/{}", run.stage, run.name);
+    let state = folder.read_resume().unwrap_or_else(|error| {
+        progress.note(&format!(
+            "{label}: its resume point cannot be read ({error:#}); restarting from epoch 1"
+        ));
+        None
+    });
+    let foreign = match folder.read_result() {
+        Ok(Some(result)) => (!result.is_run_of(run, &data.md5))
+            .then(|| "its settings or data changed since it ran".to_string()),
+        Ok(None) => state
+            .as_ref()
+            .filter(|state| !state.is_run_of(run, &data.md5))
+            .map(|_| "its settings or data changed since it was interrupted".to_string()),
+        Err(error) => Some(format!("its result cannot be read ({error:#})")),
+    };
+    if let Some(reason) = &foreign {
+        let aside = folder.move_aside()?;
+        progress.note(&format!(
+            "{label}: {reason}; the old results were moved to {}",
+            aside.display()
+        ));
+    }
+    folder.create()?;
+    folder.discard_result()?;
+    match state.filter(|_| foreign.is_none()) {
+        Some(state) if run.training.stateless_optimizer() => {
+            progress.note(&format!(
+                "{label}: resuming after epoch {}",
+                state.point.last.epoch
+            ));
+            Ok(Some(state))
+        }
+        Some(state) => {
+            progress.note(&format!(
+                "{label}: interrupted after epoch {}, but {:?} keeps state that is not saved; \
+                 restarting the run from epoch 1",
+                state.point.last.epoch, run.training.optimizer
+            ));
+            folder.clear_resume()?;
+            Ok(None)
+        }
+        None => {
+            folder.clear_resume()?;
+            Ok(None)
+        }
+    }
+}
+
+/// A model whose parameters live in a VarStore, with its transferred layers.
+struct Built {
+    model: Box<dyn Model>,
+    /// The path prefixes of the layers transferred and frozen.
+    frozen: Vec<String>,
+}
+
+fn build(run: &RunPlan, data: &Dataset, vs: &nn::VarStore, context: &RunContext) -> Result<Built> {
+    let model = run.model.build(&vs.root(), data.input);
+    let frozen = match &run.transfer {
+        Some(transfer) => {
+            let checkpoint = context
+                .transfer_checkpoint
+                .context("a transfer needs its source checkpoint")?;
+            transfer_layers(vs, transfer, checkpoint)?
+        }
+        None => Vec::new(),
+    };
+    Ok(Built { model, frozen })
+}
+
+/// How the loop steps through the model.
+enum Stepping<'m> {
+    /// Frozen leading layers give the same outputs every epoch: they are computed
+    /// once, and the loop trains the rest on them.
+    Precomputed {
+        rest: &'m dyn nn::ModuleT,
+        features: Dataset,
+    },
+    /// The whole model every batch, with the fused first-layer step when it applies.
+    Whole(Network<'m>),
+}
+
+impl<'m> Stepping<'m> {
+    fn choose(built: &'m Built, run: &RunPlan, data: &Dataset, progress: &Progress) -> Self {
+        match built.model.split_frozen(&built.frozen) {
+            Some((extractor, rest)) if !run.training.augment => {
+                let started = Instant::now();
+                let features = precompute(extractor, data);
+                progress.note(&format!(
+                    "{}/{}: outputs of the frozen {} computed once ({:.1} s), not every epoch",
+                    run.stage,
+                    run.name,
+                    built.frozen.join(", "),
+                    started.elapsed().as_secs_f64()
+                ));
+                Stepping::Precomputed { rest, features }
+            }
+            _ => Stepping::Whole(Network {
+                model: built.model.as_ref(),
+                fused: FusedInputDense::for_training(
+                    built.model.split_input_dense(),
+                    &run.training,
+                ),
+            }),
+        }
+    }
+
+    fn network(&self) -> Network<'m> {
+        match self {
+            Stepping::Precomputed { rest, .. } => Network {
+                model: *rest,
+                fused: None,
+            },
+            Stepping::Whole(network) => *network,
+        }
+    }
+
+    /// The data the loop sees in place of the run's own, if any.
+    fn data(&self) -> Option<&Dataset> {
+        match self {
+            Stepping::Precomputed { features, .. } => Some(features),
+            Stepping::Whole(_) => None,
+        }
+    }
+}
+
+fn fit_with_callbacks(
+    network: Network,
+    vs: &nn::VarStore,
+    data: &Dataset,
+    run: &RunPlan,
+    folder: &RunFolder,
+    resume: Option<ResumeState>,
+    context: &RunContext,
+) -> Result<Fitted> {
+    let mut log = EpochLog::new(folder, run);
+    let mut stopper = run
+        .training
+        .patience
+        .map(|patience| EarlyStopping::new(run.training.monitor, patience));
+    let mut bar = context.progress.start_run(&run.name, run.training.epochs);
+    let mut callbacks: Vec<&mut dyn Callback> = vec![&mut log];
+    if let Some(stopper) = stopper.as_mut() {
+        callbacks.push(stopper);
+    }
+    callbacks.push(&mut bar);
+    let mut checkpointer = FolderCheckpointer {
+        folder,
+        plan: run,
+        data_md5: &data.md5,
+    };
+    fit(
+        network,
+        vs,
+        data,
+        &run.training,
+        resume.map(|state| state.point),
+        &mut callbacks,
+        &mut checkpointer,
+    )
+}
+
+/// Reloads the best epoch's weights, tests them and writes the test tables.
+fn test_best(
+    folder: &RunFolder,
+    vs: &mut nn::VarStore,
+    network: &dyn nn::ModuleT,
+    test: &Split,
+) -> Result<TestMetrics> {
+    let checkpoint = folder.checkpoint();
+    vs.load(&checkpoint)
+        .with_context(|| format!("cannot reload {}", checkpoint.display()))?;
+    let report = TestReport::of(network, test)?;
+    report.write(folder.dir())?;
+    Ok(report.metrics())
+}
