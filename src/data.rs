@@ -67,6 +67,59 @@ pub fn data_dir(flag: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("data"))
 }
 
+/// Data sets opened as they are asked for, each file once, all on one device.
+pub struct Datasets {
+    dir: PathBuf,
+    device: Device,
+    opened: Vec<(DatasetSpec, Dataset)>,
+}
+
+impl Datasets {
+    pub fn new(dir: &Path, device: Device) -> Self {
+        Datasets {
+            dir: dir.to_path_buf(),
+            device,
+            opened: Vec::new(),
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// `spec`'s data, opened (and downloaded when missing) the first time.
+    pub fn open(&mut self, spec: &DatasetSpec) -> Result<&Dataset> {
+        let index = match self.opened.iter().position(|(known, _)| known == spec) {
+            Some(index) => index,
+            None => {
+                let data = open(&self.dir, spec, self.device)?;
+                self.opened.push((spec.clone(), data));
+                self.opened.len() - 1
+            }
+        };
+        Ok(&self.opened[index].1)
+    }
+
+    /// `spec`'s data when it has been opened.
+    pub fn opened(&self, spec: &DatasetSpec) -> Option<&Dataset> {
+        let found = self.opened.iter().find(|(known, _)| known == spec);
+        found.map(|(_, data)| data)
+    }
+
+    /// Other handles on the same tensors, for another thread.
+    pub fn shallow_clone(&self) -> Datasets {
+        Datasets {
+            dir: self.dir.clone(),
+            device: self.device,
+            opened: self
+                .opened
+                .iter()
+                .map(|(spec, data)| (spec.clone(), data.shallow_clone()))
+                .collect(),
+        }
+    }
+}
+
 /// Loads `spec`'s file from `dir`, downloading it first when it is missing.
 pub fn open(dir: &Path, spec: &DatasetSpec, device: Device) -> Result<Dataset> {
     let path = dir.join(spec.file_name());

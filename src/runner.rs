@@ -2,8 +2,8 @@
 //! a finished run with the same settings), records the outcome and each stage's
 //! winner. Bad input fails before anything is written under out/.
 
-use crate::data::{self, Dataset};
-use crate::manifest::{DatasetSpec, Manifest, Stage};
+use crate::data::{Dataset, Datasets};
+use crate::manifest::{Manifest, Stage};
 use crate::plan::{self, RunPlan};
 use crate::progress::Progress;
 use crate::run_folder::{find_finished, FinishedRun, RunFolder, StageFolder};
@@ -39,11 +39,15 @@ pub fn run(manifest: &Manifest, only: &[String], settings: &Settings) -> Result<
     // Every stage is planned before anything trains, so a bad grid anywhere fails at once.
     let provisional = winners::plan_with_recorded_winners(manifest, out)?;
     check_sources(&selected, out)?;
-    let specs = provisional
+    // Every data file is opened before anything is written, so a bad one fails first.
+    let mut datasets = Datasets::new(&settings.data_dir, settings.device);
+    let selected_runs = provisional
         .iter()
         .filter(|(plan, _)| selected.iter().any(|stage| stage.name == plan.name))
-        .flat_map(|(plan, _)| plan.runs.iter().map(|run| &run.dataset));
-    let datasets = open_datasets(specs, settings)?;
+        .flat_map(|(plan, _)| &plan.runs);
+    for run in selected_runs {
+        datasets.open(&run.dataset)?;
+    }
     prepare_out_dir(out)?;
     let _lock = lock_out_dir(out)?;
     if settings.jobs > 1 {
@@ -85,21 +89,6 @@ fn check_sources(selected: &[&Stage], out: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Each distinct dataset, loaded once onto the device.
-fn open_datasets<'a>(
-    specs: impl Iterator<Item = &'a DatasetSpec>,
-    settings: &Settings,
-) -> Result<Vec<(DatasetSpec, Dataset)>> {
-    let mut datasets: Vec<(DatasetSpec, Dataset)> = Vec::new();
-    for spec in specs {
-        if !datasets.iter().any(|(known, _)| known == spec) {
-            let data = data::open(&settings.data_dir, spec, settings.device)?;
-            datasets.push((spec.clone(), data));
-        }
-    }
-    Ok(datasets)
 }
 
 fn prepare_out_dir(dir: &Path) -> Result<()> {
@@ -165,7 +154,7 @@ impl Session<'_> {
         &mut self,
         manifest: &Manifest,
         stage: &Stage,
-        datasets: &[(DatasetSpec, Dataset)],
+        datasets: &Datasets,
     ) -> Result<Vec<RunSummary>> {
         let start = match &stage.from {
             Some(source) => Some(self.winner(source)?.plan),
@@ -203,11 +192,7 @@ impl Session<'_> {
 
     /// Completes `runs`, `--jobs` at a time, recording each summary as it arrives;
     /// returns them in plan order.
-    fn run_all(
-        &self,
-        runs: &[RunPlan],
-        datasets: &[(DatasetSpec, Dataset)],
-    ) -> Result<Vec<(RunPlan, RunSummary)>> {
+    fn run_all(&self, runs: &[RunPlan], datasets: &Datasets) -> Result<Vec<(RunPlan, RunSummary)>> {
         let complete = |run: &RunPlan, data: &Dataset| {
             self.complete(run, data)
                 .with_context(|| format!("run {}/{} failed", run.stage, run.name))
@@ -229,10 +214,7 @@ impl Session<'_> {
                 for _ in 0..jobs {
                     // Tensors may move between threads but not be shared: each worker
                     // gets its own handles on the same data.
-                    let own: Vec<(DatasetSpec, Dataset)> = datasets
-                        .iter()
-                        .map(|(spec, data)| (spec.clone(), data.shallow_clone()))
-                        .collect();
+                    let own = datasets.shallow_clone();
                     let (sender, next, failed) = (sender.clone(), &next, &failed);
                     let complete = &complete;
                     scope.spawn(move || {
@@ -353,9 +335,8 @@ impl Session<'_> {
     }
 }
 
-fn dataset_for<'d>(datasets: &'d [(DatasetSpec, Dataset)], run: &RunPlan) -> &'d Dataset {
-    let found = datasets.iter().find(|(spec, _)| *spec == run.dataset);
-    found
-        .map(|(_, data)| data)
+fn dataset_for<'d>(datasets: &'d Datasets, run: &RunPlan) -> &'d Dataset {
+    datasets
+        .opened(&run.dataset)
         .expect("every run's dataset was opened")
 }

@@ -7,7 +7,7 @@ mod final_model;
 mod markdown;
 mod stage;
 
-use crate::data::{self, Dataset};
+use crate::data::Datasets;
 use crate::files::write_atomically;
 use crate::manifest::{DatasetSpec, Manifest};
 use crate::study;
@@ -27,31 +27,6 @@ pub struct Settings {
     pub device: Device,
 }
 
-/// Datasets opened as the report needs them, each once.
-pub struct Datasets<'a> {
-    settings: &'a Settings,
-    opened: Vec<(DatasetSpec, Dataset)>,
-}
-
-impl Datasets<'_> {
-    fn get(&mut self, spec: &DatasetSpec) -> Result<&Dataset> {
-        let found = self.opened.iter().position(|(known, _)| known == spec);
-        let index = match found {
-            Some(index) => index,
-            None => {
-                let data = data::open(&self.settings.data_dir, spec, self.settings.device)?;
-                self.opened.push((spec.clone(), data));
-                self.opened.len() - 1
-            }
-        };
-        Ok(&self.opened[index].1)
-    }
-
-    fn device(&self) -> Device {
-        self.settings.device
-    }
-}
-
 /// Writes out/report.md for `manifest` (read from `manifest_path`); returns its path.
 pub fn write(manifest: &Manifest, manifest_path: &Path, settings: &Settings) -> Result<PathBuf> {
     let out = &settings.out_dir;
@@ -65,10 +40,7 @@ pub fn write(manifest: &Manifest, manifest_path: &Path, settings: &Settings) -> 
     }
     let plans = winners::plan_with_recorded_winners(manifest, out)?;
     let figures = out.join(REPORT_DIR);
-    let mut datasets = Datasets {
-        settings,
-        opened: Vec::new(),
-    };
+    let mut datasets = Datasets::new(&settings.data_dir, settings.device);
 
     let mut stages_md = String::new();
     let mut final_rows = Vec::new();
@@ -112,7 +84,7 @@ pub fn write(manifest: &Manifest, manifest_path: &Path, settings: &Settings) -> 
         let stem = spec.file_name().trim_end_matches(".npz").to_string();
         let dir = figures.join(format!("data-{stem}"));
         let link = format!("{REPORT_DIR}/data-{stem}");
-        let data = datasets.get(spec)?;
+        let data = datasets.open(spec)?;
         data_md += &data_overview::render(spec, data, &dir, &link)?;
     }
 

@@ -2,8 +2,9 @@
 //! map, and for a stage whose winner is a final model, its test results
 //! (`final_model`).
 
+use super::final_model;
 use super::markdown::{count, metric, table};
-use super::{final_model, Datasets};
+use crate::data::Datasets;
 use crate::figures::{self, CategoryLines, Curves, HeatMap, Panel};
 use crate::files::read_table;
 use crate::manifest::Stage;
@@ -173,7 +174,7 @@ pub fn render(input: &StageInput, datasets: &mut Datasets) -> Result<StageSectio
     if let (true, Some(winner)) = (tested, &winner) {
         let saved = SavedRun::open(StageFolder::new(out, &stage.name).run(&winner.run).dir())?;
         let device = datasets.device();
-        let data = datasets.get(&saved.finished.plan.dataset)?;
+        let data = datasets.open(&saved.finished.plan.dataset)?;
         let report = saved.evaluate(data, &data.test, device)?;
         let names = study::class_names(
             &saved.finished.plan.dataset.name,
