@@ -9,7 +9,6 @@ use crate::metrics::TestReport;
 use crate::models::{InputShape, Network};
 use crate::run_folder::{FinishedRun, RunFolder, CHECKPOINT, RESULT_YAML};
 use anyhow::{anyhow, bail, Context, Result};
-use std::fmt::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use tch::{nn, Device};
@@ -140,72 +139,88 @@ pub fn eval(run: &SavedRun, data: &Dataset, split: EvalSplit, device: Device) ->
         .dir()
         .join("eval")
         .join(format!("{stem}-{}", split.name()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    report.write(&dir)?;
-    let images = report.truth.len();
-    let scores = report.metrics();
-    let metrics: Vec<(&str, String)> = std::iter::once(("images", images.to_string()))
-        .chain(
-            scores
-                .columns()
-                .map(|(name, value)| (name, value.to_string())),
-        )
-        .collect();
-    let header: Vec<String> = ["run", "data", "split"]
+    let names = crate::study::class_names(
+        &run.finished.plan.dataset.name,
+        report.confusion.matrix.len(),
+    );
+    let source = [
+        run.label(),
+        data.path.display().to_string(),
+        split.name().to_string(),
+    ];
+    write_eval(&dir, &source, &report, &names)?;
+    let mut text = render_eval(&source, &report, &names);
+    text += &format!(
+        "\nwrote metrics.csv, confusion.csv, per_class.csv and confusion.png/svg to {}\n",
+        dir.display()
+    );
+    Ok(text)
+}
+
+/// The evaluated run, data file and split: the first columns of `metrics.csv`.
+const SOURCE_COLUMNS: [&str; 3] = ["run", "data", "split"];
+
+fn write_eval(
+    dir: &Path,
+    source: &[String; 3],
+    report: &TestReport,
+    names: &[String],
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    report.write(dir)?;
+    let metrics = report.metrics().columns();
+    let header: Vec<String> = SOURCE_COLUMNS
         .into_iter()
+        .chain(["images"])
         .chain(metrics.iter().map(|(name, _)| *name))
         .map(String::from)
         .collect();
-    let row: Vec<String> = [
-        run.label(),
-        data.path.display().to_string(),
-        split.name().into(),
-    ]
-    .into_iter()
-    .chain(metrics.iter().map(|(_, value)| value.clone()))
-    .collect();
+    let row: Vec<String> = source
+        .iter()
+        .cloned()
+        .chain([report.truth.len().to_string()])
+        .chain(metrics.iter().map(|(_, value)| value.to_string()))
+        .collect();
     write_table(&dir.join("metrics.csv"), &header, &[row])?;
-    let dataset = &run.finished.plan.dataset.name;
-    let names = crate::study::class_names(dataset, report.confusion.matrix.len());
-    let title = format!("{} on {stem} ({})", run.label(), split.name());
+    let [run, data, split] = source;
+    let stem = Path::new(data)
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy();
+    let title = format!("{run} on {stem} ({split})");
     figures::save(
-        &HeatMap::confusion(title, &report.confusion.matrix, &names),
-        &dir,
+        &HeatMap::confusion(title, &report.confusion.matrix, names),
+        dir,
         "confusion",
     )?;
+    Ok(())
+}
 
-    let mut text = String::new();
-    writeln!(
-        text,
-        "{} on {} ({} split, {images} images)\n\
-         loss {:.4}  accuracy {:.4}  balanced accuracy {:.4}  macro F1 {:.4}  AUC {:.4}\n",
-        run.label(),
-        data.path.display(),
-        split.name(),
+/// The scores as the terminal shows them: the totals, then a line per class.
+fn render_eval(source: &[String; 3], report: &TestReport, names: &[String]) -> String {
+    let [run, data, split] = source;
+    let scores = report.metrics();
+    let mut text = format!(
+        "{run} on {data} ({split} split, {} images)\n\
+         loss {:.4}  accuracy {:.4}  balanced accuracy {:.4}  macro F1 {:.4}  AUC {:.4}\n\n",
+        report.truth.len(),
         scores.loss,
         scores.accuracy,
         scores.balanced_accuracy,
         scores.macro_f1,
         scores.auc
-    )?;
-    writeln!(
-        text,
-        "{:<18} {:>7} {:>9} {:>7} {:>7} {:>7}",
+    );
+    text += &format!(
+        "{:<18} {:>7} {:>9} {:>7} {:>7} {:>7}\n",
         "class", "support", "precision", "recall", "f1", "auc"
-    )?;
+    );
     let per_class = report.confusion.per_class();
     for ((name, scores), auc) in names.iter().zip(per_class).zip(&report.aucs) {
         let auc = auc.map_or("-".into(), |auc| format!("{auc:.4}"));
-        writeln!(
-            text,
-            "{name:<18} {:>7} {:>9.4} {:>7.4} {:>7.4} {auc:>7}",
+        text += &format!(
+            "{name:<18} {:>7} {:>9.4} {:>7.4} {:>7.4} {auc:>7}\n",
             scores.support, scores.precision, scores.recall, scores.f1
-        )?;
+        );
     }
-    write!(
-        text,
-        "\nwrote metrics.csv, confusion.csv, per_class.csv and confusion.png/svg to {}\n",
-        dir.display()
-    )?;
-    Ok(text)
+    text
 }
