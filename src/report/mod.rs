@@ -8,7 +8,7 @@
 
 mod compute;
 mod gather;
-mod markdown;
+pub(crate) mod markdown;
 mod output;
 mod render;
 
