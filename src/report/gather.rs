@@ -53,8 +53,7 @@ pub struct StageResults<'a> {
     /// Whether the winner is a final model: the last stage naming its study model, or
     /// one no later stage starts from.
     pub is_final: bool,
-    /// The study's model, when the stage names one and runs on the study's data set:
-    /// the study's numbers compare only with runs on its own data.
+    /// The study's model the stage reproduces, if it runs on the study's data set.
     pub study: Option<&'static StudyModel>,
     pub finished: Vec<RunResult>,
     /// Why each unreadable result was left out.
@@ -129,7 +128,6 @@ fn stage_results<'a>(
         (Some(winner), true) => Some(SavedRun::open(&run_dir(out, &stage.name, &winner.run))?),
         _ => None,
     };
-    let on_study_data = plan.runs[0].dataset.name == study::study().dataset;
     Ok(StageResults {
         stage,
         plan,
@@ -140,17 +138,20 @@ fn stage_results<'a>(
             .filter_map(|key| key.as_str().map(String::from))
             .collect(),
         is_final,
-        study: stage
-            .report
-            .study
-            .as_ref()
-            .filter(|_| on_study_data)
-            .map(|key| &study::study().models[key]),
+        study: study_model(stage, plan),
         finished,
         left_out,
         winner,
         to_test,
     })
+}
+
+/// The study's model the stage names, if it runs on the study's data set: the study's
+/// numbers compare only with runs on its own data.
+fn study_model(stage: &Stage, plan: &StagePlan) -> Option<&'static StudyModel> {
+    let study = study::study();
+    let key = stage.report.study.as_ref()?;
+    (plan.runs[0].dataset.name == study.dataset).then(|| &study.models[key])
 }
 
 /// The stage's finished runs with their epoch tables, and why any result that cannot

@@ -24,10 +24,15 @@ pub fn test_section(tested: &TestedWinner, theirs: Option<&StudyModel>, folder: 
         &["", "cellnets", &study_header],
         &metric_rows(tested, theirs),
     );
-    let study_confusion = theirs.and_then(|model| model.confusion.clone());
-    section.push(confusions(tested, study_confusion.as_deref(), folder));
+    let study_confusion = theirs.and_then(|model| model.confusion.as_deref());
+    section.push(confusions(tested, study_confusion, folder));
     section.markdown += "\nPer class (precision = right among those predicted as the class, recall = right among those truly of it):\n\n";
-    let study_scores = study_confusion.map(|matrix| Confusion { matrix }.per_class());
+    let study_scores = study_confusion.map(|matrix| {
+        Confusion {
+            matrix: matrix.to_vec(),
+        }
+        .per_class()
+    });
     section.markdown += &per_class_table(tested, study_scores.as_deref());
     section.markdown += "\n";
     section
