@@ -14,7 +14,7 @@ mod render;
 
 use crate::manifest::Manifest;
 use anyhow::{bail, Result};
-pub use output::{REPORT_DIR, REPORT_MD};
+pub use output::{REPORT_DIR, REPORT_MD, STAGES_CSV};
 use std::path::{Path, PathBuf};
 use tch::Device;
 

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 pub const REPORT_MD: &str = "report.md";
 /// The folder beside report.md that holds its figures and tables.
 pub const REPORT_DIR: &str = "report";
+/// The manifest's stage order, for readers of the CSV files such as the notebook. In a
+/// folder of its own: report/ holds only folders, one per section.
+pub const STAGES_CSV: &str = "manifest/stages.csv";
 
 /// A figure before it is drawn.
 pub enum Drawing {

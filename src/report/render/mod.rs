@@ -8,7 +8,7 @@ mod stage;
 use super::compute::TestedWinner;
 use super::gather::{DataOverview, StageResults};
 use super::markdown::{metric, table};
-use super::output::Section;
+use super::output::{Section, TableFile, REPORT_DIR, STAGES_CSV};
 use crate::study;
 use std::path::Path;
 
@@ -40,6 +40,9 @@ pub fn report(
     for (stage, tested) in stages.iter().zip(tested) {
         report.push(stage::section(stage, tested.as_ref()));
     }
+    report
+        .tables
+        .push(stage_order(stages.iter().map(|stage| &stage.stage.name)));
     report
 }
 
@@ -81,4 +84,29 @@ fn final_models(rows: &[Vec<String>]) -> String {
         table(&header, rows),
         published.join(", ")
     )
+}
+
+/// The manifest's stage order, which file times cannot tell: a stage rerun later would
+/// sort last.
+fn stage_order<'a>(names: impl Iterator<Item = &'a String>) -> TableFile {
+    TableFile {
+        path: format!("{REPORT_DIR}/{STAGES_CSV}"),
+        header: vec!["stage".into(), "order".into()],
+        rows: names
+            .enumerate()
+            .map(|(index, name)| vec![name.clone(), (index + 1).to_string()])
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_stage_order_is_the_given_one_counted_from_one() {
+        let names = ["b", "a"].map(String::from);
+        let table = super::stage_order(names.iter());
+        assert_eq!(table.path, "report/manifest/stages.csv");
+        assert_eq!(table.header, ["stage", "order"]);
+        assert_eq!(table.rows, [["b", "1"], ["a", "2"]]);
+    }
 }
