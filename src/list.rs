@@ -3,6 +3,7 @@
 use crate::data;
 use crate::manifest::{DatasetSpec, Manifest};
 use crate::models::{count_parameters, InputShape};
+use crate::report::markdown::count;
 use crate::transfer::freeze;
 use crate::winners;
 use anyhow::Result;
@@ -72,32 +73,10 @@ pub fn describe(manifest: &Manifest, data_dir: &Path, out_dir: &Path) -> Result<
                 text,
                 "  {:width$}  {:>12}  {:>12}",
                 run.name,
-                thousands(trainable),
-                thousands(frozen)
+                count(trainable),
+                count(frozen)
             )?;
         }
     }
     Ok(text)
-}
-
-fn thousands(n: i64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(super::thousands(9_670_664), "9,670,664");
-        assert_eq!(super::thousands(616), "616");
-        assert_eq!(super::thousands(0), "0");
-    }
 }

@@ -227,16 +227,6 @@ impl RunFolder {
         Ok(aside)
     }
 
-    /// The epoch table's records, in order.
-    pub fn read_epochs(&self) -> Result<Vec<EpochRecord>> {
-        let path = self.epochs_csv();
-        let (_, rows) = read_table(&path)?;
-        rows.iter()
-            .map(|row| parse_epoch_row(row))
-            .collect::<Option<_>>()
-            .with_context(|| format!("{} has a malformed row", path.display()))
-    }
-
     /// Makes this folder `plan`'s finished run with the results of `finished`, a run of
     /// the same settings in `source`; returns the summary, which names its origin.
     pub fn adopt(

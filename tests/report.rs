@@ -108,8 +108,12 @@ fn the_report_shows_every_stage_beside_the_study_and_links_only_files_that_exist
 
     // Every figure decodes as an image, and every chart also exists as SVG.
     let mut pngs = 0;
-    for stage in std::fs::read_dir(out.join("report")).unwrap() {
-        for file in std::fs::read_dir(stage.unwrap().path()).unwrap() {
+    let report = std::fs::read_dir(out.join("report")).unwrap();
+    for folder in report
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir())
+    {
+        for file in std::fs::read_dir(folder).unwrap() {
             let file = file.unwrap().path();
             if file.extension().is_some_and(|e| e == "png") {
                 let (width, height) = png_size(&file);
@@ -123,6 +127,10 @@ fn the_report_shows_every_stage_beside_the_study_and_links_only_files_that_exist
         }
     }
     assert!(pngs >= 15, "{pngs} figures");
+
+    // The notebook's stage order is the manifest's.
+    let (_, order) = read_table(&out.join("report/stages.csv")).unwrap();
+    assert_eq!(order, [["width", "1"], ["rate", "2"], ["cnn_grid", "3"]]);
 
     // The class counts add up to the splits: 200 official train rows held out 70/30, 80 test.
     let (header, rows) = read_table(&out.join("report/data-bloodmnist/class_counts.csv")).unwrap();

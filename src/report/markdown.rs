@@ -1,4 +1,5 @@
-//! Small helpers for the report's markdown tables.
+//! Small helpers for the report's markdown tables, and the number formats it shares
+//! with `cellnets list`.
 
 /// A markdown table.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -48,6 +49,8 @@ mod tests {
         assert_eq!(count(9670664u64), "9,670,664");
         assert_eq!(count(-1234i64), "-1,234");
         assert_eq!(count(12u64), "12");
+        assert_eq!(count(616i64), "616");
+        assert_eq!(count(0i64), "0");
         assert_eq!(metric(Some(f64::NAN)), "–");
         assert_eq!(metric(Some(0.87054)), "0.8705");
         assert_eq!(

@@ -1,0 +1,111 @@
+//! Compute: the only step of the report that runs models. The winners the report tests
+//! are re-evaluated from their best checkpoints on the test split, and their most
+//! confident mistakes are picked with the images that explain them.
+
+use super::gather::{labels, picture, StageResults};
+use crate::data::Dataset;
+use crate::data::Datasets;
+use crate::figures::Picture;
+use crate::metrics::TestReport;
+use crate::run_folder::FinishedRun;
+use crate::saved::SavedRun;
+use crate::study;
+use anyhow::{Context, Result};
+
+/// A stage's winner, evaluated on the test split.
+pub struct TestedWinner {
+    /// `stage/run`.
+    pub label: String,
+    pub finished: FinishedRun,
+    pub class_names: Vec<String>,
+    pub report: TestReport,
+    /// When the manifest asks for them: the most confident mistakes, most confident
+    /// first (empty when there are none).
+    pub mistakes: Option<Vec<Mistake>>,
+}
+
+/// A test image the winner got wrong, with what it was confused with.
+pub struct Mistake {
+    /// Its index in the test split.
+    pub index: usize,
+    pub truth: usize,
+    pub predicted: usize,
+    pub probabilities: Vec<f64>,
+    pub image: Picture,
+    /// The first training image of the predicted class, and of the true one.
+    pub predicted_example: Picture,
+    pub true_example: Picture,
+}
+
+impl Mistake {
+    /// The probability given to the predicted class.
+    pub fn confidence(&self) -> f64 {
+        self.probabilities[self.predicted]
+    }
+}
+
+/// Each stage's tested winner, in the order of `stages`.
+pub fn test_winners(
+    stages: &[StageResults],
+    files: &mut Datasets,
+) -> Result<Vec<Option<TestedWinner>>> {
+    stages
+        .iter()
+        .map(|stage| {
+            let Some(saved) = &stage.to_test else {
+                return Ok(None);
+            };
+            test_winner(saved, stage.stage.report.mistakes, files)
+                .map(Some)
+                .with_context(|| format!("report of stage `{}`", stage.stage.name))
+        })
+        .collect()
+}
+
+fn test_winner(saved: &SavedRun, mistakes: usize, files: &mut Datasets) -> Result<TestedWinner> {
+    let device = files.device();
+    let dataset = &saved.finished.plan.dataset;
+    let data = files.open(dataset)?;
+    let report = saved.evaluate(data, &data.test, device)?;
+    let class_names = study::class_names(&dataset.name, data.input.classes as usize);
+    let mistakes = match mistakes {
+        0 => None,
+        count => Some(most_confident_mistakes(&report, count, data)?),
+    };
+    Ok(TestedWinner {
+        label: saved.label(),
+        finished: saved.finished.clone(),
+        class_names,
+        report,
+        mistakes,
+    })
+}
+
+fn most_confident_mistakes(
+    report: &TestReport,
+    count: usize,
+    data: &Dataset,
+) -> Result<Vec<Mistake>> {
+    let train_labels = labels(&data.train.labels)?;
+    let example = |class: usize| -> Result<Picture> {
+        let first = train_labels.iter().position(|&label| label == class as i64);
+        picture(&data.train.images, first.unwrap_or(0))
+    };
+    let mut mistakes = Vec::new();
+    for index in report.most_confident_mistakes(count) {
+        let (truth, predicted) = (
+            report.truth[index] as usize,
+            report.predicted[index] as usize,
+        );
+        mistakes.push(Mistake {
+            index,
+            truth,
+            predicted,
+            probabilities: report.probabilities[index].clone(),
+            image: picture(&data.test.images, index)?,
+            predicted_example: example(predicted)?,
+            true_example: example(truth)?,
+        });
+    }
+    Ok(mistakes)
+}

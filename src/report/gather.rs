@@ -1,0 +1,264 @@
+//! Gather: everything the report reads from disk, as plain data. Run outputs (results,
+//! epoch tables, winners, saved runs) and data files are read here and nowhere else in
+//! the report, so a change of the output layout only has to change this file.
+
+use crate::data::{Dataset, Datasets};
+use crate::figures::Picture;
+use crate::files::read_table;
+use crate::manifest::{DatasetSpec, Manifest, Stage};
+use crate::models::InputShape;
+use crate::plan::{RunPlan, StagePlan};
+use crate::run_folder::{parse_epoch_row, FinishedRun, RunFolder, StageFolder};
+use crate::saved::SavedRun;
+use crate::study::{self, StudyModel};
+use crate::train::EpochRecord;
+use crate::winners::{self, read_winner, Winner};
+use anyhow::{Context, Result};
+use std::path::Path;
+use tch::{Device, Tensor};
+
+/// A run's settings as (key, value). Taken once per run: serialising a plan is not
+/// free, and the tables look settings up cell by cell.
+#[derive(Debug, Clone, Default)]
+pub struct RunSettings(Vec<(String, String)>);
+
+impl RunSettings {
+    pub fn of(run: &RunPlan) -> Self {
+        RunSettings(run.hyperparameters())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A run that left its result.
+pub struct RunResult {
+    pub name: String,
+    pub settings: RunSettings,
+    pub result: FinishedRun,
+    pub epochs: Vec<EpochRecord>,
+}
+
+/// What the outputs hold of one stage of the manifest.
+pub struct StageResults<'a> {
+    pub stage: &'a Stage,
+    pub plan: &'a StagePlan,
+    /// The settings of every planned run, finished or not, in plan order.
+    pub planned: Vec<RunSettings>,
+    /// The grid's keys, in the manifest's order.
+    pub varied: Vec<String>,
+    /// Whether the winner is a final model: the last stage naming its study model, or
+    /// one no later stage starts from.
+    pub is_final: bool,
+    /// The study's model the stage reproduces, if it runs on the study's data set.
+    pub study: Option<&'static StudyModel>,
+    pub finished: Vec<RunResult>,
+    /// Why each unreadable result was left out.
+    pub left_out: Vec<String>,
+    pub winner: Option<Winner>,
+    /// The winner's saved run, when the report tests it: a final model, or one whose
+    /// mistakes the manifest asks to see.
+    pub to_test: Option<SavedRun>,
+}
+
+impl StageResults<'_> {
+    /// Whether any run left a result, readable or not.
+    pub fn has_results(&self) -> bool {
+        !self.finished.is_empty() || !self.left_out.is_empty()
+    }
+
+    pub fn dataset(&self) -> &DatasetSpec {
+        &self.plan.runs[0].dataset
+    }
+}
+
+/// Each stage's plan, from the winners the outputs record.
+pub fn plans(manifest: &Manifest, out: &Path) -> Result<Vec<StagePlan>> {
+    let plans = winners::plan_with_recorded_winners(manifest, out)?;
+    Ok(plans.into_iter().map(|(plan, _)| plan).collect())
+}
+
+/// What the outputs hold of every stage, in manifest order.
+pub fn stages<'a>(
+    manifest: &'a Manifest,
+    plans: &'a [StagePlan],
+    out: &Path,
+) -> Result<Vec<StageResults<'a>>> {
+    let stages = &manifest.stages;
+    (0..stages.len())
+        .map(|index| {
+            let stage = &stages[index];
+            stage_results(stage, &plans[index], is_final(stages, index), out)
+                .with_context(|| format!("report of stage `{}`", stage.name))
+        })
+        .collect()
+}
+
+/// The last stage naming its study model, or one (naming none) that no later stage
+/// starts from.
+fn is_final(stages: &[Stage], index: usize) -> bool {
+    let (stage, later) = (&stages[index], &stages[index + 1..]);
+    let started_from = later.iter().any(|s| s.from.as_ref() == Some(&stage.name));
+    match &stage.report.study {
+        Some(key) => !later.iter().any(|s| s.report.study.as_ref() == Some(key)),
+        None => !started_from,
+    }
+}
+
+fn stage_results<'a>(
+    stage: &'a Stage,
+    plan: &'a StagePlan,
+    is_final: bool,
+    out: &Path,
+) -> Result<StageResults<'a>> {
+    let (finished, left_out) = read_results(plan, out)?;
+    // A stage without results has no winner worth reading yet.
+    let winner = if finished.is_empty() {
+        None
+    } else {
+        read_winner(out, &stage.name)?
+    };
+    let tested = is_final || stage.report.mistakes > 0;
+    let to_test = match (&winner, tested) {
+        (Some(winner), true) => {
+            let folder = StageFolder::new(out, &stage.name).run(&winner.run);
+            Some(SavedRun::open(folder.dir())?)
+        }
+        _ => None,
+    };
+    Ok(StageResults {
+        stage,
+        plan,
+        planned: plan.runs.iter().map(RunSettings::of).collect(),
+        varied: stage
+            .grid
+            .keys()
+            .filter_map(|key| key.as_str().map(String::from))
+            .collect(),
+        is_final,
+        study: study_model(stage, plan),
+        finished,
+        left_out,
+        winner,
+        to_test,
+    })
+}
+
+/// The study's model the stage names, if it runs on the study's data set: the study's
+/// numbers compare only with runs on its own data.
+fn study_model(stage: &Stage, plan: &StagePlan) -> Option<&'static StudyModel> {
+    let study = study::study();
+    let key = stage.report.study.as_ref()?;
+    (plan.runs[0].dataset.name == study.dataset).then(|| &study.models[key])
+}
+
+/// The stage's finished runs with their epoch tables, and why any result that cannot
+/// be read was left out: one damaged run should not hide the rest of the study.
+fn read_results(plan: &StagePlan, out: &Path) -> Result<(Vec<RunResult>, Vec<String>)> {
+    let mut finished = Vec::new();
+    let mut left_out = Vec::new();
+    for run in &plan.runs {
+        let folder = RunFolder::of(out, run);
+        match folder.read_result() {
+            Ok(Some(result)) => finished.push(RunResult {
+                name: run.name.clone(),
+                settings: RunSettings::of(run),
+                result,
+                epochs: read_epochs(&folder.epochs_csv())?,
+            }),
+            Ok(None) => {}
+            Err(error) => left_out.push(format!("{error:#}")),
+        }
+    }
+    Ok((finished, left_out))
+}
+
+/// A run's epoch table as records.
+fn read_epochs(path: &Path) -> Result<Vec<EpochRecord>> {
+    let (_, rows) = read_table(path)?;
+    Ok(rows.iter().filter_map(|row| parse_epoch_row(row)).collect())
+}
+
+/// The four splits whose class counts the report shows: the official train and test
+/// splits, and the two parts of the official train split the runs train and validate on.
+pub const SPLITS: [&str; 4] = ["train", "test", "holdout_train", "holdout_val"];
+
+/// A data file as the study showed it.
+pub struct DataOverview {
+    pub spec: DatasetSpec,
+    pub input: InputShape,
+    pub class_names: Vec<String>,
+    /// Images per class of each of `SPLITS`, in that order.
+    pub counts: [Vec<u64>; 4],
+    /// The first training image of each class that has one.
+    pub samples: Vec<(String, Picture)>,
+}
+
+/// An overview of each data file some stage has results on, in the order of the
+/// stages; one per file, whatever train fraction the stages hold out.
+pub fn data_overviews(stages: &[StageResults], files: &mut Datasets) -> Result<Vec<DataOverview>> {
+    let mut specs: Vec<&DatasetSpec> = Vec::new();
+    for stage in stages.iter().filter(|stage| stage.has_results()) {
+        let spec = stage.dataset();
+        if !specs
+            .iter()
+            .any(|known| known.file_name() == spec.file_name())
+        {
+            specs.push(spec);
+        }
+    }
+    specs
+        .into_iter()
+        .map(|spec| data_overview(spec, files.open(spec)?))
+        .collect()
+}
+
+fn data_overview(spec: &DatasetSpec, data: &Dataset) -> Result<DataOverview> {
+    let classes = data.input.classes as usize;
+    let class_names = study::class_names(&spec.name, classes);
+    let official_train = Tensor::cat(&[&data.train.labels, &data.val.labels], 0);
+    let counts = [
+        class_counts(&official_train, classes)?,
+        class_counts(&data.test.labels, classes)?,
+        class_counts(&data.train.labels, classes)?,
+        class_counts(&data.val.labels, classes)?,
+    ];
+    let labels = labels(&data.train.labels)?;
+    let mut samples = Vec::new();
+    for (class, name) in class_names.iter().enumerate() {
+        if let Some(i) = labels.iter().position(|&label| label == class as i64) {
+            samples.push((name.clone(), picture(&data.train.images, i)?));
+        }
+    }
+    Ok(DataOverview {
+        spec: spec.clone(),
+        input: data.input,
+        class_names,
+        counts,
+        samples,
+    })
+}
+
+fn class_counts(labels: &Tensor, classes: usize) -> Result<Vec<u64>> {
+    let counts = labels
+        .to_device(Device::Cpu)
+        .bincount::<Tensor>(None, classes as i64);
+    Ok(Vec::<i64>::try_from(counts)?
+        .into_iter()
+        .map(|n| n as u64)
+        .collect())
+}
+
+/// A split's labels on the CPU.
+pub fn labels(labels: &Tensor) -> Result<Vec<i64>> {
+    Ok(Vec::<i64>::try_from(labels.to_device(Device::Cpu))?)
+}
+
+/// Image `index` of a split's images.
+pub fn picture(images: &Tensor, index: usize) -> Result<Picture> {
+    Picture::from_tensor(&images.get(index as i64))
+}

@@ -1,0 +1,106 @@
+//! What the report writes and where: the rendered markdown with the figures and CSV
+//! tables it links, held as values until `write` puts them on disk. Rendering builds
+//! these without touching the file system, so it can be tested on its own.
+
+use crate::figures::{self, CategoryLines, Curves, GroupedBars, HeatMap, MistakePanel, Montage};
+use crate::files::{write_atomically, write_table};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+pub const REPORT_MD: &str = "report.md";
+/// The folder beside report.md that holds its figures and tables.
+pub const REPORT_DIR: &str = "report";
+/// The manifest's stage order, for readers of the CSV files such as the notebook. In a
+/// folder of its own: report/ holds only folders, one per section.
+pub const STAGES_CSV: &str = "stages.csv";
+
+/// A figure before it is drawn.
+pub enum Drawing {
+    Curves(Curves),
+    CategoryLines(CategoryLines),
+    HeatMap(HeatMap),
+    GroupedBars(GroupedBars),
+    /// Pictures only: a vector copy of pixels would add nothing.
+    Montage(Montage),
+    MistakePanel(MistakePanel),
+}
+
+/// A figure to write as `folder/name.png` (and `.svg` for charts).
+pub struct FigureFile {
+    /// Relative to the output folder, and so also the link from report.md.
+    pub folder: String,
+    pub name: String,
+    pub drawing: Drawing,
+}
+
+/// A CSV table to write at `path`, relative to the output folder.
+pub struct TableFile {
+    pub path: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// A piece of the report: its markdown and the files that markdown links.
+#[derive(Default)]
+pub struct Section {
+    pub markdown: String,
+    pub figures: Vec<FigureFile>,
+    pub tables: Vec<TableFile>,
+}
+
+impl Section {
+    pub fn text(markdown: impl Into<String>) -> Self {
+        Section {
+            markdown: markdown.into(),
+            ..Section::default()
+        }
+    }
+
+    /// Appends `other`'s markdown after this one's, and takes over its files.
+    pub fn push(&mut self, other: Section) {
+        self.markdown += &other.markdown;
+        self.figures.extend(other.figures);
+        self.tables.extend(other.tables);
+    }
+
+    pub fn figure(&mut self, folder: &str, name: &str, drawing: Drawing) {
+        self.figures.push(FigureFile {
+            folder: folder.to_string(),
+            name: name.to_string(),
+            drawing,
+        });
+    }
+}
+
+/// Writes the figures and tables, then `out/report.md` last, so a report.md never links
+/// a file that is not there yet. Returns report.md's path.
+pub fn write(out: &Path, report: &Section) -> Result<PathBuf> {
+    for figure in &report.figures {
+        let dir = create_folder(&out.join(&figure.folder))?;
+        save(&figure.drawing, &dir, &figure.name)?;
+    }
+    for table in &report.tables {
+        let path = out.join(&table.path);
+        create_folder(path.parent().unwrap_or(out))?;
+        write_table(&path, &table.header, &table.rows)?;
+    }
+    let path = out.join(REPORT_MD);
+    write_atomically(&path, |tmp| Ok(std::fs::write(tmp, &report.markdown)?))?;
+    Ok(path)
+}
+
+fn create_folder(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir.to_path_buf())
+}
+
+fn save(drawing: &Drawing, dir: &Path, name: &str) -> Result<PathBuf> {
+    match drawing {
+        Drawing::Curves(figure) => figures::save(figure, dir, name),
+        Drawing::CategoryLines(figure) => figures::save(figure, dir, name),
+        Drawing::HeatMap(figure) => figures::save(figure, dir, name),
+        Drawing::GroupedBars(figure) => figures::save(figure, dir, name),
+        Drawing::Montage(figure) => figures::save_png(figure, dir, name),
+        Drawing::MistakePanel(figure) => figures::save_png(figure, dir, name),
+    }
+}

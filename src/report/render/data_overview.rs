@@ -1,0 +1,149 @@
+//! The data as the study showed it: class counts of train vs test, the holdout's
+//! train vs val class rates, and one sample per class.
+
+use crate::figures::{GroupedBars, Montage};
+use crate::report::gather::{DataOverview, SPLITS};
+use crate::report::markdown::{count, rate, table};
+use crate::report::output::{Drawing, Section, TableFile, REPORT_DIR};
+use crate::study;
+
+/// The data file's section, with `class_counts.csv` and its figures.
+pub fn section(data: &DataOverview) -> Section {
+    let stem = data.spec.file_name().trim_end_matches(".npz").to_string();
+    let folder = format!("{REPORT_DIR}/data-{stem}");
+    let mut section = Section::text(summary(data) + &class_table(data));
+    section.markdown += &format!(
+        "\n![class counts]({folder}/class_counts.png)\n\n\
+         ![holdout rates]({folder}/holdout_rates.png)\n\n\
+         ![one sample per class]({folder}/samples.png)\n\n\
+         Counts as CSV: [class_counts.csv]({folder}/class_counts.csv)\n\n"
+    );
+    section.tables.push(class_counts_csv(data, &folder));
+    for (name, drawing) in figures(data) {
+        section.figure(&folder, name, drawing);
+    }
+    section
+}
+
+/// Each class's share of a split.
+fn rates(counts: &[u64]) -> Vec<f64> {
+    let total: u64 = counts.iter().sum();
+    counts
+        .iter()
+        .map(|&n| n as f64 / total.max(1) as f64)
+        .collect()
+}
+
+/// The heading, the image shape, and the split sizes beside the study's.
+fn summary(data: &DataOverview) -> String {
+    let study = study::study();
+    let on_study_data = data.spec.name == study.dataset;
+    let sizes: Vec<String> = SPLITS
+        .iter()
+        .zip(&data.counts)
+        .map(|(split, counts)| {
+            let ours = format!(
+                "{} {}",
+                split.replace('_', " "),
+                count(counts.iter().sum::<u64>())
+            );
+            match study.split_sizes.get(*split) {
+                Some(&theirs) if on_study_data => format!("{ours} (study {})", count(theirs)),
+                _ => ours,
+            }
+        })
+        .collect();
+    let input = &data.input;
+    format!(
+        "## Data: {}\n\n{} classes, {}x{} pixels, {} channel(s). Split sizes: {}.\n\n",
+        data.spec.file_name(),
+        input.classes,
+        input.height,
+        input.width,
+        input.channels,
+        sizes.join(", ")
+    )
+}
+
+fn class_table(data: &DataOverview) -> String {
+    let [train, test, holdout_train, holdout_val] = &data.counts;
+    let (train_rates, val_rates) = (rates(holdout_train), rates(holdout_val));
+    let rows: Vec<Vec<String>> = data
+        .class_names
+        .iter()
+        .enumerate()
+        .map(|(class, name)| {
+            vec![
+                format!("{class} {name}"),
+                count(train[class]),
+                count(test[class]),
+                rate(train_rates[class]),
+                rate(val_rates[class]),
+            ]
+        })
+        .collect();
+    let header = [
+        "class",
+        "train",
+        "test",
+        "holdout train rate",
+        "holdout val rate",
+    ];
+    table(&header, &rows)
+}
+
+/// A row per split and class, for plotting elsewhere (the notebook reads it).
+fn class_counts_csv(data: &DataOverview, folder: &str) -> TableFile {
+    let mut rows = Vec::new();
+    for (split, counts) in SPLITS.iter().zip(&data.counts) {
+        for (class, (n, share)) in counts.iter().zip(rates(counts)).enumerate() {
+            rows.push(vec![
+                data.spec.name.clone(),
+                split.to_string(),
+                class.to_string(),
+                data.class_names[class].clone(),
+                n.to_string(),
+                share.to_string(),
+            ]);
+        }
+    }
+    TableFile {
+        path: format!("{folder}/class_counts.csv"),
+        header: ["dataset", "split", "class", "name", "count", "rate"]
+            .map(String::from)
+            .into(),
+        rows,
+    }
+}
+
+/// Counts of train vs test, rates of the holdout's two parts, and one sample per class.
+fn figures(data: &DataOverview) -> [(&'static str, Drawing); 3] {
+    let title = data.spec.file_name();
+    let series = |picked: [usize; 2], values: fn(&[u64]) -> Vec<f64>| {
+        picked
+            .iter()
+            .map(|&i| (SPLITS[i].replace('_', " "), values(&data.counts[i])))
+            .collect()
+    };
+    let counts = GroupedBars {
+        title: format!("{title}: images per class"),
+        y_desc: "images".into(),
+        categories: data.class_names.clone(),
+        series: series([0, 1], |counts| counts.iter().map(|&n| n as f64).collect()),
+    };
+    let holdout = GroupedBars {
+        title: format!("{title}: class rates of the holdout"),
+        y_desc: "share of the split".into(),
+        categories: data.class_names.clone(),
+        series: series([2, 3], rates),
+    };
+    let samples = Montage {
+        title: format!("{title}: the first training image of each class"),
+        tiles: data.samples.clone(),
+    };
+    [
+        ("class_counts", Drawing::GroupedBars(counts)),
+        ("holdout_rates", Drawing::GroupedBars(holdout)),
+        ("samples", Drawing::Montage(samples)),
+    ]
+}

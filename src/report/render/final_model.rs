@@ -1,0 +1,208 @@
+//! The test results of a tested winner: its metrics beside the study's, both confusion
+//! matrices, per-class scores, the error analysis of its most confident mistakes, and
+//! its row of the final-models table.
+
+use crate::figures::{HeatMap, MistakePanel};
+use crate::metrics::{macro_auc, ClassScores, Confusion};
+use crate::report::compute::{Mistake, TestedWinner};
+use crate::report::markdown::{count, metric, table};
+use crate::report::output::{Drawing, Section};
+use crate::study::{self, StudyModel};
+
+/// The winner's test metrics, confusion matrix and per-class scores, beside those of
+/// the study's model `theirs` when there is one to compare with.
+pub fn test_section(tested: &TestedWinner, theirs: Option<&StudyModel>, folder: &str) -> Section {
+    let summary = &tested.finished.summary;
+    let mut section = Section::text(format!(
+        "### Test results of the winner, {}\n\nThe best epoch's weights ({}) on the test split ({} images).\n\n",
+        tested.label,
+        summary.best.as_ref().map_or("–".into(), |b| format!("epoch {}", b.epoch)),
+        count(tested.report.truth.len() as u64)
+    ));
+    let study_header = theirs.map_or("study".into(), |m| format!("{} ({})", m.title, m.source));
+    section.markdown += &table(
+        &["", "cellnets", &study_header],
+        &metric_rows(tested, theirs),
+    );
+    let study_confusion = theirs.and_then(|model| model.confusion.as_deref());
+    section.push(confusions(tested, study_confusion, folder));
+    section.markdown += "\nPer class (precision = right among those predicted as the class, recall = right among those truly of it):\n\n";
+    let study_scores = study_confusion.map(|matrix| {
+        Confusion {
+            matrix: matrix.to_vec(),
+        }
+        .per_class()
+    });
+    section.markdown += &per_class_table(tested, study_scores.as_deref());
+    section.markdown += "\n";
+    section
+}
+
+/// Test metrics and parameter counts: (name, ours, the study's).
+fn metric_rows(tested: &TestedWinner, theirs: Option<&StudyModel>) -> Vec<Vec<String>> {
+    let (report, summary) = (&tested.report, &tested.finished.summary);
+    let confusion = &report.confusion;
+    let study_test = theirs.map(|model| &model.test);
+    let row = |name: &str, ours: String, theirs: String| vec![name.to_string(), ours, theirs];
+    let params = |name: &str, ours: i64, theirs: Option<i64>| {
+        row(name, count(ours), theirs.map_or("–".into(), count))
+    };
+    let mut rows = vec![
+        row(
+            "accuracy",
+            metric(Some(confusion.accuracy())),
+            metric(study_test.map(|t| t.accuracy)),
+        ),
+        row(
+            "balanced accuracy",
+            metric(Some(confusion.balanced_accuracy())),
+            metric(study_test.and_then(|t| t.balanced_accuracy)),
+        ),
+        row("macro F1", metric(Some(confusion.macro_f1())), "–".into()),
+        row(
+            "one-vs-rest AUC",
+            metric(Some(macro_auc(&report.aucs))),
+            "–".into(),
+        ),
+        row("loss", metric(Some(report.loss)), "–".into()),
+        params(
+            "trainable parameters",
+            summary.trainable_params,
+            theirs.and_then(|m| m.trainable_params),
+        ),
+    ];
+    // Frozen parameters only matter to a model that transfers layers.
+    if summary.frozen_params > 0 || theirs.is_some_and(|m| m.frozen_params.is_some()) {
+        let frozen = theirs.and_then(|m| m.frozen_params);
+        rows.push(params("frozen parameters", summary.frozen_params, frozen));
+    }
+    rows
+}
+
+/// The confusion heat map, beside the study's when it published one.
+fn confusions(tested: &TestedWinner, study: Option<&[Vec<u64>]>, folder: &str) -> Section {
+    let title = format!("{}: test confusion", tested.label);
+    let matrix = &tested.report.confusion.matrix;
+    let ours = HeatMap::confusion(title, matrix, &tested.class_names);
+    let mut section = Section::default();
+    section.figure(folder, "confusion", Drawing::HeatMap(ours));
+    let Some(study) = study else {
+        section.markdown = format!("\n![confusion]({folder}/confusion.png)\n");
+        return section;
+    };
+    let title = "the study: test confusion".to_string();
+    let theirs = HeatMap::confusion(title, study, &study::study().class_names);
+    section.figure(folder, "confusion-study", Drawing::HeatMap(theirs));
+    let images = [vec![
+        format!("![confusion]({folder}/confusion.png)"),
+        format!("![study confusion]({folder}/confusion-study.png)"),
+    ]];
+    section.markdown = "\n".to_string() + &table(&["cellnets", "the study"], &images);
+    section
+}
+
+fn per_class_table(tested: &TestedWinner, study: Option<&[ClassScores]>) -> String {
+    let mut header = vec!["class", "support", "precision", "recall", "F1", "AUC"];
+    if study.is_some() {
+        header.extend(["study precision", "study recall"]);
+    }
+    let scores = tested.report.confusion.per_class();
+    let rows: Vec<Vec<String>> = scores
+        .iter()
+        .enumerate()
+        .map(|(class, scores)| {
+            let mut row = vec![
+                format!("{class} {}", tested.class_names[class]),
+                count(scores.support),
+                metric(Some(scores.precision)),
+                metric(Some(scores.recall)),
+                metric(Some(scores.f1)),
+                metric(tested.report.aucs[class]),
+            ];
+            if let Some(study) = study {
+                row.push(metric(study.get(class).map(|s| s.precision)));
+                row.push(metric(study.get(class).map(|s| s.recall)));
+            }
+            row
+        })
+        .collect();
+    table(&header, &rows)
+}
+
+/// A figure per mistake (the test image, a training image of the predicted and of the
+/// true class, the probabilities) and a table of them.
+pub fn mistakes_section(tested: &TestedWinner, mistakes: &[Mistake], folder: &str) -> Section {
+    if mistakes.is_empty() {
+        return Section::text(format!(
+            "{} classifies every test image correctly: no mistakes to show.\n\n",
+            tested.label
+        ));
+    }
+    let mut section = Section::text(format!(
+        "### The {} most confident mistakes of {}\n\nEach: the test image, the first training image of the predicted class and of the true class, and the predicted probabilities (green: true class, red: predicted).\n\n",
+        mistakes.len(),
+        tested.label
+    ));
+    let names = &tested.class_names;
+    let mut rows = Vec::new();
+    for (rank, mistake) in mistakes.iter().enumerate() {
+        let name = format!("mistake-{}", rank + 1);
+        rows.push(vec![
+            (rank + 1).to_string(),
+            mistake.index.to_string(),
+            names[mistake.truth].clone(),
+            names[mistake.predicted].clone(),
+            metric(Some(mistake.confidence())),
+            format!("![{name}]({folder}/{name}.png)"),
+        ]);
+        let panel = Drawing::MistakePanel(mistake_panel(mistake, names));
+        section.figure(folder, &name, panel);
+    }
+    let header = [
+        "rank",
+        "test image",
+        "true",
+        "predicted",
+        "probability",
+        "figure",
+    ];
+    section.markdown += &(table(&header, &rows) + "\n");
+    section
+}
+
+fn mistake_panel(mistake: &Mistake, names: &[String]) -> MistakePanel {
+    MistakePanel {
+        title: format!(
+            "test image {}: true {}, predicted {} ({:.2})",
+            mistake.index,
+            names[mistake.truth],
+            names[mistake.predicted],
+            mistake.confidence()
+        ),
+        sample: mistake.image.clone(),
+        predicted_example: mistake.predicted_example.clone(),
+        true_example: mistake.true_example.clone(),
+        class_names: names.to_vec(),
+        probabilities: mistake.probabilities.clone(),
+        predicted: mistake.predicted,
+        truth: mistake.truth,
+    }
+}
+
+/// The winner's row of the final-models table.
+pub fn final_row(stage: &str, tested: &TestedWinner, study: Option<&StudyModel>) -> Vec<String> {
+    let confusion = &tested.report.confusion;
+    let (plan, summary) = (&tested.finished.plan, &tested.finished.summary);
+    vec![
+        format!("`{stage}`: {}", plan.name),
+        format!("{} of {}", summary.epochs, plan.training.epochs),
+        metric(Some(confusion.accuracy())),
+        metric(study.map(|m| m.test.accuracy)),
+        metric(Some(confusion.balanced_accuracy())),
+        metric(study.and_then(|m| m.test.balanced_accuracy)),
+        metric(Some(confusion.macro_f1())),
+        metric(Some(macro_auc(&tested.report.aucs))),
+        count(summary.trainable_params),
+        study.map_or(String::new(), |m| m.title.clone()),
+    ]
+}

@@ -1,0 +1,112 @@
+//! Render: the report as markdown and the figures and tables it links, from what
+//! `gather` read and `compute` evaluated. Pure: nothing here reads or writes a file.
+
+mod data_overview;
+mod final_model;
+mod stage;
+
+use super::compute::TestedWinner;
+use super::gather::{DataOverview, StageResults};
+use super::markdown::{metric, table};
+use super::output::{Section, TableFile, REPORT_DIR, STAGES_CSV};
+use crate::study;
+use std::path::Path;
+
+/// The whole report: the final models, the data files, then stage by stage.
+/// `tested` holds each stage's tested winner, in the order of `stages`.
+pub fn report(
+    manifest_path: &Path,
+    stages: &[StageResults],
+    tested: &[Option<TestedWinner>],
+    data: &[DataOverview],
+) -> Section {
+    let mut report = Section::text(introduction(manifest_path));
+    let final_rows: Vec<Vec<String>> = stages
+        .iter()
+        .zip(tested)
+        .filter_map(|(stage, tested)| {
+            let tested = tested.as_ref()?;
+            Some(final_model::final_row(
+                &stage.stage.name,
+                tested,
+                stage.study,
+            ))
+        })
+        .collect();
+    report.markdown += &final_models(&final_rows);
+    for overview in data {
+        report.push(data_overview::section(overview));
+    }
+    for (stage, tested) in stages.iter().zip(tested) {
+        report.push(stage::section(stage, tested.as_ref()));
+    }
+    report
+        .tables
+        .push(stage_order(stages.iter().map(|stage| &stage.stage.name)));
+    report
+}
+
+fn introduction(manifest_path: &Path) -> String {
+    let manifest = manifest_path.display();
+    format!(
+        "# cellnets report: {manifest}\n\nEvery stage of the manifest, from the outputs in this \
+         folder, with the numbers the reproduced study reported beside them where it reported \
+         any (IA048 \"Atividade 3 – Redes Neurais\", UNICAMP, 2024). Val accuracy is the best \
+         epoch's; test results are those of the best-val-loss checkpoint. Regenerate with \
+         `cellnets report {manifest}`.\n\n"
+    )
+}
+
+/// The table of final models, with other published results to set them against.
+fn final_models(rows: &[Vec<String>]) -> String {
+    if rows.is_empty() {
+        return "No stage has a final model yet: run the manifest first.\n\n".into();
+    }
+    let header = [
+        "stage: winner",
+        "epochs",
+        "test acc",
+        "study",
+        "bal. acc",
+        "study",
+        "macro F1",
+        "AUC",
+        "trainable",
+        "study model",
+    ];
+    let published: Vec<String> = study::study()
+        .published
+        .iter()
+        .map(|(model, accuracy)| format!("{model} {}", metric(Some(*accuracy))))
+        .collect();
+    format!(
+        "## Final models\n\n{}\nOther published BloodMNIST test accuracies (MedMNIST v2): {}.\n\n",
+        table(&header, rows),
+        published.join(", ")
+    )
+}
+
+/// The manifest's stage order, which file times cannot tell: a stage rerun later would
+/// sort last.
+fn stage_order<'a>(names: impl Iterator<Item = &'a String>) -> TableFile {
+    TableFile {
+        path: format!("{REPORT_DIR}/{STAGES_CSV}"),
+        header: vec!["stage".into(), "order".into()],
+        rows: names
+            .enumerate()
+            .map(|(index, name)| vec![name.clone(), (index + 1).to_string()])
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_stage_order_is_the_given_one_counted_from_one() {
+        let names = ["b", "a"].map(String::from);
+        let table = super::stage_order(names.iter());
+        assert_eq!(table.path, "report/stages.csv");
+        assert_eq!(table.header, ["stage", "order"]);
+        assert_eq!(table.rows, [["b", "1"], ["a", "2"]]);
+    }
+}
