@@ -8,7 +8,7 @@ use crate::models::ModelSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Grid keys that set training rather than the model.
 const TRAINING_KEYS: [&str; 13] = [
@@ -246,6 +246,19 @@ fn grid_cells(grid: &Mapping) -> Result<Vec<Vec<(String, Value)>>> {
         if let Some(bad) = values.iter().find(|v| v.is_mapping() || v.is_sequence()) {
             bail!("grid `{key}` values must be plain values, got {bad:?}");
         }
+        // Runs are named by their values' text, so a repeat would train one run under
+        // one name and silently count as one cell; 0.1 and 0.10 also read the same.
+        let mut seen = HashSet::new();
+        if let Some(repeat) = values
+            .iter()
+            .map(scalar_text)
+            .find(|text| !seen.insert(text.clone()))
+        {
+            bail!(
+                "grid `{key}` lists the value `{repeat}` more than once: each value makes one \
+                 run, so remove the repeat"
+            );
+        }
         cells = cells
             .into_iter()
             .flat_map(|cell| {
@@ -377,11 +390,46 @@ stages:
             ("{kernels: []}", "non-empty list"),
             ("{kernel_size: [4]}", "odd"),
             ("{epochs: [0]}", "epochs"),
+            (
+                "{kernels: [8, 16, 8]}",
+                "grid `kernels` lists the value `8` more than once",
+            ),
         ] {
             let text = STUDY.replace("{kernels: [8, 16], kernel_size: [3, 5, 7]}", grid);
             let error = format!("{:#}", plan(&parse(&text).unwrap(), &[]).unwrap_err());
             assert!(
                 error.contains(expected) && error.contains("stage `grid`"),
+                "{error}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod repeat_tests {
+    use super::*;
+    use crate::manifest::parse;
+
+    #[test]
+    fn a_repeated_grid_value_is_refused_with_its_key_and_value() {
+        for (grid, repeat) in [
+            ("{dropout: [0.1, 0.1]}", "`0.1`"),
+            // Different spellings of one number would name the same run folder.
+            ("{dropout: [0.1, 0.10]}", "`0.1`"),
+            ("{activation: [relu, sigmoid, relu]}", "`relu`"),
+        ] {
+            let text = format!(
+                "dataset: {{name: bloodmnist}}\ndefaults: {{epochs: 1}}\nstages:\n  - name: mlp\n    \
+                 model: {{kind: mlp, hidden: 8}}\n    grid: {grid}\n"
+            );
+            let error = format!(
+                "{:#}",
+                plan_all(&parse(&text).unwrap(), |_| Ok(None)).unwrap_err()
+            );
+            assert!(
+                error.contains("stage `mlp`")
+                    && error.contains(repeat)
+                    && error.contains("more than once"),
                 "{error}"
             );
         }

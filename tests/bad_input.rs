@@ -223,6 +223,10 @@ fn malformed_or_hostile_manifests_are_refused_before_anything_is_written() {
             "learning_rate",
         ),
         ("  - name: b\n    from: a\n", "not an earlier stage"),
+        (
+            &format!("{STAGE}    grid: {{hidden: [4, 8, 4]}}\n"),
+            "grid `hidden` lists the value `4` more than once",
+        ),
     ] {
         common::write_manifest(dir.path(), stages);
         let stderr = fails(dir.path(), &["experiments.yaml"]);
