@@ -95,6 +95,16 @@ fn a_missing_data_file_says_where_to_put_it() {
 }
 
 #[test]
+fn a_folder_in_place_of_the_data_file_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data/toy.npz")).unwrap();
+    common::write_manifest(dir.path(), STAGE);
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(&stderr, &["toy.npz is a folder", "put the npz file there"]);
+    assert!(!stderr.contains("missing"), "{stderr}");
+}
+
+#[test]
 fn a_missing_array_is_named() {
     let arrays: Vec<_> = common::learnable_arrays()
         .into_iter()
