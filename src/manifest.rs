@@ -341,6 +341,7 @@ pub fn parse(text: &str) -> Result<Manifest> {
     let mut seen = HashSet::new();
     for stage in &manifest.stages {
         check_path_safe_name(&stage.name).context("bad stage name")?;
+        check_not_reserved(&stage.name)?;
         let earlier = |name: &str, role: &str| {
             if seen.contains(name) {
                 Ok(())
@@ -393,6 +394,27 @@ pub fn parse(text: &str) -> Result<Manifest> {
         }
     }
     Ok(manifest)
+}
+
+/// Entries that cellnets itself writes directly under out/ beside the stage folders.
+/// Names starting with `.` (`.lock`) are already refused as folder names.
+const RESERVED_UNDER_OUT: [&str; 2] = [crate::report::REPORT_DIR, crate::report::REPORT_MD];
+
+/// A stage's folder is out/<stage>: it must not be one of cellnets' own entries there.
+/// Compared ignoring case, since macOS and Windows file systems do.
+fn check_not_reserved(stage: &str) -> Result<()> {
+    if let Some(taken) = RESERVED_UNDER_OUT
+        .iter()
+        .find(|reserved| reserved.eq_ignore_ascii_case(stage))
+    {
+        bail!(
+            "a stage cannot be named `{stage}`: its results would go to out/{taken}, which \
+             `cellnets report` writes (out/{} and the figures in out/{}/). Rename the stage",
+            crate::report::REPORT_MD,
+            crate::report::REPORT_DIR
+        );
+    }
+    Ok(())
 }
 
 /// Stage and run names become folders under out/: only plain names may pass.
@@ -478,6 +500,20 @@ stages:
         let wrong_type = parse(&format!("{MINIMAL}    training: {{epochs: many}}\n")).unwrap_err();
         let message = format!("{wrong_type:#}");
         assert!(message.contains("line 7"), "{message}");
+    }
+
+    #[test]
+    fn stage_names_that_cellnets_writes_under_out_are_refused() {
+        for name in ["report", "report.md", "Report"] {
+            let text = MINIMAL.replace("name: mlp", &format!("name: {name}"));
+            let message = format!("{:#}", parse(&text).unwrap_err());
+            assert!(
+                message.contains(&format!("cannot be named `{name}`"))
+                    && message.contains("Rename the stage"),
+                "{message}"
+            );
+        }
+        parse(&MINIMAL.replace("name: mlp", "name: reports")).unwrap();
     }
 
     #[test]

@@ -105,6 +105,22 @@ fn a_folder_in_place_of_the_data_file_is_named_as_one() {
 }
 
 #[test]
+fn stages_named_like_the_report_are_refused() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    for name in ["report", "report.md"] {
+        common::write_manifest(
+            dir.path(),
+            &STAGE.replace("name: mlp", &format!("name: {name}")),
+        );
+        let stderr = fails(dir.path(), &["experiments.yaml"]);
+        assert_mentions(
+            &stderr,
+            &[&format!("cannot be named `{name}`"), "Rename the stage"],
+        );
+    }
+}
+
+#[test]
 fn a_missing_array_is_named() {
     let arrays: Vec<_> = common::learnable_arrays()
         .into_iter()
