@@ -3,29 +3,13 @@
 
 use crate::manifest::{
     check_path_safe_name, DatasetSpec, Manifest, Stage, Training, TrainingOverrides, Transfer,
+    TRAINING_KEYS,
 };
 use crate::models::ModelSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 use std::collections::{HashMap, HashSet};
-
-/// Grid keys that set training rather than the model.
-const TRAINING_KEYS: [&str; 13] = [
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "learning_rate",
-    "monitor",
-    "seed",
-    "momentum",
-    "weight_decay",
-    "schedule",
-    "step_size",
-    "gamma",
-    "patience",
-    "augment",
-];
 
 /// Everything needed to train one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -286,7 +270,7 @@ fn scalar_text(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{parse, Optimizer, TrainingOverrides};
+    use crate::manifest::{parse, Optimizer, TrainingOverrides, GRID_KEYS};
 
     /// Plans of the stages named in `only`, with no winner recorded anywhere.
     fn plan(manifest: &Manifest, only: &[String]) -> Result<Vec<StagePlan>> {
@@ -377,6 +361,32 @@ stages:
     }
 
     #[test]
+    fn grid_keys_are_every_model_setting_then_every_training_setting() {
+        let models = [
+            ModelSpec::Mlp {
+                hidden: 1,
+                activation: crate::models::Activation::Relu,
+                dropout: 0.0,
+            },
+            serde_yaml::from_str("{kind: cnn, kernels: 1, kernel_size: 1}").unwrap(),
+            serde_yaml::from_str("kind: dense_cnn").unwrap(),
+            ModelSpec::Resnet18 {},
+        ];
+        let mut model_keys: Vec<String> = Vec::new();
+        for model in models {
+            let value = serde_yaml::to_value(model).unwrap();
+            for key in value.as_mapping().unwrap().keys().filter_map(Value::as_str) {
+                if !model_keys.iter().any(|known| known == key) {
+                    model_keys.push(key.to_string());
+                }
+            }
+        }
+        let (model_part, training_part) = GRID_KEYS.split_at(model_keys.len());
+        assert_eq!(model_part, model_keys);
+        assert_eq!(training_part, TRAINING_KEYS);
+    }
+
+    #[test]
     fn bad_grids_and_unknown_stages_are_explained() {
         let manifest = parse(STUDY).unwrap();
         let unknown = plan(&manifest, &["nope".into()]).unwrap_err().to_string();
@@ -386,7 +396,7 @@ stages:
         );
 
         for (grid, expected) in [
-            ("{kernel: [3]}", "unknown field `kernel`"),
+            ("{hidden: [3]}", "unknown field `hidden`"),
             ("{kernels: []}", "non-empty list"),
             ("{kernel_size: [4]}", "odd"),
             ("{epochs: [0]}", "epochs"),

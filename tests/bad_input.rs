@@ -121,6 +121,35 @@ fn stages_named_like_the_report_are_refused() {
 }
 
 #[test]
+fn an_unknown_key_on_the_first_line_or_in_a_grid_has_its_position_and_a_suggestion() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    std::fs::write(
+        dir.path().join("experiments.yaml"),
+        format!("datset: {{name: toy}}\nstages:\n{STAGE}"),
+    )
+    .unwrap();
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(
+        &stderr,
+        &[
+            "unknown field `datset`",
+            "line 1 column 1",
+            "did you mean `dataset`?",
+        ],
+    );
+    common::write_manifest(dir.path(), &format!("{STAGE}    grid: {{hiden: [4, 8]}}\n"));
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(
+        &stderr,
+        &[
+            "unknown field `hiden`",
+            "line 6 column 12",
+            "did you mean `hidden`?",
+        ],
+    );
+}
+
+#[test]
 fn a_missing_array_is_named() {
     let arrays: Vec<_> = common::learnable_arrays()
         .into_iter()
