@@ -111,7 +111,9 @@ pub fn plan_all(
         .collect())
 }
 
-fn provisional_winner(plan: &StagePlan) -> &RunPlan {
+/// The run that stands in for a stage's winner before the stage has run: the pinned
+/// one, else the first.
+pub fn provisional_winner(plan: &StagePlan) -> &RunPlan {
     plan.pinned_winner
         .as_ref()
         .and_then(|name| plan.runs.iter().find(|run| &run.name == name))

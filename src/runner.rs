@@ -50,6 +50,7 @@ pub fn run(manifest: &Manifest, only: &[String], settings: &Settings) -> Result<
         .filter(|(plan, _)| selected.iter().any(|stage| stage.name == plan.name))
         .flat_map(|(plan, _)| plan.runs.iter().map(|run| &run.dataset));
     let datasets = open_datasets(specs, settings)?;
+    crate::transfer::check_transfers(&provisional, &selected, &datasets, out)?;
     prepare_out_dir(out)?;
     let _lock = lock_out_dir(out)?;
     if settings.jobs > 1 {

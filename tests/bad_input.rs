@@ -149,6 +149,63 @@ fn an_unknown_key_on_the_first_line_or_in_a_grid_has_its_position_and_a_suggesti
     );
 }
 
+const CNN_SOURCE: &str = "  - name: cnn\n    model: {kind: cnn, kernels: 2, kernel_size: 3}\n";
+
+#[test]
+fn a_transfer_that_cannot_work_is_refused_before_the_source_trains() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    for (target, expected) in [
+        (
+            "  - name: into_mlp\n    model: {kind: mlp, hidden: 4}\n    \
+             transfer: {from: cnn, layers: [conv]}\n",
+            &[
+                "stage `into_mlp`",
+                "(mlp) has no `conv.bias`",
+                "hidden, output",
+            ][..],
+        ),
+        (
+            "  - name: wrong_layer\n    from: cnn\n    transfer: {from: cnn, layers: [features]}\n",
+            &["`features`", "does not have", "conv, head"],
+        ),
+        (
+            "  - name: bigger_kernel\n    model: {kind: cnn, kernels: 2, kernel_size: 5}\n    \
+             transfer: {from: cnn, layers: [conv]}\n",
+            &[
+                "stage `bigger_kernel`",
+                "`conv.weight` is [2, 3, 3, 3]",
+                "but [2, 3, 5, 5]",
+            ],
+        ),
+    ] {
+        common::write_manifest(dir.path(), &format!("{CNN_SOURCE}{target}"));
+        assert_mentions(&fails(dir.path(), &["experiments.yaml"]), expected);
+    }
+}
+
+#[test]
+fn a_transfer_from_a_stage_that_ran_is_checked_against_its_checkpoint() {
+    let bigger_kernel =
+        "  - name: bigger_kernel\n    model: {kind: cnn, kernels: 2, kernel_size: 5}\n    \
+                 transfer: {from: cnn, layers: [conv]}\n";
+    let dir = with_toy_data(&common::learnable_arrays());
+    common::write_manifest(dir.path(), &format!("{CNN_SOURCE}{bigger_kernel}"));
+    let output = common::cellnets(dir.path(), &["only", "cnn"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = common::cellnets(dir.path(), &["only", "bigger_kernel"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert_mentions(
+        &stderr,
+        &["best.safetensors", "[2, 3, 3, 3]", "[2, 3, 5, 5]"],
+    );
+    assert!(!dir.path().join("out/bigger_kernel").exists(), "{stderr}");
+}
+
 #[test]
 fn a_missing_array_is_named() {
     let arrays: Vec<_> = common::learnable_arrays()
