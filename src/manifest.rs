@@ -280,12 +280,10 @@ impl TrainingOverrides {
     }
 
     /// Fills what is still unset with the study's Keras settings and checks the values.
-    pub fn resolve(&self) -> Result<Training, String> {
+    pub fn resolve(&self) -> Result<Training, InvalidTraining> {
         let optimizer = self.optimizer.unwrap_or(Optimizer::Sgd);
         let training = Training {
-            epochs: self
-                .epochs
-                .ok_or("epochs is not set: give it in `defaults` or the stage's `training`")?,
+            epochs: self.epochs.ok_or(InvalidTraining::EpochsUnset)?,
             batch_size: self.batch_size.unwrap_or(32),
             optimizer,
             learning_rate: self
@@ -302,43 +300,54 @@ impl TrainingOverrides {
             augment: self.augment.unwrap_or(false),
         };
         if !(1..=1_000_000).contains(&training.epochs) {
-            return Err(format!(
-                "epochs must be between 1 and 1000000, got {}",
-                training.epochs
-            ));
+            return Err(InvalidTraining::Epochs(training.epochs));
         }
         if !(1..=1 << 20).contains(&training.batch_size) {
-            return Err(format!(
-                "batch_size must be between 1 and 1048576, got {}",
-                training.batch_size
-            ));
+            return Err(InvalidTraining::BatchSize(training.batch_size));
         }
         if !(training.learning_rate.is_finite() && training.learning_rate > 0.0) {
-            return Err(format!(
-                "learning_rate must be a positive number, got {}",
-                training.learning_rate
-            ));
+            return Err(InvalidTraining::LearningRate(training.learning_rate));
         }
-        let unit = |name: &str, value: f64| {
-            if (0.0..1.0).contains(&value) {
-                Ok(())
-            } else {
-                Err(format!("{name} must be in [0, 1), got {value}"))
+        for (name, value) in [
+            ("momentum", training.momentum),
+            ("weight_decay", training.weight_decay),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(InvalidTraining::NotAFraction { name, value });
             }
-        };
-        unit("momentum", training.momentum)?;
-        unit("weight_decay", training.weight_decay)?;
+        }
         if training.momentum > 0.0 && training.optimizer != Optimizer::Sgd {
-            return Err("momentum applies to optimizer sgd only".into());
+            return Err(InvalidTraining::MomentumWithoutSgd);
         }
         if training.step_size == 0 || !(training.gamma > 0.0 && training.gamma <= 1.0) {
-            return Err("step_size must be at least 1 and gamma in (0, 1]".into());
+            return Err(InvalidTraining::StepSchedule);
         }
         if training.patience == Some(0) {
-            return Err("patience must be at least 1 epoch".into());
+            return Err(InvalidTraining::ZeroPatience);
         }
         Ok(training)
     }
+}
+
+/// Training settings that deserialise but cannot train.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidTraining {
+    #[error("epochs is not set: give it in `defaults` or the stage's `training`")]
+    EpochsUnset,
+    #[error("epochs must be between 1 and 1000000, got {0}")]
+    Epochs(usize),
+    #[error("batch_size must be between 1 and 1048576, got {0}")]
+    BatchSize(usize),
+    #[error("learning_rate must be a positive number, got {0}")]
+    LearningRate(f64),
+    #[error("{name} must be in [0, 1), got {value}")]
+    NotAFraction { name: &'static str, value: f64 },
+    #[error("momentum applies to optimizer sgd only")]
+    MomentumWithoutSgd,
+    #[error("step_size must be at least 1 and gamma in (0, 1]")]
+    StepSchedule,
+    #[error("patience must be at least 1 epoch")]
+    ZeroPatience,
 }
 
 /// A run's settings as the base of a later stage. A learning rate that is the
@@ -607,8 +616,35 @@ stages:
 
     #[test]
     fn epochs_must_be_given() {
-        let message = TrainingOverrides::default().resolve().unwrap_err();
-        assert!(message.contains("epochs"), "{message}");
+        let error = TrainingOverrides::default().resolve().unwrap_err();
+        assert_eq!(error, InvalidTraining::EpochsUnset);
+        assert!(
+            error.to_string().contains("give it in `defaults`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn impossible_training_values_are_told_apart() {
+        let with = |text: &str| {
+            serde_yaml::from_str::<TrainingOverrides>(&format!("{{epochs: 1, {text}}}"))
+                .unwrap()
+                .resolve()
+                .unwrap_err()
+        };
+        assert_eq!(with("batch_size: 0"), InvalidTraining::BatchSize(0));
+        assert_eq!(
+            with("weight_decay: 1.5"),
+            InvalidTraining::NotAFraction {
+                name: "weight_decay",
+                value: 1.5
+            }
+        );
+        assert_eq!(
+            with("optimizer: adam, momentum: 0.9"),
+            InvalidTraining::MomentumWithoutSgd
+        );
+        assert_eq!(with("patience: 0"), InvalidTraining::ZeroPatience);
     }
 
     #[test]

@@ -201,12 +201,9 @@ fn resolve_run(
 ) -> Result<RunPlan> {
     check_path_safe_name(name)?;
     let model: ModelSpec = serde_yaml::from_value(model)?;
-    model.validate().map_err(|message| anyhow!(message))?;
+    model.validate()?;
     let training: TrainingOverrides = serde_yaml::from_value(training)?;
-    let training = training
-        .over(base_training)
-        .resolve()
-        .map_err(|message| anyhow!(message))?;
+    let training = training.over(base_training).resolve()?;
     Ok(RunPlan {
         stage: stage.name.clone(),
         name: name.to_string(),
