@@ -38,7 +38,11 @@ Both tools inherit this script's environment, so thread settings such as
 OMP_NUM_THREADS apply to both alike.  Subprocess progress (stderr) is passed
 through; only stdout is parsed.
 
-Dependencies: the standard library only (the PyTorch side needs torch + numpy).
+Dependencies: the standard library only.  The PyTorch side needs torch and
+numpy in --python's interpreter.  The venv that `make` installs for libtorch
+(~/.cache/cellnets/torch-<version>, scripts/setup-libtorch.sh) has torch only;
+this script adds numpy to it on first use.  Any other interpreter is only
+checked, and the error says what to install.
 """
 
 import argparse
@@ -110,6 +114,53 @@ def run_bench(tool, command, model):
         sys.exit(f"error: {error}")
 
 
+def cellnets_cache():
+    """The cache folder of scripts/setup-libtorch.sh, found the same way."""
+    if os.environ.get("CELLNETS_CACHE"):
+        return Path(os.environ["CELLNETS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "cellnets"
+
+
+def missing_modules(python):
+    needed = ["torch", "numpy"]
+    return [
+        module
+        for module in needed
+        if subprocess.run(
+            [python, "-c", f"import {module}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ).returncode
+        != 0
+    ]
+
+
+def ensure_pytorch_side(python):
+    """Make sure `python` can run bench/pytorch_bench.py, before any timing starts.
+
+    numpy is installed only into the libtorch venv of cellnets' own cache, which
+    cellnets created and which lacks nothing else; another interpreter belongs to
+    the user, so it is left as it is and the error names the command to run.
+    """
+    missing = missing_modules(python)
+    # Not resolved: a venv's python is a link to the system one.
+    venv = Path(os.path.abspath(python)).parent.parent
+    ours = venv.parent == cellnets_cache() and venv.name.startswith("torch-")
+    if missing == ["numpy"] and ours:
+        log(f"installing numpy into {venv} (once; pytorch_bench.py reads the npz with it)")
+        subprocess.run(
+            [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "numpy"]
+        )
+        missing = missing_modules(python)
+    if missing:
+        sys.exit(
+            f"error: {python} cannot import {' and '.join(missing)}, which "
+            f"bench/pytorch_bench.py needs: run `{python} -m pip install {' '.join(missing)}`, "
+            "or pass --python with an interpreter that has them"
+        )
+
+
 def fmt_pair(values):
     return f"{min(values):.3f}/{statistics.median(values):.3f}"
 
@@ -169,6 +220,8 @@ def main():
     npz = Path(args.data_dir) / "bloodmnist.npz"
     if not npz.is_file():
         sys.exit(f"error: {npz} not found (pass --data-dir or set CELLNETS_DATA_DIR)")
+
+    ensure_pytorch_side(args.python)
 
     common = ["--epochs", str(args.epochs), "--data-dir", str(args.data_dir), "--device", args.device]
 

@@ -176,9 +176,9 @@ struct CheckedFile {
 }
 
 fn read_checked(path: &Path) -> Result<CheckedFile> {
-    check_npz_sizes(path).map_err(|problem| {
+    check_npz_sizes(path).map_err(|damage| {
         anyhow!(
-            "{} is damaged: {problem}. Delete it so that it is downloaded again, or replace it \
+            "{} is damaged: {damage}. Delete it so that it is downloaded again, or replace it \
              with the official file",
             path.display()
         )
@@ -193,7 +193,7 @@ fn read_checked(path: &Path) -> Result<CheckedFile> {
         })?
         .into_iter()
         .collect();
-    let bad = |problem: String| {
+    let bad = |problem: NotMedMnist| {
         anyhow!(
             "{} is not a usable MedMNIST file: {problem}. Replace it with the official file \
              (see the README, section Data)",
@@ -204,11 +204,10 @@ fn read_checked(path: &Path) -> Result<CheckedFile> {
     let (train, val, test) = (train.map_err(bad)?, val.map_err(bad)?, test.map_err(bad)?);
     for other in [&val, &test] {
         if other.0.size()[1..] != train.0.size()[1..] {
-            return Err(bad(format!(
-                "image shapes differ between splits: {:?} vs {:?}",
-                train.0.size(),
-                other.0.size()
-            )));
+            return Err(bad(NotMedMnist::ShapesDiffer {
+                train: train.0.size(),
+                other: other.0.size(),
+            }));
         }
     }
     let classes = check_labels(&train.1, &val.1, &test.1).map_err(bad)?;
@@ -227,22 +226,57 @@ fn read_checked(path: &Path) -> Result<CheckedFile> {
     })
 }
 
+/// Why an npz file's bytes cannot be read as arrays: the file is damaged, and getting
+/// it again is the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum DamagedNpz {
+    #[error("cannot open it ({0})")]
+    Unopenable(std::io::Error),
+    #[error("it is not a zip archive ({0})")]
+    NotZip(zip::result::ZipError),
+    #[error("entry {index}: {error}")]
+    UnreadableEntry {
+        index: usize,
+        error: zip::result::ZipError,
+    },
+    #[error("`{0}` is too short to be an npy array")]
+    TooShort(String),
+    #[error("`{0}` is not an npy array")]
+    NotNpy(String),
+    #[error("`{0}` has an oversized header")]
+    OversizedHeader(String),
+    #[error("`{0}` has a truncated header")]
+    TruncatedHeader(String),
+    #[error("`{0}` has an unreadable header")]
+    UnreadableHeader(String),
+    #[error(
+        "`{name}` should hold {expected} bytes of data for its shape but holds {}",
+        .stored.map_or("fewer".to_string(), |n| n.to_string())
+    )]
+    WrongDataSize {
+        name: String,
+        expected: u64,
+        /// None when the entry is smaller than its own header.
+        stored: Option<u64>,
+    },
+}
+
 /// Checks that every array in the npz holds as many bytes as its header's shape says.
 /// tch trusts the header and would read past the end of a short array.
-fn check_npz_sizes(path: &Path) -> Result<(), String> {
-    let file = std::fs::File::open(path).map_err(|error| format!("cannot open it ({error})"))?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|error| format!("it is not a zip archive ({error})"))?;
+fn check_npz_sizes(path: &Path) -> Result<(), DamagedNpz> {
+    let file = std::fs::File::open(path).map_err(DamagedNpz::Unopenable)?;
+    let mut zip =
+        zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(DamagedNpz::NotZip)?;
     for i in 0..zip.len() {
         let mut entry = zip
             .by_index(i)
-            .map_err(|error| format!("entry {i}: {error}"))?;
+            .map_err(|error| DamagedNpz::UnreadableEntry { index: i, error })?;
         let name = entry.name().to_string();
         let mut preamble = [0u8; 12];
         std::io::Read::read_exact(&mut entry, &mut preamble)
-            .map_err(|_| format!("`{name}` is too short to be an npy array"))?;
+            .map_err(|_| DamagedNpz::TooShort(name.clone()))?;
         if &preamble[..6] != b"\x93NUMPY" {
-            return Err(format!("`{name}` is not an npy array"));
+            return Err(DamagedNpz::NotNpy(name));
         }
         let (header_len, prefix) = match preamble[6] {
             1 => (u16::from_le_bytes([preamble[8], preamble[9]]) as u64, 10),
@@ -252,21 +286,23 @@ fn check_npz_sizes(path: &Path) -> Result<(), String> {
             ),
         };
         if header_len > 1 << 16 {
-            return Err(format!("`{name}` has an oversized header"));
+            return Err(DamagedNpz::OversizedHeader(name));
         }
         let mut header = vec![0u8; (header_len as usize + prefix).saturating_sub(12)];
         std::io::Read::read_exact(&mut entry, &mut header)
-            .map_err(|_| format!("`{name}` has a truncated header"))?;
+            .map_err(|_| DamagedNpz::TruncatedHeader(name.clone()))?;
         let header = [&preamble[12.min(prefix)..], &header[..]].concat();
         let header = String::from_utf8_lossy(&header);
-        let expected =
-            npy_data_bytes(&header).ok_or_else(|| format!("`{name}` has an unreadable header"))?;
+        let Some(expected) = npy_data_bytes(&header) else {
+            return Err(DamagedNpz::UnreadableHeader(name));
+        };
         let stored = entry.size().checked_sub(prefix as u64 + header_len);
         if stored != Some(expected) {
-            return Err(format!(
-                "`{name}` should hold {expected} bytes of data for its shape but holds {}",
-                stored.map_or("fewer".to_string(), |n| n.to_string())
-            ));
+            return Err(DamagedNpz::WrongDataSize {
+                name,
+                expected,
+                stored,
+            });
         }
     }
     Ok(())
@@ -289,31 +325,77 @@ fn npy_data_bytes(header: &str) -> Option<u64> {
         .try_fold(item, |bytes, dim| bytes.checked_mul(dim.parse().ok()?))
 }
 
+/// Why a readable npz file is not a usable MedMNIST file: replacing it with the
+/// official file is the fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotMedMnist {
+    #[error("it has no `{key}` array (it has: {})", .present.join(", "))]
+    MissingArray { key: String, present: Vec<String> },
+    #[error("`{split}_images` holds {kind:?}, expected uint8")]
+    ImagesNotUint8 { split: &'static str, kind: Kind },
+    #[error("`{split}_images` has shape {shape:?}, expected (N, H, W, 3) or (N, H, W)")]
+    ImageShape {
+        split: &'static str,
+        shape: Vec<i64>,
+    },
+    #[error("`{split}_labels` holds {kind:?}, expected integers")]
+    LabelsNotIntegers { split: &'static str, kind: Kind },
+    #[error("`{split}_labels` has shape {shape:?}, expected ({rows}, 1): one class per image")]
+    LabelShape {
+        split: &'static str,
+        shape: Vec<i64>,
+        rows: i64,
+    },
+    #[error("the {0} split is empty")]
+    EmptySplit(&'static str),
+    #[error("image shapes differ between splits: {train:?} vs {other:?}")]
+    ShapesDiffer { train: Vec<i64>, other: Vec<i64> },
+    #[error("a label is negative ({0})")]
+    NegativeLabel(i64),
+    #[error(
+        "labels run up to {max}, but class(es) {} never occur in train_labels: a label is \
+         out of range",
+        list_classes(.missing)
+    )]
+    ClassesMissingFromTrain { max: i64, missing: Vec<i64> },
+}
+
+/// The first ten classes, then `...`.
+fn list_classes(classes: &[i64]) -> String {
+    let shown: Vec<String> = classes.iter().take(10).map(i64::to_string).collect();
+    let more = if classes.len() > 10 { ", ..." } else { "" };
+    format!("{}{more}", shown.join(", "))
+}
+
 /// A split's images as uint8 (N, H, W, C) and labels as int64 (N); grey sets come
 /// without a channel axis.
-fn read_split(arrays: &HashMap<String, Tensor>, split: &str) -> Result<(Tensor, Tensor), String> {
+fn read_split(
+    arrays: &HashMap<String, Tensor>,
+    split: &'static str,
+) -> Result<(Tensor, Tensor), NotMedMnist> {
     let get = |key: String| {
         arrays.get(&key).ok_or_else(|| {
-            let mut keys: Vec<&str> = arrays.keys().map(String::as_str).collect();
-            keys.sort_unstable();
-            format!("it has no `{key}` array (it has: {})", keys.join(", "))
+            let mut present: Vec<String> = arrays.keys().cloned().collect();
+            present.sort_unstable();
+            NotMedMnist::MissingArray { key, present }
         })
     };
     let images = get(format!("{split}_images"))?;
     let labels = get(format!("{split}_labels"))?;
     if images.kind() != Kind::Uint8 {
-        return Err(format!(
-            "`{split}_images` holds {:?}, expected uint8",
-            images.kind()
-        ));
+        return Err(NotMedMnist::ImagesNotUint8 {
+            split,
+            kind: images.kind(),
+        });
     }
     let images = match images.size()[..] {
         [_, _, _] => images.unsqueeze(-1),
         [_, _, _, 1 | 3] => images.shallow_clone(),
-        ref shape => {
-            return Err(format!(
-                "`{split}_images` has shape {shape:?}, expected (N, H, W, 3) or (N, H, W)"
-            ))
+        _ => {
+            return Err(NotMedMnist::ImageShape {
+                split,
+                shape: images.size(),
+            })
         }
     };
     let rows = images.size()[0];
@@ -322,30 +404,28 @@ fn read_split(arrays: &HashMap<String, Tensor>, split: &str) -> Result<(Tensor, 
         Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64
     );
     if !integer {
-        return Err(format!(
-            "`{split}_labels` holds {:?}, expected integers",
-            labels.kind()
-        ));
+        return Err(NotMedMnist::LabelsNotIntegers {
+            split,
+            kind: labels.kind(),
+        });
     }
     let shape = labels.size();
     if !(shape == [rows] || shape == [rows, 1]) {
-        return Err(format!(
-            "`{split}_labels` has shape {shape:?}, expected ({rows}, 1): one class per image"
-        ));
+        return Err(NotMedMnist::LabelShape { split, shape, rows });
     }
     if rows == 0 {
-        return Err(format!("the {split} split is empty"));
+        return Err(NotMedMnist::EmptySplit(split));
     }
     Ok((images, labels.reshape([rows]).to_kind(Kind::Int64)))
 }
 
 /// The class count is taken from the data: labels must run 0..K-1 and every class
 /// must occur in the train split, or a label is out of range.
-fn check_labels(train: &Tensor, val: &Tensor, test: &Tensor) -> Result<i64, String> {
+fn check_labels(train: &Tensor, val: &Tensor, test: &Tensor) -> Result<i64, NotMedMnist> {
     let all = Tensor::cat(&[train, val, test], 0);
     let (min, max) = (all.min().int64_value(&[]), all.max().int64_value(&[]));
     if min < 0 {
-        return Err(format!("a label is negative ({min})"));
+        return Err(NotMedMnist::NegativeLabel(min));
     }
     let classes = max + 1;
     let counts = train.bincount::<Tensor>(None, classes);
@@ -353,13 +433,7 @@ fn check_labels(train: &Tensor, val: &Tensor, test: &Tensor) -> Result<i64, Stri
         .filter(|&class| counts.int64_value(&[class]) == 0)
         .collect();
     if !missing.is_empty() {
-        let shown: Vec<String> = missing.iter().take(10).map(i64::to_string).collect();
-        return Err(format!(
-            "labels run up to {max}, but class(es) {}{} never occur in train_labels: \
-             a label is out of range",
-            shown.join(", "),
-            if missing.len() > 10 { ", ..." } else { "" }
-        ));
+        return Err(NotMedMnist::ClassesMissingFromTrain { max, missing });
     }
     Ok(classes)
 }
@@ -447,6 +521,14 @@ mod tests {
         std::io::Write::write_all(&mut zip, header.as_bytes()).unwrap();
         std::io::Write::write_all(&mut zip, &[7u8; 100]).unwrap();
         zip.finish().unwrap();
+        assert!(matches!(
+            check_npz_sizes(&path),
+            Err(DamagedNpz::WrongDataSize {
+                expected: 2_352_000,
+                stored: Some(100),
+                ..
+            })
+        ));
         let error = load(&path, 0.7, Device::Cpu).unwrap_err().to_string();
         assert!(
             error.contains("should hold 2352000 bytes") && error.contains("holds 100"),
@@ -458,8 +540,40 @@ mod tests {
     fn a_class_missing_from_train_is_a_label_out_of_range() {
         let train = Tensor::from_slice(&[0i64, 1, 0, 1]);
         let test = Tensor::from_slice(&[0i64, 9]);
-        let message = check_labels(&train, &test, &test).unwrap_err();
-        assert!(message.contains("out of range"), "{message}");
+        assert_eq!(
+            check_labels(&train, &test, &test),
+            Err(NotMedMnist::ClassesMissingFromTrain {
+                max: 9,
+                missing: (2..=9).collect()
+            })
+        );
+        let negative = Tensor::from_slice(&[-1i64, 0]);
+        assert_eq!(
+            check_labels(&train, &negative, &test),
+            Err(NotMedMnist::NegativeLabel(-1))
+        );
         assert_eq!(check_labels(&train, &train, &train), Ok(2));
+    }
+
+    #[test]
+    fn a_missing_or_misshapen_array_is_told_apart() {
+        let images = Tensor::zeros([4, 2, 2, 3], (Kind::Uint8, Device::Cpu));
+        let labels = Tensor::zeros([4, 1], (Kind::Uint8, Device::Cpu));
+        let mut arrays = HashMap::from([("train_images".to_string(), images)]);
+        assert!(matches!(
+            read_split(&arrays, "train"),
+            Err(NotMedMnist::MissingArray { key, .. }) if key == "train_labels"
+        ));
+        arrays.insert("train_labels".into(), labels.view([2, 2]));
+        assert_eq!(
+            read_split(&arrays, "train").unwrap_err(),
+            NotMedMnist::LabelShape {
+                split: "train",
+                shape: vec![2, 2],
+                rows: 4
+            }
+        );
+        arrays.insert("train_labels".into(), labels);
+        assert_eq!(read_split(&arrays, "train").unwrap().0.size(), [4, 2, 2, 3]);
     }
 }

@@ -21,6 +21,14 @@ pub fn ensure_present(path: &Path) -> Result<()> {
     if path.is_file() {
         return Ok(());
     }
+    if path.is_dir() {
+        bail!(
+            "{} is a folder, but cellnets reads the data from a file of that name: remove or \
+             rename the folder and put the npz file there (or let cellnets download it), or \
+             point --data-dir (or CELLNETS_DATA_DIR) at the folder that holds the file",
+            path.display()
+        );
+    }
     let name = path
         .file_name()
         .and_then(|name| name.to_str())
@@ -145,6 +153,18 @@ mod tests {
         fetch(&serve_once(body.clone()), &dest, Some(&md5)).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), body);
         assert!(!dest.with_extension("npz.part").exists());
+    }
+
+    #[test]
+    fn a_folder_in_place_of_the_data_file_is_named_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bloodmnist.npz");
+        fs::create_dir(&path).unwrap();
+        let message = format!("{:#}", ensure_present(&path).unwrap_err());
+        assert!(
+            message.contains("bloodmnist.npz is a folder") && !message.contains("missing"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod list;
 pub mod manifest;
 pub mod metrics;
 pub mod models;
+pub mod out_dir;
 pub mod plan;
 pub mod progress;
 pub mod report;

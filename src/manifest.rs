@@ -2,10 +2,63 @@
 //! are errors that name the file, line and column.
 
 use crate::models::ModelSpec;
-use anyhow::{bail, Context, Result};
+use crate::out_dir;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
 use std::collections::HashSet;
+use std::fmt;
 use std::path::Path;
+
+/// Grid keys that set training rather than the model.
+pub const TRAINING_KEYS: [&str; 13] = [
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "monitor",
+    "seed",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "step_size",
+    "gamma",
+    "patience",
+    "augment",
+];
+
+/// Every key a grid may vary: the hyperparameters of each model kind, then
+/// `TRAINING_KEYS`. Whether a model key fits the stage's model is known only once its
+/// `from` winner is, at plan time; a key in none of them is a typo, refused while the
+/// manifest is read, where its line is known.
+pub const GRID_KEYS: [&str; 25] = [
+    "kind",
+    "hidden",
+    "activation",
+    "dropout",
+    "kernels",
+    "kernel_size",
+    "pool",
+    "stem_filters",
+    "stem_kernel",
+    "layers",
+    "growth",
+    "bottleneck",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "monitor",
+    "seed",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "step_size",
+    "gamma",
+    "patience",
+    "augment",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,8 +111,8 @@ pub struct Stage {
     #[serde(default)]
     pub training: TrainingOverrides,
     /// Lists of values per model or training key; one run per cell of their product.
-    #[serde(default)]
-    pub grid: serde_yaml::Mapping,
+    #[serde(default, deserialize_with = "grid_of_known_keys")]
+    pub grid: Mapping,
     /// Replaces the manifest's `dataset` (or the `from` winner's) for this stage.
     pub dataset: Option<DatasetSpec>,
     /// Pins this stage's winner to the named run instead of the best val accuracy.
@@ -228,12 +281,10 @@ impl TrainingOverrides {
     }
 
     /// Fills what is still unset with the study's Keras settings and checks the values.
-    pub fn resolve(&self) -> Result<Training, String> {
+    pub fn resolve(&self) -> Result<Training, InvalidTraining> {
         let optimizer = self.optimizer.unwrap_or(Optimizer::Sgd);
         let training = Training {
-            epochs: self
-                .epochs
-                .ok_or("epochs is not set: give it in `defaults` or the stage's `training`")?,
+            epochs: self.epochs.ok_or(InvalidTraining::EpochsUnset)?,
             batch_size: self.batch_size.unwrap_or(32),
             optimizer,
             learning_rate: self
@@ -250,43 +301,54 @@ impl TrainingOverrides {
             augment: self.augment.unwrap_or(false),
         };
         if !(1..=1_000_000).contains(&training.epochs) {
-            return Err(format!(
-                "epochs must be between 1 and 1000000, got {}",
-                training.epochs
-            ));
+            return Err(InvalidTraining::Epochs(training.epochs));
         }
         if !(1..=1 << 20).contains(&training.batch_size) {
-            return Err(format!(
-                "batch_size must be between 1 and 1048576, got {}",
-                training.batch_size
-            ));
+            return Err(InvalidTraining::BatchSize(training.batch_size));
         }
         if !(training.learning_rate.is_finite() && training.learning_rate > 0.0) {
-            return Err(format!(
-                "learning_rate must be a positive number, got {}",
-                training.learning_rate
-            ));
+            return Err(InvalidTraining::LearningRate(training.learning_rate));
         }
-        let unit = |name: &str, value: f64| {
-            if (0.0..1.0).contains(&value) {
-                Ok(())
-            } else {
-                Err(format!("{name} must be in [0, 1), got {value}"))
+        for (name, value) in [
+            ("momentum", training.momentum),
+            ("weight_decay", training.weight_decay),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(InvalidTraining::NotAFraction { name, value });
             }
-        };
-        unit("momentum", training.momentum)?;
-        unit("weight_decay", training.weight_decay)?;
+        }
         if training.momentum > 0.0 && training.optimizer != Optimizer::Sgd {
-            return Err("momentum applies to optimizer sgd only".into());
+            return Err(InvalidTraining::MomentumWithoutSgd);
         }
         if training.step_size == 0 || !(training.gamma > 0.0 && training.gamma <= 1.0) {
-            return Err("step_size must be at least 1 and gamma in (0, 1]".into());
+            return Err(InvalidTraining::StepSchedule);
         }
         if training.patience == Some(0) {
-            return Err("patience must be at least 1 epoch".into());
+            return Err(InvalidTraining::ZeroPatience);
         }
         Ok(training)
     }
+}
+
+/// Training settings that deserialise but cannot train.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidTraining {
+    #[error("epochs is not set: give it in `defaults` or the stage's `training`")]
+    EpochsUnset,
+    #[error("epochs must be between 1 and 1000000, got {0}")]
+    Epochs(usize),
+    #[error("batch_size must be between 1 and 1048576, got {0}")]
+    BatchSize(usize),
+    #[error("learning_rate must be a positive number, got {0}")]
+    LearningRate(f64),
+    #[error("{name} must be in [0, 1), got {value}")]
+    NotAFraction { name: &'static str, value: f64 },
+    #[error("momentum applies to optimizer sgd only")]
+    MomentumWithoutSgd,
+    #[error("step_size must be at least 1 and gamma in (0, 1]")]
+    StepSchedule,
+    #[error("patience must be at least 1 epoch")]
+    ZeroPatience,
 }
 
 /// A run's settings as the base of a later stage. A learning rate that is the
@@ -325,7 +387,7 @@ pub fn load(path: &Path) -> Result<Manifest> {
 }
 
 pub fn parse(text: &str) -> Result<Manifest> {
-    let manifest: Manifest = serde_yaml::from_str(text)?;
+    let manifest: Manifest = serde_yaml::from_str(text).map_err(explain_yaml_error)?;
     if manifest.stages.is_empty() {
         bail!("`stages` is empty: add at least one stage");
     }
@@ -341,6 +403,7 @@ pub fn parse(text: &str) -> Result<Manifest> {
     let mut seen = HashSet::new();
     for stage in &manifest.stages {
         check_path_safe_name(&stage.name).context("bad stage name")?;
+        check_not_reserved(&stage.name)?;
         let earlier = |name: &str, role: &str| {
             if seen.contains(name) {
                 Ok(())
@@ -395,6 +458,123 @@ pub fn parse(text: &str) -> Result<Manifest> {
     Ok(manifest)
 }
 
+/// Entries that cellnets itself writes directly under out/ beside the stage folders.
+/// Names starting with `.` (`.lock`) are already refused as folder names.
+const RESERVED_UNDER_OUT: [&str; 2] = [out_dir::REPORT_DIR, out_dir::REPORT_MD];
+
+/// A stage's folder is out/<stage>: it must not be one of cellnets' own entries there.
+/// Compared ignoring case, since macOS and Windows file systems do.
+fn check_not_reserved(stage: &str) -> Result<()> {
+    if let Some(taken) = RESERVED_UNDER_OUT
+        .iter()
+        .find(|reserved| reserved.eq_ignore_ascii_case(stage))
+    {
+        bail!(
+            "a stage cannot be named `{stage}`: its results would go to out/{taken}, which \
+             `cellnets report` writes (out/{} and the figures in out/{}/). Rename the stage",
+            out_dir::REPORT_MD,
+            out_dir::REPORT_DIR
+        );
+    }
+    Ok(())
+}
+
+/// serde_yaml's message with two additions: the position also when it is the very
+/// start of the file (serde_yaml leaves out line 1 column 1, so an unknown key on the
+/// first line had none), and for an unknown key, the known one it nearly spells.
+fn explain_yaml_error(error: serde_yaml::Error) -> anyhow::Error {
+    let mut message = error.to_string();
+    if let Some(location) = error.location() {
+        let at = format!("at line {} column {}", location.line(), location.column());
+        if !message.contains(&at) {
+            message = format!("{message} {at}");
+        }
+    }
+    if let Some(near) = unknown_key_near_miss(&message) {
+        message = format!("{message}: did you mean `{near}`?");
+    }
+    anyhow!(message)
+}
+
+/// The name nearest to the key in serde's "unknown field `typo`, expected one of
+/// `a`, `b`", when it is near enough to be a typo of it.
+fn unknown_key_near_miss(message: &str) -> Option<&str> {
+    let (typed, expected) = message.split("unknown field `").nth(1)?.split_once('`')?;
+    // The expected names are the back-quoted words after the unknown one.
+    let known = expected.split('`').skip(1).step_by(2);
+    nearest_name(typed, known)
+}
+
+/// The known name within two edits (a swap of neighbours counts as one) of `typed`,
+/// the nearest first; none for names too short for two edits to mean a typo.
+fn nearest_name<'a>(typed: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .into_iter()
+        .map(|name| (strsim::damerau_levenshtein(typed, name), name))
+        .filter(|&(edits, _)| edits <= 2 && edits < typed.chars().count())
+        .min_by_key(|&(edits, _)| edits)
+        .map(|(_, name)| name)
+}
+
+/// Reads a stage's `grid`, refusing a key that no model or training has while its
+/// line and column are still known.
+fn grid_of_known_keys<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Mapping, D::Error> {
+    struct GridVisitor;
+    impl<'de> Visitor<'de> for GridVisitor {
+        type Value = Mapping;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a mapping of setting names to lists of values")
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Mapping, E> {
+            Ok(Mapping::new())
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Mapping, A::Error> {
+            let mut grid = Mapping::new();
+            while let Some(key) = map.next_key_seed(GridKey)? {
+                let values: Value = map.next_value()?;
+                if grid.insert(Value::from(key.as_str()), values).is_some() {
+                    return Err(de::Error::custom(format!(
+                        "grid `{key}` is given twice: list all its values once"
+                    )));
+                }
+            }
+            Ok(grid)
+        }
+    }
+    deserializer.deserialize_map(GridVisitor)
+}
+
+/// A grid key, checked inside the key's own deserialisation: serde_yaml then reports
+/// an unknown one at the key's line and column.
+struct GridKey;
+
+impl<'de> DeserializeSeed<'de> for GridKey {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for GridKey {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a model or training setting name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<String, E> {
+        if GRID_KEYS.contains(&key) {
+            Ok(key.to_string())
+        } else {
+            Err(E::unknown_field(key, &GRID_KEYS))
+        }
+    }
+}
+
 /// Stage and run names become folders under out/: only plain names may pass.
 pub fn check_path_safe_name(name: &str) -> Result<()> {
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '=' | ',');
@@ -437,8 +617,35 @@ stages:
 
     #[test]
     fn epochs_must_be_given() {
-        let message = TrainingOverrides::default().resolve().unwrap_err();
-        assert!(message.contains("epochs"), "{message}");
+        let error = TrainingOverrides::default().resolve().unwrap_err();
+        assert_eq!(error, InvalidTraining::EpochsUnset);
+        assert!(
+            error.to_string().contains("give it in `defaults`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn impossible_training_values_are_told_apart() {
+        let with = |text: &str| {
+            serde_yaml::from_str::<TrainingOverrides>(&format!("{{epochs: 1, {text}}}"))
+                .unwrap()
+                .resolve()
+                .unwrap_err()
+        };
+        assert_eq!(with("batch_size: 0"), InvalidTraining::BatchSize(0));
+        assert_eq!(
+            with("weight_decay: 1.5"),
+            InvalidTraining::NotAFraction {
+                name: "weight_decay",
+                value: 1.5
+            }
+        );
+        assert_eq!(
+            with("optimizer: adam, momentum: 0.9"),
+            InvalidTraining::MomentumWithoutSgd
+        );
+        assert_eq!(with("patience: 0"), InvalidTraining::ZeroPatience);
     }
 
     #[test]
@@ -478,6 +685,82 @@ stages:
         let wrong_type = parse(&format!("{MINIMAL}    training: {{epochs: many}}\n")).unwrap_err();
         let message = format!("{wrong_type:#}");
         assert!(message.contains("line 7"), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_key_on_the_first_line_still_has_its_position() {
+        let error = parse(&format!("name: study\n{MINIMAL}")).unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("unknown field `name`") && message.contains("at line 1 column 1"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn near_misses_of_known_keys_are_named() {
+        for (typo, meant, line) in [
+            ("defaults: {epochs: 2}", "defualts: {epochs: 2}", 3),
+            ("hidden: 16", "hiden: 16", 5),
+            ("epochs: 2", "epoch: 2", 3),
+        ] {
+            let message = format!("{:#}", parse(&MINIMAL.replace(typo, meant)).unwrap_err());
+            let key = typo.split(':').next().unwrap();
+            assert!(
+                message.contains(&format!("did you mean `{key}`?"))
+                    && message.contains(&format!("line {line} column")),
+                "{message}"
+            );
+        }
+        let far = format!(
+            "{:#}",
+            parse(&MINIMAL.replace("defaults", "setup")).unwrap_err()
+        );
+        assert!(!far.contains("did you mean"), "{far}");
+    }
+
+    #[test]
+    fn a_grid_key_that_no_model_or_training_has_is_named_where_it_is() {
+        let text = format!("{MINIMAL}    grid: {{hidden: [8], dropuot: [0.1, 0.2]}}\n");
+        let message = format!("{:#}", parse(&text).unwrap_err());
+        assert!(
+            message.contains("unknown field `dropuot`")
+                && message.contains("line 7 column 25")
+                && message.contains("did you mean `dropout`?"),
+            "{message}"
+        );
+        let block = format!("{MINIMAL}    grid:\n      learning_rates: [0.1]\n");
+        let message = format!("{:#}", parse(&block).unwrap_err());
+        assert!(
+            message.contains("line 8 column 7")
+                && message.contains("did you mean `learning_rate`?"),
+            "{message}"
+        );
+        let twice = format!("{MINIMAL}    grid: {{hidden: [8], hidden: [16]}}\n");
+        assert!(parse(&twice).is_err());
+    }
+
+    #[test]
+    fn every_model_and_training_key_may_be_varied() {
+        let text = format!(
+            "{MINIMAL}    grid: {{dropout: [0.1], learning_rate: [0.1], activation: [sigmoid]}}\n"
+        );
+        let grid = &parse(&text).unwrap().stages[0].grid;
+        assert_eq!(grid.len(), 3);
+    }
+
+    #[test]
+    fn stage_names_that_cellnets_writes_under_out_are_refused() {
+        for name in ["report", "report.md", "Report"] {
+            let text = MINIMAL.replace("name: mlp", &format!("name: {name}"));
+            let message = format!("{:#}", parse(&text).unwrap_err());
+            assert!(
+                message.contains(&format!("cannot be named `{name}`"))
+                    && message.contains("Rename the stage"),
+                "{message}"
+            );
+        }
+        parse(&MINIMAL.replace("name: mlp", "name: reports")).unwrap();
     }
 
     #[test]

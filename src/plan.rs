@@ -3,29 +3,13 @@
 
 use crate::manifest::{
     check_path_safe_name, DatasetSpec, Manifest, Stage, Training, TrainingOverrides, Transfer,
+    TRAINING_KEYS,
 };
 use crate::models::ModelSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
-use std::collections::HashMap;
-
-/// Grid keys that set training rather than the model.
-const TRAINING_KEYS: [&str; 13] = [
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "learning_rate",
-    "monitor",
-    "seed",
-    "momentum",
-    "weight_decay",
-    "schedule",
-    "step_size",
-    "gamma",
-    "patience",
-    "augment",
-];
+use std::collections::{HashMap, HashSet};
 
 /// Everything needed to train one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,7 +125,9 @@ pub fn plan_all(
         .collect())
 }
 
-fn provisional_winner(plan: &StagePlan) -> &RunPlan {
+/// The run that stands in for a stage's winner before the stage has run: the pinned
+/// one, else the first.
+pub fn provisional_winner(plan: &StagePlan) -> &RunPlan {
     plan.pinned_winner
         .as_ref()
         .and_then(|name| plan.runs.iter().find(|run| &run.name == name))
@@ -229,12 +215,9 @@ fn resolve_run(
 ) -> Result<RunPlan> {
     check_path_safe_name(name)?;
     let model: ModelSpec = serde_yaml::from_value(model)?;
-    model.validate().map_err(|message| anyhow!(message))?;
+    model.validate()?;
     let training: TrainingOverrides = serde_yaml::from_value(training)?;
-    let training = training
-        .over(base_training)
-        .resolve()
-        .map_err(|message| anyhow!(message))?;
+    let training = training.over(base_training).resolve()?;
     Ok(RunPlan {
         stage: stage.name.clone(),
         name: name.to_string(),
@@ -260,6 +243,19 @@ fn grid_cells(grid: &Mapping) -> Result<Vec<Vec<(String, Value)>>> {
         };
         if let Some(bad) = values.iter().find(|v| v.is_mapping() || v.is_sequence()) {
             bail!("grid `{key}` values must be plain values, got {bad:?}");
+        }
+        // Runs are named by their values' text, so a repeat would train one run under
+        // one name and silently count as one cell; 0.1 and 0.10 also read the same.
+        let mut seen = HashSet::new();
+        if let Some(repeat) = values
+            .iter()
+            .map(scalar_text)
+            .find(|text| !seen.insert(text.clone()))
+        {
+            bail!(
+                "grid `{key}` lists the value `{repeat}` more than once: each value makes one \
+                 run, so remove the repeat"
+            );
         }
         cells = cells
             .into_iter()
@@ -288,7 +284,7 @@ fn scalar_text(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{parse, Optimizer, TrainingOverrides};
+    use crate::manifest::{parse, Optimizer, TrainingOverrides, GRID_KEYS};
 
     /// Plans of the stages named in `only`, with no winner recorded anywhere.
     fn plan(manifest: &Manifest, only: &[String]) -> Result<Vec<StagePlan>> {
@@ -379,6 +375,32 @@ stages:
     }
 
     #[test]
+    fn grid_keys_are_every_model_setting_then_every_training_setting() {
+        let models = [
+            ModelSpec::Mlp {
+                hidden: 1,
+                activation: crate::models::Activation::Relu,
+                dropout: 0.0,
+            },
+            serde_yaml::from_str("{kind: cnn, kernels: 1, kernel_size: 1}").unwrap(),
+            serde_yaml::from_str("kind: dense_cnn").unwrap(),
+            ModelSpec::Resnet18 {},
+        ];
+        let mut model_keys: Vec<String> = Vec::new();
+        for model in models {
+            let value = serde_yaml::to_value(model).unwrap();
+            for key in value.as_mapping().unwrap().keys().filter_map(Value::as_str) {
+                if !model_keys.iter().any(|known| known == key) {
+                    model_keys.push(key.to_string());
+                }
+            }
+        }
+        let (model_part, training_part) = GRID_KEYS.split_at(model_keys.len());
+        assert_eq!(model_part, model_keys);
+        assert_eq!(training_part, TRAINING_KEYS);
+    }
+
+    #[test]
     fn bad_grids_and_unknown_stages_are_explained() {
         let manifest = parse(STUDY).unwrap();
         let unknown = plan(&manifest, &["nope".into()]).unwrap_err().to_string();
@@ -388,15 +410,50 @@ stages:
         );
 
         for (grid, expected) in [
-            ("{kernel: [3]}", "unknown field `kernel`"),
+            ("{hidden: [3]}", "unknown field `hidden`"),
             ("{kernels: []}", "non-empty list"),
             ("{kernel_size: [4]}", "odd"),
             ("{epochs: [0]}", "epochs"),
+            (
+                "{kernels: [8, 16, 8]}",
+                "grid `kernels` lists the value `8` more than once",
+            ),
         ] {
             let text = STUDY.replace("{kernels: [8, 16], kernel_size: [3, 5, 7]}", grid);
             let error = format!("{:#}", plan(&parse(&text).unwrap(), &[]).unwrap_err());
             assert!(
                 error.contains(expected) && error.contains("stage `grid`"),
+                "{error}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod repeat_tests {
+    use super::*;
+    use crate::manifest::parse;
+
+    #[test]
+    fn a_repeated_grid_value_is_refused_with_its_key_and_value() {
+        for (grid, repeat) in [
+            ("{dropout: [0.1, 0.1]}", "`0.1`"),
+            // Different spellings of one number would name the same run folder.
+            ("{dropout: [0.1, 0.10]}", "`0.1`"),
+            ("{activation: [relu, sigmoid, relu]}", "`relu`"),
+        ] {
+            let text = format!(
+                "dataset: {{name: bloodmnist}}\ndefaults: {{epochs: 1}}\nstages:\n  - name: mlp\n    \
+                 model: {{kind: mlp, hidden: 8}}\n    grid: {grid}\n"
+            );
+            let error = format!(
+                "{:#}",
+                plan_all(&parse(&text).unwrap(), |_| Ok(None)).unwrap_err()
+            );
+            assert!(
+                error.contains("stage `mlp`")
+                    && error.contains(repeat)
+                    && error.contains("more than once"),
                 "{error}"
             );
         }

@@ -4,6 +4,7 @@
 
 use crate::data::{Dataset, Datasets};
 use crate::manifest::{Manifest, Stage};
+use crate::out_dir;
 use crate::plan::{self, RunPlan};
 use crate::progress::Progress;
 use crate::run_folder::{find_finished, FinishedRun, RunFolder, StageFolder};
@@ -48,6 +49,7 @@ pub fn run(manifest: &Manifest, only: &[String], settings: &Settings) -> Result<
     for run in selected_runs {
         datasets.open(&run.dataset)?;
     }
+    crate::transfer::check_transfers(&provisional, &selected, &datasets, out)?;
     prepare_out_dir(out)?;
     let _lock = lock_out_dir(out)?;
     if settings.jobs > 1 {
@@ -95,7 +97,7 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
     let fix = "choose another folder with --out, or make it writable";
     fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the output folder {}: {fix}", dir.display()))?;
-    let probe = dir.join(".cellnets-write-test");
+    let probe = dir.join(out_dir::WRITE_PROBE);
     fs::write(&probe, b"")
         .and_then(|()| fs::remove_file(&probe))
         .with_context(|| {
@@ -109,7 +111,7 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
 /// Holds `out/.lock` for the life of the returned file: two processes writing one out/
 /// would interleave rows and overwrite each other's checkpoints.
 fn lock_out_dir(dir: &Path) -> Result<fs::File> {
-    let path = dir.join(".lock");
+    let path = dir.join(out_dir::LOCK);
     let mut file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -1,12 +1,163 @@
 //! Layers that come from another run: copying them from a checkpoint, freezing them,
 //! and computing the outputs of a frozen feature extractor once.
 
-use crate::data::{Dataset, Split};
-use crate::manifest::Transfer;
+use crate::data::{Dataset, Datasets, Split};
+use crate::manifest::{DatasetSpec, Stage, Transfer};
+use crate::models::{InputShape, ModelSpec};
+use crate::plan::{provisional_winner, RunPlan, StagePlan};
+use crate::run_folder::StageFolder;
 use crate::train::predict;
+use crate::winners::read_winner;
 use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
 use std::path::Path;
-use tch::{nn, Tensor};
+use tch::{nn, Device, Tensor};
+
+/// Variable names and shapes, as in a VarStore or a checkpoint.
+type Shapes = BTreeMap<String, Vec<i64>>;
+
+/// Checks, before anything trains, that the transfer of every selected stage can work:
+/// the source winner has each named layer, and each run's own model has every variable
+/// of it, with the same shape. Without this a mistake (layers into an MLP, a misspelt
+/// layer, a different kernel count or image size) showed only once the source stage
+/// had trained. `planned` is `plan::plan_all`'s output and `datasets` the opened data,
+/// whose input shapes size the models; both models are built on the CPU, which costs
+/// their weights' memory for a moment and no training.
+///
+/// A source that runs earlier in this invocation has no winner yet, so its provisional
+/// one stands in: the pinned run, else the grid's first. That is exact when the winner
+/// is pinned, or when the stage also starts `from` the source, since its model then
+/// follows whichever run wins. What it cannot catch is an unpinned source grid whose
+/// cells differ in the copied layers' shapes while this stage has a model of its own:
+/// the copy still checks each variable when the run starts (`transfer_layers`).
+/// A source that ran before is checked against its winner's checkpoint itself.
+pub fn check_transfers(
+    planned: &[(StagePlan, bool)],
+    selected: &[&Stage],
+    datasets: &Datasets,
+    out: &Path,
+) -> Result<()> {
+    let plan_of = |stage: &str| {
+        let found = planned.iter().find(|(plan, _)| plan.name == stage);
+        &found.expect("every stage of the manifest is planned").0
+    };
+    let input_of = |spec: &DatasetSpec| {
+        let data = datasets.opened(spec);
+        data.expect("the data of every selected stage is open")
+            .input
+    };
+    for (i, stage) in selected.iter().enumerate() {
+        let Some(transfer) = &stage.transfer else {
+            continue;
+        };
+        let source = &transfer.from;
+        // As the runner takes it: this invocation's winner when the source runs first.
+        let runs_first = selected[..i].iter().any(|earlier| &earlier.name == source);
+        let (shapes, described) = if runs_first {
+            let winner = provisional_winner(plan_of(source));
+            let described = format!(
+                "stage `{source}`'s winner (taken to be `{}` until the stage has run)",
+                winner.name
+            );
+            (
+                model_shapes(&winner.model, input_of(&winner.dataset)),
+                described,
+            )
+        } else {
+            let winner = read_winner(out, source)?
+                .with_context(|| format!("stage `{source}` has not run"))?;
+            let checkpoint = StageFolder::new(out, source).run(&winner.run).checkpoint();
+            let tensors = Tensor::read_safetensors(&checkpoint).with_context(|| {
+                format!(
+                    "stage `{}` transfers layers from {}, which cannot be read: run \
+                     `cellnets only {source}` again",
+                    stage.name,
+                    checkpoint.display()
+                )
+            })?;
+            let shapes = tensors
+                .into_iter()
+                .map(|(name, tensor)| (name, tensor.size()))
+                .collect();
+            let described = format!("stage `{source}`'s winner ({})", checkpoint.display());
+            (shapes, described)
+        };
+        for run in &plan_of(&stage.name).runs {
+            let own = model_shapes(&run.model, input_of(&run.dataset));
+            check_fits(transfer, &shapes, &described, run, &own)
+                .with_context(|| format!("stage `{}`, run `{}`", stage.name, run.name))?;
+        }
+    }
+    Ok(())
+}
+
+fn model_shapes(model: &ModelSpec, input: InputShape) -> Shapes {
+    let vs = nn::VarStore::new(Device::Cpu);
+    model.build(&vs.root(), input);
+    let variables = vs.variables();
+    variables
+        .into_iter()
+        .map(|(name, tensor)| (name, tensor.size()))
+        .collect()
+}
+
+/// Whether `transfer` can copy its layers from the `source` variables into `own`.
+fn check_fits(
+    transfer: &Transfer,
+    source: &Shapes,
+    described: &str,
+    run: &RunPlan,
+    own: &Shapes,
+) -> Result<()> {
+    let kind = |model: &ModelSpec| {
+        let value = serde_yaml::to_value(model).expect("a model spec serialises");
+        value["kind"].as_str().unwrap_or_default().to_string()
+    };
+    for layer in &transfer.layers {
+        let prefix = format!("{layer}.");
+        let mut copied = source
+            .iter()
+            .filter(|(name, _)| name.starts_with(&prefix))
+            .peekable();
+        if copied.peek().is_none() {
+            bail!(
+                "`transfer.layers` names `{layer}`, which {described} does not have; its \
+                 layers are: {}",
+                layer_names(source)
+            );
+        }
+        for (name, shape) in copied {
+            match own.get(name) {
+                None => bail!(
+                    "this stage's model ({}) has no `{name}` to take from {described}: its \
+                     layers are {}. Transfer only layers that both models have",
+                    kind(&run.model),
+                    layer_names(own)
+                ),
+                Some(own_shape) if own_shape != shape => bail!(
+                    "`{name}` is {shape:?} in {described} but {own_shape:?} in this \
+                     stage's model ({}): a layer can only be copied into one of the same \
+                     size; make the models agree (or start this stage `from: {}`, so that \
+                     it takes the source's model)",
+                    kind(&run.model),
+                    transfer.from
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The top-level layer names of the variables, like `conv, head`.
+fn layer_names(shapes: &Shapes) -> String {
+    let mut layers: Vec<&str> = shapes
+        .keys()
+        .map(|name| name.split('.').next().unwrap_or(name))
+        .collect();
+    layers.dedup();
+    layers.join(", ")
+}
 
 /// Copies the layers under `transfer.layers` from `checkpoint` into `vs`, freezing them
 /// when asked, and returns the frozen prefixes.

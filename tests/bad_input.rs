@@ -95,6 +95,118 @@ fn a_missing_data_file_says_where_to_put_it() {
 }
 
 #[test]
+fn a_folder_in_place_of_the_data_file_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data/toy.npz")).unwrap();
+    common::write_manifest(dir.path(), STAGE);
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(&stderr, &["toy.npz is a folder", "put the npz file there"]);
+    assert!(!stderr.contains("missing"), "{stderr}");
+}
+
+#[test]
+fn stages_named_like_the_report_are_refused() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    for name in ["report", "report.md"] {
+        common::write_manifest(
+            dir.path(),
+            &STAGE.replace("name: mlp", &format!("name: {name}")),
+        );
+        let stderr = fails(dir.path(), &["experiments.yaml"]);
+        assert_mentions(
+            &stderr,
+            &[&format!("cannot be named `{name}`"), "Rename the stage"],
+        );
+    }
+}
+
+#[test]
+fn an_unknown_key_on_the_first_line_or_in_a_grid_has_its_position_and_a_suggestion() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    std::fs::write(
+        dir.path().join("experiments.yaml"),
+        format!("datset: {{name: toy}}\nstages:\n{STAGE}"),
+    )
+    .unwrap();
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(
+        &stderr,
+        &[
+            "unknown field `datset`",
+            "line 1 column 1",
+            "did you mean `dataset`?",
+        ],
+    );
+    common::write_manifest(dir.path(), &format!("{STAGE}    grid: {{hiden: [4, 8]}}\n"));
+    let stderr = fails(dir.path(), &["experiments.yaml"]);
+    assert_mentions(
+        &stderr,
+        &[
+            "unknown field `hiden`",
+            "line 6 column 12",
+            "did you mean `hidden`?",
+        ],
+    );
+}
+
+const CNN_SOURCE: &str = "  - name: cnn\n    model: {kind: cnn, kernels: 2, kernel_size: 3}\n";
+
+#[test]
+fn a_transfer_that_cannot_work_is_refused_before_the_source_trains() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    for (target, expected) in [
+        (
+            "  - name: into_mlp\n    model: {kind: mlp, hidden: 4}\n    \
+             transfer: {from: cnn, layers: [conv]}\n",
+            &[
+                "stage `into_mlp`",
+                "(mlp) has no `conv.bias`",
+                "hidden, output",
+            ][..],
+        ),
+        (
+            "  - name: wrong_layer\n    from: cnn\n    transfer: {from: cnn, layers: [features]}\n",
+            &["`features`", "does not have", "conv, head"],
+        ),
+        (
+            "  - name: bigger_kernel\n    model: {kind: cnn, kernels: 2, kernel_size: 5}\n    \
+             transfer: {from: cnn, layers: [conv]}\n",
+            &[
+                "stage `bigger_kernel`",
+                "`conv.weight` is [2, 3, 3, 3]",
+                "but [2, 3, 5, 5]",
+            ],
+        ),
+    ] {
+        common::write_manifest(dir.path(), &format!("{CNN_SOURCE}{target}"));
+        assert_mentions(&fails(dir.path(), &["experiments.yaml"]), expected);
+    }
+}
+
+#[test]
+fn a_transfer_from_a_stage_that_ran_is_checked_against_its_checkpoint() {
+    let bigger_kernel =
+        "  - name: bigger_kernel\n    model: {kind: cnn, kernels: 2, kernel_size: 5}\n    \
+                 transfer: {from: cnn, layers: [conv]}\n";
+    let dir = with_toy_data(&common::learnable_arrays());
+    common::write_manifest(dir.path(), &format!("{CNN_SOURCE}{bigger_kernel}"));
+    let output = common::cellnets(dir.path(), &["only", "cnn"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = common::cellnets(dir.path(), &["only", "bigger_kernel"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert_mentions(
+        &stderr,
+        &["best.safetensors", "[2, 3, 3, 3]", "[2, 3, 5, 5]"],
+    );
+    assert!(!dir.path().join("out/bigger_kernel").exists(), "{stderr}");
+}
+
+#[test]
 fn a_missing_array_is_named() {
     let arrays: Vec<_> = common::learnable_arrays()
         .into_iter()
@@ -223,6 +335,10 @@ fn malformed_or_hostile_manifests_are_refused_before_anything_is_written() {
             "learning_rate",
         ),
         ("  - name: b\n    from: a\n", "not an earlier stage"),
+        (
+            &format!("{STAGE}    grid: {{hidden: [4, 8, 4]}}\n"),
+            "grid `hidden` lists the value `4` more than once",
+        ),
     ] {
         common::write_manifest(dir.path(), stages);
         let stderr = fails(dir.path(), &["experiments.yaml"]);

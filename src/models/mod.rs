@@ -118,20 +118,35 @@ const MAX_WIDTH: i64 = 1 << 20;
 const MAX_CHANNELS: i64 = 1 << 14;
 const MAX_KERNEL: i64 = 63;
 
+/// Model values that deserialise but cannot build a model.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidModel {
+    #[error("mlp hidden must be between 1 and {max}, got {0}", max = MAX_WIDTH)]
+    MlpHidden(i64),
+    #[error("mlp dropout must be in [0, 1), got {0}")]
+    MlpDropout(f64),
+    #[error("dense_cnn sizes must be between 1 and {max}", max = MAX_CHANNELS)]
+    DenseCnnSize,
+    #[error("dense_cnn stem_kernel must be a positive odd number, got {0}")]
+    DenseCnnStemKernel(i64),
+    #[error("cnn kernels must be between 1 and {max}, got {0}", max = MAX_CHANNELS)]
+    CnnKernels(i64),
+    #[error("cnn kernel_size must be a positive odd number, got {0}")]
+    CnnKernelSize(i64),
+}
+
 impl ModelSpec {
     /// Checks values that deserialise but cannot build a model.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidModel> {
         match *self {
             ModelSpec::Mlp {
                 hidden, dropout, ..
             } => {
                 if !(1..=MAX_WIDTH).contains(&hidden) {
-                    return Err(format!(
-                        "mlp hidden must be between 1 and {MAX_WIDTH}, got {hidden}"
-                    ));
+                    return Err(InvalidModel::MlpHidden(hidden));
                 }
                 if !(0.0..1.0).contains(&dropout) {
-                    return Err(format!("mlp dropout must be in [0, 1), got {dropout}"));
+                    return Err(InvalidModel::MlpDropout(dropout));
                 }
             }
             ModelSpec::DenseCnn {
@@ -145,14 +160,10 @@ impl ModelSpec {
                     .iter()
                     .any(|&n| !(1..=MAX_CHANNELS).contains(&n))
                 {
-                    return Err(format!(
-                        "dense_cnn sizes must be between 1 and {MAX_CHANNELS}"
-                    ));
+                    return Err(InvalidModel::DenseCnnSize);
                 }
                 if !(1..=MAX_KERNEL).contains(&stem_kernel) || stem_kernel % 2 == 0 {
-                    return Err(format!(
-                        "dense_cnn stem_kernel must be a positive odd number, got {stem_kernel}"
-                    ));
+                    return Err(InvalidModel::DenseCnnStemKernel(stem_kernel));
                 }
             }
             ModelSpec::Resnet18 {} => {}
@@ -162,15 +173,11 @@ impl ModelSpec {
                 ..
             } => {
                 if !(1..=MAX_CHANNELS).contains(&kernels) {
-                    return Err(format!(
-                        "cnn kernels must be between 1 and {MAX_CHANNELS}, got {kernels}"
-                    ));
+                    return Err(InvalidModel::CnnKernels(kernels));
                 }
                 // Keras' "same" padding is symmetric only for odd kernels.
                 if !(1..=MAX_KERNEL).contains(&kernel_size) || kernel_size % 2 == 0 {
-                    return Err(format!(
-                        "cnn kernel_size must be a positive odd number, got {kernel_size}"
-                    ));
+                    return Err(InvalidModel::CnnKernelSize(kernel_size));
                 }
             }
         }
@@ -468,12 +475,13 @@ mod tests {
             kernel_size: 4,
             pool: Pool::Max,
         };
-        assert!(even.validate().unwrap_err().contains("odd"));
+        assert_eq!(even.validate(), Err(InvalidModel::CnnKernelSize(4)));
+        assert!(even.validate().unwrap_err().to_string().contains("odd"));
         let dropout = ModelSpec::Mlp {
             hidden: 8,
             activation: Activation::Relu,
             dropout: 1.0,
         };
-        assert!(dropout.validate().unwrap_err().contains("dropout"));
+        assert_eq!(dropout.validate(), Err(InvalidModel::MlpDropout(1.0)));
     }
 }

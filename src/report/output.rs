@@ -7,11 +7,8 @@ use crate::files::{write_atomically, write_table};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
-pub const REPORT_MD: &str = "report.md";
-/// The folder beside report.md that holds its figures and tables.
-pub const REPORT_DIR: &str = "report";
-/// The manifest's stage order, for readers of the CSV files such as the notebook. In a
-/// folder of its own: report/ holds only folders, one per section.
+pub use crate::out_dir::{REPORT_DIR, REPORT_MD};
+/// The manifest's stage order, for readers of the CSV files such as the notebook.
 pub const STAGES_CSV: &str = "stages.csv";
 
 /// A figure before it is drawn.
