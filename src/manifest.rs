@@ -20,7 +20,8 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
-    /// MedMNIST name, e.g. `bloodmnist`.
+    /// MedMNIST name, e.g. `bloodmnist`; a folder data set defaults to its folder's name.
+    #[serde(default)]
     pub name: String,
     /// Image side in pixels: 28 reads `<name>.npz`, any other `<name>_<size>.npz`.
     #[serde(default = "default_image_size")]
@@ -28,6 +29,12 @@ pub struct DatasetSpec {
     /// Leading share of the official train split that trains; the rest validates.
     #[serde(default = "default_train_fraction")]
     pub train_fraction: f64,
+    /// Images in one subfolder per class instead of a MedMNIST file (`image_folder`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<std::path::PathBuf>,
+    /// How a `folder` without train/ and test/ subfolders is split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<crate::image_folder::FolderSplit>,
 }
 
 fn default_image_size() -> u32 {
@@ -325,9 +332,16 @@ pub fn load(path: &Path) -> Result<Manifest> {
 }
 
 pub fn parse(text: &str) -> Result<Manifest> {
-    let manifest: Manifest = serde_yaml::from_str(text)?;
+    let mut manifest: Manifest = serde_yaml::from_str(text)?;
     if manifest.stages.is_empty() {
         bail!("`stages` is empty: add at least one stage");
+    }
+    let stage_datasets = manifest
+        .stages
+        .iter_mut()
+        .filter_map(|s| s.dataset.as_mut());
+    for dataset in std::iter::once(&mut manifest.dataset).chain(stage_datasets) {
+        crate::image_folder::complete(dataset).context("bad dataset")?;
     }
     let datasets = std::iter::once(&manifest.dataset).chain(
         manifest
