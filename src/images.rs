@@ -58,19 +58,14 @@ pub fn read(path: &Path, height: u32, width: u32) -> Result<Prepared> {
     Ok(prepare(&decoded, height, width))
 }
 
+/// Decodes by content, not by ending: a JPEG named .png is read as the JPEG it is.
 fn decode(path: &Path) -> Result<DynamicImage> {
-    let reader = image::io::Reader::open(path)
-        .map_err(|error| anyhow!("cannot open it: {error}"))?
-        .with_guessed_format()
-        .map_err(|error| anyhow!("cannot read it: {error}"))?;
-    if reader.format().is_none() {
-        return Err(anyhow!(
-            "not a PNG, JPEG, TIFF or BMP image (its first bytes match none of them)"
-        ));
-    }
-    reader
-        .decode()
-        .map_err(|error| anyhow!("cannot decode it: {error}"))
+    let bytes = std::fs::read(path).map_err(|error| anyhow!("cannot open it: {error}"))?;
+    let format = image::guess_format(&bytes).map_err(|_| {
+        anyhow!("not a PNG, JPEG, TIFF or BMP image (its first bytes match none of them)")
+    })?;
+    image::load_from_memory_with_format(&bytes, format)
+        .map_err(|error| anyhow!("cannot decode it as {format:?}: {error}"))
 }
 
 /// Centre crop to the target's aspect ratio, resize, and 8-bit RGB (16-bit samples are

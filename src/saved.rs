@@ -83,13 +83,23 @@ impl SavedRun {
                 .map(|()| LoadedModel { _vs: vs, network })
         }))
         .map_err(|payload| misfit(crate::panic_summary(payload.as_ref()).to_string()))?
-        .map_err(|error| misfit(error.to_string()))
+        // tch's error text ends in a C++ backtrace; its first line says what misfits.
+        .map_err(|error| misfit(error.to_string().lines().next().unwrap_or("").into()))
     }
 
-    /// The image shape the checkpoint was trained for, read off its weights, so that a
-    /// run can predict without its data file. Height and width are the data set's image
-    /// size; channels and classes come from the layers whose shapes grow with them.
+    /// The image shape the run trained on, so that it can predict without its data file:
+    /// as recorded in its result, or for runs from before that was recorded, read off
+    /// its weights (see `shape_from_weights`).
     pub fn input_shape(&self) -> Result<InputShape> {
+        match self.finished.input {
+            Some(input) => Ok(input),
+            None => self.shape_from_weights(),
+        }
+    }
+
+    /// Height and width are the data set's image size (as MedMNIST files have it);
+    /// channels and classes come from the layers whose shapes grow with them.
+    fn shape_from_weights(&self) -> Result<InputShape> {
         let checkpoint = self.folder.checkpoint();
         let saved: HashMap<String, Vec<i64>> = Tensor::read_safetensors(&checkpoint)
             .with_context(|| format!("cannot read {}", checkpoint.display()))?
