@@ -249,8 +249,8 @@ pub fn eval(run: &SavedRun, data: &Dataset, split: EvalSplit, device: Device) ->
     .chain(metrics.iter().map(|(_, value)| value.clone()))
     .collect();
     write_table(&dir.join("metrics.csv"), &header, &[row])?;
-    let dataset = &run.finished.plan.dataset.name;
-    let names = crate::study::class_names(dataset, report.confusion.matrix.len());
+    let dataset = &run.finished.plan.dataset;
+    let names = crate::image_folder::class_names(dataset, report.confusion.matrix.len());
     let title = format!("{} on {stem} ({})", run.label(), split.name());
     figures::save(
         &HeatMap::confusion(title, &report.confusion.matrix, &names),

@@ -16,7 +16,7 @@ use tch::Tensor;
 pub fn render(spec: &DatasetSpec, data: &Dataset, dir: &Path, link_base: &str) -> Result<String> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let classes = data.input.classes as usize;
-    let names = study::class_names(&spec.name, classes);
+    let names = crate::image_folder::class_names(spec, classes);
     let official_train = Tensor::cat(&[&data.train.labels, &data.val.labels], 0);
     let splits = [
         ("train", counts(&official_train, classes)?),

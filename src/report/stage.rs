@@ -176,8 +176,8 @@ pub fn render(input: &StageInput, datasets: &mut Datasets) -> Result<StageSectio
         let device = datasets.device();
         let data = datasets.open(&saved.finished.plan.dataset)?;
         let report = saved.evaluate(data, &data.test, device)?;
-        let names = study::class_names(
-            &saved.finished.plan.dataset.name,
+        let names = crate::image_folder::class_names(
+            &saved.finished.plan.dataset,
             data.input.classes as usize,
         );
         md += &final_model::test_section(input, &saved, &report, &names, study_model)?;
