@@ -6,6 +6,7 @@ pub mod bench;
 pub mod callbacks;
 pub mod data;
 pub mod download;
+pub mod export;
 pub mod figures;
 pub mod files;
 pub mod image_folder;

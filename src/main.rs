@@ -1,6 +1,6 @@
 use anyhow::{bail, Result};
 use cellnets::saved::{self, EvalSplit};
-use cellnets::{bench, data, list, manifest, predict, report, runner};
+use cellnets::{bench, data, export, list, manifest, predict, report, runner};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -90,6 +90,19 @@ enum Command {
         /// Where to run the model: auto takes CUDA when present.
         #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
         device: DeviceChoice,
+    },
+    /// Writes a saved run's model as a TorchScript file (torch.jit.load in PyTorch): it
+    /// takes float images (N, C, H, W) in [0, 1], prepared as `predict` prepares them,
+    /// and returns class logits. ONNX is not available through libtorch; the error says
+    /// how to convert the TorchScript file in Python.
+    Export {
+        /// A run folder (out/<stage>/<run>) or the best.safetensors inside one.
+        run: PathBuf,
+        #[arg(long, value_enum, default_value_t = export::Format::Torchscript)]
+        format: export::Format,
+        /// The file to write [default: <run>/model.pt].
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Writes out/report.md: every stage's tables and figures beside the study's
     /// numbers, the data overview, test confusion matrices and error analysis.
@@ -208,6 +221,17 @@ fn run(cli: Cli) -> Result<()> {
             let saved = saved::SavedRun::open(&run)?;
             let text = predict::run(&saved, &images, &output, top.into(), device(choice)?)?;
             print!("{text}");
+            Ok(())
+        }
+        Some(Command::Export {
+            run,
+            format,
+            output,
+        }) => {
+            let saved = saved::SavedRun::open(&run)?;
+            let output = output.unwrap_or_else(|| saved.folder.dir().join("model.pt"));
+            export::export(&saved, format, &output)?;
+            println!("wrote {}", output.display());
             Ok(())
         }
         Some(Command::Report { manifest, options }) => {

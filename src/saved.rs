@@ -27,6 +27,13 @@ pub struct LoadedModel {
     pub network: Box<dyn Network>,
 }
 
+impl LoadedModel {
+    /// Stops gradients for every weight: for inference only, and needed for tracing.
+    pub fn freeze(&mut self) {
+        self._vs.freeze();
+    }
+}
+
 impl SavedRun {
     /// Reads the run in `path`: a run folder, or the `best.safetensors` inside one.
     pub fn open(path: &Path) -> Result<Self> {

@@ -254,3 +254,44 @@ fn a_run_recorded_without_its_input_shape_has_it_read_off_its_weights() {
         recorded
     );
 }
+
+#[test]
+fn the_exported_torchscript_gives_the_models_logits_for_any_batch_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained_run(dir.path());
+    let file = dir.path().join("model.pt");
+    let output = common::cellnets(
+        dir.path(),
+        &[
+            "export",
+            run.to_str().unwrap(),
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+
+    let saved = SavedRun::open(&run).unwrap();
+    let data = data::load(&dir.path().join("toy.npz"), 0.7, Device::Cpu).unwrap();
+    let expected = cellnets::train::predict(
+        saved
+            .load(data.input, Device::Cpu)
+            .unwrap()
+            .network
+            .as_ref(),
+        &data.test.images,
+    );
+    let module = tch::CModule::load(&file).unwrap();
+    let logits = tch::no_grad(|| module.forward_ts(&[&data.test.images]).unwrap());
+    assert_eq!(logits.size(), [data.test.len(), common::CLASSES]);
+    let difference = (logits - expected).abs().max().double_value(&[]);
+    assert!(difference < 1e-5, "{difference}");
+
+    let onnx = common::cellnets(
+        dir.path(),
+        &["export", run.to_str().unwrap(), "--format", "onnx"],
+    );
+    assert!(!onnx.status.success());
+    let stderr = String::from_utf8_lossy(&onnx.stderr);
+    assert!(stderr.contains("ONNX export is not available"), "{stderr}");
+}
