@@ -200,7 +200,7 @@ pub fn write_csv(path: &Path, predictions: &[Prediction], names: &[String]) -> R
                     row.push(String::new());
                 }
                 Err(why) => {
-                    row.extend(std::iter::repeat(String::new()).take(names.len() + 1));
+                    row.extend(std::iter::repeat_n(String::new(), names.len() + 1));
                     row.push(why.clone());
                 }
             }
