@@ -122,9 +122,19 @@ impl Datasets {
 
 /// Loads `spec`'s file from `dir`, downloading it first when it is missing.
 pub fn open(dir: &Path, spec: &DatasetSpec, device: Device) -> Result<Dataset> {
+    let path = locate(dir, spec)?;
+    load(&path, spec.train_fraction, device)
+}
+
+/// `spec`'s npz file in `dir`: a folder data set's cache (built when missing), else the
+/// MedMNIST file (downloaded when missing).
+pub fn locate(dir: &Path, spec: &DatasetSpec) -> Result<PathBuf> {
+    if spec.folder.is_some() {
+        return crate::image_folder::cached_npz(dir, spec);
+    }
     let path = dir.join(spec.file_name());
     download::ensure_present(&path)?;
-    load(&path, spec.train_fraction, device)
+    Ok(path)
 }
 
 /// Reads and checks an npz file by structure (keys, dtypes, shapes, label range), so
@@ -163,8 +173,7 @@ pub fn load(path: &Path, train_fraction: f64, device: Device) -> Result<Dataset>
 
 /// The shape of `spec`'s data (downloading it when missing), without preparing it for training.
 pub fn probe(dir: &Path, spec: &DatasetSpec) -> Result<InputShape> {
-    let path = dir.join(spec.file_name());
-    download::ensure_present(&path)?;
+    let path = locate(dir, spec)?;
     Ok(read_checked(&path)?.input)
 }
 

@@ -1,6 +1,6 @@
 use anyhow::{bail, Result};
 use cellnets::saved::{self, EvalSplit};
-use cellnets::{bench, data, list, manifest, report, runner};
+use cellnets::{bench, data, export, list, manifest, predict, report, runner};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,6 +69,40 @@ enum Command {
         split: EvalSplit,
         #[command(flatten)]
         options: Options,
+    },
+    /// Classifies image files (PNG, JPEG, TIFF, BMP, any size) with a saved run's best
+    /// checkpoint. Each image is centre-cropped to a square, resized to the run's image
+    /// size and converted to its channels, as MedMNIST prepared its images; the CSV has
+    /// one row per file: the predicted class, every class's probability, or why the
+    /// file could not be read.
+    Predict {
+        /// A run folder (out/<stage>/<run>) or the best.safetensors inside one.
+        run: PathBuf,
+        /// Image files, or folders searched for them (by ending, in every subfolder).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// The CSV file to write.
+        #[arg(long, default_value = "predictions.csv")]
+        output: PathBuf,
+        /// How many of the most probable classes to print per image.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        top: u16,
+        /// Where to run the model: auto takes CUDA when present.
+        #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+        device: DeviceChoice,
+    },
+    /// Writes a saved run's model as a TorchScript file (torch.jit.load in PyTorch): it
+    /// takes float images (N, C, H, W) in [0, 1], prepared as `predict` prepares them,
+    /// and returns class logits. ONNX is not available through libtorch; the error says
+    /// how to convert the TorchScript file in Python.
+    Export {
+        /// A run folder (out/<stage>/<run>) or the best.safetensors inside one.
+        run: PathBuf,
+        #[arg(long, value_enum, default_value_t = export::Format::Torchscript)]
+        format: export::Format,
+        /// The file to write [default: <run>/model.pt].
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Writes out/report.md: every stage's tables and figures beside the study's
     /// numbers, the data overview, test confusion matrices and error analysis.
@@ -175,6 +209,29 @@ fn run(cli: Cli) -> Result<()> {
                 None => data::open(&data::data_dir(options.data_dir.as_deref()), spec, device)?,
             };
             print!("{}", saved::eval(&saved, &data, split, device)?);
+            Ok(())
+        }
+        Some(Command::Predict {
+            run,
+            images,
+            output,
+            top,
+            device: choice,
+        }) => {
+            let saved = saved::SavedRun::open(&run)?;
+            let text = predict::run(&saved, &images, &output, top.into(), device(choice)?)?;
+            print!("{text}");
+            Ok(())
+        }
+        Some(Command::Export {
+            run,
+            format,
+            output,
+        }) => {
+            let saved = saved::SavedRun::open(&run)?;
+            let output = output.unwrap_or_else(|| saved.folder.dir().join("model.pt"));
+            export::export(&saved, format, &output)?;
+            println!("wrote {}", output.display());
             Ok(())
         }
         Some(Command::Report { manifest, options }) => {

@@ -73,7 +73,8 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
-    /// MedMNIST name, e.g. `bloodmnist`.
+    /// MedMNIST name, e.g. `bloodmnist`; a folder data set defaults to its folder's name.
+    #[serde(default)]
     pub name: String,
     /// Image side in pixels: 28 reads `<name>.npz`, any other `<name>_<size>.npz`.
     #[serde(default = "default_image_size")]
@@ -81,6 +82,44 @@ pub struct DatasetSpec {
     /// Leading share of the official train split that trains; the rest validates.
     #[serde(default = "default_train_fraction")]
     pub train_fraction: f64,
+    /// Images in one subfolder per class instead of a MedMNIST file (`image_folder`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<std::path::PathBuf>,
+    /// How a `folder` without train/ and test/ subfolders is split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<FolderSplit>,
+}
+
+/// How a folder without `train/` and `test/` subfolders is split: per class, these
+/// shares of its images (in a seeded random order) go to the val and test splits, and
+/// the rest trains. `train/` without `val/` gives `val` of each class to the val split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderSplit {
+    #[serde(default = "default_val")]
+    pub val: f64,
+    #[serde(default = "default_test")]
+    pub test: f64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_val() -> f64 {
+    0.1
+}
+
+fn default_test() -> f64 {
+    0.2
+}
+
+impl Default for FolderSplit {
+    fn default() -> Self {
+        FolderSplit {
+            val: default_val(),
+            test: default_test(),
+            seed: 0,
+        }
+    }
 }
 
 fn default_image_size() -> u32 {
@@ -387,9 +426,16 @@ pub fn load(path: &Path) -> Result<Manifest> {
 }
 
 pub fn parse(text: &str) -> Result<Manifest> {
-    let manifest: Manifest = serde_yaml::from_str(text).map_err(explain_yaml_error)?;
+    let mut manifest: Manifest = serde_yaml::from_str(text).map_err(explain_yaml_error)?;
     if manifest.stages.is_empty() {
         bail!("`stages` is empty: add at least one stage");
+    }
+    let stage_datasets = manifest
+        .stages
+        .iter_mut()
+        .filter_map(|s| s.dataset.as_mut());
+    for dataset in std::iter::once(&mut manifest.dataset).chain(stage_datasets) {
+        complete_dataset(dataset).context("bad dataset")?;
     }
     let datasets = std::iter::once(&manifest.dataset).chain(
         manifest
@@ -456,6 +502,52 @@ pub fn parse(text: &str) -> Result<Manifest> {
         }
     }
     Ok(manifest)
+}
+
+/// Names a folder data set after its folder when the manifest gives no name, and checks
+/// what only folder data sets may set; a data set needs a name or a folder.
+fn complete_dataset(spec: &mut DatasetSpec) -> Result<()> {
+    let Some(folder) = &spec.folder else {
+        if spec.split.is_some() {
+            bail!("`split` applies to `folder` data sets only; a MedMNIST file has its own splits");
+        }
+        if spec.name.is_empty() {
+            bail!(
+                "a dataset needs a `name` (a MedMNIST file such as bloodmnist) or a `folder` \
+                 (images in one subfolder per class)"
+            );
+        }
+        return Ok(());
+    };
+    if spec.name.is_empty() {
+        let last = folder
+            .canonicalize()
+            .unwrap_or_else(|_| folder.clone())
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-');
+        spec.name = last
+            .chars()
+            .map(|c| if plain(c) { c } else { '_' })
+            .collect::<String>()
+            .trim_start_matches('_')
+            .to_string();
+        if spec.name.is_empty() {
+            spec.name = "images".into();
+        }
+    }
+    let split = spec.split.unwrap_or_default();
+    let share = |value: f64| (0.0..1.0).contains(&value);
+    if !(share(split.val) && share(split.test) && split.val + split.test < 1.0) {
+        bail!(
+            "dataset `split`: val ({}) and test ({}) must each be in [0, 1) and leave images \
+             to train on",
+            split.val,
+            split.test
+        );
+    }
+    Ok(())
 }
 
 /// Entries that cellnets itself writes directly under out/ beside the stage folders.

@@ -8,6 +8,7 @@ use crate::files::{
     write_yaml,
 };
 use crate::metrics::{CONFUSION_CSV, PER_CLASS_CSV};
+use crate::models::InputShape;
 use crate::plan::RunPlan;
 use crate::summary::RunSummary;
 use crate::train::{EpochRecord, ResumePoint};
@@ -61,6 +62,10 @@ pub struct FinishedRun {
     /// MD5 of the data file it trained on.
     pub data_md5: String,
     pub summary: RunSummary,
+    /// The images and classes it trained on, so that it can predict without its data
+    /// file; runs written before this was recorded have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputShape>,
 }
 
 /// Where an unfinished run stands after its last committed epoch.
@@ -250,6 +255,7 @@ impl RunFolder {
             plan: plan.clone(),
             data_md5: finished.data_md5,
             summary: summary.clone(),
+            input: finished.input,
         })?;
         Ok(summary)
     }

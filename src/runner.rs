@@ -298,6 +298,7 @@ impl Session<'_> {
             plan: run.clone(),
             data_md5: data.md5.clone(),
             summary: summary.clone(),
+            input: Some(data.input),
         })?;
         let mut trained = self.trained.lock().expect("no panic holds it");
         trained.insert(folder.dir().to_path_buf());

@@ -9,9 +9,10 @@ use crate::metrics::TestReport;
 use crate::models::{InputShape, Network};
 use crate::run_folder::{FinishedRun, RunFolder, CHECKPOINT, RESULT_YAML};
 use anyhow::{anyhow, bail, Context, Result};
+use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use tch::{nn, Device};
+use tch::{nn, Device, Tensor};
 
 pub struct SavedRun {
     pub folder: RunFolder,
@@ -23,6 +24,13 @@ pub struct LoadedModel {
     /// Owns the weights the network reads.
     _vs: nn::VarStore,
     pub network: Box<dyn Network>,
+}
+
+impl LoadedModel {
+    /// Stops gradients for every weight: for inference only, and needed for tracing.
+    pub fn freeze(&mut self) {
+        self._vs.freeze();
+    }
 }
 
 impl SavedRun {
@@ -81,7 +89,90 @@ impl SavedRun {
                 .map(|()| LoadedModel { _vs: vs, network })
         }))
         .map_err(|payload| misfit(crate::panic_summary(payload.as_ref()).to_string()))?
-        .map_err(|error| misfit(error.to_string()))
+        // tch's error text ends in a C++ backtrace; its first line says what misfits.
+        .map_err(|error| misfit(error.to_string().lines().next().unwrap_or("").into()))
+    }
+
+    /// The image shape the run trained on, so that it can predict without its data file:
+    /// as recorded in its result, or for runs from before that was recorded, read off
+    /// its weights (see `shape_from_weights`).
+    pub fn input_shape(&self) -> Result<InputShape> {
+        match self.finished.input {
+            Some(input) => Ok(input),
+            None => self.shape_from_weights(),
+        }
+    }
+
+    /// Height and width are the data set's image size (as MedMNIST files have it);
+    /// channels and classes come from the layers whose shapes grow with them.
+    fn shape_from_weights(&self) -> Result<InputShape> {
+        let checkpoint = self.folder.checkpoint();
+        let saved: HashMap<String, Vec<i64>> = Tensor::read_safetensors(&checkpoint)
+            .with_context(|| format!("cannot read {}", checkpoint.display()))?
+            .into_iter()
+            .map(|(name, tensor)| (name, tensor.size()))
+            .collect();
+        let side = i64::from(self.finished.plan.dataset.image_size);
+        let base = InputShape {
+            channels: 1,
+            height: side,
+            width: side,
+            classes: 1,
+        };
+        let channels = self.count_in(&saved, base, |shape| shape.channels += 1)?;
+        let classes = self.count_in(&saved, base, |shape| shape.classes += 1)?;
+        Ok(InputShape {
+            channels,
+            classes,
+            ..base
+        })
+    }
+
+    /// The value of the quantity that `step` raises by one, for which the model's layer
+    /// shapes match `saved`: shapes grow linearly with channels and classes, so the
+    /// models built at `base` and one step above it tell how many steps the checkpoint is.
+    fn count_in(
+        &self,
+        saved: &HashMap<String, Vec<i64>>,
+        base: InputShape,
+        step: impl Fn(&mut InputShape),
+    ) -> Result<i64> {
+        let mut above = base;
+        step(&mut above);
+        let (low, high) = (self.layer_shapes(base)?, self.layer_shapes(above)?);
+        for (name, low_shape) in &low {
+            let (Some(high_shape), Some(saved_shape)) = (high.get(name), saved.get(name)) else {
+                continue;
+            };
+            for ((&l, &h), &s) in low_shape.iter().zip(high_shape).zip(saved_shape) {
+                if h != l && (s - l) % (h - l) == 0 && (s - l) / (h - l) >= 0 {
+                    return Ok(1 + (s - l) / (h - l));
+                }
+            }
+        }
+        bail!(
+            "{} does not hold the layers of a {} model",
+            self.folder.checkpoint().display(),
+            self.label()
+        )
+    }
+
+    /// The shapes of the model's weights when built for `input`, by name.
+    fn layer_shapes(&self, input: InputShape) -> Result<HashMap<String, Vec<i64>>> {
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let _network = self.finished.plan.model.build(&vs.root(), input);
+            let shapes = vs.variables().into_iter();
+            shapes.map(|(name, tensor)| (name, tensor.size())).collect()
+        }))
+        .map_err(|payload| {
+            anyhow!(
+                "cannot build the model of {} for {side}x{side} images: {}",
+                self.label(),
+                crate::panic_summary(payload.as_ref()),
+                side = input.height
+            )
+        })
     }
 
     /// The model's predictions on `split`, summarised; a checkpoint that does not fit
@@ -139,10 +230,8 @@ pub fn eval(run: &SavedRun, data: &Dataset, split: EvalSplit, device: Device) ->
         .dir()
         .join("eval")
         .join(format!("{stem}-{}", split.name()));
-    let names = crate::study::class_names(
-        &run.finished.plan.dataset.name,
-        report.confusion.matrix.len(),
-    );
+    let names =
+        crate::image_folder::class_names(&run.finished.plan.dataset, report.confusion.matrix.len());
     let source = [
         run.label(),
         data.path.display().to_string(),

@@ -104,7 +104,7 @@ pub enum Pool {
 }
 
 /// What a model needs to know about the data: channels, height, width and class count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputShape {
     pub channels: i64,
     pub height: i64,

@@ -9,7 +9,6 @@ use crate::figures::Picture;
 use crate::metrics::TestReport;
 use crate::run_folder::FinishedRun;
 use crate::saved::SavedRun;
-use crate::study;
 use anyhow::{Context, Result};
 
 /// A stage's winner, evaluated on the test split.
@@ -67,7 +66,7 @@ fn test_winner(saved: &SavedRun, mistakes: usize, files: &mut Datasets) -> Resul
     let dataset = &saved.finished.plan.dataset;
     let data = files.open(dataset)?;
     let report = saved.evaluate(data, &data.test, device)?;
-    let class_names = study::class_names(&dataset.name, data.input.classes as usize);
+    let class_names = crate::image_folder::class_names(dataset, data.input.classes as usize);
     let mistakes = match mistakes {
         0 => None,
         count => Some(most_confident_mistakes(&report, count, data)?),

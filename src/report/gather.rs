@@ -219,7 +219,7 @@ pub fn data_overviews(stages: &[StageResults], files: &mut Datasets) -> Result<V
 
 fn data_overview(spec: &DatasetSpec, data: &Dataset) -> Result<DataOverview> {
     let classes = data.input.classes as usize;
-    let class_names = study::class_names(&spec.name, classes);
+    let class_names = crate::image_folder::class_names(spec, classes);
     let official_train = Tensor::cat(&[&data.train.labels, &data.val.labels], 0);
     let counts = [
         class_counts(&official_train, classes)?,

@@ -375,6 +375,7 @@ mod tests {
             result: FinishedRun {
                 plan: run.clone(),
                 data_md5: String::new(),
+                input: None,
                 summary,
             },
             epochs: best.into_iter().collect(),

@@ -1,0 +1,421 @@
+//! A data set from a folder of images, one subfolder per class (the ImageFolder
+//! convention), optionally under `train/`, `val/` and `test/`. It is decoded and
+//! resized once (see `images`) into an npz file in the official MedMNIST layout, cached
+//! in the data folder under a name holding a hash of the folder's contents, so every
+//! other part of cellnets reads it as it reads a MedMNIST file, and a changed folder
+//! is read again.
+
+use crate::files::write_atomically;
+use crate::images;
+use crate::manifest::{DatasetSpec, FolderSplit};
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Bumped when the cache's contents change for the same folder, so old caches are not read.
+const CACHE_FORMAT: &str = "cellnets image folder 1";
+
+/// Display names of a data set's classes: a folder's subfolder names when they are as
+/// many as the model's classes, else the study's names for its dataset, else numbers.
+pub fn class_names(spec: &DatasetSpec, classes: usize) -> Vec<String> {
+    let from_folder = spec.folder.as_deref().and_then(|folder| {
+        let layout = class_folders(&root_of_classes(folder)).ok()?;
+        (layout.len() == classes).then_some(layout)
+    });
+    from_folder.unwrap_or_else(|| crate::study::class_names(&spec.name, classes))
+}
+
+/// The folder's npz file in the data folder, built from its images when no cache of
+/// its current contents exists.
+pub fn cached_npz(data_dir: &Path, spec: &DatasetSpec) -> Result<PathBuf> {
+    let folder = spec.folder.as_deref().context("not a folder data set")?;
+    let sources = scan(folder, spec)?;
+    let key = content_key(&sources, spec)?;
+    let path = data_dir.join(format!(
+        "{}_{}-{}.npz",
+        spec.name,
+        spec.image_size,
+        &key[..16]
+    ));
+    if path.is_file() {
+        return Ok(path);
+    }
+    eprintln!(
+        "reading {} images of {} into {}",
+        sources.files.len(),
+        folder.display(),
+        path.display()
+    );
+    let arrays = build_arrays(&sources, spec)?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    write_atomically(&path, |tmp| write_npz(tmp, &arrays))?;
+    Ok(path)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SplitName {
+    Train,
+    Val,
+    Test,
+}
+
+struct Source {
+    path: PathBuf,
+    class: usize,
+    /// The split its subfolder puts it in; `None` when the folder has no split subfolders.
+    split: Option<SplitName>,
+}
+
+struct Sources {
+    classes: Vec<String>,
+    files: Vec<Source>,
+    /// Whether the folder has `train/` and `test/` (and maybe `val/`) subfolders.
+    has_splits: bool,
+}
+
+/// The folder holding the class subfolders, or their `train/` folder.
+fn root_of_classes(folder: &Path) -> PathBuf {
+    let train = folder.join("train");
+    if train.is_dir() {
+        train
+    } else {
+        folder.to_path_buf()
+    }
+}
+
+/// The subfolders of `dir` in sorted order (hidden ones skipped): the class names.
+fn class_folders(dir: &Path) -> Result<Vec<String>> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() && !name.starts_with('.') {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Every image file of the folder with its class and split, in sorted order.
+fn scan(folder: &Path, spec: &DatasetSpec) -> Result<Sources> {
+    if !folder.is_dir() {
+        bail!(
+            "dataset folder {} is not a folder: give a folder with one subfolder of images per class",
+            folder.display()
+        );
+    }
+    let has_splits = folder.join("train").is_dir();
+    if has_splits && !folder.join("test").is_dir() {
+        bail!(
+            "{} has train/ but no test/: give both (and optionally val/), each with one \
+             subfolder per class, or put the class folders directly in {}",
+            folder.display(),
+            folder.display()
+        );
+    }
+    if has_splits && spec.split.is_some() {
+        bail!(
+            "{} has train/ and test/ subfolders, so the dataset's `split` does not apply: \
+             remove it",
+            folder.display()
+        );
+    }
+    let classes = class_folders(&root_of_classes(folder))?;
+    if classes.len() < 2 {
+        bail!(
+            "{} has {} class subfolder(s): a classifier needs at least two, one folder of \
+             images per class",
+            root_of_classes(folder).display(),
+            classes.len()
+        );
+    }
+    let mut files = Vec::new();
+    let splits: &[(Option<SplitName>, &str)] = if has_splits {
+        &[
+            (Some(SplitName::Train), "train"),
+            (Some(SplitName::Val), "val"),
+            (Some(SplitName::Test), "test"),
+        ]
+    } else {
+        &[(None, "")]
+    };
+    for &(split, sub) in splits {
+        let dir = folder.join(sub);
+        if !dir.is_dir() {
+            continue;
+        }
+        for name in class_folders(&dir)? {
+            let Some(class) = classes.iter().position(|known| *known == name) else {
+                bail!(
+                    "{} is not a class of train/ (whose classes are {}): every split needs \
+                     the same class folders",
+                    dir.join(&name).display(),
+                    classes.join(", ")
+                );
+            };
+            let mut paths = Vec::new();
+            image_files(&dir.join(&name), &mut paths)?;
+            if paths.is_empty() && split != Some(SplitName::Val) {
+                bail!(
+                    "{} holds no image files (endings {})",
+                    dir.join(&name).display(),
+                    images::EXTENSIONS.join(", ")
+                );
+            }
+            files.extend(paths.into_iter().map(|path| Source { path, class, split }));
+        }
+    }
+    Ok(Sources {
+        classes,
+        files,
+        has_splits,
+    })
+}
+
+fn image_files(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .map(|entry| entry.map(|entry| entry.path()))
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot list {}", dir.display()))?;
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            image_files(&path, found)?;
+        } else if images::has_image_extension(&path) {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// MD5 of everything the cache depends on: each file's place, class, split and bytes,
+/// the image size and the split settings.
+fn content_key(sources: &Sources, spec: &DatasetSpec) -> Result<String> {
+    let mut md5 = md5::Context::new();
+    let split = spec.split.unwrap_or_default();
+    md5.consume(format!(
+        "{CACHE_FORMAT}\n{}\n{} {} {}\n",
+        spec.image_size, split.val, split.test, split.seed
+    ));
+    for source in &sources.files {
+        let bytes = std::fs::read(&source.path)
+            .with_context(|| format!("cannot read {}", source.path.display()))?;
+        md5.consume(format!(
+            "{}\0{}\0{:?}\0{}\0",
+            source.path.display(),
+            sources.classes[source.class],
+            source.split,
+            bytes.len()
+        ));
+        md5.consume(&bytes);
+    }
+    Ok(format!("{:x}", md5.compute()))
+}
+
+/// The official layout's arrays: (name, npy descr, shape, bytes).
+type Arrays = Vec<(String, &'static str, Vec<usize>, Vec<u8>)>;
+
+fn build_arrays(sources: &Sources, spec: &DatasetSpec) -> Result<Arrays> {
+    let side = spec.image_size;
+    let mut prepared = Vec::with_capacity(sources.files.len());
+    let mut failures = Vec::new();
+    for source in &sources.files {
+        match images::read(&source.path, side, side) {
+            Ok(image) => prepared.push(image),
+            Err(error) => failures.push(format!("{}: {error:#}", source.path.display())),
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} of the data set's image files cannot be read; fix or remove them:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+    // Grey files stay one channel, as MedMNIST's grey data sets are (N, H, W).
+    let channels = if prepared.iter().all(|image| image.grey) {
+        1
+    } else {
+        3
+    };
+    let rows = assign_splits(sources, spec.split.unwrap_or_default())?;
+    let mut arrays = Vec::new();
+    for (name, indices) in ["train", "val", "test"].iter().zip(rows) {
+        let mut pixels = Vec::new();
+        for &index in &indices {
+            pixels.extend(prepared[index].bytes(channels));
+        }
+        let side = side as usize;
+        let mut shape = vec![indices.len(), side, side];
+        if channels == 3 {
+            shape.push(3);
+        }
+        arrays.push((format!("{name}_images"), "|u1", shape, pixels));
+        let labels: Vec<i64> = indices
+            .iter()
+            .map(|&i| sources.files[i].class as i64)
+            .collect();
+        arrays.push(label_array(name, &labels, sources.classes.len()));
+    }
+    Ok(arrays)
+}
+
+fn label_array(
+    split: &str,
+    labels: &[i64],
+    classes: usize,
+) -> (String, &'static str, Vec<usize>, Vec<u8>) {
+    let name = format!("{split}_labels");
+    let shape = vec![labels.len(), 1];
+    if classes <= 256 {
+        (
+            name,
+            "|u1",
+            shape,
+            labels.iter().map(|&l| l as u8).collect(),
+        )
+    } else {
+        let bytes = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+        (name, "<i8", shape, bytes)
+    }
+}
+
+/// Row indices of the train, val and test splits, each in a seeded random order: cellnets
+/// validates on the trailing share of the train split, which must not be one class.
+fn assign_splits(sources: &Sources, split: FolderSplit) -> Result<[Vec<usize>; 3]> {
+    let mut random = SplitMix64(split.seed);
+    let mut rows: [Vec<usize>; 3] = Default::default();
+    for class in 0..sources.classes.len() {
+        let of = |wanted: Option<SplitName>| -> Vec<usize> {
+            (0..sources.files.len())
+                .filter(|&i| sources.files[i].class == class && sources.files[i].split == wanted)
+                .collect()
+        };
+        let (mut pool, val_share, test_share) = if sources.has_splits {
+            rows[1].extend(of(Some(SplitName::Val)));
+            rows[2].extend(of(Some(SplitName::Test)));
+            let no_val_folder = sources
+                .files
+                .iter()
+                .all(|f| f.split != Some(SplitName::Val));
+            let val_share = if no_val_folder { split.val } else { 0.0 };
+            (of(Some(SplitName::Train)), val_share, 0.0)
+        } else {
+            (of(None), split.val, split.test)
+        };
+        random.shuffle(&mut pool);
+        let count = |share: f64| (pool.len() as f64 * share).round() as usize;
+        let (val, test) = (count(val_share), count(test_share));
+        if val + test >= pool.len() {
+            bail!(
+                "class `{}` has {} training image(s): too few to give shares to val and test and \
+                 keep one to train on; add images or lower the dataset's `split`",
+                sources.classes[class],
+                pool.len()
+            );
+        }
+        rows[2].extend(pool.drain(..test));
+        rows[1].extend(pool.drain(..val));
+        rows[0].extend(pool);
+    }
+    for (rows, name) in rows.iter_mut().zip(["train", "val", "test"]) {
+        if rows.is_empty() {
+            bail!(
+                "the {name} split of the folder data set is empty: add images, or raise the \
+                 dataset's `split` share for it"
+            );
+        }
+        random.shuffle(rows);
+    }
+    Ok(rows)
+}
+
+/// A small seeded generator (SplitMix64), so a split depends on the seed alone and not
+/// on a library's version.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Fisher-Yates.
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// Writes an npz (a zip of npy files) with fixed timestamps and no compression, so the
+/// same images always give the same bytes and thus the same MD5, the data's identity.
+fn write_npz(path: &Path, arrays: &Arrays) -> Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let options = zip::write::FileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .last_modified_time(zip::DateTime::default())
+        .large_file(true);
+    for (name, descr, shape, bytes) in arrays {
+        zip.start_file(format!("{name}.npy"), options)?;
+        zip.write_all(&npy_header(descr, shape))?;
+        zip.write_all(bytes)?;
+    }
+    zip.finish()?.flush()?;
+    Ok(())
+}
+
+/// An npy version 1.0 header, padded so the data starts on a 64-byte boundary.
+fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let unpadded = 10 + dict.len() + 1;
+    dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    dict.push('\n');
+    let mut header = b"\x93NUMPY\x01\x00".to_vec();
+    header.extend((dict.len() as u16).to_le_bytes());
+    header.extend(dict.as_bytes());
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_headers_align_the_data_to_64_bytes() {
+        let header = npy_header("|u1", &[3, 28, 28, 3]);
+        assert_eq!(header.len() % 64, 0);
+        assert!(String::from_utf8_lossy(&header).contains("'shape': (3, 28, 28, 3)"));
+        assert!(String::from_utf8_lossy(&npy_header("<i8", &[5])).contains("(5,)"));
+    }
+
+    #[test]
+    fn the_shuffle_is_a_seeded_permutation() {
+        let shuffled = |seed| {
+            let mut items: Vec<usize> = (0..50).collect();
+            SplitMix64(seed).shuffle(&mut items);
+            items
+        };
+        assert_eq!(shuffled(3), shuffled(3));
+        assert_ne!(shuffled(3), shuffled(4));
+        let mut sorted = shuffled(3);
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    }
+}
