@@ -62,7 +62,7 @@ fn the_report_shows_every_stage_beside_the_study_and_links_only_files_that_exist
         "  - name: width
     model: {kind: mlp, hidden: 4, activation: relu, dropout: 0.0}
     grid: {hidden: [4, 8]}
-    report: {study: mlp}
+    report: {study: mlp, mistakes: 2}
   - name: rate
     from: width
     grid: {learning_rate: [0.01, 0.002]}
@@ -96,6 +96,19 @@ fn the_report_shows_every_stage_beside_the_study_and_links_only_files_that_exist
     ] {
         assert!(markdown.contains(needle), "{needle}");
     }
+    // Final models: the last stage of each study model, not `width`, which is tested
+    // for its mistakes only.
+    let finals: Vec<&str> = markdown
+        .split("## Final models")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap()
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .collect();
+    assert_eq!(finals.len(), 2, "{finals:?}");
+    assert!(finals[0].starts_with("| `rate`: "), "{finals:?}");
+    assert!(finals[1].starts_with("| `cnn_grid`: "), "{finals:?}");
     // The study tuned no learning rate, so it has no choice to show for that stage.
     assert!(!markdown.contains("The study chose learning_rate"));
     // Grid cells the study also ran sit beside its values (kernel size 3, 8 kernels: 0.8715).
@@ -155,7 +168,10 @@ fn the_report_shows_every_stage_beside_the_study_and_links_only_files_that_exist
     );
 
     // The error analysis: as many figures as rows in its table, at most the 3 asked for.
-    let mistakes = targets.iter().filter(|t| t.contains("/mistake-")).count();
+    let mistakes = targets
+        .iter()
+        .filter(|t| t.contains("rate/mistake-"))
+        .count();
     assert!(mistakes <= 3);
     let heading = match mistakes {
         0 => "classifies every test image correctly".to_string(),

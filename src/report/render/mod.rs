@@ -21,9 +21,11 @@ pub fn report(
     data: &[DataOverview],
 ) -> Section {
     let mut report = Section::text(introduction(manifest_path));
+    // A stage tested only for its error analysis is no final model.
     let final_rows: Vec<Vec<String>> = stages
         .iter()
         .zip(tested)
+        .filter(|(stage, _)| stage.is_final)
         .filter_map(|(stage, tested)| {
             let tested = tested.as_ref()?;
             Some(final_model::final_row(
