@@ -448,52 +448,7 @@ pub fn parse(text: &str) -> Result<Manifest> {
     }
     let mut seen = HashSet::new();
     for stage in &manifest.stages {
-        check_path_safe_name(&stage.name).context("bad stage name")?;
-        check_not_reserved(&stage.name)?;
-        let earlier = |name: &str, role: &str| {
-            if seen.contains(name) {
-                Ok(())
-            } else {
-                Err(anyhow::anyhow!(
-                    "stage `{}` {role} `{name}`, which is not an earlier stage of the manifest",
-                    stage.name
-                ))
-            }
-        };
-        match (&stage.model, &stage.from) {
-            (Some(_), Some(_)) => bail!(
-                "stage `{}` has both `model` and `from`: a stage starting from another takes its \
-                 winner's model; vary it with `grid`",
-                stage.name
-            ),
-            (None, None) => bail!("stage `{}` needs a `model` or a `from` stage", stage.name),
-            (None, Some(from)) => earlier(from, "starts from")?,
-            (Some(_), None) => {}
-        }
-        if let Some(transfer) = &stage.transfer {
-            earlier(&transfer.from, "transfers layers from")?;
-            if transfer.layers.is_empty() {
-                bail!("stage `{}`: `transfer.layers` is empty", stage.name);
-            }
-        }
-        if let Some(key) = &stage.report.study {
-            let models = &crate::study::study().models;
-            if !models.contains_key(key) {
-                let known: Vec<&str> = models.keys().map(String::as_str).collect();
-                bail!(
-                    "stage `{}`: `report.study: {key}` is not a model of the study; use one of {}",
-                    stage.name,
-                    known.join(", ")
-                );
-            }
-        }
-        if stage.report.mistakes > MAX_MISTAKES {
-            bail!(
-                "stage `{}`: `report.mistakes: {}` is more than {MAX_MISTAKES} pictures",
-                stage.name,
-                stage.report.mistakes
-            );
-        }
+        check_stage(stage, &seen)?;
         if !seen.insert(stage.name.as_str()) {
             bail!(
                 "two stages are named `{}`: stage names must be unique",
@@ -545,6 +500,58 @@ fn complete_dataset(spec: &mut DatasetSpec) -> Result<()> {
              to train on",
             split.val,
             split.test
+        );
+    }
+    Ok(())
+}
+
+/// Checks what one stage can be checked for on its own; `earlier_stages` holds the names of
+/// the stages before it.
+fn check_stage(stage: &Stage, earlier_stages: &HashSet<&str>) -> Result<()> {
+    check_path_safe_name(&stage.name).context("bad stage name")?;
+    check_not_reserved(&stage.name)?;
+    let earlier = |name: &str, role: &str| {
+        if earlier_stages.contains(name) {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "stage `{}` {role} `{name}`, which is not an earlier stage of the manifest",
+                stage.name
+            ))
+        }
+    };
+    match (&stage.model, &stage.from) {
+        (Some(_), Some(_)) => bail!(
+            "stage `{}` has both `model` and `from`: a stage starting from another takes its \
+             winner's model; vary it with `grid`",
+            stage.name
+        ),
+        (None, None) => bail!("stage `{}` needs a `model` or a `from` stage", stage.name),
+        (None, Some(from)) => earlier(from, "starts from")?,
+        (Some(_), None) => {}
+    }
+    if let Some(transfer) = &stage.transfer {
+        earlier(&transfer.from, "transfers layers from")?;
+        if transfer.layers.is_empty() {
+            bail!("stage `{}`: `transfer.layers` is empty", stage.name);
+        }
+    }
+    if let Some(key) = &stage.report.study {
+        let models = &crate::study::study().models;
+        if !models.contains_key(key) {
+            let known: Vec<&str> = models.keys().map(String::as_str).collect();
+            bail!(
+                "stage `{}`: `report.study: {key}` is not a model of the study; use one of {}",
+                stage.name,
+                known.join(", ")
+            );
+        }
+    }
+    if stage.report.mistakes > MAX_MISTAKES {
+        bail!(
+            "stage `{}`: `report.mistakes: {}` is more than {MAX_MISTAKES} pictures",
+            stage.name,
+            stage.report.mistakes
         );
     }
     Ok(())
