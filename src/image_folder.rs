@@ -158,7 +158,7 @@ fn scan(folder: &Path, spec: &DatasetSpec) -> Result<Sources> {
                 );
             };
             let mut paths = Vec::new();
-            image_files(&dir.join(&name), &mut paths)?;
+            images::find_in(&dir.join(&name), &mut paths)?;
             if paths.is_empty() && split != Some(SplitName::Val) {
                 bail!(
                     "{} holds no image files (endings {})",
@@ -174,23 +174,6 @@ fn scan(folder: &Path, spec: &DatasetSpec) -> Result<Sources> {
         files,
         has_splits,
     })
-}
-
-fn image_files(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .map(|entry| entry.map(|entry| entry.path()))
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("cannot list {}", dir.display()))?;
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            image_files(&path, found)?;
-        } else if images::has_image_extension(&path) {
-            found.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// MD5 of everything the cache depends on: each file's place, class, split and bytes,

@@ -4,11 +4,11 @@
 //! when it shrinks (PIL's `BICUBIC`, which MedMNIST+ used), as 8-bit RGB or PIL's `L`
 //! grey levels.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, RgbImage};
 use std::panic::{self, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// File endings taken from a folder; a file named on the command line is read whatever
 /// its ending, since the format is guessed from its content.
@@ -20,6 +20,25 @@ pub fn has_image_extension(path: &Path) -> bool {
     EXTENSIONS
         .iter()
         .any(|known| extension.eq_ignore_ascii_case(known))
+}
+
+/// Adds the image files under `dir` (by ending, in every subfolder) to `found`, in
+/// sorted order.
+pub fn find_in(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .map(|entry| entry.map(|entry| entry.path()))
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot list {}", dir.display()))?;
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            find_in(&path, found)?;
+        } else if has_image_extension(&path) {
+            found.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// One image as a model's input: `side x side` pixels, channels last, 8 bits each.

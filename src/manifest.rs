@@ -11,23 +11,6 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 
-/// Grid keys that set training rather than the model.
-pub const TRAINING_KEYS: [&str; 13] = [
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "learning_rate",
-    "monitor",
-    "seed",
-    "momentum",
-    "weight_decay",
-    "schedule",
-    "step_size",
-    "gamma",
-    "patience",
-    "augment",
-];
-
 /// Every key a grid may vary: the hyperparameters of each model kind, then
 /// `TRAINING_KEYS`. Whether a model key fits the stage's model is known only once its
 /// `from` winner is, at plan time; a key in none of them is a typo, refused while the
@@ -45,6 +28,7 @@ pub const GRID_KEYS: [&str; 25] = [
     "layers",
     "growth",
     "bottleneck",
+    // Training keys from here on: `TRAINING_KEYS`.
     "epochs",
     "batch_size",
     "optimizer",
@@ -59,6 +43,9 @@ pub const GRID_KEYS: [&str; 25] = [
     "patience",
     "augment",
 ];
+
+/// Grid keys that set training rather than the model: the tail of `GRID_KEYS`.
+pub const TRAINING_KEYS: &[&str] = GRID_KEYS.split_at(12).1;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

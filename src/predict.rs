@@ -40,7 +40,7 @@ pub fn files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     for input in inputs {
         if input.is_dir() {
             let before = found.len();
-            walk(input, &mut found)?;
+            images::find_in(input, &mut found)?;
             if found.len() == before {
                 bail!(
                     "{} holds no image files (endings {}); name files or folders of images",
@@ -53,23 +53,6 @@ pub fn files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(found)
-}
-
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .map(|entry| entry.map(|entry| entry.path()))
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("cannot list {}", dir.display()))?;
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            walk(&path, found)?;
-        } else if images::has_image_extension(&path) {
-            found.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// `cellnets predict`: predicts the files named by `inputs`, writes the CSV to
