@@ -279,6 +279,160 @@ fn stop_reason(last: Option<&EpochRecord>, callbacks: &[&mut dyn Callback]) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::Split;
+    use crate::manifest::TrainingOverrides;
+    use crate::models::{InputShape, ModelSpec};
+    use tch::{Device, Kind, Tensor};
+
+    /// Stops whenever asked; records what the loop told it.
+    #[derive(Default)]
+    struct Recorder {
+        stop: bool,
+        started_after: Option<Option<usize>>,
+        epochs: Vec<usize>,
+        outcome: Option<Outcome>,
+    }
+
+    impl Callback for Recorder {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+        fn on_start(&mut self, resumed: Option<&EpochRecord>) -> Result<()> {
+            self.started_after = Some(resumed.map(|record| record.epoch));
+            Ok(())
+        }
+        fn on_epoch_end(&mut self, record: &EpochRecord) -> Result<()> {
+            self.epochs.push(record.epoch);
+            Ok(())
+        }
+        fn should_stop(&self) -> bool {
+            self.stop
+        }
+        fn on_end(&mut self, outcome: Outcome) -> Result<()> {
+            self.outcome = Some(outcome);
+            Ok(())
+        }
+        fn state(&self) -> Value {
+            Value::Bool(self.stop)
+        }
+        fn restore(&mut self, state: &Value) -> Result<()> {
+            self.stop = state.as_bool().context("a bool")?;
+            Ok(())
+        }
+    }
+
+    /// The epochs committed, with the callbacks' states.
+    #[derive(Default)]
+    struct Commits(Vec<ResumePoint>);
+
+    impl Checkpointer for Commits {
+        fn commit(&mut self, point: &ResumePoint, _vs: &nn::VarStore) -> Result<()> {
+            self.0.push(point.clone());
+            Ok(())
+        }
+    }
+
+    fn tiny() -> (
+        nn::VarStore,
+        Box<dyn crate::models::Network>,
+        Dataset,
+        Training,
+    ) {
+        let input = InputShape {
+            channels: 1,
+            height: 2,
+            width: 2,
+            classes: 2,
+        };
+        let split = |rows: i64| Split {
+            images: Tensor::rand([rows, 1, 2, 2], (Kind::Float, Device::Cpu)),
+            labels: Tensor::arange(rows, (Kind::Int64, Device::Cpu)).remainder(2),
+        };
+        let data = Dataset {
+            path: "tiny.npz".into(),
+            md5: String::new(),
+            train: split(8),
+            val: split(4),
+            test: split(4),
+            input,
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let spec: ModelSpec = serde_yaml::from_str("{kind: mlp, hidden: 3}").unwrap();
+        let model = spec.build(&vs.root(), input);
+        let training = serde_yaml::from_str::<TrainingOverrides>("{epochs: 5}")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        (vs, model, data, training)
+    }
+
+    fn point(last: EpochRecord, stop: bool) -> ResumePoint {
+        let mut best = BestEpoch::new(Monitor::ValLoss);
+        best.offer(&last);
+        ResumePoint {
+            last,
+            best,
+            callbacks: [("recorder".to_string(), Value::Bool(stop))].into(),
+        }
+    }
+
+    fn fit_tiny(resumed: Option<ResumePoint>) -> (Fitted, Recorder, Commits) {
+        let (vs, model, data, training) = tiny();
+        let network = Network {
+            model: model.as_ref(),
+            fused: None,
+        };
+        let (mut recorder, mut commits) = (Recorder::default(), Commits::default());
+        let fitted = fit(
+            network,
+            &vs,
+            &data,
+            &training,
+            resumed,
+            &mut [&mut recorder],
+            &mut commits,
+        )
+        .unwrap();
+        (fitted, recorder, commits)
+    }
+
+    #[test]
+    fn every_epoch_is_committed_with_the_callbacks_states() {
+        let (fitted, recorder, commits) = fit_tiny(None);
+        assert_eq!((fitted.outcome, fitted.epochs), (Outcome::Finished, 5));
+        assert_eq!(recorder.started_after, Some(None));
+        assert_eq!(recorder.epochs, [1, 2, 3, 4, 5]);
+        assert_eq!(recorder.outcome, Some(Outcome::Finished));
+        let committed: Vec<usize> = commits.0.iter().map(|point| point.last.epoch).collect();
+        assert_eq!(committed, [1, 2, 3, 4, 5]);
+        assert!(commits
+            .0
+            .iter()
+            .all(|point| point.callbacks["recorder"] == Value::Bool(false)));
+        assert_eq!(fitted.best.as_ref(), commits.0[4].best.record());
+    }
+
+    #[test]
+    fn a_resumed_run_continues_after_its_last_epoch_with_its_restored_state() {
+        let (fitted, recorder, commits) = fit_tiny(Some(point(record(3, 0.5, 0.5), false)));
+        assert_eq!(recorder.started_after, Some(Some(3)));
+        assert_eq!(recorder.epochs, [4, 5]);
+        assert_eq!((fitted.outcome, fitted.epochs), (Outcome::Finished, 5));
+        assert_eq!(commits.0.len(), 2);
+    }
+
+    #[test]
+    fn a_run_resumed_after_its_stopping_epoch_ends_there() {
+        let (fitted, recorder, commits) = fit_tiny(Some(point(record(3, 0.5, 0.5), true)));
+        assert_eq!((fitted.outcome, fitted.epochs), (Outcome::StoppedEarly, 3));
+        assert!(recorder.epochs.is_empty() && commits.0.is_empty());
+        assert_eq!(fitted.best.map(|best| best.epoch), Some(3));
+
+        let diverged = record(3, f64::NAN, 0.5);
+        let (fitted, recorder, _) = fit_tiny(Some(point(diverged, false)));
+        assert_eq!((fitted.outcome, fitted.epochs), (Outcome::Diverged, 3));
+        assert!(recorder.epochs.is_empty());
+    }
 
     fn record(epoch: usize, val_loss: f64, val_accuracy: f64) -> EpochRecord {
         EpochRecord {
