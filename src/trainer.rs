@@ -146,7 +146,7 @@ fn build(run: &RunPlan, data: &Dataset, vs: &nn::VarStore, context: &RunContext)
             let checkpoint = context
                 .transfer_checkpoint
                 .context("a transfer needs its source checkpoint")?;
-            transfer_layers(vs, transfer, checkpoint)?
+            transfer_layers(vs, &run.model, transfer, checkpoint)?
         }
         None => Vec::new(),
     };

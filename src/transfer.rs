@@ -4,7 +4,7 @@
 use crate::data::{Dataset, Datasets, Split};
 use crate::manifest::{DatasetSpec, Stage, Transfer};
 use crate::models::{InputShape, ModelSpec};
-use crate::plan::{provisional_winner, RunPlan, StagePlan};
+use crate::plan::{provisional_winner, StagePlan};
 use crate::run_folder::StageFolder;
 use crate::train::predict;
 use crate::winners::read_winner;
@@ -75,16 +75,15 @@ pub fn check_transfers(
                     checkpoint.display()
                 )
             })?;
-            let shapes = tensors
-                .into_iter()
-                .map(|(name, tensor)| (name, tensor.size()))
-                .collect();
             let described = format!("stage `{source}`'s winner ({})", checkpoint.display());
-            (shapes, described)
+            (
+                shapes(tensors.iter().map(|(name, tensor)| (name, tensor))),
+                described,
+            )
         };
         for run in &plan_of(&stage.name).runs {
             let own = model_shapes(&run.model, input_of(&run.dataset));
-            check_fits(transfer, &shapes, &described, run, &own)
+            check_fits(transfer, &shapes, &described, &run.model, &own)
                 .with_context(|| format!("stage `{}`, run `{}`", stage.name, run.name))?;
         }
     }
@@ -94,10 +93,13 @@ pub fn check_transfers(
 fn model_shapes(model: &ModelSpec, input: InputShape) -> Shapes {
     let vs = nn::VarStore::new(Device::Cpu);
     model.build(&vs.root(), input);
-    let variables = vs.variables();
-    variables
+    shapes(&vs.variables())
+}
+
+fn shapes<'t>(tensors: impl IntoIterator<Item = (&'t String, &'t Tensor)>) -> Shapes {
+    tensors
         .into_iter()
-        .map(|(name, tensor)| (name, tensor.size()))
+        .map(|(name, tensor)| (name.clone(), tensor.size()))
         .collect()
 }
 
@@ -106,7 +108,7 @@ fn check_fits(
     transfer: &Transfer,
     source: &Shapes,
     described: &str,
-    run: &RunPlan,
+    model: &ModelSpec,
     own: &Shapes,
 ) -> Result<()> {
     let kind = |model: &ModelSpec| {
@@ -131,7 +133,7 @@ fn check_fits(
                 None => bail!(
                     "this stage's model ({}) has no `{name}` to take from {described}: its \
                      layers are {}. Transfer only layers that both models have",
-                    kind(&run.model),
+                    kind(model),
                     layer_names(own)
                 ),
                 Some(own_shape) if own_shape != shape => bail!(
@@ -139,7 +141,7 @@ fn check_fits(
                      stage's model ({}): a layer can only be copied into one of the same \
                      size; make the models agree (or start this stage `from: {}`, so that \
                      it takes the source's model)",
-                    kind(&run.model),
+                    kind(model),
                     transfer.from
                 ),
                 Some(_) => {}
@@ -159,40 +161,29 @@ fn layer_names(shapes: &Shapes) -> String {
     layers.join(", ")
 }
 
-/// Copies the layers under `transfer.layers` from `checkpoint` into `vs`, freezing them
-/// when asked, and returns the frozen prefixes.
+/// Copies the layers under `transfer.layers` from `checkpoint` into `vs` (the
+/// parameters of a `model`), freezing them when asked, and returns the frozen prefixes.
 pub fn transfer_layers(
     vs: &nn::VarStore,
+    model: &ModelSpec,
     transfer: &Transfer,
     checkpoint: &Path,
 ) -> Result<Vec<String>> {
     let tensors = Tensor::read_safetensors(checkpoint)
         .with_context(|| format!("cannot read the checkpoint {}", checkpoint.display()))?;
     let variables = vs.variables();
-    for layer in &transfer.layers {
-        let prefix = format!("{layer}.");
-        let mut copied = 0;
-        for (name, value) in tensors.iter().filter(|(name, _)| name.starts_with(&prefix)) {
-            let variable = variables.get(name).with_context(|| {
-                format!(
-                    "this model has no `{name}` to take from {}",
-                    checkpoint.display()
-                )
-            })?;
-            if variable.size() != value.size() {
-                bail!(
-                    "cannot transfer `{name}`: {:?} in {} but {:?} in this model",
-                    value.size(),
-                    checkpoint.display(),
-                    variable.size()
-                );
-            }
-            let mut variable = variable.shallow_clone();
+    let described = checkpoint.display().to_string();
+    let source = shapes(tensors.iter().map(|(name, tensor)| (name, tensor)));
+    let own = shapes(&variables);
+    check_fits(transfer, &source, &described, model, &own)?;
+    for (name, value) in &tensors {
+        if transfer
+            .layers
+            .iter()
+            .any(|layer| name.starts_with(&format!("{layer}.")))
+        {
+            let mut variable = variables[name].shallow_clone();
             tch::no_grad(|| variable.f_copy_(value))?;
-            copied += 1;
-        }
-        if copied == 0 {
-            bail!("{} has no layer `{layer}`", checkpoint.display());
         }
     }
     if !transfer.freeze {
