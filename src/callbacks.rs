@@ -4,7 +4,7 @@
 use crate::manifest::Monitor;
 use crate::plan::RunPlan;
 use crate::run_folder::{EpochTable, ResumeState, RunFolder};
-use crate::train::{BestEpoch, Callback, Checkpointer, EpochRecord, ResumePoint};
+use crate::train::{BestEpoch, Callback, Checkpointer, EpochRecord, OptimizerState, ResumePoint};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
@@ -96,8 +96,9 @@ impl Callback for EarlyStopping {
     }
 }
 
-/// Commits every epoch to the run's folder: its weights and resume state, and the best
-/// weights whenever the monitored value improves, as Keras' `ModelCheckpoint(save_best_only=True)`.
+/// Commits every epoch to the run's folder: its weights, optimizer state and resume
+/// state, and the best weights whenever the monitored value improves, as Keras'
+/// `ModelCheckpoint(save_best_only=True)`.
 pub struct FolderCheckpointer<'a> {
     pub folder: &'a RunFolder,
     pub plan: &'a RunPlan,
@@ -105,13 +106,18 @@ pub struct FolderCheckpointer<'a> {
 }
 
 impl Checkpointer for FolderCheckpointer<'_> {
-    fn commit(&mut self, point: &ResumePoint, vs: &nn::VarStore) -> Result<()> {
+    fn commit(
+        &mut self,
+        point: &ResumePoint,
+        vs: &nn::VarStore,
+        optimizer: &OptimizerState,
+    ) -> Result<()> {
         let state = ResumeState {
             plan: self.plan.clone(),
             data_md5: self.data_md5.to_string(),
             point: point.clone(),
         };
-        self.folder.save_resume(&state, vs)
+        self.folder.save_resume(&state, vs, optimizer)
     }
 }
 

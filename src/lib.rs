@@ -19,6 +19,7 @@ pub mod out_dir;
 pub mod plan;
 pub mod predict;
 pub mod progress;
+pub mod random;
 pub mod report;
 pub mod run_folder;
 pub mod runner;

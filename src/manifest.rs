@@ -15,7 +15,7 @@ use std::path::Path;
 /// `TRAINING_KEYS`. Whether a model key fits the stage's model is known only once its
 /// `from` winner is, at plan time; a key in none of them is a typo, refused while the
 /// manifest is read, where its line is known.
-pub const GRID_KEYS: [&str; 25] = [
+pub const GRID_KEYS: [&str; 31] = [
     "kind",
     "hidden",
     "activation",
@@ -32,11 +32,17 @@ pub const GRID_KEYS: [&str; 25] = [
     "epochs",
     "batch_size",
     "optimizer",
+    "update_rules",
     "learning_rate",
     "monitor",
     "seed",
     "momentum",
+    "nesterov",
     "weight_decay",
+    "beta_1",
+    "beta_2",
+    "epsilon",
+    "rho",
     "schedule",
     "step_size",
     "gamma",
@@ -188,15 +194,70 @@ fn default_true() -> bool {
 pub enum Optimizer {
     Sgd,
     Adam,
+    Adamw,
+    Rmsprop,
+}
+
+/// Whose update rules an optimizer follows. The study ran Keras, so its settings mean
+/// what they meant there; recipes written for PyTorch (weight decay added to the
+/// gradient, epsilon outside the bias correction) need PyTorch's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateRules {
+    #[default]
+    Keras,
+    Pytorch,
+}
+
+/// What an optimizer takes when a manifest leaves a setting unset: Keras 3's or
+/// PyTorch's defaults. `None`: the optimizer has no such setting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OptimizerDefaults {
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub beta_1: Option<f64>,
+    pub beta_2: Option<f64>,
+    pub epsilon: Option<f64>,
+    pub rho: Option<f64>,
 }
 
 impl Optimizer {
-    /// The rate Keras gives the optimizer when none is set: SGD 0.01, Adam 0.001.
-    pub fn keras_learning_rate(self) -> f64 {
+    pub fn defaults(self, rules: UpdateRules) -> OptimizerDefaults {
+        let keras = rules == UpdateRules::Keras;
+        let epsilon = Some(if keras { 1e-7 } else { 1e-8 });
+        let adam = |weight_decay| OptimizerDefaults {
+            learning_rate: 0.001,
+            weight_decay,
+            beta_1: Some(0.9),
+            beta_2: Some(0.999),
+            epsilon,
+            rho: None,
+        };
         match self {
-            Optimizer::Sgd => 0.01,
-            Optimizer::Adam => 0.001,
+            Optimizer::Sgd => OptimizerDefaults {
+                learning_rate: if keras { 0.01 } else { 0.001 },
+                weight_decay: 0.0,
+                beta_1: None,
+                beta_2: None,
+                epsilon: None,
+                rho: None,
+            },
+            Optimizer::Adam => adam(0.0),
+            Optimizer::Adamw => adam(if keras { 0.004 } else { 0.01 }),
+            Optimizer::Rmsprop => OptimizerDefaults {
+                learning_rate: if keras { 0.001 } else { 0.01 },
+                weight_decay: 0.0,
+                beta_1: None,
+                beta_2: None,
+                epsilon,
+                rho: Some(if keras { 0.9 } else { 0.99 }),
+            },
         }
+    }
+
+    /// Whether `momentum` applies.
+    fn has_momentum(self) -> bool {
+        matches!(self, Optimizer::Sgd | Optimizer::Rmsprop)
     }
 }
 
@@ -229,19 +290,38 @@ pub struct TrainingOverrides {
     pub batch_size: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub optimizer: Option<Optimizer>,
-    /// Defaults to Keras' rate for the optimizer: SGD 0.01, Adam 0.001.
+    /// Keras' (the default) or PyTorch's update rules and defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_rules: Option<UpdateRules>,
+    /// Defaults to the optimizer's rate under its rules (Keras: SGD 0.01, others 0.001).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub learning_rate: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monitor: Option<Monitor>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    /// SGD momentum (the study: none).
+    /// SGD or RMSprop momentum (the study: none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub momentum: Option<f64>,
-    /// L2 penalty added to the gradient by the optimizer (the study: none).
+    /// Nesterov momentum, for SGD with `momentum`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nesterov: Option<bool>,
+    /// Keras: decoupled from the gradient for every optimizer. PyTorch: added to the
+    /// gradient (L2) except for AdamW. The study: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f64>,
+    /// Adam's and AdamW's decay of the first moment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_1: Option<f64>,
+    /// Adam's and AdamW's decay of the second moment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_2: Option<f64>,
+    /// Adam's, AdamW's and RMSprop's guard against dividing by zero.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// RMSprop's decay of the mean square (PyTorch calls it alpha).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rho: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
     /// Epochs between learning-rate steps, for `schedule: step`.
@@ -265,11 +345,25 @@ pub struct Training {
     pub epochs: usize,
     pub batch_size: usize,
     pub optimizer: Optimizer,
+    /// Runs from before cellnets had rules of its own count as Keras'.
+    #[serde(default)]
+    pub update_rules: UpdateRules,
     pub learning_rate: f64,
     pub monitor: Monitor,
     pub seed: u64,
     pub momentum: f64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nesterov: bool,
     pub weight_decay: f64,
+    /// The optimizer's own settings; none where it has no such setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_2: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rho: Option<f64>,
     pub schedule: Schedule,
     pub step_size: usize,
     pub gamma: f64,
@@ -277,12 +371,27 @@ pub struct Training {
     pub augment: bool,
 }
 
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
 impl Training {
-    /// Whether the optimizer keeps no state between steps (plain SGD), so that the
-    /// weights alone let an interrupted run continue exactly. tch does not expose the
-    /// state of libtorch's momentum and Adam buffers.
-    pub fn stateless_optimizer(&self) -> bool {
-        self.optimizer == Optimizer::Sgd && self.momentum == 0.0
+    /// Whether the optimizer is plain SGD: no state, no weight decay, a step of
+    /// `-rate * gradient` under either rules.
+    pub fn plain_sgd(&self) -> bool {
+        self.optimizer == Optimizer::Sgd && self.momentum == 0.0 && self.weight_decay == 0.0
+    }
+
+    /// The latest change to cellnets' training arithmetic that alters such a run's
+    /// numbers (see `RunPlan::revision`): 3, optimizers of cellnets' own (Keras' rules)
+    /// and augmentation drawn from the run's own seeds. Plain SGD without augmentation
+    /// computes what it always did.
+    pub fn revision(&self) -> u32 {
+        if self.plain_sgd() && !self.augment {
+            1
+        } else {
+            3
+        }
     }
 }
 
@@ -293,11 +402,17 @@ impl TrainingOverrides {
             epochs: self.epochs.or(base.epochs),
             batch_size: self.batch_size.or(base.batch_size),
             optimizer: self.optimizer.or(base.optimizer),
+            update_rules: self.update_rules.or(base.update_rules),
             learning_rate: self.learning_rate.or(base.learning_rate),
             monitor: self.monitor.or(base.monitor),
             seed: self.seed.or(base.seed),
             momentum: self.momentum.or(base.momentum),
+            nesterov: self.nesterov.or(base.nesterov),
             weight_decay: self.weight_decay.or(base.weight_decay),
+            beta_1: self.beta_1.or(base.beta_1),
+            beta_2: self.beta_2.or(base.beta_2),
+            epsilon: self.epsilon.or(base.epsilon),
+            rho: self.rho.or(base.rho),
             schedule: self.schedule.or(base.schedule),
             step_size: self.step_size.or(base.step_size),
             gamma: self.gamma.or(base.gamma),
@@ -306,20 +421,32 @@ impl TrainingOverrides {
         }
     }
 
-    /// Fills what is still unset with the study's Keras settings and checks the values.
+    /// Fills what is still unset with the study's Keras settings (or the optimizer's
+    /// defaults under its rules) and checks the values.
     pub fn resolve(&self) -> Result<Training, InvalidTraining> {
         let optimizer = self.optimizer.unwrap_or(Optimizer::Sgd);
+        let update_rules = self.update_rules.unwrap_or_default();
+        let defaults = optimizer.defaults(update_rules);
+        let own_setting =
+            |name: &'static str, value: Option<f64>, default: Option<f64>| match (value, default) {
+                (Some(_), None) => Err(InvalidTraining::NotASetting { name, optimizer }),
+                (value, default) => Ok(value.or(default)),
+            };
         let training = Training {
             epochs: self.epochs.ok_or(InvalidTraining::EpochsUnset)?,
             batch_size: self.batch_size.unwrap_or(32),
             optimizer,
-            learning_rate: self
-                .learning_rate
-                .unwrap_or(optimizer.keras_learning_rate()),
+            update_rules,
+            learning_rate: self.learning_rate.unwrap_or(defaults.learning_rate),
             monitor: self.monitor.unwrap_or(Monitor::ValLoss),
             seed: self.seed.unwrap_or(0),
             momentum: self.momentum.unwrap_or(0.0),
-            weight_decay: self.weight_decay.unwrap_or(0.0),
+            nesterov: self.nesterov.unwrap_or(false),
+            weight_decay: self.weight_decay.unwrap_or(defaults.weight_decay),
+            beta_1: own_setting("beta_1", self.beta_1, defaults.beta_1)?,
+            beta_2: own_setting("beta_2", self.beta_2, defaults.beta_2)?,
+            epsilon: own_setting("epsilon", self.epsilon, defaults.epsilon)?,
+            rho: own_setting("rho", self.rho, defaults.rho)?,
             schedule: self.schedule.unwrap_or(Schedule::Constant),
             step_size: self.step_size.unwrap_or(30),
             gamma: self.gamma.unwrap_or(0.1),
@@ -336,15 +463,30 @@ impl TrainingOverrides {
             return Err(InvalidTraining::LearningRate(training.learning_rate));
         }
         for (name, value) in [
-            ("momentum", training.momentum),
-            ("weight_decay", training.weight_decay),
+            ("momentum", Some(training.momentum)),
+            ("weight_decay", Some(training.weight_decay)),
+            ("beta_1", training.beta_1),
+            ("beta_2", training.beta_2),
+            ("rho", training.rho),
         ] {
-            if !(0.0..1.0).contains(&value) {
+            if let Some(value) = value.filter(|value| !(0.0..1.0).contains(value)) {
                 return Err(InvalidTraining::NotAFraction { name, value });
             }
         }
-        if training.momentum > 0.0 && training.optimizer != Optimizer::Sgd {
-            return Err(InvalidTraining::MomentumWithoutSgd);
+        if let Some(value) = training
+            .epsilon
+            .filter(|value| !(*value > 0.0 && *value < 1.0))
+        {
+            return Err(InvalidTraining::Epsilon(value));
+        }
+        if training.momentum > 0.0 && !training.optimizer.has_momentum() {
+            return Err(InvalidTraining::NotASetting {
+                name: "momentum",
+                optimizer,
+            });
+        }
+        if training.nesterov && !(training.optimizer == Optimizer::Sgd && training.momentum > 0.0) {
+            return Err(InvalidTraining::NesterovWithoutMomentum);
         }
         if training.step_size == 0 || !(training.gamma > 0.0 && training.gamma <= 1.0) {
             return Err(InvalidTraining::StepSchedule);
@@ -369,29 +511,44 @@ pub enum InvalidTraining {
     LearningRate(f64),
     #[error("{name} must be in [0, 1), got {value}")]
     NotAFraction { name: &'static str, value: f64 },
-    #[error("momentum applies to optimizer sgd only")]
-    MomentumWithoutSgd,
+    #[error("{name} is not a setting of optimizer {optimizer:?}: remove it, or choose an optimizer that has it (momentum: sgd, rmsprop; beta_1, beta_2: adam, adamw; epsilon: adam, adamw, rmsprop; rho: rmsprop)")]
+    NotASetting {
+        name: &'static str,
+        optimizer: Optimizer,
+    },
+    #[error("nesterov needs optimizer sgd with a momentum above 0")]
+    NesterovWithoutMomentum,
+    #[error("epsilon must be in (0, 1), got {0}")]
+    Epsilon(f64),
     #[error("step_size must be at least 1 and gamma in (0, 1]")]
     StepSchedule,
     #[error("patience must be at least 1 epoch")]
     ZeroPatience,
 }
 
-/// A run's settings as the base of a later stage. A learning rate that is the
-/// optimizer's default stays a default, so a stage that switches the optimizer gets the
-/// new optimizer's default rate.
+/// A run's settings as the base of a later stage. A setting at the optimizer's default
+/// stays a default, so a stage that switches the optimizer or its rules gets the new
+/// one's defaults (its learning rate, its epsilon).
 impl From<&Training> for TrainingOverrides {
     fn from(training: &Training) -> Self {
-        let default_rate = training.learning_rate == training.optimizer.keras_learning_rate();
+        let defaults = training.optimizer.defaults(training.update_rules);
+        let unless_default = |value: f64, default: f64| (value != default).then_some(value);
+        let own = |value: Option<f64>, default: Option<f64>| value.filter(|_| value != default);
         TrainingOverrides {
             epochs: Some(training.epochs),
             batch_size: Some(training.batch_size),
             optimizer: Some(training.optimizer),
-            learning_rate: (!default_rate).then_some(training.learning_rate),
+            update_rules: Some(training.update_rules),
+            learning_rate: unless_default(training.learning_rate, defaults.learning_rate),
             monitor: Some(training.monitor),
             seed: Some(training.seed),
             momentum: Some(training.momentum),
-            weight_decay: Some(training.weight_decay),
+            nesterov: Some(training.nesterov),
+            weight_decay: unless_default(training.weight_decay, defaults.weight_decay),
+            beta_1: own(training.beta_1, defaults.beta_1),
+            beta_2: own(training.beta_2, defaults.beta_2),
+            epsilon: own(training.epsilon, defaults.epsilon),
+            rho: own(training.rho, defaults.rho),
             schedule: Some(training.schedule),
             step_size: Some(training.step_size),
             gamma: Some(training.gamma),
@@ -729,7 +886,32 @@ stages:
         );
         assert_eq!(
             with("optimizer: adam, momentum: 0.9"),
-            InvalidTraining::MomentumWithoutSgd
+            InvalidTraining::NotASetting {
+                name: "momentum",
+                optimizer: Optimizer::Adam
+            }
+        );
+        assert_eq!(
+            with("rho: 0.9"),
+            InvalidTraining::NotASetting {
+                name: "rho",
+                optimizer: Optimizer::Sgd
+            }
+        );
+        assert_eq!(
+            with("nesterov: true"),
+            InvalidTraining::NesterovWithoutMomentum
+        );
+        assert_eq!(
+            with("optimizer: adam, beta_2: 1.0"),
+            InvalidTraining::NotAFraction {
+                name: "beta_2",
+                value: 1.0
+            }
+        );
+        assert_eq!(
+            with("optimizer: rmsprop, epsilon: 0"),
+            InvalidTraining::Epsilon(0.0)
         );
         assert_eq!(with("patience: 0"), InvalidTraining::ZeroPatience);
     }
@@ -741,7 +923,49 @@ stages:
             optimizer: Some(Optimizer::Adam),
             ..Default::default()
         };
-        assert_eq!(adam.resolve().unwrap().learning_rate, 0.001);
+        let adam = adam.resolve().unwrap();
+        assert_eq!(adam.learning_rate, 0.001);
+        assert_eq!(adam.epsilon, Some(1e-7));
+    }
+
+    #[test]
+    fn each_optimizer_takes_the_defaults_of_its_rules() {
+        let resolve = |text: &str| {
+            serde_yaml::from_str::<TrainingOverrides>(&format!("{{epochs: 1, {text}}}"))
+                .unwrap()
+                .resolve()
+                .unwrap()
+        };
+        let keras = resolve("optimizer: rmsprop");
+        assert_eq!(
+            (keras.learning_rate, keras.rho, keras.epsilon, keras.beta_1),
+            (0.001, Some(0.9), Some(1e-7), None)
+        );
+        let pytorch = resolve("optimizer: rmsprop, update_rules: pytorch");
+        assert_eq!(
+            (pytorch.learning_rate, pytorch.rho, pytorch.epsilon),
+            (0.01, Some(0.99), Some(1e-8))
+        );
+        assert_eq!(resolve("optimizer: adamw").weight_decay, 0.004);
+        assert_eq!(
+            resolve("optimizer: adamw, update_rules: pytorch").weight_decay,
+            0.01
+        );
+        // A stage switching optimizer after an AdamW winner gets SGD's defaults.
+        let winner = TrainingOverrides::from(&resolve("optimizer: adamw, beta_1: 0.8"));
+        assert_eq!((winner.weight_decay, winner.beta_1), (None, Some(0.8)));
+        let switched = TrainingOverrides {
+            optimizer: Some(Optimizer::Sgd),
+            beta_1: None,
+            ..Default::default()
+        }
+        .over(&TrainingOverrides {
+            beta_1: None,
+            ..winner
+        })
+        .resolve()
+        .unwrap();
+        assert_eq!((switched.weight_decay, switched.learning_rate), (0.0, 0.01));
     }
 
     #[test]

@@ -21,8 +21,10 @@ pub struct RunPlan {
     pub training: Training,
     pub dataset: DatasetSpec,
     pub transfer: Option<Transfer>,
-    /// The model's `ModelSpec::revision` when planned: part of the run's identity, so a
-    /// run trained by an older arithmetic is not reused as if trained by today's.
+    /// The latest change to cellnets' arithmetic that alters this run's numbers, when
+    /// planned: part of the run's identity, so a run trained by an older arithmetic is
+    /// not reused as if trained by today's. Changes are numbered in order: 2, BatchNorm
+    /// as Keras starts it; 3, optimizers of cellnets' own and per-run random draws.
     #[serde(default = "first_revision")]
     pub revision: u32,
 }
@@ -221,7 +223,7 @@ fn resolve_run(
     Ok(RunPlan {
         stage: stage.name.clone(),
         name: name.to_string(),
-        revision: model.revision(),
+        revision: model.revision().max(training.revision()),
         model,
         training,
         dataset: dataset.clone(),
@@ -357,13 +359,17 @@ stages:
 
     #[test]
     fn training_keys_cover_every_training_setting() {
+        let full: TrainingOverrides = serde_yaml::from_str(
+            "{epochs: 1, learning_rate: 0.5, patience: 3, optimizer: rmsprop, rho: 0.8,
+              epsilon: 0.01, weight_decay: 0.1}",
+        )
+        .unwrap();
         let full = TrainingOverrides {
-            epochs: Some(1),
-            learning_rate: Some(0.5),
-            patience: Some(3),
-            ..Default::default()
+            // Settings of other optimizers, only to name every key.
+            beta_1: Some(0.8),
+            beta_2: Some(0.9),
+            ..TrainingOverrides::from(&full.resolve().unwrap())
         };
-        let full = TrainingOverrides::from(&full.resolve().unwrap());
         let value = serde_yaml::to_value(full).unwrap();
         let keys: Vec<&str> = value
             .as_mapping()

@@ -11,13 +11,13 @@ use crate::metrics::{CONFUSION_CSV, PER_CLASS_CSV};
 use crate::models::InputShape;
 use crate::plan::RunPlan;
 use crate::summary::RunSummary;
-use crate::train::{EpochRecord, ResumePoint};
+use crate::train::{EpochRecord, OptimizerState, ResumePoint};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use tch::nn;
+use tch::{nn, Tensor};
 
 pub const SUMMARY_CSV: &str = "summary.csv";
 pub const WINNER_YAML: &str = "winner.yaml";
@@ -25,9 +25,13 @@ pub const EPOCHS_CSV: &str = "epochs.csv";
 pub const CHECKPOINT: &str = "best.safetensors";
 pub const RESULT_YAML: &str = "result.yaml";
 pub const STATE_YAML: &str = "state.yaml";
-/// The latest epoch's weights alternate between two files, so a kill while one is
-/// written leaves the other, which `state.yaml` names, whole.
+/// The latest epoch's weights and optimizer state alternate between two slots, so a
+/// kill while one is written leaves the other, which `state.yaml` names, whole.
 const SLOTS: [&str; 2] = ["resume-a.safetensors", "resume-b.safetensors"];
+const OPTIMIZER_SLOTS: [&str; 2] = [
+    "resume-a.optimizer.safetensors",
+    "resume-b.optimizer.safetensors",
+];
 
 /// out/<stage>/
 pub struct StageFolder {
@@ -146,6 +150,10 @@ impl RunFolder {
         self.dir.join(SLOTS[epoch % 2])
     }
 
+    fn optimizer_slot(&self, epoch: usize) -> PathBuf {
+        self.dir.join(OPTIMIZER_SLOTS[epoch % 2])
+    }
+
     pub fn create(&self) -> Result<()> {
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))
@@ -188,11 +196,31 @@ impl RunFolder {
         self.slot(state.point.last.epoch)
     }
 
-    /// Saves `vs` as the weights of the state's last epoch, then the state naming them
+    /// The optimizer's state at the interrupted run's last epoch; empty for a resume
+    /// point from before cellnets saved one (plain SGD keeps none).
+    pub fn read_optimizer_state(&self, state: &ResumeState) -> Result<OptimizerState> {
+        let path = self.optimizer_slot(state.point.last.epoch);
+        if !path.is_file() {
+            return Ok(OptimizerState::default());
+        }
+        let tensors = Tensor::read_safetensors(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(OptimizerState(tensors))
+    }
+
+    /// Saves `vs` and `optimizer` as the state's last epoch, then the state naming them
     /// (the commit), then, when that epoch is the best so far, the best weights.
-    pub fn save_resume(&self, state: &ResumeState, vs: &nn::VarStore) -> Result<()> {
+    pub fn save_resume(
+        &self,
+        state: &ResumeState,
+        vs: &nn::VarStore,
+        optimizer: &OptimizerState,
+    ) -> Result<()> {
         let weights = self.resume_weights(state);
         write_atomically(&weights, |tmp| Ok(vs.save(tmp)?))?;
+        write_atomically(&self.optimizer_slot(state.point.last.epoch), |tmp| {
+            Ok(Tensor::write_safetensors(&optimizer.0, tmp)?)
+        })?;
         write_yaml(&self.state_yaml(), state)?;
         if is_best(&state.point) {
             copy_atomically(&weights, &self.checkpoint())?;
@@ -202,7 +230,8 @@ impl RunFolder {
 
     /// Removes the resume state and its weights.
     pub fn clear_resume(&self) -> Result<()> {
-        for path in [self.state_yaml(), self.slot(0), self.slot(1)] {
+        let slots = [0, 1].map(|epoch| [self.slot(epoch), self.optimizer_slot(epoch)]);
+        for path in std::iter::once(self.state_yaml()).chain(slots.into_iter().flatten()) {
             remove_if_present(&path)?;
         }
         Ok(())

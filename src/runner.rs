@@ -30,6 +30,8 @@ pub struct Settings {
     pub fresh: bool,
     /// Runs of a stage trained at once, each in its own thread with its own VarStore.
     pub jobs: usize,
+    /// libtorch threads per run; by default the cores are shared among the jobs.
+    pub threads: Option<usize>,
 }
 
 /// Runs the stages named in `only` (all when empty), in manifest order, and returns
@@ -52,10 +54,12 @@ pub fn run(manifest: &Manifest, only: &[String], settings: &Settings) -> Result<
     crate::transfer::check_transfers(&provisional, &selected, &datasets, out)?;
     prepare_out_dir(out)?;
     let _lock = lock_out_dir(out)?;
-    if settings.jobs > 1 {
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    match settings.threads {
+        Some(threads) => tch::set_num_threads(threads as i32),
         // Parallel runs share the cores: one libtorch thread pool per run's worth of them.
-        let cores = thread::available_parallelism().map_or(1, |n| n.get());
-        tch::set_num_threads((cores / settings.jobs).max(1) as i32);
+        None if settings.jobs > 1 => tch::set_num_threads((cores / settings.jobs).max(1) as i32),
+        None => {}
     }
 
     let mut session = Session {

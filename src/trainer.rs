@@ -10,7 +10,7 @@ use crate::plan::RunPlan;
 use crate::progress::Progress;
 use crate::run_folder::{ResumeState, RunFolder};
 use crate::summary::RunSummary;
-use crate::train::{fit, Callback, Fitted, FusedInputDense, Network, Outcome};
+use crate::train::{fit, Callback, Fitted, FusedInputDense, Network, Outcome, Resumed};
 use crate::transfer::{precompute, transfer_layers};
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -35,11 +35,10 @@ pub fn train(
 ) -> Result<RunSummary> {
     let resume = ready_folder(folder, run, data, context.progress)?;
     let start = Instant::now();
-    tch::manual_seed(run.training.seed as i64);
     let mut vs = nn::VarStore::new(context.device);
     let built = build(run, data, &vs, context)?;
-    if let Some(state) = &resume {
-        let weights = folder.resume_weights(state);
+    if let Some(resumed) = &resume {
+        let weights = folder.resume_weights(&resumed.state);
         vs.load(&weights)
             .with_context(|| format!("cannot load {}", weights.display()))?;
     }
@@ -74,15 +73,21 @@ pub fn train(
     })
 }
 
-/// Readies the run folder: returns the state to resume from, if the folder holds an
-/// interrupted run of the same settings that can continue exactly. Results of other
-/// settings, and unreadable ones, are moved aside, never mixed with the new ones.
+/// An interrupted run of the same settings, found in its folder.
+struct Interrupted {
+    state: ResumeState,
+    optimizer: crate::train::OptimizerState,
+}
+
+/// Readies the run folder: returns what to resume from, if the folder holds an
+/// interrupted run of the same settings. Results of other settings, and unreadable
+/// ones, are moved aside, never mixed with the new ones.
 fn ready_folder(
     folder: &RunFolder,
     run: &RunPlan,
     data: &Dataset,
     progress: &Progress,
-) -> Result<Option<ResumeState>> {
+) -> Result<Option<Interrupted>> {
     let label = format!("{}/{}", run.stage, run.name);
     let state = folder.read_resume().unwrap_or_else(|error| {
         progress.note(&format!(
@@ -108,24 +113,23 @@ fn ready_folder(
     }
     folder.create()?;
     folder.discard_result()?;
-    match state.filter(|_| foreign.is_none()) {
-        Some(state) if run.training.stateless_optimizer() => {
+    let Some(state) = state.filter(|_| foreign.is_none()) else {
+        folder.clear_resume()?;
+        return Ok(None);
+    };
+    match folder.read_optimizer_state(&state) {
+        Ok(optimizer) => {
             progress.note(&format!(
                 "{label}: resuming after epoch {}",
                 state.point.last.epoch
             ));
-            Ok(Some(state))
+            Ok(Some(Interrupted { state, optimizer }))
         }
-        Some(state) => {
+        Err(error) => {
             progress.note(&format!(
-                "{label}: interrupted after epoch {}, but {:?} keeps state that is not saved; \
-                 restarting the run from epoch 1",
-                state.point.last.epoch, run.training.optimizer
+                "{label}: the optimizer state of its resume point cannot be read ({error:#}); \
+                 restarting from epoch 1"
             ));
-            folder.clear_resume()?;
-            Ok(None)
-        }
-        None => {
             folder.clear_resume()?;
             Ok(None)
         }
@@ -140,7 +144,9 @@ struct Built {
 }
 
 fn build(run: &RunPlan, data: &Dataset, vs: &nn::VarStore, context: &RunContext) -> Result<Built> {
-    let model = run.model.build(&vs.root(), data.input);
+    let model = crate::random::draw_seeded(run.training.seed, || {
+        run.model.build(&vs.root(), data.input)
+    });
     let frozen = match &run.transfer {
         Some(transfer) => {
             let checkpoint = context
@@ -215,7 +221,7 @@ fn fit_with_callbacks(
     data: &Dataset,
     run: &RunPlan,
     folder: &RunFolder,
-    resume: Option<ResumeState>,
+    resume: Option<Interrupted>,
     context: &RunContext,
 ) -> Result<Fitted> {
     let mut log = EpochLog::new(folder, run);
@@ -239,7 +245,10 @@ fn fit_with_callbacks(
         vs,
         data,
         &run.training,
-        resume.map(|state| state.point),
+        resume.map(|resumed| Resumed {
+            point: resumed.state.point,
+            optimizer: resumed.optimizer,
+        }),
         &mut callbacks,
         &mut checkpointer,
     )

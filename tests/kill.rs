@@ -1,6 +1,8 @@
-//! A real cellnets process killed (SIGKILL) at several points of a small study, then
+//! A real cellnets process killed (SIGKILL) again and again through a small study, then
 //! rerun: every file stays complete and consistent, no epoch is logged twice, finished
-//! runs are not retrained, and the resumed study ends exactly as an uninterrupted one.
+//! runs are not retrained, and the resumed study ends exactly as an uninterrupted one,
+//! epoch tables and checkpoints alike, whatever the optimizer (plain SGD, momentum,
+//! Nesterov, Adam, RMSprop), schedule, early stopping, dropout or augmentation.
 
 mod common;
 
@@ -18,7 +20,16 @@ const STUDY: &str = "  - name: width
   - name: dropout
     from: width
     grid: {dropout: [0.0, 0.5]}
+  - name: momentum
+    from: dropout
+    training: {momentum: 0.9, learning_rate: 0.005, schedule: cosine, patience: 8, augment: true}
+    grid: {nesterov: [false, true]}
+  - name: adaptive
+    from: dropout
+    training: {learning_rate: 0.003}
+    grid: {optimizer: [adam, rmsprop]}
 ";
+const RUNS: usize = 8;
 
 fn study_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -131,19 +142,95 @@ fn metrics(out: &Path) -> Vec<(String, Vec<Vec<String>>)> {
     tables
 }
 
+/// Every best checkpoint, by run folder.
+fn checkpoints(out: &Path) -> Vec<(String, Vec<(String, Tensor)>)> {
+    let mut all: Vec<_> = run_dirs(out)
+        .into_iter()
+        .map(|dir| {
+            let mut tensors = Tensor::read_safetensors(dir.join("best.safetensors")).unwrap();
+            tensors.sort_by(|a, b| a.0.cmp(&b.0));
+            (
+                dir.strip_prefix(out).unwrap().display().to_string(),
+                tensors,
+            )
+        })
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+/// When a kill lands: after some milliseconds (anywhere, writes included), or once a
+/// run's epoch table has some rows (inside that run, whatever the machine's speed).
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    After(u64),
+    AtEpoch(&'static str, usize),
+}
+
+const KILLS: [Kill; 10] = [
+    Kill::After(300),
+    Kill::AtEpoch("width/hidden=96", 9),
+    Kill::After(700),
+    Kill::AtEpoch("dropout/dropout=0.5", 4),
+    Kill::AtEpoch("momentum/nesterov=false", 3),
+    Kill::AtEpoch("momentum/nesterov=false", 6),
+    Kill::AtEpoch("momentum/nesterov=true", 5),
+    Kill::AtEpoch("adaptive/optimizer=adam", 5),
+    Kill::After(450),
+    Kill::AtEpoch("adaptive/optimizer=rmsprop", 13),
+];
+
+fn epochs_logged(out: &Path, run: &str) -> usize {
+    std::fs::read_to_string(out.join(run).join("epochs.csv"))
+        .map_or(0, |text| text.lines().count().saturating_sub(1))
+}
+
+/// Runs cellnets until `kill`; returns its stderr, or `None` if it was still running.
+fn run_until(dir: &Path, kill: Kill) -> (String, bool) {
+    let out = dir.join("out");
+    let mut child = cellnets(dir).spawn().unwrap();
+    let started = std::time::Instant::now();
+    let exited = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        let due = match kill {
+            Kill::After(ms) => started.elapsed() >= Duration::from_millis(ms),
+            Kill::AtEpoch(run, epochs) => epochs_logged(&out, run) >= epochs,
+        };
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{kill:?} never came"
+        );
+        if due {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if exited {
+        assert!(output.status.success(), "{stderr}");
+    }
+    (stderr, exited)
+}
+
 #[test]
 fn a_study_killed_at_any_point_resumes_without_losing_or_repeating_anything() {
     let killed = study_dir();
     let out = killed.path().join("out");
-    let mut resumed = 0;
+    let mut resumed = Vec::new();
     let mut finished_before: HashMap<PathBuf, SystemTime> = HashMap::new();
-    for delay in [300, 700, 1200, 1800, 2500, 3300, 4200] {
-        let mut child = cellnets(killed.path()).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
-        let _ = child.kill();
-        let output = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        resumed += stderr.matches("resuming after epoch").count();
+    for kill in KILLS {
+        let (stderr, exited) = run_until(killed.path(), kill);
+        assert!(!exited, "the study finished before {kill:?}");
+        resumed.extend(
+            stderr
+                .lines()
+                .filter(|line| line.contains("resuming after epoch"))
+                .map(str::to_string),
+        );
         let finished = check_consistent(&out);
         for (checkpoint, modified) in &finished_before {
             assert_eq!(
@@ -156,22 +243,35 @@ fn a_study_killed_at_any_point_resumes_without_losing_or_repeating_anything() {
         finished_before = finished;
     }
     let last = cellnets(killed.path()).output().unwrap();
-    assert!(
-        last.status.success(),
-        "{}",
-        String::from_utf8_lossy(&last.stderr)
-    );
-    resumed += String::from_utf8_lossy(&last.stderr)
-        .matches("resuming after epoch")
-        .count();
-    assert_eq!(check_consistent(&out).len(), 4, "every run finished");
-    assert!(resumed > 0, "no kill landed inside a run");
+    let stderr = String::from_utf8_lossy(&last.stderr);
+    assert!(last.status.success(), "{stderr}");
+    resumed.extend(stderr.lines().map(str::to_string));
+    assert_eq!(check_consistent(&out).len(), RUNS, "every run finished");
+    for stage in ["width", "dropout", "momentum", "adaptive"] {
+        assert!(
+            resumed
+                .iter()
+                .any(|line| line.contains(&format!("{stage}/")) && line.contains("resuming")),
+            "no run of stage {stage} resumed: {resumed:?}"
+        );
+    }
 
     let straight = study_dir();
     let output = cellnets(straight.path()).output().unwrap();
     assert!(output.status.success());
-    let (resumed_tables, straight_tables) = (metrics(&out), metrics(&straight.path().join("out")));
-    assert_eq!(resumed_tables.len(), 4);
-    assert!(resumed_tables.iter().all(|(_, rows)| rows.len() == 25));
-    assert_eq!(resumed_tables, straight_tables);
+    let straight_out = straight.path().join("out");
+    let (resumed_tables, straight_tables) = (metrics(&out), metrics(&straight_out));
+    assert_eq!(resumed_tables.len(), RUNS);
+    for ((run, resumed), (_, straight)) in resumed_tables.iter().zip(&straight_tables) {
+        assert_eq!(resumed.len(), straight.len(), "{run}: epochs trained");
+        for (resumed, straight) in resumed.iter().zip(straight) {
+            assert_eq!(resumed, straight, "{run}: epoch {} differs", resumed[2]);
+        }
+    }
+    let (resumed_weights, straight_weights) = (checkpoints(&out), checkpoints(&straight_out));
+    for ((run, resumed), (_, straight)) in resumed_weights.iter().zip(&straight_weights) {
+        for ((name, resumed), (_, straight)) in resumed.iter().zip(straight) {
+            assert!(resumed.equal(straight), "{run}: {name} differs");
+        }
+    }
 }

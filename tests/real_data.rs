@@ -35,6 +35,7 @@ stages:
         device: Device::Cpu,
         fresh: false,
         jobs: 1,
+        threads: None,
     };
     let summaries = runner::run(&manifest, &[], &settings).unwrap();
     let summary = &summaries[0];

@@ -22,6 +22,7 @@ fn run_study(dir: &Path, stages: &str) -> PathBuf {
         device: Device::Cpu,
         fresh: false,
         jobs: 1,
+        threads: None,
     };
     runner::run(&manifest, &[], &settings).unwrap();
     write_report(dir)

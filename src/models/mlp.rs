@@ -51,7 +51,7 @@ impl nn::ModuleT for MlpTail {
             Activation::Relu => hidden.relu(),
             Activation::Sigmoid => hidden.sigmoid(),
         };
-        hidden.dropout(self.dropout, train).apply(&self.output)
+        crate::random::dropout(&hidden, self.dropout, train).apply(&self.output)
     }
 }
 

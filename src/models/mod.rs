@@ -184,12 +184,12 @@ impl ModelSpec {
         Ok(())
     }
 
-    /// Which version of cellnets' arithmetic for this kind of model a run was trained
-    /// with. Raised whenever a change alters the numbers such a model produces (its
-    /// initialisation, a layer's computation), so that runs trained before the change
-    /// are retrained rather than reused as if trained after it.
+    /// The latest change to cellnets' arithmetic that alters the numbers this model
+    /// produces (its initialisation, a layer's computation); see `RunPlan::revision`.
     pub fn revision(&self) -> u32 {
         match self {
+            // 3: dropout masks drawn from the run's own seeds.
+            ModelSpec::Mlp { dropout, .. } if *dropout > 0.0 => 3,
             ModelSpec::Mlp { .. } | ModelSpec::Cnn { .. } => 1,
             // 2: BatchNorm scales start at ones (tch drew them from [0, 1)), and the
             // deep CNN keeps Keras' biased moving variance.

@@ -3,11 +3,11 @@
 //! finished epoch is committed through a `Checkpointer`, with the best epoch so far and
 //! every callback's state, as the one point a killed run resumes from.
 
+mod optimizer;
 mod step;
 
-pub use step::{
-    evaluate, learning_rate, optimizer, predict, train_epoch, Evaluation, FusedInputDense,
-};
+pub use optimizer::{Optimizer, OptimizerState};
+pub use step::{evaluate, learning_rate, predict, train_epoch, Evaluation, FusedInputDense};
 
 use crate::data::Dataset;
 use crate::manifest::{Monitor, Training};
@@ -144,10 +144,22 @@ pub struct ResumePoint {
     pub callbacks: BTreeMap<String, Value>,
 }
 
-/// Commits each finished epoch: its weights and its resume point together, and the
-/// weights again as the best ones when `point.best` is this epoch.
+/// Where a resumed run continues: its last committed point and the optimizer's state
+/// there. Its weights are already in the VarStore.
+pub struct Resumed {
+    pub point: ResumePoint,
+    pub optimizer: OptimizerState,
+}
+
+/// Commits each finished epoch: its weights, the optimizer's state and its resume point
+/// together, and the weights again as the best ones when `point.best` is this epoch.
 pub trait Checkpointer {
-    fn commit(&mut self, point: &ResumePoint, vs: &nn::VarStore) -> Result<()>;
+    fn commit(
+        &mut self,
+        point: &ResumePoint,
+        vs: &nn::VarStore,
+        optimizer: &OptimizerState,
+    ) -> Result<()>;
 }
 
 /// How a run's training went.
@@ -169,20 +181,28 @@ pub struct Network<'a> {
 
 /// Trains `network` (whose parameters are `vs`) on the holdout train split until
 /// `training.epochs`, validating after each epoch; continues after `resumed` when
-/// given (its weights already in `vs`). Each epoch draws its randomness (shuffle,
-/// dropout, augmentation) from a generator seeded with the run's seed and the epoch,
-/// so a resumed run continues exactly as it would have.
+/// given (its weights already in `vs`, its optimizer's state in `resumed`). Each epoch
+/// draws its randomness (shuffle, dropout, augmentation) from seeds of the run's seed
+/// and the epoch alone (`random::with_stream`), so a resumed run continues exactly as
+/// it would have, and runs trained side by side do not disturb each other.
 pub fn fit(
     network: Network,
     vs: &nn::VarStore,
     data: &Dataset,
     training: &Training,
-    resumed: Option<ResumePoint>,
+    resumed: Option<Resumed>,
     callbacks: &mut [&mut dyn Callback],
     checkpointer: &mut dyn Checkpointer,
 ) -> Result<Fitted> {
+    let mut optimizer = Optimizer::new(vs, training);
     let (mut last, mut best) = match resumed {
-        Some(point) => {
+        Some(Resumed {
+            point,
+            optimizer: state,
+        }) => {
+            optimizer
+                .restore(&state)
+                .context("cannot restore the optimizer's state")?;
             for callback in callbacks.iter_mut() {
                 let state = point.callbacks.get(callback.name()).unwrap_or(&Value::Null);
                 callback
@@ -196,7 +216,6 @@ pub fn fit(
     for callback in callbacks.iter_mut() {
         callback.on_start(last.as_ref())?;
     }
-    let mut optimizer = optimizer(vs, training)?;
     let mut stop = stop_reason(last.as_ref(), callbacks);
     let first = last.as_ref().map_or(1, |record| record.epoch + 1);
     for epoch in first..=training.epochs {
@@ -216,7 +235,7 @@ pub fn fit(
                 .map(|callback| (callback.name().to_string(), callback.state()))
                 .collect(),
         };
-        checkpointer.commit(&point, vs)?;
+        checkpointer.commit(&point, vs, &optimizer.state())?;
         stop = stop_reason(Some(&point.last), callbacks);
         last = Some(point.last);
     }
@@ -234,23 +253,24 @@ pub fn fit(
 /// Trains and validates epoch `epoch` (1-based).
 fn run_epoch(
     network: Network,
-    optimizer: &mut nn::Optimizer,
+    optimizer: &mut Optimizer,
     data: &Dataset,
     training: &Training,
     epoch: usize,
 ) -> EpochRecord {
     let start = Instant::now();
-    tch::manual_seed(training.seed.wrapping_add(epoch as u64 * 1_000_003) as i64);
     let rate = learning_rate(training, epoch);
-    optimizer.set_lr(rate);
-    let (train_loss, train_accuracy) = train_epoch(
-        network.model,
-        network.fused,
-        optimizer,
-        rate,
-        &data.train,
-        training,
-    );
+    let seed = training.seed.wrapping_add(epoch as u64 * 1_000_003);
+    let (train_loss, train_accuracy) = crate::random::with_stream(seed, || {
+        train_epoch(
+            network.model,
+            network.fused,
+            optimizer,
+            rate,
+            &data.train,
+            training,
+        )
+    });
     let val = evaluate(network.model, &data.val);
     EpochRecord {
         epoch,
@@ -326,7 +346,12 @@ mod tests {
     struct Commits(Vec<ResumePoint>);
 
     impl Checkpointer for Commits {
-        fn commit(&mut self, point: &ResumePoint, _vs: &nn::VarStore) -> Result<()> {
+        fn commit(
+            &mut self,
+            point: &ResumePoint,
+            _vs: &nn::VarStore,
+            _optimizer: &OptimizerState,
+        ) -> Result<()> {
             self.0.push(point.clone());
             Ok(())
         }
@@ -377,6 +402,10 @@ mod tests {
     }
 
     fn fit_tiny(resumed: Option<ResumePoint>) -> (Fitted, Recorder, Commits) {
+        let resumed = resumed.map(|point| Resumed {
+            point,
+            optimizer: OptimizerState::default(),
+        });
         let (vs, model, data, training) = tiny();
         let network = Network {
             model: model.as_ref(),

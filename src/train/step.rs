@@ -1,11 +1,12 @@
 //! One epoch's work: batches in a fresh order, the optimizer's step (fused for a first
 //! dense layer under plain SGD), augmentation, the learning-rate schedule, and
-//! evaluation in eval mode.
+//! evaluation in eval mode. Every random draw is the run's own (`random`).
 
+use super::optimizer::Optimizer;
 use crate::data::Split;
-use crate::manifest::{Optimizer, Schedule, Training};
-use anyhow::Result;
-use tch::nn::{self, OptimizerConfig};
+use crate::manifest::{Schedule, Training};
+use crate::random;
+use tch::nn;
 use tch::{Kind, Tensor};
 
 /// Evaluation batches are large: no gradients are kept, so memory is not the limit.
@@ -29,8 +30,8 @@ impl<'a> FusedInputDense<'a> {
         training: &Training,
     ) -> Option<Self> {
         let (layer, rest) = parts?;
-        let plain_sgd = training.stateless_optimizer() && training.weight_decay == 0.0;
-        (plain_sgd && layer.ws.requires_grad()).then_some(FusedInputDense { layer, rest })
+        (training.plain_sgd() && layer.ws.requires_grad())
+            .then_some(FusedInputDense { layer, rest })
     }
 
     /// Forward and backward of one batch, updating the layer; returns the logits and
@@ -39,7 +40,7 @@ impl<'a> FusedInputDense<'a> {
         &self,
         images: &Tensor,
         labels: &Tensor,
-        optimizer: &mut nn::Optimizer,
+        optimizer: &mut Optimizer,
         learning_rate: f64,
     ) -> (Tensor, Tensor) {
         let inputs = images.flatten(1, -1);
@@ -48,7 +49,7 @@ impl<'a> FusedInputDense<'a> {
             tch::no_grad(|| inputs.linear(&layer.ws, layer.bs.as_ref())).set_requires_grad(true);
         let logits = self.rest.forward_t(&pre_activation, true);
         let loss = logits.cross_entropy_for_logits(labels);
-        optimizer.backward_step(&loss);
+        optimizer.backward_step(&loss, learning_rate);
         tch::no_grad(|| {
             let step = pre_activation.grad() * -learning_rate;
             let _ = layer.ws.shallow_clone().addmm_(&step.tr(), &inputs);
@@ -60,25 +61,6 @@ impl<'a> FusedInputDense<'a> {
         });
         (logits, loss)
     }
-}
-
-/// The run's optimizer over the trainable variables of `vs`.
-pub fn optimizer(vs: &nn::VarStore, training: &Training) -> Result<nn::Optimizer> {
-    Ok(match training.optimizer {
-        Optimizer::Sgd => nn::Sgd {
-            momentum: training.momentum,
-            wd: training.weight_decay,
-            ..Default::default()
-        }
-        .build(vs, training.learning_rate)?,
-        // Keras' Adam epsilon is 1e-7, PyTorch's 1e-8.
-        Optimizer::Adam => nn::Adam {
-            eps: 1e-7,
-            wd: training.weight_decay,
-            ..Default::default()
-        }
-        .build(vs, training.learning_rate)?,
-    })
 }
 
 /// The learning rate of `epoch` (1-based) under the run's schedule.
@@ -103,7 +85,7 @@ pub fn learning_rate(training: &Training, epoch: usize) -> f64 {
 pub fn train_epoch(
     model: &dyn nn::ModuleT,
     fused: Option<FusedInputDense>,
-    optimizer: &mut nn::Optimizer,
+    optimizer: &mut Optimizer,
     learning_rate: f64,
     split: &Split,
     training: &Training,
@@ -111,7 +93,7 @@ pub fn train_epoch(
     let batch_size = training.batch_size;
     let device = split.images.device();
     let rows = split.len();
-    let order = Tensor::randperm(rows, (Kind::Int64, device));
+    let order = random::draw(|| Tensor::randperm(rows, (Kind::Int64, device)));
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
     let mut correct = Tensor::zeros([], (Kind::Int64, device));
     for start in (0..rows).step_by(batch_size) {
@@ -126,7 +108,7 @@ pub fn train_epoch(
             None => {
                 let logits = model.forward_t(&images, true);
                 let loss = logits.cross_entropy_for_logits(&labels);
-                optimizer.backward_step(&loss);
+                optimizer.backward_step(&loss, learning_rate);
                 (logits, loss)
             }
         };
@@ -146,13 +128,16 @@ pub fn train_epoch(
 fn augment(images: &Tensor) -> Tensor {
     let rows = images.size()[0];
     let device = images.device();
-    let flip = Tensor::rand([rows, 1, 1, 1], (Kind::Float, device)).lt(0.5);
-    let mut out = images.flip([3]).where_self(&flip, images);
     let [.., height, width] = images.size()[..] else {
         unreachable!("images are (N, C, H, W)")
     };
-    if height == width {
+    let (flip, turns) = random::draw(|| {
+        let flip = Tensor::rand([rows, 1, 1, 1], (Kind::Float, device)).lt(0.5);
         let turns = Tensor::randint(4, [rows, 1, 1, 1], (Kind::Int64, device));
+        (flip, turns)
+    });
+    let mut out = images.flip([3]).where_self(&flip, images);
+    if height == width {
         let turned = out.shallow_clone();
         for k in 1..4 {
             out = turned.rot90(k, [2, 3]).where_self(&turns.eq(k), &out);
@@ -235,7 +220,7 @@ mod tests {
             let mut vs = nn::VarStore::new(Device::Cpu);
             let model = spec.build(&vs.root(), input);
             vs.copy(&initial).unwrap();
-            let mut optimizer = optimizer(&vs, &plain).unwrap();
+            let mut optimizer = Optimizer::new(&vs, &plain);
             let fused = FusedInputDense::for_training(model.split_input_dense(), &plain);
             assert!(fused.is_some());
             for _ in 0..3 {
@@ -247,7 +232,7 @@ mod tests {
                         let loss = model
                             .forward_t(&images, true)
                             .cross_entropy_for_logits(&labels);
-                        optimizer.backward_step(&loss);
+                        optimizer.backward_step(&loss, 0.5);
                     }
                 }
             }

@@ -92,6 +92,7 @@ pub fn run_library(dir: &Path, stages: &str, fresh: bool) -> Vec<cellnets::summa
         device: Device::Cpu,
         fresh,
         jobs: 1,
+        threads: None,
     };
     cellnets::runner::run(&manifest, &[], &settings).unwrap()
 }

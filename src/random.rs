@@ -1,0 +1,108 @@
+//! Each run's random draws (its initial weights, shuffles, dropout masks, augmentation)
+//! come from seeds of its own, so that a run's numbers never depend on what else trains
+//! at the same time (`--jobs`).
+//!
+//! libtorch keeps one generator per device for the whole process, and tch exposes no
+//! other generator, only `manual_seed`. So every draw takes the process-wide lock,
+//! reseeds the generator with the draw's own seed and draws at once: a draw is a
+//! function of (run seed, epoch, its place in the epoch) alone. The lock is held for the
+//! draw only, not for the computation around it.
+
+use std::cell::Cell;
+use std::sync::{Mutex, PoisonError};
+
+static GENERATOR: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    /// The stream the current thread's draws take their seeds from, while one is set.
+    static STREAM: Cell<Option<Stream>> = const { Cell::new(None) };
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stream {
+    seed: u64,
+    draws: u64,
+}
+
+/// Runs `draw` on libtorch's generator seeded with `seed`, with no other draw between.
+pub fn draw_seeded<T>(seed: u64, draw: impl FnOnce() -> T) -> T {
+    let _generator = GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
+    tch::manual_seed(seed as i64);
+    draw()
+}
+
+/// Runs `work` with the draws made inside it (by `draw`, on this thread) seeded from
+/// `seed` in turn: the first with `seed` itself, so that a shuffle drawn first is the one
+/// `manual_seed(seed)` gives.
+pub fn with_stream<T>(seed: u64, work: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Stream>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STREAM.with(|stream| stream.set(self.0));
+        }
+    }
+    let _restore = Restore(STREAM.with(|stream| stream.replace(Some(Stream { seed, draws: 0 }))));
+    work()
+}
+
+/// Runs `draw` as the next draw of this thread's stream; without a stream (a benchmark,
+/// a test of one layer), on libtorch's generator as it stands, still under the lock so
+/// that it cannot fall between another thread's reseeding and its draw.
+pub fn draw<T>(draw: impl FnOnce() -> T) -> T {
+    match STREAM.with(|stream| stream.get()) {
+        Some(current) => {
+            STREAM.with(|stream| {
+                stream.set(Some(Stream {
+                    draws: current.draws + 1,
+                    ..current
+                }))
+            });
+            draw_seeded(draw_seed(current.seed, current.draws), draw)
+        }
+        None => {
+            let _generator = GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
+            draw()
+        }
+    }
+}
+
+/// The seed of draw `n` of a stream: the stream's own seed first, then well-mixed
+/// neighbours of it (splitmix64), so that nearby streams do not share draws.
+fn draw_seed(seed: u64, n: u64) -> u64 {
+    if n == 0 {
+        return seed;
+    }
+    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) >> 1
+}
+
+/// Keras' and libtorch's inverted dropout: zeroes a fraction `rate` of the activations
+/// while training and scales the rest by 1 / (1 - rate), with the mask drawn from the
+/// run's stream.
+pub fn dropout(xs: &tch::Tensor, rate: f64, train: bool) -> tch::Tensor {
+    if !train || rate == 0.0 {
+        return xs.shallow_clone();
+    }
+    let keep = 1.0 - rate;
+    let mut mask = draw(|| xs.empty_like().bernoulli_float_(keep));
+    let _ = mask.g_div_scalar_(keep);
+    xs * mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind, Tensor};
+
+    #[test]
+    fn dropout_zeroes_about_its_rate_and_keeps_the_mean() {
+        let ones = Tensor::ones([200, 100], (Kind::Float, Device::Cpu));
+        let dropped = with_stream(3, || dropout(&ones, 0.25, true));
+        let zeros = dropped.eq(0.0).to_kind(Kind::Float).mean(Kind::Float);
+        assert!((zeros.double_value(&[]) - 0.25).abs() < 0.02);
+        assert!((dropped.mean(Kind::Float).double_value(&[]) - 1.0).abs() < 0.03);
+        assert!(dropout(&ones, 0.25, false).equal(&ones));
+    }
+}

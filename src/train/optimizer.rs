@@ -1,0 +1,519 @@
+//! The optimizers as cellnets code over tensors: SGD (momentum, Nesterov), Adam, AdamW
+//! and RMSprop, under Keras 3's update rules (the study's) or PyTorch's, with a state
+//! (buffers and step count) that a resume point saves beside the weights, so that a
+//! resumed run steps exactly as an uninterrupted one.
+//!
+//! Where the rules differ:
+//! - SGD momentum: Keras keeps a velocity in units of the rate (`m = mu m - lr g`,
+//!   `p += m`), PyTorch one of gradients (`b = mu b + g`, `p -= lr b`); equal while the
+//!   rate is constant.
+//! - Adam: Keras folds both bias corrections into the step size and adds epsilon to
+//!   `sqrt(v)` ("epsilon hat"); PyTorch adds it to the bias-corrected `sqrt(v)`.
+//! - RMSprop: Keras divides by `sqrt(v + eps)`, PyTorch by `sqrt(v) + eps`.
+//! - Weight decay: Keras decouples it for every optimizer (`p -= lr wd p` before the
+//!   step); PyTorch adds `wd p` to the gradient (L2), except AdamW, which decouples it.
+
+use crate::manifest::{Optimizer as Kind, Training, UpdateRules};
+use anyhow::{bail, Result};
+use tch::{nn, Device, Tensor};
+
+/// A run's optimizer over the trainable variables of its VarStore.
+pub struct Optimizer {
+    rule: Rule,
+    rules: UpdateRules,
+    decay: Decay,
+    params: Vec<Param>,
+    /// Steps taken: Adam's bias corrections need it.
+    steps: i64,
+}
+
+struct Param {
+    name: String,
+    value: Tensor,
+    /// The rule's buffers, in the order of `Rule::buffers`.
+    buffers: Vec<Tensor>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    Sgd {
+        momentum: f64,
+        nesterov: bool,
+    },
+    Adam {
+        beta_1: f64,
+        beta_2: f64,
+        epsilon: f64,
+    },
+    Rmsprop {
+        rho: f64,
+        momentum: f64,
+        epsilon: f64,
+    },
+}
+
+/// How weight decay enters a step.
+#[derive(Debug, Clone, Copy)]
+enum Decay {
+    None,
+    /// `wd p` added to the gradient: L2 regularisation.
+    Coupled(f64),
+    /// `p -= lr wd p` before the step, apart from the gradient.
+    Decoupled(f64),
+}
+
+/// An optimizer's state as named tensors: `steps`, and `<variable>/<buffer>` for each
+/// buffer of each trained variable.
+#[derive(Debug, Default)]
+pub struct OptimizerState(pub Vec<(String, Tensor)>);
+
+const STEPS: &str = "steps";
+
+impl Rule {
+    fn of(training: &Training) -> Rule {
+        // Settings recorded before the optimizer had them are its defaults.
+        let defaults = training.optimizer.defaults(training.update_rules);
+        let setting = |value: Option<f64>, default: Option<f64>| {
+            value.or(default).expect("the optimizer has this setting")
+        };
+        match training.optimizer {
+            Kind::Sgd => Rule::Sgd {
+                momentum: training.momentum,
+                nesterov: training.nesterov,
+            },
+            Kind::Adam | Kind::Adamw => Rule::Adam {
+                beta_1: setting(training.beta_1, defaults.beta_1),
+                beta_2: setting(training.beta_2, defaults.beta_2),
+                epsilon: setting(training.epsilon, defaults.epsilon),
+            },
+            Kind::Rmsprop => Rule::Rmsprop {
+                rho: setting(training.rho, defaults.rho),
+                momentum: training.momentum,
+                epsilon: setting(training.epsilon, defaults.epsilon),
+            },
+        }
+    }
+
+    fn buffers(self) -> &'static [&'static str] {
+        match self {
+            Rule::Sgd { momentum, .. } if momentum > 0.0 => &["momentum"],
+            Rule::Sgd { .. } => &[],
+            Rule::Adam { .. } => &["m", "v"],
+            Rule::Rmsprop { momentum, .. } if momentum > 0.0 => &["mean_square", "momentum"],
+            Rule::Rmsprop { .. } => &["mean_square"],
+        }
+    }
+}
+
+impl Optimizer {
+    pub fn new(vs: &nn::VarStore, training: &Training) -> Optimizer {
+        let rule = Rule::of(training);
+        let mut variables: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, value)| value.requires_grad())
+            .collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        let params = variables
+            .into_iter()
+            .map(|(name, value)| Param {
+                buffers: rule.buffers().iter().map(|_| value.zeros_like()).collect(),
+                name,
+                value,
+            })
+            .collect();
+        let rate = training.weight_decay;
+        let decay = match (training.update_rules, training.optimizer) {
+            _ if rate == 0.0 => Decay::None,
+            (UpdateRules::Keras, _) | (UpdateRules::Pytorch, Kind::Adamw) => Decay::Decoupled(rate),
+            (UpdateRules::Pytorch, _) => Decay::Coupled(rate),
+        };
+        Optimizer {
+            rule,
+            rules: training.update_rules,
+            decay,
+            params,
+            steps: 0,
+        }
+    }
+
+    /// Backpropagates `loss` from zeroed gradients and steps at `learning_rate`.
+    pub fn backward_step(&mut self, loss: &Tensor, learning_rate: f64) {
+        for param in &mut self.params {
+            param.value.zero_grad();
+        }
+        loss.backward();
+        self.step(learning_rate);
+    }
+
+    /// One update of every variable that has a gradient (a first layer updated by the
+    /// fused step has none).
+    pub fn step(&mut self, learning_rate: f64) {
+        self.steps += 1;
+        let (rule, rules, decay, steps) = (self.rule, self.rules, self.decay, self.steps);
+        tch::no_grad(|| {
+            for param in &mut self.params {
+                let grad = param.value.grad();
+                if grad.defined() {
+                    update(param, &grad, learning_rate, rule, rules, decay, steps);
+                }
+            }
+        });
+    }
+
+    /// The buffers and step count, sharing storage with the optimizer's own.
+    pub fn state(&self) -> OptimizerState {
+        let mut tensors = vec![(STEPS.to_string(), Tensor::from(self.steps))];
+        for param in &self.params {
+            for (buffer, value) in self.rule.buffers().iter().zip(&param.buffers) {
+                tensors.push((format!("{}/{buffer}", param.name), value.shallow_clone()));
+            }
+        }
+        OptimizerState(tensors)
+    }
+
+    /// Takes back a state that `state` gave, from an optimizer of the same settings over
+    /// the same variables.
+    pub fn restore(&mut self, state: &OptimizerState) -> Result<()> {
+        let find = |name: &str| state.0.iter().find(|(key, _)| key == name).map(|(_, t)| t);
+        match find(STEPS) {
+            Some(steps) => self.steps = steps.int64_value(&[]),
+            // Plain SGD keeps nothing: resume points from before optimizer states.
+            None if self.rule.buffers().is_empty() => self.steps = 0,
+            None => bail!("the optimizer state has no step count"),
+        }
+        for param in &mut self.params {
+            for (buffer, value) in self.rule.buffers().iter().zip(&mut param.buffers) {
+                let name = format!("{}/{buffer}", param.name);
+                let Some(saved) = find(&name) else {
+                    bail!("the optimizer state has no `{name}`");
+                };
+                if saved.size() != value.size() {
+                    bail!(
+                        "the optimizer state's `{name}` has shape {:?}, the variable {:?}",
+                        saved.size(),
+                        value.size()
+                    );
+                }
+                tch::no_grad(|| value.copy_(saved));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `target += scale * tensor`. On the CPU through libtorch's fused multiply-add, the
+/// arithmetic of `add_(tensor, alpha)` that libtorch's SGD used, so plain-SGD runs keep
+/// every bit of the numbers they had before cellnets had optimizers of its own.
+fn add_scaled(target: &mut Tensor, tensor: &Tensor, scale: f64) {
+    if target.device() == Device::Cpu {
+        let _ = target.addcmul_(tensor, &Tensor::from(scale).to_kind(target.kind()));
+    } else {
+        let _ = target.g_add_(&(tensor * scale));
+    }
+}
+
+fn update(
+    param: &mut Param,
+    grad: &Tensor,
+    rate: f64,
+    rule: Rule,
+    rules: UpdateRules,
+    decay: Decay,
+    steps: i64,
+) {
+    let p = &mut param.value;
+    let grad = match decay {
+        Decay::Coupled(wd) => grad + &*p * wd,
+        Decay::Decoupled(wd) => {
+            let _ = p.g_mul_scalar_(1.0 - rate * wd);
+            grad.shallow_clone()
+        }
+        Decay::None => grad.shallow_clone(),
+    };
+    let keras = rules == UpdateRules::Keras;
+    match (rule, param.buffers.as_mut_slice()) {
+        (Rule::Sgd { .. }, []) => add_scaled(p, &grad, -rate),
+        (Rule::Sgd { momentum, nesterov }, [velocity]) if keras => {
+            let _ = velocity.g_mul_scalar_(momentum);
+            add_scaled(velocity, &grad, -rate);
+            if nesterov {
+                add_scaled(p, velocity, momentum);
+                add_scaled(p, &grad, -rate);
+            } else {
+                let _ = p.g_add_(velocity);
+            }
+        }
+        (Rule::Sgd { momentum, nesterov }, [buffer]) => {
+            let _ = buffer.g_mul_scalar_(momentum).g_add_(&grad);
+            let direction = if nesterov {
+                &grad + &*buffer * momentum
+            } else {
+                buffer.shallow_clone()
+            };
+            add_scaled(p, &direction, -rate);
+        }
+        (
+            Rule::Adam {
+                beta_1,
+                beta_2,
+                epsilon,
+            },
+            [m, v],
+        ) => {
+            let _ = m.lerp_(&grad, 1.0 - beta_1);
+            let correction_1 = 1.0 - beta_1.powi(steps as i32);
+            let correction_2 = 1.0 - beta_2.powi(steps as i32);
+            if keras {
+                let _ = v.lerp_(&(&grad * &grad), 1.0 - beta_2);
+                let alpha = rate * correction_2.sqrt() / correction_1;
+                add_scaled(p, &(&*m / (v.sqrt() + epsilon)), -alpha);
+            } else {
+                let _ = v.g_mul_scalar_(beta_2);
+                add_scaled(v, &(&grad * &grad), 1.0 - beta_2);
+                let denominator = v.sqrt() / correction_2.sqrt() + epsilon;
+                add_scaled(p, &(&*m / denominator), -rate / correction_1);
+            }
+        }
+        (
+            Rule::Rmsprop {
+                rho,
+                momentum,
+                epsilon,
+            },
+            [mean_square, rest @ ..],
+        ) => {
+            let _ = mean_square.g_mul_scalar_(rho);
+            add_scaled(mean_square, &(&grad * &grad), 1.0 - rho);
+            let denominator = if keras {
+                (&*mean_square + epsilon).sqrt()
+            } else {
+                mean_square.sqrt() + epsilon
+            };
+            let scaled = &grad / denominator;
+            match rest {
+                [velocity] if keras => {
+                    let _ = velocity.g_mul_scalar_(momentum);
+                    add_scaled(velocity, &scaled, rate);
+                    let _ = p.g_sub_(velocity);
+                }
+                [buffer] => {
+                    let _ = buffer.g_mul_scalar_(momentum).g_add_(&scaled);
+                    add_scaled(p, buffer, -rate);
+                }
+                _ => add_scaled(p, &scaled, -rate),
+            }
+        }
+        (rule, buffers) => unreachable!("{rule:?} with {} buffers", buffers.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::TrainingOverrides;
+    use tch::Kind as TensorKind;
+
+    fn training(text: &str) -> Training {
+        serde_yaml::from_str::<TrainingOverrides>(&format!("{{epochs: 1, {text}}}"))
+            .unwrap()
+            .resolve()
+            .unwrap()
+    }
+
+    /// The published update rules written out element by element in f64, apart from
+    /// the tensor code: (settings, per-element state, step t, rate, gradient) -> new value.
+    fn reference_step(
+        t: &Training,
+        state: &mut [f64; 3],
+        p: f64,
+        g: f64,
+        lr: f64,
+        step: i32,
+    ) -> f64 {
+        let keras = t.update_rules == UpdateRules::Keras;
+        let wd = t.weight_decay;
+        let decoupled = keras || t.optimizer == Kind::Adamw;
+        let (mut p, g) = if decoupled {
+            (p - p * wd * lr, g)
+        } else {
+            (p, g + wd * p)
+        };
+        match t.optimizer {
+            Kind::Sgd if t.momentum == 0.0 => p -= lr * g,
+            Kind::Sgd => {
+                let mu = t.momentum;
+                if keras {
+                    state[0] = mu * state[0] - lr * g;
+                    p += if t.nesterov {
+                        mu * state[0] - lr * g
+                    } else {
+                        state[0]
+                    };
+                } else {
+                    state[0] = mu * state[0] + g;
+                    p -= lr
+                        * if t.nesterov {
+                            g + mu * state[0]
+                        } else {
+                            state[0]
+                        };
+                }
+            }
+            Kind::Adam | Kind::Adamw => {
+                let (b1, b2, eps) = (t.beta_1.unwrap(), t.beta_2.unwrap(), t.epsilon.unwrap());
+                state[0] = b1 * state[0] + (1.0 - b1) * g;
+                state[1] = b2 * state[1] + (1.0 - b2) * g * g;
+                let (c1, c2) = (1.0 - b1.powi(step), 1.0 - b2.powi(step));
+                if keras {
+                    p -= lr * c2.sqrt() / c1 * state[0] / (state[1].sqrt() + eps);
+                } else {
+                    p -= lr / c1 * state[0] / ((state[1] / c2).sqrt() + eps);
+                }
+            }
+            Kind::Rmsprop => {
+                let (rho, eps, mu) = (t.rho.unwrap(), t.epsilon.unwrap(), t.momentum);
+                state[1] = rho * state[1] + (1.0 - rho) * g * g;
+                let scaled = if keras {
+                    g / (state[1] + eps).sqrt()
+                } else {
+                    g / (state[1].sqrt() + eps)
+                };
+                if mu > 0.0 {
+                    state[2] = mu * state[2] + if keras { lr * scaled } else { scaled };
+                    p -= if keras { state[2] } else { lr * state[2] };
+                } else {
+                    p -= lr * scaled;
+                }
+            }
+        }
+        p
+    }
+
+    /// Least squares `0.5 |A p - b|^2` over 300 steps with a rate that changes every
+    /// 50 steps (as schedules do), by `Optimizer` in f64 tensors and by the reference.
+    fn trajectories(settings: &str) -> (Vec<f64>, Vec<f64>) {
+        let t = training(settings);
+        let a: Vec<f64> = (0..24).map(|i| ((i * 7 % 11) as f64 - 5.0) / 4.0).collect();
+        let b = [1.0, -2.0, 0.5, 3.0, -1.0, 2.0];
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let start = [0.3, -0.7, 1.1, 0.05];
+        let _ = vs.root().var_copy("p", &Tensor::from_slice(&start));
+        vs.double();
+        let p = vs.variables()["p"].shallow_clone();
+        let mut optimizer = Optimizer::new(&vs, &t);
+        let a_tensor = Tensor::from_slice(&a).reshape([6, 4]);
+        let b_tensor = Tensor::from_slice(&b);
+        let mut reference = start.to_vec();
+        let mut states = [[0.0; 3]; 4];
+        for step in 1..=300 {
+            let lr = t.learning_rate * (1.0 - 0.15 * (step / 50) as f64);
+            let residual = a_tensor.mv(&p) - &b_tensor;
+            let loss = (&residual * &residual).sum(TensorKind::Double) * 0.5;
+            optimizer.backward_step(&loss, lr);
+            let r: Vec<f64> = (0..6)
+                .map(|row| {
+                    (0..4)
+                        .map(|col| a[row * 4 + col] * reference[col])
+                        .sum::<f64>()
+                        - b[row]
+                })
+                .collect();
+            for col in 0..4 {
+                let g: f64 = (0..6).map(|row| a[row * 4 + col] * r[row]).sum();
+                reference[col] = reference_step(&t, &mut states[col], reference[col], g, lr, step);
+            }
+        }
+        (Vec::<f64>::try_from(&p.detach()).unwrap(), reference)
+    }
+
+    #[test]
+    fn every_optimizer_follows_its_published_rule() {
+        for settings in [
+            "optimizer: sgd, learning_rate: 0.02",
+            "optimizer: sgd, learning_rate: 0.02, weight_decay: 0.01",
+            "optimizer: sgd, momentum: 0.9",
+            "optimizer: sgd, momentum: 0.9, nesterov: true, weight_decay: 0.01",
+            "optimizer: adam, learning_rate: 0.05",
+            "optimizer: adam, learning_rate: 0.05, epsilon: 0.1, weight_decay: 0.01",
+            "optimizer: adamw, learning_rate: 0.05",
+            "optimizer: rmsprop, learning_rate: 0.01",
+            "optimizer: rmsprop, learning_rate: 0.01, momentum: 0.5, epsilon: 0.01",
+        ] {
+            for rules in ["keras", "pytorch"] {
+                let settings = format!("{settings}, update_rules: {rules}");
+                let (cellnets, reference) = trajectories(&settings);
+                for (ours, theirs) in cellnets.iter().zip(&reference) {
+                    assert!(
+                        (ours - theirs).abs() < 1e-6,
+                        "{settings}: {cellnets:?} vs the rule's {reference:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keras_and_pytorch_adam_part_where_epsilon_meets_the_bias_correction() {
+        let (keras, _) = trajectories("optimizer: adam, learning_rate: 0.05, epsilon: 0.1");
+        let (pytorch, _) = trajectories(
+            "optimizer: adam, learning_rate: 0.05, epsilon: 0.1, update_rules: pytorch",
+        );
+        let apart = keras.iter().zip(&pytorch).map(|(k, p)| (k - p).abs());
+        assert!(apart.fold(0.0, f64::max) > 1e-3, "{keras:?} vs {pytorch:?}");
+    }
+
+    #[test]
+    fn plain_sgd_is_bit_for_bit_libtorchs() {
+        use tch::nn::OptimizerConfig;
+        let (vs, ours) = (
+            nn::VarStore::new(Device::Cpu),
+            nn::VarStore::new(Device::Cpu),
+        );
+        let weights = vs.root().randn("w", &[37, 29], 0.0, 1.0);
+        let mine = ours.root().var_copy("w", &weights);
+        let target = Tensor::randn([37, 29], (TensorKind::Float, Device::Cpu));
+        let mut libtorch = nn::Sgd::default().build(&vs, 0.0137).unwrap();
+        let mut cellnets = Optimizer::new(&ours, &training("learning_rate: 0.0137"));
+        for _ in 0..20 {
+            libtorch.backward_step(&(&weights * &target).sin().sum(TensorKind::Float));
+            cellnets.backward_step(&(&mine * &target).sin().sum(TensorKind::Float), 0.0137);
+        }
+        assert!(mine.equal(&weights));
+    }
+
+    #[test]
+    fn a_restored_optimizer_steps_as_the_one_it_was_saved_from() {
+        let t = training("optimizer: adam, learning_rate: 0.1");
+        let step = |vs: &nn::VarStore, optimizer: &mut Optimizer| {
+            let p = vs.variables()["p"].shallow_clone();
+            optimizer.backward_step(&(&p * &p).sum(TensorKind::Float), t.learning_rate);
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _ = vs
+            .root()
+            .var_copy("p", &Tensor::from_slice(&[1.0f32, -2.0, 3.0]));
+        let mut optimizer = Optimizer::new(&vs, &t);
+        (0..3).for_each(|_| step(&vs, &mut optimizer));
+        let saved = OptimizerState(
+            optimizer
+                .state()
+                .0
+                .into_iter()
+                .map(|(name, tensor)| (name, tensor.copy()))
+                .collect(),
+        );
+        let mut copy = nn::VarStore::new(Device::Cpu);
+        let _ = copy.root().zeros("p", &[3]);
+        copy.copy(&vs).unwrap();
+        let mut restored = Optimizer::new(&copy, &t);
+        restored.restore(&saved).unwrap();
+        step(&vs, &mut optimizer);
+        step(&copy, &mut restored);
+        assert!(vs.variables()["p"].equal(&copy.variables()["p"]));
+
+        let mut fresh = Optimizer::new(&copy, &t);
+        let error = fresh.restore(&OptimizerState::default()).unwrap_err();
+        assert!(error.to_string().contains("no step count"), "{error}");
+    }
+}
