@@ -5,8 +5,8 @@ What it measures
 ----------------
 For every repeat r = 1..R and every model m it runs, back to back,
 
-    CELLNETS bench --models m --epochs N --data-dir DIR --device D
-    PYTHON bench/pytorch_bench.py --models m --epochs N --data-dir DIR --device D
+    CELLNETS bench --models m --epochs N --data-dir DIR --device D --optimizer O
+    PYTHON bench/pytorch_bench.py --models m --epochs N --data-dir DIR --device D --optimizer O
 
 (cellnets first on odd repeats, PyTorch first on even ones, so slow drift of the
 machine's load cancels out).  Both print the same table on stdout:
@@ -29,7 +29,9 @@ How to run
 
 Options: --models (comma list, default all five), --epochs N (default 2),
 --repeats R (default 3), --data-dir DIR (default $CELLNETS_DATA_DIR or data),
---device auto|cpu|cuda (default auto), --cellnets PATH (default
+--device auto|cpu|cuda (default auto), --optimizer sgd|momentum|adam (default sgd;
+PyTorch steps with torch.optim's foreach implementation), --threads T (both tools),
+--cellnets PATH (default
 target/release/cellnets under the repository root), --python PATH (default:
 the interpreter running this script), --out FILE (CSV of every measurement:
 repeat, model, tool, epoch_seconds, samples_per_second, val_seconds).
@@ -197,6 +199,11 @@ def main():
     parser.add_argument("--data-dir", default=os.environ.get("CELLNETS_DATA_DIR", "data"),
                         help="directory holding bloodmnist.npz (default $CELLNETS_DATA_DIR or data)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], default="sgd",
+                        help="sgd (the study's), momentum (SGD, 0.9) or adam; PyTorch uses "
+                             "torch.optim's foreach implementation")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="libtorch / torch threads for both (default: their default)")
     parser.add_argument("--cellnets", type=Path, default=REPO_ROOT / "target" / "release" / "cellnets",
                         help="cellnets binary (default: target/release/cellnets in the repository)")
     parser.add_argument("--python", default=sys.executable,
@@ -223,7 +230,10 @@ def main():
 
     ensure_pytorch_side(args.python)
 
-    common = ["--epochs", str(args.epochs), "--data-dir", str(args.data_dir), "--device", args.device]
+    common = ["--epochs", str(args.epochs), "--data-dir", str(args.data_dir), "--device", args.device,
+              "--optimizer", args.optimizer]
+    if args.threads is not None:
+        common += ["--threads", str(args.threads)]
 
     def command(tool, model):
         if tool == "cellnets":

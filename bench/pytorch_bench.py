@@ -14,7 +14,8 @@ two programs can be compared side by side (see bench/compare.py):
 * Models use Keras-equivalent initialisation: every conv/linear weight is
   Glorot (xavier) uniform, every bias zero.
 * Training: cross-entropy on logits, plain SGD (lr 0.01, no momentum, no weight
-  decay), batch 32, a fresh torch.randperm order each epoch.  Loss and accuracy
+  decay; --optimizer momentum: SGD 0.01 with momentum 0.9; --optimizer adam: Adam
+  0.001, eps 1e-7; both torch.optim with foreach=True), batch 32, a fresh torch.randperm order each epoch.  Loss and accuracy
   are accumulated on the device and read with .item() once per epoch.
 * Validation: model.eval() + torch.no_grad(), batches of 1024 over the
   validation rows, mean loss and accuracy read once at the end.  It is timed
@@ -38,6 +39,7 @@ How to run
     python bench/pytorch_bench.py --device cuda --threads 2
 
 Options: --models (comma list, default all five), --epochs N (default 3),
+--optimizer sgd|momentum|adam (default sgd),
 --data-dir DIR (default $CELLNETS_DATA_DIR or "data"), --device auto|cpu|cuda
 (default auto), --threads T (default: leave torch's default).
 
@@ -259,7 +261,17 @@ def validate(model, val_x, val_y, device):
     return time.perf_counter() - start, loss_value, acc
 
 
-def bench_model(name, epochs, data, device):
+def make_optimizer(kind, params):
+    """The optimizer `cellnets bench --optimizer KIND` times, as torch.optim's foreach
+    implementation (one kernel per operation over all parameters)."""
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=LR)
+    if kind == "momentum":
+        return torch.optim.SGD(params, lr=LR, momentum=0.9, foreach=True)
+    return torch.optim.Adam(params, lr=0.001, eps=1e-7, foreach=True)
+
+
+def bench_model(name, epochs, data, device, optimizer):
     train_x, train_y, val_x, val_y = data
     torch.manual_seed(0)
     model = build_model(name).to(device)
@@ -268,7 +280,7 @@ def bench_model(name, epochs, data, device):
     assert params == EXPECTED_PARAMS[name], (
         f"{name}: {params} trainable parameters, expected {EXPECTED_PARAMS[name]}"
     )
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    opt = make_optimizer(optimizer, model.parameters())
 
     secs, loss, acc = train_epoch(model, opt, train_x, train_y, device)
     vsecs, vloss, vacc = validate(model, val_x, val_y, device)
@@ -327,6 +339,8 @@ def main():
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's default)")
+    parser.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], default="sgd",
+                        help="sgd (the study's), momentum (0.9) or adam (default sgd)")
     args = parser.parse_args()
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
@@ -341,7 +355,7 @@ def main():
 
     print("model epoch_seconds samples_per_second val_seconds params", flush=True)
     for name in args.models:
-        epoch_s, sps, val_s, params = bench_model(name, args.epochs, data, device)
+        epoch_s, sps, val_s, params = bench_model(name, args.epochs, data, device, args.optimizer)
         print(f"{name} {epoch_s:.3f} {sps:.1f} {val_s:.3f} {params}", flush=True)
 
 

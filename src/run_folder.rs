@@ -228,7 +228,7 @@ impl RunFolder {
         Ok(())
     }
 
-    /// Removes the resume state and its weights.
+    /// Removes the resume state and both slots.
     pub fn clear_resume(&self) -> Result<()> {
         let slots = [0, 1].map(|epoch| [self.slot(epoch), self.optimizer_slot(epoch)]);
         for path in std::iter::once(self.state_yaml()).chain(slots.into_iter().flatten()) {

@@ -1,7 +1,8 @@
 //! The training loop. It knows nothing of files: what happens around it (the epoch
 //! table, the progress bar, early stopping) are callbacks, as in Lightning, and each
-//! finished epoch is committed through a `Checkpointer`, with the best epoch so far and
-//! every callback's state, as the one point a killed run resumes from.
+//! finished epoch is committed through a `Checkpointer`, with the optimizer's state, the
+//! best epoch so far and every callback's state, as the one point a killed run resumes
+//! from.
 
 mod optimizer;
 mod step;

@@ -137,25 +137,37 @@ impl Optimizer {
         }
     }
 
-    /// Backpropagates `loss` from zeroed gradients and steps at `learning_rate`.
-    pub fn backward_step(&mut self, loss: &Tensor, learning_rate: f64) {
-        for param in &mut self.params {
-            param.value.zero_grad();
-        }
-        loss.backward();
-        self.step(learning_rate);
+    /// Backpropagates `loss` and steps at `learning_rate`; returns the gradients of
+    /// `also`, tensors outside the optimizer (a fused layer's output). Gradients are
+    /// returned by autograd, never accumulated into `.grad`: nothing to zero before the
+    /// next step, as libtorch's `zero_grad(set_to_none)` had it.
+    pub fn backward_step(
+        &mut self,
+        loss: &Tensor,
+        learning_rate: f64,
+        also: &[&Tensor],
+    ) -> Vec<Tensor> {
+        let inputs: Vec<&Tensor> = self
+            .params
+            .iter()
+            .map(|param| &param.value)
+            .chain(also.iter().copied())
+            .collect();
+        let mut grads = Tensor::run_backward(&[loss], &inputs, false, false);
+        let also_grads = grads.split_off(self.params.len());
+        self.step(&grads, learning_rate);
+        also_grads
     }
 
-    /// One update of every variable that has a gradient (a first layer updated by the
-    /// fused step has none).
-    pub fn step(&mut self, learning_rate: f64) {
+    /// One update of every variable with a gradient in `grads` (in `params` order); a
+    /// first layer updated by the fused step has none.
+    fn step(&mut self, grads: &[Tensor], learning_rate: f64) {
         self.steps += 1;
         let (rule, rules, decay, steps) = (self.rule, self.rules, self.decay, self.steps);
         tch::no_grad(|| {
-            for param in &mut self.params {
-                let grad = param.value.grad();
+            for (param, grad) in self.params.iter_mut().zip(grads) {
                 if grad.defined() {
-                    update(param, &grad, learning_rate, rule, rules, decay, steps);
+                    update(param, grad, learning_rate, rule, rules, decay, steps);
                 }
             }
         });
@@ -410,7 +422,7 @@ mod tests {
             let lr = t.learning_rate * (1.0 - 0.15 * (step / 50) as f64);
             let residual = a_tensor.mv(&p) - &b_tensor;
             let loss = (&residual * &residual).sum(TensorKind::Double) * 0.5;
-            optimizer.backward_step(&loss, lr);
+            optimizer.backward_step(&loss, lr, &[]);
             let r: Vec<f64> = (0..6)
                 .map(|row| {
                     (0..4)
@@ -477,7 +489,8 @@ mod tests {
         let mut cellnets = Optimizer::new(&ours, &training("learning_rate: 0.0137"));
         for _ in 0..20 {
             libtorch.backward_step(&(&weights * &target).sin().sum(TensorKind::Float));
-            cellnets.backward_step(&(&mine * &target).sin().sum(TensorKind::Float), 0.0137);
+            let loss = (&mine * &target).sin().sum(TensorKind::Float);
+            cellnets.backward_step(&loss, 0.0137, &[]);
         }
         assert!(mine.equal(&weights));
     }
@@ -487,7 +500,7 @@ mod tests {
         let t = training("optimizer: adam, learning_rate: 0.1");
         let step = |vs: &nn::VarStore, optimizer: &mut Optimizer| {
             let p = vs.variables()["p"].shallow_clone();
-            optimizer.backward_step(&(&p * &p).sum(TensorKind::Float), t.learning_rate);
+            optimizer.backward_step(&(&p * &p).sum(TensorKind::Float), t.learning_rate, &[]);
         };
         let vs = nn::VarStore::new(Device::Cpu);
         let _ = vs

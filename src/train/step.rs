@@ -49,9 +49,9 @@ impl<'a> FusedInputDense<'a> {
             tch::no_grad(|| inputs.linear(&layer.ws, layer.bs.as_ref())).set_requires_grad(true);
         let logits = self.rest.forward_t(&pre_activation, true);
         let loss = logits.cross_entropy_for_logits(labels);
-        optimizer.backward_step(&loss, learning_rate);
+        let grads = optimizer.backward_step(&loss, learning_rate, &[&pre_activation]);
         tch::no_grad(|| {
-            let step = pre_activation.grad() * -learning_rate;
+            let step = &grads[0] * -learning_rate;
             let _ = layer.ws.shallow_clone().addmm_(&step.tr(), &inputs);
             if let Some(bias) = &layer.bs {
                 let _ = bias
@@ -108,7 +108,7 @@ pub fn train_epoch(
             None => {
                 let logits = model.forward_t(&images, true);
                 let loss = logits.cross_entropy_for_logits(&labels);
-                optimizer.backward_step(&loss, learning_rate);
+                optimizer.backward_step(&loss, learning_rate, &[]);
                 (logits, loss)
             }
         };
@@ -232,7 +232,7 @@ mod tests {
                         let loss = model
                             .forward_t(&images, true)
                             .cross_entropy_for_logits(&labels);
-                        optimizer.backward_step(&loss, 0.5);
+                        optimizer.backward_step(&loss, 0.5, &[]);
                     }
                 }
             }
