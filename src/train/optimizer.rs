@@ -32,6 +32,9 @@ struct Param {
     value: Tensor,
     /// The rule's buffers, in the order of `Rule::buffers`.
     buffers: Vec<Tensor>,
+    /// Room for the intermediate tensors of Adam's and RMSprop's steps, so that a step
+    /// allocates nothing the size of the variable (38 MB a step for the 4096-unit MLP).
+    scratch: Option<Tensor>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -118,6 +121,7 @@ impl Optimizer {
             .into_iter()
             .map(|(name, value)| Param {
                 buffers: rule.buffers().iter().map(|_| value.zeros_like()).collect(),
+                scratch: (!matches!(rule, Rule::Sgd { .. })).then(|| value.zeros_like()),
                 name,
                 value,
             })
@@ -155,19 +159,20 @@ impl Optimizer {
             .collect();
         let mut grads = Tensor::run_backward(&[loss], &inputs, false, false);
         let also_grads = grads.split_off(self.params.len());
-        self.step(&grads, learning_rate);
+        self.step(grads, learning_rate);
         also_grads
     }
 
     /// One update of every variable with a gradient in `grads` (in `params` order); a
-    /// first layer updated by the fused step has none.
-    fn step(&mut self, grads: &[Tensor], learning_rate: f64) {
+    /// first layer updated by the fused step has none. The gradients are the step's own
+    /// to overwrite.
+    fn step(&mut self, grads: Vec<Tensor>, learning_rate: f64) {
         self.steps += 1;
         let (rule, rules, decay, steps) = (self.rule, self.rules, self.decay, self.steps);
         tch::no_grad(|| {
-            for (param, grad) in self.params.iter_mut().zip(grads) {
+            for (param, mut grad) in self.params.iter_mut().zip(grads) {
                 if grad.defined() {
-                    update(param, grad, learning_rate, rule, rules, decay, steps);
+                    update(param, &mut grad, learning_rate, rule, rules, decay, steps);
                 }
             }
         });
@@ -227,7 +232,7 @@ fn add_scaled(target: &mut Tensor, tensor: &Tensor, scale: f64) {
 
 fn update(
     param: &mut Param,
-    grad: &Tensor,
+    grad: &mut Tensor,
     rate: f64,
     rule: Rule,
     rules: UpdateRules,
@@ -235,35 +240,33 @@ fn update(
     steps: i64,
 ) {
     let p = &mut param.value;
-    let grad = match decay {
-        Decay::Coupled(wd) => grad + &*p * wd,
-        Decay::Decoupled(wd) => {
-            let _ = p.g_mul_scalar_(1.0 - rate * wd);
-            grad.shallow_clone()
-        }
-        Decay::None => grad.shallow_clone(),
-    };
+    match decay {
+        Decay::Coupled(wd) => add_scaled(grad, p, wd),
+        Decay::Decoupled(wd) => drop(p.g_mul_scalar_(1.0 - rate * wd)),
+        Decay::None => {}
+    }
     let keras = rules == UpdateRules::Keras;
-    match (rule, param.buffers.as_mut_slice()) {
-        (Rule::Sgd { .. }, []) => add_scaled(p, &grad, -rate),
-        (Rule::Sgd { momentum, nesterov }, [velocity]) if keras => {
+    let scratch = param.scratch.as_mut();
+    match (rule, param.buffers.as_mut_slice(), scratch) {
+        (Rule::Sgd { .. }, [], _) => add_scaled(p, grad, -rate),
+        (Rule::Sgd { momentum, nesterov }, [velocity], _) if keras => {
             let _ = velocity.g_mul_scalar_(momentum);
-            add_scaled(velocity, &grad, -rate);
+            add_scaled(velocity, grad, -rate);
             if nesterov {
                 add_scaled(p, velocity, momentum);
-                add_scaled(p, &grad, -rate);
+                add_scaled(p, grad, -rate);
             } else {
                 let _ = p.g_add_(velocity);
             }
         }
-        (Rule::Sgd { momentum, nesterov }, [buffer]) => {
-            let _ = buffer.g_mul_scalar_(momentum).g_add_(&grad);
-            let direction = if nesterov {
-                &grad + &*buffer * momentum
+        (Rule::Sgd { momentum, nesterov }, [buffer], _) => {
+            let _ = buffer.g_mul_scalar_(momentum).g_add_(grad);
+            if nesterov {
+                add_scaled(grad, buffer, momentum);
+                add_scaled(p, grad, -rate);
             } else {
-                buffer.shallow_clone()
-            };
-            add_scaled(p, &direction, -rate);
+                add_scaled(p, buffer, -rate);
+            }
         }
         (
             Rule::Adam {
@@ -272,20 +275,25 @@ fn update(
                 epsilon,
             },
             [m, v],
+            Some(scratch),
         ) => {
-            let _ = m.lerp_(&grad, 1.0 - beta_1);
+            let _ = m.lerp_(grad, 1.0 - beta_1);
+            let _ = grad.mul_out(scratch, grad);
             let correction_1 = 1.0 - beta_1.powi(steps as i32);
             let correction_2 = 1.0 - beta_2.powi(steps as i32);
-            if keras {
-                let _ = v.lerp_(&(&grad * &grad), 1.0 - beta_2);
-                let alpha = rate * correction_2.sqrt() / correction_1;
-                add_scaled(p, &(&*m / (v.sqrt() + epsilon)), -alpha);
+            let step_size = if keras {
+                let _ = v.lerp_(scratch, 1.0 - beta_2);
+                let _ = v.sqrt_out(scratch);
+                rate * correction_2.sqrt() / correction_1
             } else {
                 let _ = v.g_mul_scalar_(beta_2);
-                add_scaled(v, &(&grad * &grad), 1.0 - beta_2);
-                let denominator = v.sqrt() / correction_2.sqrt() + epsilon;
-                add_scaled(p, &(&*m / denominator), -rate / correction_1);
-            }
+                add_scaled(v, scratch, 1.0 - beta_2);
+                let _ = v.sqrt_out(scratch).g_div_scalar_(correction_2.sqrt());
+                rate / correction_1
+            };
+            let _ = scratch.g_add_scalar_(epsilon);
+            let _ = m.div_out(scratch, scratch);
+            add_scaled(p, scratch, -step_size);
         }
         (
             Rule::Rmsprop {
@@ -294,29 +302,32 @@ fn update(
                 epsilon,
             },
             [mean_square, rest @ ..],
+            Some(scratch),
         ) => {
+            let _ = grad.mul_out(scratch, grad);
             let _ = mean_square.g_mul_scalar_(rho);
-            add_scaled(mean_square, &(&grad * &grad), 1.0 - rho);
-            let denominator = if keras {
-                (&*mean_square + epsilon).sqrt()
+            add_scaled(mean_square, scratch, 1.0 - rho);
+            if keras {
+                let _ = mean_square.add_scalar_out(scratch, epsilon).sqrt_();
             } else {
-                mean_square.sqrt() + epsilon
-            };
-            let scaled = &grad / denominator;
+                let _ = mean_square.sqrt_out(scratch).g_add_scalar_(epsilon);
+            }
+            // The gradient over the root mean square.
+            let _ = grad.div_out(scratch, scratch);
             match rest {
                 [velocity] if keras => {
                     let _ = velocity.g_mul_scalar_(momentum);
-                    add_scaled(velocity, &scaled, rate);
+                    add_scaled(velocity, scratch, rate);
                     let _ = p.g_sub_(velocity);
                 }
                 [buffer] => {
-                    let _ = buffer.g_mul_scalar_(momentum).g_add_(&scaled);
+                    let _ = buffer.g_mul_scalar_(momentum).g_add_(scratch);
                     add_scaled(p, buffer, -rate);
                 }
-                _ => add_scaled(p, &scaled, -rate),
+                _ => add_scaled(p, scratch, -rate),
             }
         }
-        (rule, buffers) => unreachable!("{rule:?} with {} buffers", buffers.len()),
+        (rule, buffers, _) => unreachable!("{rule:?} with {} buffers", buffers.len()),
     }
 }
 
