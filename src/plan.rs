@@ -407,6 +407,34 @@ stages:
     }
 
     #[test]
+    fn a_runs_revision_is_the_latest_change_to_what_it_computes() {
+        let manifest = parse(
+            "dataset: {name: bloodmnist}
+defaults: {epochs: 1}
+stages:
+  - name: mlp
+    model: {kind: mlp, hidden: 8}
+    grid: {dropout: [0.0, 0.5]}
+  - name: deep
+    model: {kind: dense_cnn}
+    grid: {momentum: [0.0, 0.9]}
+  - name: cnn
+    model: {kind: cnn, kernels: 2, kernel_size: 3}
+    grid: {optimizer: [sgd, adam], augment: [false, true]}
+",
+        )
+        .unwrap();
+        let revisions: Vec<u32> = plan(&manifest, &[])
+            .unwrap()
+            .iter()
+            .flat_map(|stage| stage.runs.iter().map(|run| run.revision))
+            .collect();
+        // Plain SGD keeps what it computed (1, or 2 for BatchNorm models); own
+        // optimizers, augmentation and dropout draws are revision 3.
+        assert_eq!(revisions, [1, 3, 2, 3, 1, 3, 3, 3]);
+    }
+
+    #[test]
     fn bad_grids_and_unknown_stages_are_explained() {
         let manifest = parse(STUDY).unwrap();
         let unknown = plan(&manifest, &["nope".into()]).unwrap_err().to_string();
