@@ -66,8 +66,12 @@ fn describe(stage: &StageResults) -> String {
         text += &format!("Varies {}. ", stage.varied.join(" x "));
     }
     let first = &stage.plan.runs[0];
+    let rules = match first.training.update_rules {
+        crate::manifest::UpdateRules::Keras => "",
+        crate::manifest::UpdateRules::Pytorch => " (PyTorch's update rules)",
+    };
     text += &format!(
-        "{} epochs, batch {}, {} at learning rate {}, on {}. {} of {} run(s) finished.\n\n",
+        "{} epochs, batch {}, {}{rules} at learning rate {}, on {}. {} of {} run(s) finished.\n\n",
         first.training.epochs,
         first.training.batch_size,
         stage.planned[0].get("optimizer").unwrap_or_default(),
