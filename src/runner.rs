@@ -169,7 +169,7 @@ enum Done {
 
 /// A stage's runs as the files under out/ show them.
 enum Settled {
-    Winner(Winner),
+    Winner(Box<Winner>),
     /// Every run finished, none with a usable checkpoint.
     NoWinner,
     /// Runs without a result yet.
@@ -211,7 +211,7 @@ impl Session<'_> {
         self.progress.finish_stage();
         match self.settle(&plan, datasets)? {
             Settled::Winner(winner) => {
-                self.winners.insert(plan.name.clone(), winner);
+                self.winners.insert(plan.name.clone(), *winner);
             }
             Settled::NoWinner => {}
             Settled::Unfinished(runs) => {
@@ -295,7 +295,7 @@ impl Session<'_> {
                 ""
             }
         ));
-        Ok(Settled::Winner(winner))
+        Ok(Settled::Winner(Box::new(winner)))
     }
 
     /// The winner of `stage`; when other processes still train its runs, waits for them
@@ -316,7 +316,7 @@ impl Session<'_> {
         let mut last_note: Option<Instant> = None;
         loop {
             let unfinished = match self.settle(plan, datasets)? {
-                Settled::Winner(winner) => return Ok(winner),
+                Settled::Winner(winner) => return Ok(*winner),
                 Settled::NoWinner => bail!(
                     "stage `{stage}` has no winner: every run diverged at once; change its \
                      settings and rerun it"
