@@ -442,7 +442,11 @@ fn submit_to_slurm(
         binary: std::env::current_exe().context("cannot find the cellnets binary")?,
         manifest: absolute(&manifest_path)?,
         out_dir: absolute(&options.out)?,
-        data_dir: std::path::absolute(data::data_dir(options.data_dir.as_deref()))?,
+        // The data folder may not exist yet: its files download on first use.
+        data_dir: {
+            let dir = data::data_dir(options.data_dir.as_deref());
+            std::fs::canonicalize(&dir).or_else(|_| std::path::absolute(&dir))?
+        },
         device: match options.device {
             DeviceChoice::Auto => "auto",
             DeviceChoice::Cpu => "cpu",

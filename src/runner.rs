@@ -315,6 +315,7 @@ impl Session<'_> {
         let mut last_live = Instant::now();
         let mut last_note: Option<Instant> = None;
         loop {
+            crate::interrupt::check()?;
             let unfinished = match self.settle(plan, datasets)? {
                 Settled::Winner(winner) => return Ok(*winner),
                 Settled::NoWinner => bail!(

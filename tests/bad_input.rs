@@ -386,7 +386,10 @@ fn a_run_another_process_holds_is_skipped_and_trained_once_it_is_free() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert_mentions(&stderr, &["mlp/run", "trains it; skipped"]);
-    assert!(!dir.path().join("out/mlp/run").exists(), "nothing was trained");
+    assert!(
+        !dir.path().join("out/mlp/run").exists(),
+        "nothing was trained"
+    );
     assert!(claim.exists(), "another's claim is left alone");
     std::fs::remove_file(&claim).unwrap();
     let output = common::cellnets(dir.path(), &["experiments.yaml"]);

@@ -5,8 +5,8 @@
 mod common;
 
 use common::outputs::{
-    assert_same_metrics, cellnets, check_consistent, claims, committed_epoch, metrics, study_dir,
-    summary_rows,
+    assert_same_metrics, cellnets, cellnets_command, check_consistent, claims, committed_epoch,
+    metrics, study_dir, summary_rows,
 };
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -78,6 +78,10 @@ fn two_shards_share_out_and_a_killed_one_is_taken_over_when_rerun() {
         victim.with_extension("claim").exists(),
         "a SIGKILL leaves the claim"
     );
+    let status = cellnets_command(dir.path()).arg("status").output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("waiting   hidden=64  epoch "), "{status}");
+    assert!(status.contains("stale claim of"), "{status}");
 
     let rerun = finish(
         spawn(dir.path(), &shard("1/2").each_ref().map(String::as_str)),
@@ -108,6 +112,10 @@ fn two_shards_share_out_and_a_killed_one_is_taken_over_when_rerun() {
         "every claim is released: {:?}",
         claims(&out)
     );
+    let status = cellnets_command(dir.path()).arg("status").output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    let width = "width: 4 finished, 0 training, 0 waiting, 0 diverged (of 4), winner";
+    assert!(status.contains(width), "{status}");
     assert_same_metrics(&metrics(&out), &straight_metrics());
 }
 
