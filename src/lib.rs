@@ -4,13 +4,16 @@
 
 pub mod bench;
 pub mod callbacks;
+pub mod claim;
 pub mod data;
 pub mod download;
 pub mod export;
 pub mod figures;
+pub mod file_lock;
 pub mod files;
 pub mod image_folder;
 pub mod images;
+pub mod interrupt;
 pub mod list;
 pub mod manifest;
 pub mod metrics;
@@ -24,6 +27,9 @@ pub mod report;
 pub mod run_folder;
 pub mod runner;
 pub mod saved;
+pub mod shard;
+pub mod slurm;
+pub mod status;
 pub mod study;
 pub mod summary;
 pub mod train;

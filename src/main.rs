@@ -1,9 +1,12 @@
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use cellnets::saved::{self, EvalSplit};
-use cellnets::{bench, data, export, list, manifest, predict, report, runner};
+use cellnets::shard::Shard;
+use cellnets::{bench, data, export, interrupt, list, manifest, predict, report, runner};
+use cellnets::{slurm, status};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 use tch::Device;
 
 /// Runs the neural-network study described by a YAML manifest: every stage, or the
@@ -21,6 +24,8 @@ struct Cli {
     manifest: PathBuf,
     #[command(flatten)]
     options: Options,
+    #[command(flatten)]
+    sharing: SharingOptions,
 }
 
 #[derive(Subcommand)]
@@ -33,6 +38,65 @@ enum Command {
         /// The manifest that defines them.
         #[arg(long, default_value = "experiments.yaml")]
         manifest: PathBuf,
+        #[command(flatten)]
+        options: Options,
+        #[command(flatten)]
+        sharing: SharingOptions,
+    },
+    /// Writes a SLURM job array per stage under out/slurm/ (a task per unfinished run,
+    /// each stage after the stages it starts from, then a job that writes the report)
+    /// and, with --submit, submits them. Rerun it after failures: only what has not
+    /// finished is submitted.
+    Slurm {
+        /// [MANIFEST] [STAGES...]: the manifest (a .yaml or .yml file, default
+        /// experiments.yaml), then the stages to submit (default all).
+        args: Vec<String>,
+        /// Partition (queue) to run in.
+        #[arg(long)]
+        partition: Option<String>,
+        /// Time limit of each task, as SLURM writes it: 30, 2:00:00, 1-00:00:00.
+        #[arg(long)]
+        time: Option<String>,
+        /// CPUs per task; libtorch uses this many threads.
+        #[arg(long, default_value_t = 1)]
+        cpus_per_task: u32,
+        /// Memory per node, as SLURM writes it: 8G.
+        #[arg(long)]
+        mem: Option<String>,
+        /// GPUs per task (use --device cuda or auto with it).
+        #[arg(long)]
+        gpus_per_task: Option<u32>,
+        /// At most this many tasks of a stage at once (the array's %K).
+        #[arg(long)]
+        throttle: Option<u32>,
+        /// An extra #SBATCH line, e.g. --sbatch=--account=lab (repeatable).
+        #[arg(long = "sbatch", allow_hyphen_values = true)]
+        extra: Vec<String>,
+        /// Seconds before the time limit at which SLURM warns a task (SIGUSR1), which
+        /// then stops at the next batch and requeues itself.
+        #[arg(long, default_value_t = 120)]
+        signal_before: u32,
+        /// How often a task may requeue itself.
+        #[arg(long, default_value_t = 3)]
+        max_requeues: u32,
+        /// Seconds without a heartbeat after which a run's claim is taken over.
+        #[arg(long, default_value_t = cellnets::claim::DEFAULT_TIMEOUT.as_secs())]
+        claim_timeout: u64,
+        /// Submit the scripts with sbatch and print the job ids.
+        #[arg(long)]
+        submit: bool,
+        #[command(flatten)]
+        options: Options,
+    },
+    /// Prints, per stage, the runs finished, training (by whom, at which epoch),
+    /// waiting and diverged, from the files under out/.
+    Status {
+        /// The manifest whose runs to show.
+        #[arg(default_value = "experiments.yaml")]
+        manifest: PathBuf,
+        /// Seconds without a heartbeat after which a claim counts as stale.
+        #[arg(long, default_value_t = cellnets::claim::DEFAULT_TIMEOUT.as_secs())]
+        claim_timeout: u64,
         #[command(flatten)]
         options: Options,
     },
@@ -152,6 +216,23 @@ struct Options {
     threads: Option<u16>,
 }
 
+/// How a training process shares out/ with others (see the README's Cluster section).
+#[derive(Args, Clone)]
+struct SharingOptions {
+    /// Take only share I of N of each stage's runs (run positions I, I+N, ...), for N
+    /// processes on one out/ (e.g. one per GPU). Without it, a process takes every run
+    /// that no other process holds.
+    #[arg(long, default_value = "0/1")]
+    shard: Shard,
+    /// Seconds without a heartbeat after which another process's claim on a run is
+    /// taken over (a process of this host that is gone is taken over at once).
+    #[arg(long, default_value_t = cellnets::claim::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    claim_timeout: u64,
+    /// Under SLURM: how often a task stopped by SIGUSR1 or SIGTERM requeues itself.
+    #[arg(long, default_value_t = 3)]
+    max_requeues: u32,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum DeviceChoice {
     Auto,
@@ -171,6 +252,10 @@ fn main() -> ExitCode {
     }));
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<Stopped>() => {
+            eprintln!("{error}");
+            ExitCode::from(interrupt::EXIT_CODE)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -180,12 +265,52 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None => train(&cli.manifest, &[], &cli.options),
+        None => train(&cli.manifest, &[], &cli.options, &cli.sharing),
         Some(Command::Only {
             stages,
             manifest,
             options,
-        }) => train(&manifest, &stages, &options),
+            sharing,
+        }) => train(&manifest, &stages, &options, &sharing),
+        Some(Command::Slurm {
+            args,
+            partition,
+            time,
+            cpus_per_task,
+            mem,
+            gpus_per_task,
+            throttle,
+            extra,
+            signal_before,
+            max_requeues,
+            claim_timeout,
+            submit,
+            options,
+        }) => {
+            let job = slurm::JobOptions {
+                partition,
+                time,
+                cpus_per_task,
+                mem,
+                gpus_per_task,
+                throttle,
+                extra,
+                signal_before,
+                max_requeues,
+                claim_timeout_s: claim_timeout,
+            };
+            submit_to_slurm(&args, &job, submit, &options)
+        }
+        Some(Command::Status {
+            manifest,
+            claim_timeout,
+            options,
+        }) => {
+            let parsed = manifest::load(&manifest)?;
+            let timeout = Duration::from_secs(claim_timeout);
+            print!("{}", status::describe(&parsed, &options.out, timeout)?);
+            Ok(())
+        }
         Some(Command::Bench {
             models,
             epochs,
@@ -266,7 +391,17 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn train(manifest_path: &Path, only: &[String], options: &Options) -> Result<()> {
+/// A training process stopped by a signal: its message says what became of it.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped: {0}")]
+struct Stopped(interrupt::Requeue);
+
+fn train(
+    manifest_path: &Path,
+    only: &[String],
+    options: &Options,
+    sharing: &SharingOptions,
+) -> Result<()> {
     let manifest = manifest::load(manifest_path)?;
     let settings = runner::Settings {
         out_dir: options.out.clone(),
@@ -276,7 +411,71 @@ fn train(manifest_path: &Path, only: &[String], options: &Options) -> Result<()>
         jobs: options.jobs.into(),
         threads: options.threads.map(usize::from),
     };
-    runner::run(&manifest, only, &settings)?;
+    let shared = runner::Sharing {
+        shard: sharing.shard,
+        claim_timeout: Duration::from_secs(sharing.claim_timeout),
+    };
+    interrupt::install()?;
+    match runner::run_shared(&manifest, only, &settings, &shared) {
+        Ok(_) => Ok(()),
+        // The runs' claims are released by now: a requeued task may take them at once.
+        Err(error) if interrupt::requested() && is_interrupted(&error) => {
+            interrupt::ignore_further_signals();
+            eprintln!("stopping on a signal: every committed epoch is kept");
+            Err(Stopped(interrupt::requeue_self(sharing.max_requeues)).into())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn is_interrupted(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.is::<interrupt::Interrupted>())
+}
+
+/// `cellnets slurm`: writes the scripts, and submits them when asked.
+fn submit_to_slurm(
+    args: &[String],
+    job: &slurm::JobOptions,
+    submit: bool,
+    options: &Options,
+) -> Result<()> {
+    let is_manifest = |arg: &String| arg.ends_with(".yaml") || arg.ends_with(".yml");
+    let (manifest_path, stages) = match args.first() {
+        Some(first) if is_manifest(first) => (PathBuf::from(first), &args[1..]),
+        _ => (PathBuf::from("experiments.yaml"), args),
+    };
+    let manifest = manifest::load(&manifest_path)?;
+    std::fs::create_dir_all(&options.out)?;
+    let absolute = |path: &Path| {
+        std::fs::canonicalize(path).with_context(|| format!("cannot find {}", path.display()))
+    };
+    let invocation = slurm::Invocation {
+        binary: std::env::current_exe().context("cannot find the cellnets binary")?,
+        manifest: absolute(&manifest_path)?,
+        out_dir: absolute(&options.out)?,
+        // The data folder may not exist yet: its files download on first use.
+        data_dir: {
+            let dir = data::data_dir(options.data_dir.as_deref());
+            std::fs::canonicalize(&dir).or_else(|_| std::path::absolute(&dir))?
+        },
+        device: match options.device {
+            DeviceChoice::Auto => "auto",
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Cuda => "cuda",
+        }
+        .to_string(),
+    };
+    let jobs = slurm::plan_jobs(&manifest, stages, &invocation.out_dir)?;
+    let (report, written) = slurm::write_scripts(&jobs, job, &invocation)?;
+    print!("{written}");
+    if jobs.is_empty() {
+        println!("every run has finished: only the report is left");
+    }
+    if submit {
+        print!("{}", slurm::submit(&jobs, &report)?);
+    }
     Ok(())
 }
 

@@ -702,8 +702,8 @@ fn check_stage(stage: &Stage, earlier_stages: &HashSet<&str>) -> Result<()> {
 }
 
 /// Entries that cellnets itself writes directly under out/ beside the stage folders.
-/// Names starting with `.` (`.lock`) are already refused as folder names.
-const RESERVED_UNDER_OUT: [&str; 2] = [out_dir::REPORT_DIR, out_dir::REPORT_MD];
+/// Names starting with `.` are already refused as folder names.
+const RESERVED_UNDER_OUT: [&str; 3] = [out_dir::REPORT_DIR, out_dir::REPORT_MD, out_dir::SLURM_DIR];
 
 /// A stage's folder is out/<stage>: it must not be one of cellnets' own entries there.
 /// Compared ignoring case, since macOS and Windows file systems do.
@@ -714,9 +714,11 @@ fn check_not_reserved(stage: &str) -> Result<()> {
     {
         bail!(
             "a stage cannot be named `{stage}`: its results would go to out/{taken}, which \
-             `cellnets report` writes (out/{} and the figures in out/{}/). Rename the stage",
+             cellnets writes itself (`cellnets report` out/{} and the figures in out/{}/, \
+             `cellnets slurm` out/{}/). Rename the stage",
             out_dir::REPORT_MD,
-            out_dir::REPORT_DIR
+            out_dir::REPORT_DIR,
+            out_dir::SLURM_DIR
         );
     }
     Ok(())
@@ -1061,7 +1063,7 @@ stages:
 
     #[test]
     fn stage_names_that_cellnets_writes_under_out_are_refused() {
-        for name in ["report", "report.md", "Report"] {
+        for name in ["report", "report.md", "Report", "slurm"] {
             let text = MINIMAL.replace("name: mlp", &format!("name: {name}"));
             let message = format!("{:#}", parse(&text).unwrap_err());
             assert!(

@@ -1,10 +1,10 @@
 //! What cellnets keeps directly under out/ beside the stage folders: the report and
-//! the lock. A stage may not be named after one of them (see `manifest`).
+//! the SLURM scripts. A stage may not be named after one of them (see `manifest`).
 
 pub const REPORT_MD: &str = "report.md";
 /// The folder beside report.md that holds its figures and tables.
 pub const REPORT_DIR: &str = "report";
-/// Held by the process that trains into out/.
-pub const LOCK: &str = ".lock";
+/// `cellnets slurm` writes its scripts and the tasks' logs here.
+pub const SLURM_DIR: &str = "slurm";
 /// Written and removed to learn whether out/ takes files at all.
 pub const WRITE_PROBE: &str = ".cellnets-write-test";

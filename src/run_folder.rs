@@ -25,6 +25,10 @@ pub const EPOCHS_CSV: &str = "epochs.csv";
 pub const CHECKPOINT: &str = "best.safetensors";
 pub const RESULT_YAML: &str = "result.yaml";
 pub const STATE_YAML: &str = "state.yaml";
+/// `<run>.claim`, beside the run's folder (moving a folder aside leaves its claim).
+pub const CLAIM_EXTENSION: &str = "claim";
+/// Held while a process rewrites the stage's summary.csv or winner.yaml.
+const STAGE_LOCK: &str = ".stage.lock";
 /// The latest epoch's weights and optimizer state alternate between two slots, so a
 /// kill while one is written leaves the other, which `state.yaml` names, whole.
 const SLOTS: [&str; 2] = ["resume-a.safetensors", "resume-b.safetensors"];
@@ -55,6 +59,15 @@ impl StageFolder {
 
     pub fn run(&self, name: &str) -> RunFolder {
         RunFolder::at(self.dir.join(name))
+    }
+
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join(STAGE_LOCK)
+    }
+
+    pub fn create(&self) -> Result<()> {
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))
     }
 }
 
@@ -144,6 +157,20 @@ impl RunFolder {
 
     fn state_yaml(&self) -> PathBuf {
         self.dir.join(STATE_YAML)
+    }
+
+    /// The file a process creates to train this run (see `claim`).
+    pub fn claim_file(&self) -> PathBuf {
+        // Not `with_extension`: run names hold dots (`learning_rate=0.01`).
+        let name = self.dir.file_name().unwrap_or_default().to_string_lossy();
+        self.dir.with_file_name(format!("{name}.{CLAIM_EXTENSION}"))
+    }
+
+    /// The last committed epoch of an interrupted or training run, read without
+    /// touching anything (for `cellnets status`).
+    pub fn last_committed_epoch(&self) -> Option<usize> {
+        let state = read_yaml::<ResumeState>(&self.state_yaml()).ok()??;
+        Some(state.point.last.epoch)
     }
 
     fn slot(&self, epoch: usize) -> PathBuf {

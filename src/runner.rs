@@ -1,13 +1,21 @@
 //! Runs a manifest's stages: plans them, loads their data, trains each run (or reuses
 //! a finished run with the same settings), records the outcome and each stage's
 //! winner. Bad input fails before anything is written under out/.
+//!
+//! Several processes may share out/ (threads of `--jobs`, `--shard`ed processes, SLURM
+//! array tasks): each run is claimed before it trains and skipped while another holds
+//! it; summary rows are merged under a stage lock; a stage's winner is written by the
+//! process that sees its last run finish, from the runs' results on disk.
 
+use crate::claim::{self, Attempt, Holder};
 use crate::data::{Dataset, Datasets};
+use crate::file_lock::with_lock;
 use crate::manifest::{Manifest, Stage};
 use crate::out_dir;
-use crate::plan::{self, RunPlan};
+use crate::plan::{self, RunPlan, StagePlan};
 use crate::progress::Progress;
 use crate::run_folder::{find_finished, FinishedRun, RunFolder, StageFolder};
+use crate::shard::Shard;
 use crate::summary::{record_summary, RunSummary};
 use crate::trainer::{self, RunContext};
 use crate::winners::{self, read_winner, write_winner, Winner};
@@ -19,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 use tch::Device;
 
 #[derive(Debug, Clone)]
@@ -34,9 +43,39 @@ pub struct Settings {
     pub threads: Option<usize>,
 }
 
+/// How this process shares out/ with others.
+#[derive(Debug, Clone)]
+pub struct Sharing {
+    /// The share of each stage's runs this process takes.
+    pub shard: Shard,
+    /// A claim silent this long is taken over; and a process waiting for another's
+    /// runs gives up after this long without any live claim on them.
+    pub claim_timeout: Duration,
+}
+
+impl Default for Sharing {
+    fn default() -> Self {
+        Sharing {
+            shard: Shard::ALL,
+            claim_timeout: claim::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
 /// Runs the stages named in `only` (all when empty), in manifest order, and returns
 /// the summaries of their runs.
 pub fn run(manifest: &Manifest, only: &[String], settings: &Settings) -> Result<Vec<RunSummary>> {
+    run_shared(manifest, only, settings, &Sharing::default())
+}
+
+/// `run`, taking `sharing.shard` of each stage's runs, beside other processes. Returns
+/// the summaries of the stages' finished runs, in plan order.
+pub fn run_shared(
+    manifest: &Manifest,
+    only: &[String],
+    settings: &Settings,
+    sharing: &Sharing,
+) -> Result<Vec<RunSummary>> {
     let out = &settings.out_dir;
     let selected = plan::select(manifest, only)?;
     // Every stage is planned before anything trains, so a bad grid anywhere fails at once.
@@ -53,7 +92,6 @@ pub fn run(manifest: &Manifest, only: &[String], settings: &Settings) -> Result<
     }
     crate::transfer::check_transfers(&provisional, &selected, &datasets, out)?;
     prepare_out_dir(out)?;
-    let _lock = lock_out_dir(out)?;
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     match settings.threads {
         Some(threads) => tch::set_num_threads(threads as i32),
@@ -64,8 +102,10 @@ pub fn run(manifest: &Manifest, only: &[String], settings: &Settings) -> Result<
 
     let mut session = Session {
         settings,
+        sharing,
         progress: Progress::new(),
         winners: HashMap::new(),
+        unsettled: HashMap::new(),
         trained: Mutex::new(HashSet::new()),
     };
     let mut summaries = Vec::new();
@@ -112,47 +152,32 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
         })
 }
 
-/// Holds `out/.lock` for the life of the returned file: two processes writing one out/
-/// would interleave rows and overwrite each other's checkpoints.
-fn lock_out_dir(dir: &Path) -> Result<fs::File> {
-    let path = dir.join(out_dir::LOCK);
-    let mut file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {
-            use std::io::{Seek, Write};
-            file.set_len(0)?;
-            file.seek(std::io::SeekFrom::Start(0))?;
-            write!(file, "{}", std::process::id())?;
-            Ok(file)
-        }
-        Err(fs::TryLockError::WouldBlock) => {
-            let holder = fs::read_to_string(&path).unwrap_or_default();
-            bail!(
-                "another cellnets process (pid {}) is writing to {}: wait for it to end, or use \
-                 another folder with --out",
-                holder.trim(),
-                dir.display()
-            )
-        }
-        Err(fs::TryLockError::Error(error)) => {
-            Err(error).with_context(|| format!("cannot lock {}", path.display()))
-        }
-    }
-}
-
 struct Session<'a> {
     settings: &'a Settings,
+    sharing: &'a Sharing,
     progress: Progress,
     /// Winners of the stages run so far in this invocation.
     winners: HashMap<String, Winner>,
+    /// Stages run in this invocation whose other runs other processes still train.
+    unsettled: HashMap<String, StagePlan>,
     /// Run folders trained in this invocation: reusable even with `--fresh`.
     trained: Mutex<HashSet<PathBuf>>,
+}
+
+/// What became of a run this process tried to complete.
+enum Done {
+    Finished,
+    /// Another process or thread holds its claim.
+    Held(Holder),
+}
+
+/// A stage's runs as the files under out/ show them.
+enum Settled {
+    Winner(Box<Winner>),
+    /// Every run finished, none with a usable checkpoint.
+    NoWinner,
+    /// Runs without a result yet.
+    Unfinished(Vec<RunPlan>),
 }
 
 impl Session<'_> {
@@ -162,25 +187,107 @@ impl Session<'_> {
         stage: &Stage,
         datasets: &Datasets,
     ) -> Result<Vec<RunSummary>> {
-        let start = match &stage.from {
-            Some(source) => Some(self.winner(source)?.plan),
-            None => None,
-        };
+        let transfer = stage.transfer.as_ref().map(|transfer| &transfer.from);
+        for source in stage.from.iter().chain(transfer) {
+            let winner = self.winner_or_wait(source, datasets)?;
+            self.winners.insert(source.clone(), winner);
+        }
+        let start = stage
+            .from
+            .as_ref()
+            .map(|source| self.winners[source].plan.clone());
         let plan = plan::plan_stage(manifest, stage, start.as_ref())
             .with_context(|| format!("stage `{}`", stage.name))?;
         let out = &self.settings.out_dir;
-        self.progress.start_stage(&plan.name, plan.runs.len());
-        let finished = self.run_all(&plan.runs, datasets)?;
+        StageFolder::new(out, &plan.name).create()?;
+        let mine = self.my_share(&plan.runs);
+        self.progress.start_stage(&plan.name, mine.len());
+        for (run, done) in mine.iter().zip(self.run_all(&mine, datasets)?) {
+            if let Done::Held(holder) = done {
+                self.progress.note(&format!(
+                    "{}/{}: {} trains it; skipped",
+                    run.stage,
+                    run.name,
+                    holder.describe()
+                ));
+            }
+        }
         self.progress.finish_stage();
+        match self.settle(&plan, datasets)? {
+            Settled::Winner(winner) => {
+                self.winners.insert(plan.name.clone(), *winner);
+            }
+            Settled::NoWinner => {}
+            Settled::Unfinished(runs) => {
+                self.progress.note(&format!(
+                    "stage {}: {} run(s) of other processes not finished yet ({}); the process \
+                     that finishes the last one writes the winner",
+                    plan.name,
+                    runs.len(),
+                    names(&runs)
+                ));
+                self.unsettled.insert(plan.name.clone(), plan.clone());
+            }
+        }
+        self.finished_summaries(&plan, datasets)
+    }
 
+    /// The runs of `runs` that this process's shard takes.
+    fn my_share(&self, runs: &[RunPlan]) -> Vec<RunPlan> {
+        let shard = self.sharing.shard;
+        runs.iter()
+            .enumerate()
+            .filter(|(position, _)| shard.takes(*position))
+            .map(|(_, run)| run.clone())
+            .collect()
+    }
+
+    /// The summaries of the stage's runs that have finished, in plan order.
+    fn finished_summaries(&self, plan: &StagePlan, datasets: &Datasets) -> Result<Vec<RunSummary>> {
+        let mut summaries = Vec::new();
+        for run in &plan.runs {
+            if let Some(finished) = self.result_of(run, dataset_for(datasets, run))? {
+                summaries.push(finished);
+            }
+        }
+        Ok(summaries)
+    }
+
+    /// The recorded summary of `run` in its own folder, when it finished with these settings.
+    fn result_of(&self, run: &RunPlan, data: &Dataset) -> Result<Option<RunSummary>> {
+        let folder = RunFolder::of(&self.settings.out_dir, run);
+        Ok(folder
+            .read_result()?
+            .filter(|finished| finished.is_run_of(run, &data.md5))
+            .map(|finished| finished.summary))
+    }
+
+    /// Writes the stage's winner when all its runs have finished, whichever process
+    /// finished them: the winner is a function of the results on disk, so processes
+    /// that see the same results write the same file, under the stage's lock.
+    fn settle(&self, plan: &StagePlan, datasets: &Datasets) -> Result<Settled> {
+        let mut finished = Vec::new();
+        let mut unfinished = Vec::new();
+        for run in &plan.runs {
+            match self.result_of(run, dataset_for(datasets, run))? {
+                Some(summary) => finished.push((run.clone(), summary)),
+                None => unfinished.push(run.clone()),
+            }
+        }
+        if !unfinished.is_empty() {
+            return Ok(Settled::Unfinished(unfinished));
+        }
         let Some(winner) = winners::choose_winner(&finished, plan.pinned_winner.as_deref()) else {
             self.progress.note(&format!(
                 "stage {}: no run has a usable checkpoint (each diverged at once), so no winner",
                 plan.name
             ));
-            return Ok(finished.into_iter().map(|(_, summary)| summary).collect());
+            return Ok(Settled::NoWinner);
         };
-        write_winner(out, &plan.name, &winner)?;
+        let out = &self.settings.out_dir;
+        with_lock(&StageFolder::new(out, &plan.name).lock(), || {
+            write_winner(out, &plan.name, &winner)
+        })?;
         self.progress.note(&format!(
             "stage {}: winner {} (best val accuracy {:.4}{})",
             plan.name,
@@ -192,77 +299,172 @@ impl Session<'_> {
                 ""
             }
         ));
-        self.winners.insert(plan.name.clone(), winner);
-        Ok(finished.into_iter().map(|(_, summary)| summary).collect())
+        Ok(Settled::Winner(Box::new(winner)))
     }
 
-    /// Completes `runs`, `--jobs` at a time, recording each summary as it arrives;
-    /// returns them in plan order.
-    fn run_all(&self, runs: &[RunPlan], datasets: &Datasets) -> Result<Vec<(RunPlan, RunSummary)>> {
-        let complete = |run: &RunPlan, data: &Dataset| {
-            self.complete(run, data)
+    /// The winner of `stage`; when other processes still train its runs, waits for them
+    /// (taking over this shard's runs whose holder died), and gives up once no live
+    /// process has held any of them for the claim timeout.
+    fn winner_or_wait(&self, stage: &str, datasets: &Datasets) -> Result<Winner> {
+        if let Some(winner) = self.winners.get(stage) {
+            return Ok(winner.clone());
+        }
+        // A winner.yaml on disk may be an earlier study's: a stage run in this
+        // invocation waits for its own runs.
+        let Some(plan) = self.unsettled.get(stage) else {
+            return self.winner(stage);
+        };
+        let timeout = self.sharing.claim_timeout;
+        let poll = (timeout / 20).clamp(Duration::from_millis(200), Duration::from_secs(5));
+        let mut last_live = Instant::now();
+        let mut last_note: Option<Instant> = None;
+        loop {
+            crate::interrupt::check()?;
+            let unfinished = match self.settle(plan, datasets)? {
+                Settled::Winner(winner) => return Ok(*winner),
+                Settled::NoWinner => bail!(
+                    "stage `{stage}` has no winner: every run diverged at once; change its \
+                     settings and rerun it"
+                ),
+                Settled::Unfinished(runs) => runs,
+            };
+            let mine: Vec<RunPlan> = self
+                .my_share(&plan.runs)
+                .into_iter()
+                .filter(|run| unfinished.iter().any(|other| other.name == run.name))
+                .collect();
+            self.run_all(&mine, datasets)?;
+            let holders = self.live_holders(&unfinished)?;
+            if !holders.is_empty() {
+                last_live = Instant::now();
+            } else if last_live.elapsed() > timeout {
+                bail!(
+                    "stage `{stage}`: runs {} have not finished and no process has trained them \
+                     for {} s: run them (`cellnets only {stage}`, with the --shard that takes \
+                     them), then rerun this",
+                    names(&unfinished),
+                    timeout.as_secs()
+                );
+            }
+            if last_note.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                self.progress.note(&format!(
+                    "waiting for stage {stage}: {} run(s) not finished ({}){}",
+                    unfinished.len(),
+                    names(&unfinished),
+                    if holders.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", trained by {}", holders.join("; "))
+                    }
+                ));
+                last_note = Some(Instant::now());
+            }
+            thread::sleep(poll);
+        }
+    }
+
+    /// Who holds live claims on `runs`.
+    fn live_holders(&self, runs: &[RunPlan]) -> Result<Vec<String>> {
+        let mut holders = Vec::new();
+        for run in runs {
+            let path = RunFolder::of(&self.settings.out_dir, run).claim_file();
+            if let Some(seen) = claim::inspect(&path, self.sharing.claim_timeout)? {
+                if !seen.stale {
+                    holders.push(format!("{}: {}", run.name, seen.holder.describe()));
+                }
+            }
+        }
+        Ok(holders)
+    }
+
+    /// Completes those of `runs` that no other process holds, `--jobs` at a time,
+    /// recording each summary as it arrives; returns what became of each, in order.
+    fn run_all(&self, runs: &[RunPlan], datasets: &Datasets) -> Result<Vec<Done>> {
+        let attempt = |run: &RunPlan, data: &Dataset| {
+            self.attempt(run, data)
                 .with_context(|| format!("run {}/{} failed", run.stage, run.name))
         };
         let jobs = self.settings.jobs.clamp(1, runs.len().max(1));
-        let mut summaries: Vec<Option<RunSummary>> = vec![None; runs.len()];
         if jobs == 1 {
-            for (i, run) in runs.iter().enumerate() {
-                let summary = complete(run, dataset_for(datasets, run))?;
-                self.record(&summary)?;
-                summaries[i] = Some(summary);
+            return runs
+                .iter()
+                .map(|run| attempt(run, dataset_for(datasets, run)))
+                .collect();
+        }
+        let mut done: Vec<Option<Done>> = runs.iter().map(|_| None).collect();
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let (sender, receiver) = mpsc::channel();
+        let mut first_error = None;
+        thread::scope(|scope| {
+            for _ in 0..jobs {
+                // Tensors may move between threads but not be shared: each worker
+                // gets its own handles on the same data.
+                let own = datasets.shallow_clone();
+                let (sender, next, failed) = (sender.clone(), &next, &failed);
+                let attempt = &attempt;
+                scope.spawn(move || {
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(run) = runs.get(i) else { break };
+                        let result = attempt(run, dataset_for(&own, run));
+                        failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                        let _ = sender.send((i, result));
+                    }
+                });
             }
-        } else {
-            let next = AtomicUsize::new(0);
-            let failed = AtomicBool::new(false);
-            let (sender, receiver) = mpsc::channel();
-            let mut first_error = None;
-            thread::scope(|scope| {
-                for _ in 0..jobs {
-                    // Tensors may move between threads but not be shared: each worker
-                    // gets its own handles on the same data.
-                    let own = datasets.shallow_clone();
-                    let (sender, next, failed) = (sender.clone(), &next, &failed);
-                    let complete = &complete;
-                    scope.spawn(move || {
-                        while !failed.load(Ordering::Relaxed) {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(run) = runs.get(i) else { break };
-                            let result = complete(run, dataset_for(&own, run));
-                            failed.fetch_or(result.is_err(), Ordering::Relaxed);
-                            let _ = sender.send((i, result));
-                        }
-                    });
-                }
-                drop(sender);
-                for (i, result) in receiver {
-                    match result.and_then(|summary| self.record(&summary).map(|()| summary)) {
-                        Ok(summary) => summaries[i] = Some(summary),
-                        Err(error) => {
-                            failed.store(true, Ordering::Relaxed);
-                            first_error.get_or_insert(error);
-                        }
+            drop(sender);
+            for (i, result) in receiver {
+                match result {
+                    Ok(outcome) => done[i] = Some(outcome),
+                    Err(error) => {
+                        first_error.get_or_insert(error);
                     }
                 }
-            });
-            if let Some(error) = first_error {
-                return Err(error);
             }
+        });
+        if let Some(error) = first_error {
+            return Err(error);
         }
-        Ok(runs
-            .iter()
-            .cloned()
-            .zip(
-                summaries
-                    .into_iter()
-                    .map(|s| s.expect("every run completed")),
-            )
+        Ok(done
+            .into_iter()
+            .map(|outcome| outcome.expect("every run was attempted"))
             .collect())
+    }
+
+    /// Claims `run` and completes it, unless another process or thread holds it.
+    fn attempt(&self, run: &RunPlan, data: &Dataset) -> Result<Done> {
+        crate::interrupt::check()?;
+        let folder = RunFolder::of(&self.settings.out_dir, run);
+        let mut taken_over = None;
+        let claim = match claim::try_claim(
+            &folder.claim_file(),
+            self.sharing.claim_timeout,
+            &mut taken_over,
+        )? {
+            Attempt::Claimed(claim) => claim,
+            Attempt::Held(holder) => return Ok(Done::Held(holder)),
+        };
+        if let Some(stale) = taken_over {
+            self.progress.note(&format!(
+                "{}/{}: took over the stale claim of {}",
+                run.stage,
+                run.name,
+                stale.describe()
+            ));
+        }
+        let summary = self.complete(run, data)?;
+        self.record(&summary)?;
+        drop(claim);
+        Ok(Done::Finished)
     }
 
     /// Adds a finished run to its stage's summary and to the progress display.
     fn record(&self, summary: &RunSummary) -> Result<()> {
-        let path = StageFolder::new(&self.settings.out_dir, &summary.stage).summary_csv();
-        record_summary(&path, summary)?;
+        let stage = StageFolder::new(&self.settings.out_dir, &summary.stage);
+        with_lock(&stage.lock(), || {
+            record_summary(&stage.summary_csv(), summary)
+        })?;
         self.progress.finish_run(summary);
         Ok(())
     }
@@ -340,6 +542,14 @@ impl Session<'_> {
         let folder = StageFolder::new(&self.settings.out_dir, &transfer.from).run(&source.run);
         Ok(Some(folder.checkpoint()))
     }
+}
+
+/// `a, b, c`: run names for messages.
+fn names(runs: &[RunPlan]) -> String {
+    runs.iter()
+        .map(|run| run.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn dataset_for<'d>(datasets: &'d Datasets, run: &RunPlan) -> &'d Dataset {

@@ -371,28 +371,35 @@ fn an_unwritable_output_folder_is_named() {
 }
 
 #[test]
-fn a_second_process_on_the_same_out_folder_is_refused() {
+fn a_run_another_process_holds_is_skipped_and_trained_once_it_is_free() {
     let dir = with_toy_data(&common::learnable_arrays());
-    std::fs::create_dir(dir.path().join("out")).unwrap();
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.path().join("out/.lock"))
-        .unwrap();
-    lock.lock().unwrap();
+    std::fs::create_dir_all(dir.path().join("out/mlp")).unwrap();
+    // A claim of a live process of this host: this test's own.
+    let claim = dir.path().join("out/mlp/run.claim");
+    let holder = format!(
+        "host: {}\npid: {}\nstarted: 0\ntoken: test\n",
+        cellnets::claim::this_host(),
+        std::process::id()
+    );
+    std::fs::write(&claim, holder).unwrap();
     let output = common::cellnets(dir.path(), &["experiments.yaml"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
-    assert_mentions(&stderr, &["another cellnets process", "--out"]);
-    assert!(!dir.path().join("out/mlp").exists(), "nothing was trained");
-    drop(lock);
+    assert!(output.status.success(), "{stderr}");
+    assert_mentions(&stderr, &["mlp/run", "trains it; skipped"]);
+    assert!(
+        !dir.path().join("out/mlp/run").exists(),
+        "nothing was trained"
+    );
+    assert!(claim.exists(), "another's claim is left alone");
+    std::fs::remove_file(&claim).unwrap();
     let output = common::cellnets(dir.path(), &["experiments.yaml"]);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    assert!(dir.path().join("out/mlp/run/result.yaml").is_file());
+    assert!(!claim.exists(), "the claim is released");
 }
 
 #[test]

@@ -6,10 +6,12 @@
 
 mod common;
 
-use cellnets::files::read_table;
+use common::outputs::{
+    assert_same_metrics, cellnets, check_consistent, metrics, run_dirs, study_dir,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 use tch::Tensor;
 
@@ -31,115 +33,18 @@ const STUDY: &str = "  - name: width
 ";
 const RUNS: usize = 8;
 
-fn study_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    tch::manual_seed(7);
-    let mut arrays = Vec::new();
-    for (split, rows) in [("train", 1500), ("val", 10), ("test", 200)] {
-        let (images, labels) = common::learnable_split(rows);
-        arrays.push((format!("{split}_images"), images));
-        arrays.push((format!("{split}_labels"), labels));
-    }
-    Tensor::write_npz(&arrays, dir.path().join("data/toy.npz")).unwrap();
-    common::write_manifest(dir.path(), STUDY);
-    dir
-}
-
-fn cellnets(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cellnets"));
-    command
-        .args(["--device", "cpu"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
-}
-
-fn run_dirs(out: &Path) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    for stage in std::fs::read_dir(out).into_iter().flatten().flatten() {
-        for run in std::fs::read_dir(stage.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if run.path().is_dir() {
-                dirs.push(run.path());
-            }
-        }
-    }
-    dirs
-}
-
-/// Everything on disk is whole: tables parse, epochs run 1..n once each, a finished
-/// run's table, checkpoint and summary row agree. Returns finished runs' checkpoint times.
-fn check_consistent(out: &Path) -> HashMap<PathBuf, SystemTime> {
-    let mut finished = HashMap::new();
-    for dir in run_dirs(out) {
-        let csv = dir.join("epochs.csv");
-        let epochs = if csv.exists() {
-            let (header, rows) = read_table(&csv).unwrap();
-            assert_eq!(header[2], "epoch");
-            let numbers: Vec<usize> = rows.iter().map(|row| row[2].parse().unwrap()).collect();
-            assert_eq!(
-                numbers,
-                (1..=numbers.len()).collect::<Vec<_>>(),
-                "{}",
-                csv.display()
-            );
-            numbers.len()
-        } else {
-            0
-        };
-        if dir.join("result.yaml").exists() {
-            let result = std::fs::read_to_string(dir.join("result.yaml")).unwrap();
-            let result: cellnets::run_folder::FinishedRun = serde_yaml::from_str(&result).unwrap();
-            assert_eq!(epochs, result.summary.epochs, "{}", dir.display());
+/// The best checkpoints' modification times, by path: a finished run must keep its own.
+fn finished_checkpoints(out: &Path) -> HashMap<PathBuf, SystemTime> {
+    run_dirs(out)
+        .into_iter()
+        .filter(|dir| dir.join("result.yaml").exists())
+        .map(|dir| {
             let checkpoint = dir.join("best.safetensors");
             Tensor::read_safetensors(&checkpoint).unwrap();
-            finished.insert(
-                checkpoint.clone(),
-                std::fs::metadata(&checkpoint).unwrap().modified().unwrap(),
-            );
-        }
-    }
-    for stage in std::fs::read_dir(out).into_iter().flatten().flatten() {
-        let summary = stage.path().join("summary.csv");
-        if summary.exists() {
-            let (_, rows) = read_table(&summary).unwrap();
-            let mut runs: Vec<&str> = rows.iter().map(|row| row[1].as_str()).collect();
-            let count = runs.len();
-            runs.dedup();
-            assert_eq!(
-                runs.len(),
-                count,
-                "duplicate summary rows in {}",
-                summary.display()
-            );
-            for run in runs {
-                assert!(stage.path().join(run).join("result.yaml").exists());
-            }
-        }
-    }
-    finished
-}
-
-fn metrics(out: &Path) -> Vec<(String, Vec<Vec<String>>)> {
-    let mut tables: Vec<_> = run_dirs(out)
-        .into_iter()
-        .map(|dir| {
-            let (_, rows) = read_table(&dir.join("epochs.csv")).unwrap();
-            // Everything but the wall time must match.
-            let rows = rows
-                .into_iter()
-                .map(|row| [&row[..7], &row[8..]].concat())
-                .collect();
-            (dir.strip_prefix(out).unwrap().display().to_string(), rows)
+            let modified = std::fs::metadata(&checkpoint).unwrap().modified().unwrap();
+            (checkpoint, modified)
         })
-        .collect();
-    tables.sort();
-    tables
+        .collect()
 }
 
 /// Every best checkpoint, by run folder.
@@ -188,7 +93,11 @@ fn epochs_logged(out: &Path, run: &str) -> usize {
 /// Runs cellnets until `kill`; returns its stderr, or `None` if it was still running.
 fn run_until(dir: &Path, kill: Kill) -> (String, bool) {
     let out = dir.join("out");
-    let mut child = cellnets(dir).spawn().unwrap();
+    let mut child = cellnets(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let started = std::time::Instant::now();
     let exited = loop {
         if child.try_wait().unwrap().is_some() {
@@ -218,7 +127,7 @@ fn run_until(dir: &Path, kill: Kill) -> (String, bool) {
 
 #[test]
 fn a_study_killed_at_any_point_resumes_without_losing_or_repeating_anything() {
-    let killed = study_dir();
+    let killed = study_dir(STUDY);
     let out = killed.path().join("out");
     let mut resumed = Vec::new();
     let mut finished_before: HashMap<PathBuf, SystemTime> = HashMap::new();
@@ -231,7 +140,8 @@ fn a_study_killed_at_any_point_resumes_without_losing_or_repeating_anything() {
                 .filter(|line| line.contains("resuming after epoch"))
                 .map(str::to_string),
         );
-        let finished = check_consistent(&out);
+        check_consistent(&out);
+        let finished = finished_checkpoints(&out);
         for (checkpoint, modified) in &finished_before {
             assert_eq!(
                 finished.get(checkpoint),
@@ -246,7 +156,7 @@ fn a_study_killed_at_any_point_resumes_without_losing_or_repeating_anything() {
     let stderr = String::from_utf8_lossy(&last.stderr);
     assert!(last.status.success(), "{stderr}");
     resumed.extend(stderr.lines().map(str::to_string));
-    assert_eq!(check_consistent(&out).len(), RUNS, "every run finished");
+    assert_eq!(check_consistent(&out), RUNS, "every run finished");
     for stage in ["width", "dropout", "momentum", "adaptive"] {
         assert!(
             resumed
@@ -256,18 +166,13 @@ fn a_study_killed_at_any_point_resumes_without_losing_or_repeating_anything() {
         );
     }
 
-    let straight = study_dir();
+    let straight = study_dir(STUDY);
     let output = cellnets(straight.path()).output().unwrap();
     assert!(output.status.success());
     let straight_out = straight.path().join("out");
     let (resumed_tables, straight_tables) = (metrics(&out), metrics(&straight_out));
     assert_eq!(resumed_tables.len(), RUNS);
-    for ((run, resumed), (_, straight)) in resumed_tables.iter().zip(&straight_tables) {
-        assert_eq!(resumed.len(), straight.len(), "{run}: epochs trained");
-        for (resumed, straight) in resumed.iter().zip(straight) {
-            assert_eq!(resumed, straight, "{run}: epoch {} differs", resumed[2]);
-        }
-    }
+    assert_same_metrics(&resumed_tables, &straight_tables);
     let (resumed_weights, straight_weights) = (checkpoints(&out), checkpoints(&straight_out));
     for ((run, resumed), (_, straight)) in resumed_weights.iter().zip(&straight_weights) {
         for ((name, resumed), (_, straight)) in resumed.iter().zip(straight) {

@@ -224,6 +224,8 @@ pub fn fit(
             break;
         }
         let record = run_epoch(network, &mut optimizer, data, training, epoch);
+        // A signal cut the epoch short: it is not committed, the last one stays.
+        crate::interrupt::check()?;
         best.offer(&record);
         for callback in callbacks.iter_mut() {
             callback.on_epoch_end(&record)?;

@@ -97,6 +97,9 @@ pub fn train_epoch(
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
     let mut correct = Tensor::zeros([], (Kind::Int64, device));
     for start in (0..rows).step_by(batch_size) {
+        if crate::interrupt::requested() {
+            break; // fit drops this epoch
+        }
         let index = order.narrow(0, start, (batch_size as i64).min(rows - start));
         let labels = split.labels.index_select(0, &index);
         let mut images = split.images.index_select(0, &index);

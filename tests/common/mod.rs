@@ -1,6 +1,8 @@
 //! Synthetic MedMNIST-shaped data and small manifests for the integration tests.
 #![allow(dead_code)]
 
+pub mod outputs;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tch::{Device, Kind, Tensor};

@@ -1,0 +1,384 @@
+//! Claims on runs, so that several cellnets processes (threads of one, processes on one
+//! machine, or machines sharing out/ over NFS) train each run once. A claim is a file
+//! created exclusively (`O_EXCL`, which NFS honours where `flock` may not) beside the
+//! run's folder, naming its holder; a thread of the holder refreshes its modification
+//! time while the run trains. A claim is stale when its holder is a process of this
+//! host that is gone, or when its heartbeat is older than the timeout (the holder's
+//! machine died or lost the file system); a stale claim is taken over.
+
+use crate::files::read_yaml;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a claim may go without a heartbeat before others take it over.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Who holds a run, as its claim file records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Holder {
+    pub host: String,
+    pub pid: u32,
+    /// The SLURM job (`<array job>_<task>`, or the job id), when under SLURM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_job: Option<String>,
+    /// Seconds since the Unix epoch when the claim was made.
+    pub started: u64,
+    /// Tells two claims of the same process apart, so a takeover never removes a
+    /// claim other than the stale one it inspected.
+    pub token: String,
+}
+
+impl Holder {
+    fn of_this_process() -> Self {
+        static CLAIMS: AtomicU64 = AtomicU64::new(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let host = this_host();
+        let pid = std::process::id();
+        let count = CLAIMS.fetch_add(1, Ordering::Relaxed);
+        Holder {
+            token: format!("{host}-{pid}-{}-{count}", now.as_nanos()),
+            host,
+            pid,
+            slurm_job: slurm_job(),
+            started: now.as_secs(),
+        }
+    }
+
+    /// `host pid N (SLURM job J)`, for messages.
+    pub fn describe(&self) -> String {
+        let job = self
+            .slurm_job
+            .as_ref()
+            .map(|job| format!(", SLURM job {job}"))
+            .unwrap_or_default();
+        format!("{} pid {}{job}", self.host, self.pid)
+    }
+}
+
+/// The name other processes of this machine see in claims.
+pub fn this_host() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// `<array job>_<task>` for a task of a SLURM array, the job id for a plain job.
+pub fn slurm_job() -> Option<String> {
+    let var = |name| std::env::var(name).ok().filter(|value| !value.is_empty());
+    match (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID")) {
+        (Some(job), Some(task)) => Some(format!("{job}_{task}")),
+        _ => var("SLURM_JOB_ID"),
+    }
+}
+
+/// A claim as another process sees it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub holder: Holder,
+    /// Time since the holder's last heartbeat.
+    pub silent_for: Duration,
+    pub stale: bool,
+}
+
+/// Reads the claim at `path`; none when there is none. A claim file being written
+/// (empty or partial) counts as live and unnamed.
+pub fn inspect(path: &Path, timeout: Duration) -> Result<Option<Seen>> {
+    let modified = match fs::metadata(path) {
+        Ok(meta) => meta.modified().unwrap_or_else(|_| SystemTime::now()),
+        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let silent_for = SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default();
+    let holder = match read_yaml::<Holder>(path) {
+        Ok(Some(holder)) => holder,
+        Ok(None) => return Ok(None),
+        // A claim is written in one small write after its creation: a reader may see it
+        // empty for an instant. It is judged by its heartbeat alone.
+        Err(_) => Holder {
+            host: "?".into(),
+            pid: 0,
+            slurm_job: None,
+            started: 0,
+            token: String::new(),
+        },
+    };
+    let gone = holder.host == this_host()
+        && holder.pid != 0
+        && !Path::new(&format!("/proc/{}", holder.pid)).exists();
+    Ok(Some(Seen {
+        stale: gone || silent_for > timeout,
+        holder,
+        silent_for,
+    }))
+}
+
+/// What trying to claim a run gave.
+pub enum Attempt {
+    /// This process holds the run until the claim is dropped.
+    Claimed(Claim),
+    /// Another live process (or thread) holds it.
+    Held(Holder),
+}
+
+/// A held claim: its heartbeat runs until it is dropped, which removes the file.
+pub struct Claim {
+    path: PathBuf,
+    token: String,
+    stop: Arc<AtomicBool>,
+    heartbeat: Option<thread::JoinHandle<()>>,
+}
+
+/// Claims the run whose claim file is `path`, taking over a stale claim; `taken_over`
+/// receives the stale holder when one was replaced.
+pub fn try_claim(
+    path: &Path,
+    timeout: Duration,
+    taken_over: &mut Option<Holder>,
+) -> Result<Attempt> {
+    // Two rounds: a stale claim removed in the first leaves the file free for the second.
+    for _ in 0..2 {
+        let holder = Holder::of_this_process();
+        match create_exclusively(path, &holder)? {
+            true => return Ok(Attempt::Claimed(Claim::start(path, holder, timeout))),
+            false => match inspect(path, timeout)? {
+                None => continue,
+                Some(seen) if !seen.stale => return Ok(Attempt::Held(seen.holder)),
+                Some(seen) => {
+                    if remove_stale(path, &seen.holder)? {
+                        *taken_over = Some(seen.holder);
+                    }
+                }
+            },
+        }
+    }
+    match inspect(path, timeout)? {
+        Some(seen) => Ok(Attempt::Held(seen.holder)),
+        None => anyhow::bail!(
+            "{} keeps appearing and disappearing: is another cellnets process taking claims \
+             over with a much shorter --claim-timeout?",
+            path.display()
+        ),
+    }
+}
+
+/// Creates `path` with `holder` in it; false when it exists.
+fn create_exclusively(path: &Path, holder: &Holder) -> Result<bool> {
+    let mut file = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(error) if error.kind() == ErrorKind::AlreadyExists => return Ok(false),
+        Err(error) => {
+            return Err(error).with_context(|| {
+                format!(
+                    "cannot create the claim {}: is the output folder writable?",
+                    path.display()
+                )
+            })
+        }
+    };
+    let text = serde_yaml::to_string(holder)?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(true)
+}
+
+/// Removes the stale claim of `stale` at `path`, race-free: the claim is first renamed
+/// to a name of this process's own, and only the process whose rename succeeded
+/// removes it. If what it renamed is not the claim it judged stale (another process
+/// took the run over in between), that claim is put back. True when it was removed.
+fn remove_stale(path: &Path, stale: &Holder) -> Result<bool> {
+    let aside = path.with_extension(format!(
+        "stale-{}",
+        Holder::of_this_process()
+            .token
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    ));
+    match fs::rename(path, &aside) {
+        Ok(()) => {}
+        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot take over {}", path.display()))
+        }
+    }
+    let renamed = read_yaml::<Holder>(&aside).ok().flatten();
+    if renamed.is_some_and(|holder| holder.token != stale.token) {
+        // A hard link creates `path` only if it is still free, never over a new claim.
+        let _ = fs::hard_link(&aside, path);
+        let _ = fs::remove_file(&aside);
+        return Ok(false);
+    }
+    fs::remove_file(&aside).with_context(|| format!("cannot remove {}", aside.display()))?;
+    Ok(true)
+}
+
+impl Claim {
+    fn start(path: &Path, holder: Holder, timeout: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        // Several beats per timeout, so one late beat never makes a live claim stale.
+        let every = (timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
+        let heartbeat = {
+            let (path, stop) = (path.to_path_buf(), stop.clone());
+            thread::spawn(move || beat(&path, every, &stop))
+        };
+        Claim {
+            path: path.to_path_buf(),
+            token: holder.token,
+            stop,
+            heartbeat: Some(heartbeat),
+        }
+    }
+
+    /// Whether the claim file is still this claim: false once another process took it
+    /// over (after this one was silent past the timeout).
+    pub fn still_held(&self) -> bool {
+        read_yaml::<Holder>(&self.path)
+            .ok()
+            .flatten()
+            .is_some_and(|holder| holder.token == self.token)
+    }
+}
+
+/// Refreshes the claim's modification time every `every` until `stop`.
+fn beat(path: &Path, every: Duration, stop: &AtomicBool) {
+    let tick = Duration::from_millis(100).min(every);
+    let mut since = Duration::ZERO;
+    while !stop.load(Ordering::Relaxed) {
+        thread::sleep(tick);
+        since += tick;
+        if since >= every {
+            since = Duration::ZERO;
+            if let Ok(file) = fs::OpenOptions::new().append(true).open(path) {
+                let _ = file.set_modified(SystemTime::now());
+            }
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(heartbeat) = self.heartbeat.take() {
+            let _ = heartbeat.join();
+        }
+        // Only this claim's own file goes: after a takeover the file is another's.
+        if self.still_held() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(path: &Path, timeout: Duration) -> Option<Claim> {
+        match try_claim(path, timeout, &mut None).unwrap() {
+            Attempt::Claimed(claim) => Some(claim),
+            Attempt::Held(_) => None,
+        }
+    }
+
+    #[test]
+    fn a_claim_is_held_until_dropped_and_then_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.claim");
+        let first = claimed(&path, DEFAULT_TIMEOUT).expect("free at first");
+        assert!(first.still_held());
+        assert!(
+            claimed(&path, DEFAULT_TIMEOUT).is_none(),
+            "held by a live pid"
+        );
+        drop(first);
+        assert!(!path.exists());
+        assert!(claimed(&path, DEFAULT_TIMEOUT).is_some());
+    }
+
+    #[test]
+    fn the_claim_of_a_dead_process_of_this_host_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.claim");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = Holder {
+            pid: dead,
+            ..Holder::of_this_process()
+        };
+        fs::write(&path, serde_yaml::to_string(&stale).unwrap()).unwrap();
+        let mut taken_over = None;
+        let Attempt::Claimed(claim) = try_claim(&path, DEFAULT_TIMEOUT, &mut taken_over).unwrap()
+        else {
+            panic!("a dead holder's claim is stale")
+        };
+        assert_eq!(taken_over, Some(stale));
+        assert!(claim.still_held());
+    }
+
+    #[test]
+    fn a_claim_silent_past_the_timeout_is_stale_and_a_beating_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.claim");
+        let elsewhere = Holder {
+            host: "another-machine".into(),
+            ..Holder::of_this_process()
+        };
+        fs::write(&path, serde_yaml::to_string(&elsewhere).unwrap()).unwrap();
+        let timeout = Duration::from_millis(800);
+        assert!(claimed(&path, timeout).is_none(), "fresh");
+        let old = SystemTime::now() - Duration::from_secs(5);
+        fs::File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let claim = claimed(&path, timeout).expect("silent for 5 s, past 0.8 s");
+        // Its own heartbeat keeps it live well past the timeout.
+        thread::sleep(Duration::from_millis(2000));
+        assert!(!inspect(&path, timeout).unwrap().unwrap().stale);
+        assert!(claim.still_held());
+    }
+
+    #[test]
+    fn racing_processes_never_both_take_over_one_stale_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.claim");
+        let stale = Holder {
+            host: "another-machine".into(),
+            ..Holder::of_this_process()
+        };
+        fs::write(&path, serde_yaml::to_string(&stale).unwrap()).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(60);
+        fs::File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let claims: Vec<Option<Claim>> = thread::scope(|scope| {
+            let racers: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| claimed(&path, Duration::from_secs(10))))
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(claims.iter().filter(|claim| claim.is_some()).count(), 1);
+    }
+}

@@ -1,0 +1,394 @@
+//! `cellnets slurm`: a study as SLURM jobs. Each stage becomes a job array with one
+//! task per run that has not finished; task K runs `cellnets only STAGE --shard K/N`
+//! (N the stage's run count), which takes exactly the stage's K-th run. Stages wait for
+//! the stages they start from (`--dependency=afterok`), and a last job writes the
+//! report. The scripts go to out/slurm/ with `submit.sh`, which submits them in order;
+//! `--submit` does the same and prints the job ids. Rerun after failures: only what is
+//! unfinished is submitted again.
+
+use crate::manifest::{Manifest, Stage};
+use crate::plan::{self, StagePlan};
+use crate::run_folder::RunFolder;
+use crate::winners;
+use anyhow::{bail, Context, Result};
+use std::fmt::Write;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What each task asks of SLURM, and how cellnets runs in it.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    pub partition: Option<String>,
+    /// `--time`, e.g. `02:00:00`.
+    pub time: Option<String>,
+    pub cpus_per_task: u32,
+    /// `--mem`, e.g. `8G`.
+    pub mem: Option<String>,
+    pub gpus_per_task: Option<u32>,
+    /// At most this many tasks of a stage at once (`%K`).
+    pub throttle: Option<u32>,
+    /// Further `#SBATCH` lines, without the prefix: `--account=lab`, `--qos=short`.
+    pub extra: Vec<String>,
+    /// Seconds before the time limit when SLURM sends SIGUSR1 (`--signal`).
+    pub signal_before: u32,
+    pub max_requeues: u32,
+    pub claim_timeout_s: u64,
+}
+
+/// The paths and command a task runs with, all absolute: tasks start elsewhere.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub binary: PathBuf,
+    pub manifest: PathBuf,
+    pub out_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub device: String,
+}
+
+/// A stage to submit: its array's task ids (positions of unfinished runs) and the
+/// submitted stages it waits for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageJob {
+    pub stage: String,
+    pub tasks: Vec<usize>,
+    pub runs: usize,
+    pub after: Vec<String>,
+    pub script: PathBuf,
+}
+
+/// The jobs for `only` (every stage when empty) under `out_dir`: stages with unfinished
+/// runs, and those starting from a stage that has them.
+pub fn plan_jobs(manifest: &Manifest, only: &[String], out_dir: &Path) -> Result<Vec<StageJob>> {
+    let selected = plan::select(manifest, only)?;
+    let plans = winners::plan_with_recorded_winners(manifest, out_dir)?;
+    let folder = out_dir.join(crate::out_dir::SLURM_DIR);
+    let mut jobs: Vec<StageJob> = Vec::new();
+    for (position, stage) in selected.iter().enumerate() {
+        let (plan, _) = plans
+            .iter()
+            .find(|(plan, _)| plan.name == stage.name)
+            .expect("every stage is planned");
+        let after: Vec<String> = sources(stage)
+            .filter(|source| jobs.iter().any(|job| &job.stage == *source))
+            .cloned()
+            .collect();
+        for source in sources(stage) {
+            let submitted = jobs.iter().any(|job| &job.stage == source);
+            if !submitted && winners::read_winner(out_dir, source)?.is_none() {
+                bail!(
+                    "stage `{}` starts from stage `{source}`, which has no winner and is not \
+                     among the stages to submit: add it (`cellnets slurm MANIFEST {source} {}`)",
+                    stage.name,
+                    stage.name
+                );
+            }
+        }
+        // A source still training may change the winner these runs start from.
+        let tasks = if after.is_empty() {
+            unfinished(plan, out_dir)?
+        } else {
+            (0..plan.runs.len()).collect()
+        };
+        if tasks.is_empty() {
+            continue;
+        }
+        jobs.push(StageJob {
+            stage: stage.name.clone(),
+            runs: plan.runs.len(),
+            tasks,
+            after,
+            script: folder.join(format!("{:02}-{}.sbatch", position + 1, stage.name)),
+        });
+    }
+    Ok(jobs)
+}
+
+fn sources(stage: &Stage) -> impl Iterator<Item = &String> {
+    let transfer = stage.transfer.as_ref().map(|transfer| &transfer.from);
+    stage.from.iter().chain(transfer)
+}
+
+/// Positions of the stage's runs without a result of their settings; all of them are
+/// finished but the winner is missing, the first, whose task writes it.
+fn unfinished(plan: &StagePlan, out_dir: &Path) -> Result<Vec<usize>> {
+    let mut positions = Vec::new();
+    for (position, run) in plan.runs.iter().enumerate() {
+        let finished = RunFolder::of(out_dir, run)
+            .read_result()
+            .ok()
+            .flatten()
+            .is_some_and(|finished| finished.plan.same_settings(run));
+        if !finished {
+            positions.push(position);
+        }
+    }
+    if positions.is_empty() && winners::read_winner(out_dir, &plan.name)?.is_none() {
+        positions.push(0);
+    }
+    Ok(positions)
+}
+
+/// `0-4` or `0,3,7`, with `%K` when throttled.
+fn array_spec(tasks: &[usize], throttle: Option<u32>) -> String {
+    let contiguous = tasks.windows(2).all(|pair| pair[1] == pair[0] + 1);
+    let mut spec = match (tasks.first(), tasks.last()) {
+        (Some(first), Some(last)) if contiguous && tasks.len() > 1 => format!("{first}-{last}"),
+        _ => tasks
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    if let Some(k) = throttle {
+        write!(spec, "%{k}").expect("a string takes text");
+    }
+    spec
+}
+
+fn quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
+/// The `#SBATCH` lines every job shares.
+fn common_lines(name: &str, log: &str, options: &JobOptions, invocation: &Invocation) -> String {
+    let logs = invocation
+        .out_dir
+        .join(crate::out_dir::SLURM_DIR)
+        .join("logs");
+    let mut text = format!(
+        "#!/bin/bash\n#SBATCH --job-name=cellnets-{name}\n#SBATCH --output={}/{log}\n\
+         #SBATCH --open-mode=append\n#SBATCH --cpus-per-task={}\n\
+         #SBATCH --kill-on-invalid-dep=yes\n",
+        logs.display(),
+        options.cpus_per_task
+    );
+    let optional = [
+        ("partition", options.partition.clone()),
+        ("time", options.time.clone()),
+        ("mem", options.mem.clone()),
+        (
+            "gpus-per-task",
+            options.gpus_per_task.map(|n| n.to_string()),
+        ),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            writeln!(text, "#SBATCH --{key}={value}").expect("a string takes text");
+        }
+    }
+    for line in &options.extra {
+        let line = line.trim().trim_start_matches("#SBATCH").trim();
+        writeln!(text, "#SBATCH {line}").expect("a string takes text");
+    }
+    text
+}
+
+/// The sbatch script of a stage's array.
+pub fn stage_script(job: &StageJob, options: &JobOptions, invocation: &Invocation) -> String {
+    let mut text = common_lines(
+        &job.stage,
+        &format!("{}-%A_%a.log", job.stage),
+        options,
+        invocation,
+    );
+    write!(
+        text,
+        "#SBATCH --array={array}\n\
+         #SBATCH --signal=B:USR1@{signal}\n\
+         #SBATCH --requeue\n\
+         # Stage `{stage}`: task K trains run K of its {runs}. On SIGUSR1 (the time limit is\n\
+         # near) or SIGTERM, cellnets stops at the next batch, keeps the last committed\n\
+         # epoch, requeues this task (at most {requeues} times) and exits; the requeued task\n\
+         # resumes. libtorch uses the task's CPUs, not the whole node's.\n\
+         export OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}} MKL_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}}\n\
+         exec {binary} only {stage} --manifest {manifest} --out {out} --data-dir {data} \
+         --device {device} --shard \"${{SLURM_ARRAY_TASK_ID}}/{runs}\" --max-requeues {requeues} \
+         --claim-timeout {timeout} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"\n",
+        array = array_spec(&job.tasks, options.throttle),
+        signal = options.signal_before,
+        stage = job.stage,
+        runs = job.runs,
+        requeues = options.max_requeues,
+        binary = quote(&invocation.binary),
+        manifest = quote(&invocation.manifest),
+        out = quote(&invocation.out_dir),
+        data = quote(&invocation.data_dir),
+        device = invocation.device,
+        timeout = options.claim_timeout_s,
+    )
+    .expect("a string takes text");
+    text
+}
+
+/// The script of the last job, which writes the report.
+pub fn report_script(options: &JobOptions, invocation: &Invocation) -> String {
+    let cpu_only = JobOptions {
+        gpus_per_task: None,
+        ..options.clone()
+    };
+    let mut text = common_lines("report", "report-%j.log", &cpu_only, invocation);
+    writeln!(
+        text,
+        "exec {} report {} --out {} --data-dir {} --device cpu",
+        quote(&invocation.binary),
+        quote(&invocation.manifest),
+        quote(&invocation.out_dir),
+        quote(&invocation.data_dir)
+    )
+    .expect("a string takes text");
+    text
+}
+
+/// `submit.sh`: submits the scripts in order, each after the jobs it depends on.
+fn submit_script(jobs: &[StageJob], report: &Path) -> String {
+    let mut text = String::from(
+        "#!/bin/bash\n# Submits the study's jobs in order; written by `cellnets slurm`.\nset -euo pipefail\n",
+    );
+    let var = |stage: &str| {
+        format!(
+            "job_{}",
+            stage.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        )
+    };
+    for job in jobs {
+        let dependency = dependency(job.after.iter().map(|stage| format!("${}", var(stage))));
+        writeln!(
+            text,
+            "{}=$(sbatch --parsable {dependency}{} | cut -d';' -f1)\necho \"stage {}: job ${}\"",
+            var(&job.stage),
+            quote(&job.script),
+            job.stage,
+            var(&job.stage)
+        )
+        .expect("a string takes text");
+    }
+    let all = dependency(jobs.iter().map(|job| format!("${}", var(&job.stage))));
+    writeln!(
+        text,
+        "report=$(sbatch --parsable {all}{} | cut -d';' -f1)\necho \"report: job $report\"",
+        quote(report)
+    )
+    .expect("a string takes text");
+    text
+}
+
+/// `--dependency=afterok:a:b ` or nothing.
+fn dependency(ids: impl Iterator<Item = String>) -> String {
+    let ids: Vec<String> = ids.collect();
+    if ids.is_empty() {
+        String::new()
+    } else {
+        format!("--dependency=afterok:{} ", ids.join(":"))
+    }
+}
+
+/// Writes the scripts under out/slurm/ and returns what was written, as lines to print.
+pub fn write_scripts(
+    jobs: &[StageJob],
+    options: &JobOptions,
+    invocation: &Invocation,
+) -> Result<(PathBuf, String)> {
+    let folder = invocation.out_dir.join(crate::out_dir::SLURM_DIR);
+    fs::create_dir_all(folder.join("logs"))
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let mut text = String::new();
+    for job in jobs {
+        fs::write(&job.script, stage_script(job, options, invocation))
+            .with_context(|| format!("cannot write {}", job.script.display()))?;
+        writeln!(
+            text,
+            "{}: {} of {} run(s) as array {}{}",
+            job.script.display(),
+            job.tasks.len(),
+            job.runs,
+            array_spec(&job.tasks, options.throttle),
+            if job.after.is_empty() {
+                String::new()
+            } else {
+                format!(", after {}", job.after.join(", "))
+            }
+        )?;
+    }
+    let report = folder.join("report.sbatch");
+    fs::write(&report, report_script(options, invocation))
+        .with_context(|| format!("cannot write {}", report.display()))?;
+    writeln!(
+        text,
+        "{}: cellnets report, after every stage",
+        report.display()
+    )?;
+    let submit = folder.join("submit.sh");
+    fs::write(&submit, submit_script(jobs, &report))
+        .with_context(|| format!("cannot write {}", submit.display()))?;
+    writeln!(text, "{}: submits them in order", submit.display())?;
+    Ok((report, text))
+}
+
+/// Submits the jobs in order with their dependencies, then the report; returns a line
+/// per job with its id.
+pub fn submit(jobs: &[StageJob], report: &Path) -> Result<String> {
+    let mut ids: Vec<(String, String)> = Vec::new();
+    let mut text = String::new();
+    for job in jobs {
+        let after = job.after.iter().map(|stage| {
+            ids.iter()
+                .find(|(submitted, _)| submitted == stage)
+                .map(|(_, id)| id.clone())
+                .expect("sources are submitted first")
+        });
+        let id = sbatch(&job.script, dependency(after))?;
+        writeln!(
+            text,
+            "stage {}: job {id} ({} task(s))",
+            job.stage,
+            job.tasks.len()
+        )?;
+        ids.push((job.stage.clone(), id));
+    }
+    let id = sbatch(report, dependency(ids.iter().map(|(_, id)| id.clone())))?;
+    writeln!(text, "report: job {id}")?;
+    Ok(text)
+}
+
+fn sbatch(script: &Path, dependency: String) -> Result<String> {
+    let mut command = Command::new("sbatch");
+    command.arg("--parsable");
+    if let Some(option) = dependency.split_whitespace().next() {
+        command.arg(option);
+    }
+    let output = command.arg(script).output().context(
+        "cannot run sbatch: is this a SLURM login node? Without --submit, the scripts \
+         and out/slurm/submit.sh can be copied to one",
+    )?;
+    if !output.status.success() {
+        bail!(
+            "sbatch {} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let id = stdout
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if id.is_empty() {
+        bail!("sbatch {} printed no job id", script.display());
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrays_list_unfinished_runs_compactly_with_their_throttle() {
+        assert_eq!(array_spec(&[0, 1, 2, 3], None), "0-3");
+        assert_eq!(array_spec(&[1, 4, 5], Some(2)), "1,4,5%2");
+        assert_eq!(array_spec(&[3], None), "3");
+    }
+}

@@ -1,0 +1,172 @@
+//! Checks of a study's outputs that tests of interrupted and shared studies make:
+//! every table whole, no epoch or summary row twice, metrics comparable across runs.
+
+use cellnets::files::read_table;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tch::Tensor;
+
+/// A toy study's folder: `data/toy.npz` (1500 learnable train rows, as tests/kill.rs
+/// has) and an `experiments.yaml` with `stages`.
+pub fn study_dir(stages: &str) -> tempfile::TempDir {
+    // libtorch's generator is global: tests running at once must not interleave draws.
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _alone = GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    tch::manual_seed(7);
+    let mut arrays = Vec::new();
+    for (split, rows) in [("train", 1500), ("val", 10), ("test", 200)] {
+        let (images, labels) = super::learnable_split(rows);
+        arrays.push((format!("{split}_images"), images));
+        arrays.push((format!("{split}_labels"), labels));
+    }
+    Tensor::write_npz(&arrays, dir.path().join("data/toy.npz")).unwrap();
+    super::write_manifest(dir.path(), stages);
+    dir
+}
+
+/// The cellnets binary training on the CPU in `dir`, with no network.
+pub fn cellnets(dir: &Path) -> Command {
+    let mut command = cellnets_command(dir);
+    command.args(["--device", "cpu"]);
+    command
+}
+
+/// The cellnets binary in `dir`, with no network, for a subcommand.
+pub fn cellnets_command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cellnets"));
+    command
+        .current_dir(dir)
+        .env("CELLNETS_DOWNLOAD_URL", "http://127.0.0.1:9")
+        .env_remove("CELLNETS_DATA_DIR");
+    command
+}
+
+/// Every run folder under `out`: out/<stage>/<run>/.
+pub fn run_dirs(out: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for stage in std::fs::read_dir(out).into_iter().flatten().flatten() {
+        if stage.file_name() == "slurm" || stage.file_name() == "report" {
+            continue;
+        }
+        for run in std::fs::read_dir(stage.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if run.path().is_dir() {
+                dirs.push(run.path());
+            }
+        }
+    }
+    dirs.sort();
+    dirs
+}
+
+/// Checks that every epoch table holds epochs 1..n once each, that a finished run's
+/// table and result agree, and that each stage's summary has one row per finished run
+/// and none twice; returns the number of finished runs.
+pub fn check_consistent(out: &Path) -> usize {
+    let mut finished = 0;
+    for dir in run_dirs(out) {
+        let (_, rows) = read_table(&dir.join("epochs.csv")).unwrap();
+        let numbers: Vec<usize> = rows.iter().map(|row| row[2].parse().unwrap()).collect();
+        assert_eq!(
+            numbers,
+            (1..=numbers.len()).collect::<Vec<_>>(),
+            "{}",
+            dir.display()
+        );
+        if dir.join("result.yaml").exists() {
+            let text = std::fs::read_to_string(dir.join("result.yaml")).unwrap();
+            let result: cellnets::run_folder::FinishedRun = serde_yaml::from_str(&text).unwrap();
+            assert_eq!(numbers.len(), result.summary.epochs, "{}", dir.display());
+            finished += 1;
+        }
+    }
+    for stage in std::fs::read_dir(out).into_iter().flatten().flatten() {
+        let summary = stage.path().join("summary.csv");
+        if !summary.exists() {
+            continue;
+        }
+        let (_, rows) = read_table(&summary).unwrap();
+        let mut runs: Vec<&str> = rows.iter().map(|row| row[1].as_str()).collect();
+        runs.sort();
+        let count = runs.len();
+        runs.dedup();
+        assert_eq!(runs.len(), count, "a run twice in {}", summary.display());
+        for run in runs {
+            assert!(stage.path().join(run).join("result.yaml").exists(), "{run}");
+        }
+    }
+    finished
+}
+
+/// Every run's epoch table without the wall time, by `stage/run`.
+pub fn metrics(out: &Path) -> Vec<(String, Vec<Vec<String>>)> {
+    run_dirs(out)
+        .into_iter()
+        .map(|dir| {
+            let (_, rows) = read_table(&dir.join("epochs.csv")).unwrap();
+            let rows = rows
+                .into_iter()
+                .map(|row| [&row[..7], &row[8..]].concat())
+                .collect();
+            (dir.strip_prefix(out).unwrap().display().to_string(), rows)
+        })
+        .collect()
+}
+
+/// Fails naming the first run and epoch whose metrics differ (not the whole tables).
+pub fn assert_same_metrics(
+    got: &[(String, Vec<Vec<String>>)],
+    want: &[(String, Vec<Vec<String>>)],
+) {
+    let runs = |tables: &[(String, Vec<Vec<String>>)]| {
+        tables
+            .iter()
+            .map(|(run, rows)| format!("{run} ({} epochs)", rows.len()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(runs(got), runs(want), "the same runs with the same epochs");
+    for ((run, rows), (_, expected)) in got.iter().zip(want) {
+        for (row, expected) in rows.iter().zip(expected) {
+            assert_eq!(row, expected, "{run}: epoch {} differs", row[2]);
+        }
+    }
+}
+
+/// The number of rows of each stage's summary.csv, by stage.
+pub fn summary_rows(out: &Path, stage: &str) -> usize {
+    read_table(&out.join(stage).join("summary.csv"))
+        .unwrap()
+        .1
+        .len()
+}
+
+/// The claim files left under `out`.
+pub fn claims(out: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for stage in std::fs::read_dir(out).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(stage.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.path().extension().is_some_and(|ext| ext == "claim") {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// The last committed epoch of the run in `dir`, from its resume state.
+pub fn committed_epoch(dir: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(dir.join("state.yaml")).ok()?;
+    let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    value["last"]["epoch"].as_u64().map(|epoch| epoch as usize)
+}
