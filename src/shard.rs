@@ -22,11 +22,16 @@ impl Shard {
     }
 }
 
-impl FromStr for Shard {
-    type Err = String;
+/// A `--shard` that names no share of the runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is no shard: write I/N with 0 <= I < N, e.g. 0/2 and 1/2")]
+pub struct BadShard(String);
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        let bad = || format!("`{text}` is no shard: write I/N with 0 <= I < N, e.g. 0/2 and 1/2");
+impl FromStr for Shard {
+    type Err = BadShard;
+
+    fn from_str(text: &str) -> Result<Self, BadShard> {
+        let bad = || BadShard(text.to_string());
         let (index, count) = text.split_once('/').ok_or_else(bad)?;
         let (index, count) = (
             index.trim().parse().map_err(|_| bad())?,
