@@ -396,8 +396,16 @@ impl Training {
 }
 
 impl TrainingOverrides {
-    /// `self` where set, else `base`.
+    /// `self` where set, else `base`. A `self` that switches the optimizer leaves the
+    /// base optimizer's own settings (momentum, Nesterov, betas, epsilon, rho) behind:
+    /// the new one starts from its defaults.
     pub fn over(&self, base: &TrainingOverrides) -> TrainingOverrides {
+        let optimizer_of =
+            |settings: &TrainingOverrides| settings.optimizer.unwrap_or(Optimizer::Sgd);
+        let switched = self.optimizer.is_some() && optimizer_of(self) != optimizer_of(base);
+        fn own<T>(value: Option<T>, inherited: Option<T>, switched: bool) -> Option<T> {
+            value.or(inherited.filter(|_| !switched))
+        }
         TrainingOverrides {
             epochs: self.epochs.or(base.epochs),
             batch_size: self.batch_size.or(base.batch_size),
@@ -406,13 +414,13 @@ impl TrainingOverrides {
             learning_rate: self.learning_rate.or(base.learning_rate),
             monitor: self.monitor.or(base.monitor),
             seed: self.seed.or(base.seed),
-            momentum: self.momentum.or(base.momentum),
-            nesterov: self.nesterov.or(base.nesterov),
+            momentum: own(self.momentum, base.momentum, switched),
+            nesterov: own(self.nesterov, base.nesterov, switched),
             weight_decay: self.weight_decay.or(base.weight_decay),
-            beta_1: self.beta_1.or(base.beta_1),
-            beta_2: self.beta_2.or(base.beta_2),
-            epsilon: self.epsilon.or(base.epsilon),
-            rho: self.rho.or(base.rho),
+            beta_1: own(self.beta_1, base.beta_1, switched),
+            beta_2: own(self.beta_2, base.beta_2, switched),
+            epsilon: own(self.epsilon, base.epsilon, switched),
+            rho: own(self.rho, base.rho, switched),
             schedule: self.schedule.or(base.schedule),
             step_size: self.step_size.or(base.step_size),
             gamma: self.gamma.or(base.gamma),
@@ -953,21 +961,34 @@ stages:
             resolve("optimizer: adamw, update_rules: pytorch").weight_decay,
             0.01
         );
-        // A stage switching optimizer after an AdamW winner gets SGD's defaults.
+        // A stage switching optimizer after an AdamW winner gets RMSprop's defaults, and
+        // not the winner's own beta_1.
         let winner = TrainingOverrides::from(&resolve("optimizer: adamw, beta_1: 0.8"));
         assert_eq!((winner.weight_decay, winner.beta_1), (None, Some(0.8)));
         let switched = TrainingOverrides {
-            optimizer: Some(Optimizer::Sgd),
-            beta_1: None,
+            optimizer: Some(Optimizer::Rmsprop),
             ..Default::default()
         }
-        .over(&TrainingOverrides {
-            beta_1: None,
-            ..winner
-        })
+        .over(&winner)
         .resolve()
         .unwrap();
-        assert_eq!((switched.weight_decay, switched.learning_rate), (0.0, 0.01));
+        assert_eq!(
+            (
+                switched.weight_decay,
+                switched.learning_rate,
+                switched.beta_1
+            ),
+            (0.0, 0.001, None)
+        );
+        // A stage keeping the optimizer keeps its settings.
+        let kept = TrainingOverrides {
+            optimizer: Some(Optimizer::Adamw),
+            ..Default::default()
+        }
+        .over(&winner)
+        .resolve()
+        .unwrap();
+        assert_eq!(kept.beta_1, Some(0.8));
     }
 
     #[test]
