@@ -74,7 +74,7 @@ pub fn train(
 }
 
 /// An interrupted run of the same settings, found in its folder.
-struct Interrupted {
+struct ToResume {
     state: ResumeState,
     optimizer: crate::train::OptimizerState,
 }
@@ -87,7 +87,7 @@ fn ready_folder(
     run: &RunPlan,
     data: &Dataset,
     progress: &Progress,
-) -> Result<Option<Interrupted>> {
+) -> Result<Option<ToResume>> {
     let label = format!("{}/{}", run.stage, run.name);
     let state = folder.read_resume().unwrap_or_else(|error| {
         progress.note(&format!(
@@ -123,7 +123,7 @@ fn ready_folder(
                 "{label}: resuming after epoch {}",
                 state.point.last.epoch
             ));
-            Ok(Some(Interrupted { state, optimizer }))
+            Ok(Some(ToResume { state, optimizer }))
         }
         Err(error) => {
             progress.note(&format!(
@@ -221,7 +221,7 @@ fn fit_with_callbacks(
     data: &Dataset,
     run: &RunPlan,
     folder: &RunFolder,
-    resume: Option<Interrupted>,
+    resume: Option<ToResume>,
     context: &RunContext,
 ) -> Result<Fitted> {
     let mut log = EpochLog::new(folder, run);
