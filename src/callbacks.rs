@@ -1,6 +1,7 @@
 //! What a run trains with around the loop: its epoch table, early stopping, and the
 //! checkpointer that commits each epoch to the run's folder.
 
+use crate::claim::Claim;
 use crate::manifest::Monitor;
 use crate::plan::RunPlan;
 use crate::run_folder::{EpochTable, ResumeState, RunFolder};
@@ -93,6 +94,20 @@ impl Callback for EarlyStopping {
         *self = serde_yaml::from_value(state.clone())
             .context("the resume point holds no early-stopping state")?;
         Ok(())
+    }
+}
+
+/// Stops a run whose claim another process took over, before its epoch is logged or
+/// committed: the run's folder is the other process's now.
+pub struct ClaimGuard<'a>(pub &'a Claim);
+
+impl Callback for ClaimGuard<'_> {
+    fn name(&self) -> &'static str {
+        "claim"
+    }
+
+    fn on_epoch_end(&mut self, _record: &EpochRecord) -> Result<()> {
+        Ok(self.0.check_held()?)
     }
 }
 

@@ -249,11 +249,40 @@ impl Claim {
     /// Whether the claim file is still this claim: false once another process took it
     /// over (after this one was silent past the timeout).
     pub fn still_held(&self) -> bool {
-        read_yaml::<Holder>(&self.path)
-            .ok()
-            .flatten()
+        self.current_holder()
             .is_some_and(|holder| holder.token == self.token)
     }
+
+    fn current_holder(&self) -> Option<Holder> {
+        read_yaml::<Holder>(&self.path).ok().flatten()
+    }
+
+    /// Fails with `ClaimLost` once another process took the run over: this one must not
+    /// write another epoch or a result into the run's folder.
+    pub fn check_held(&self) -> Result<(), ClaimLost> {
+        match self.current_holder() {
+            Some(holder) if holder.token == self.token => Ok(()),
+            holder => Err(ClaimLost {
+                path: self.path.clone(),
+                holder,
+            }),
+        }
+    }
+}
+
+/// A claim another process took over while this one still trained the run (it was
+/// silent past the timeout: a suspended machine, a file-system outage).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{}: another process took this run over{} after this one was silent past the claim \
+     timeout; this one stops without committing",
+    path.display(),
+    holder.as_ref().map(|holder| format!(" ({})", holder.describe())).unwrap_or_default()
+)]
+pub struct ClaimLost {
+    pub path: PathBuf,
+    /// Who holds it now; none when the file is gone (the taker finished).
+    pub holder: Option<Holder>,
 }
 
 /// Refreshes the claim's modification time every `every` until `stop`.
@@ -330,6 +359,24 @@ mod tests {
         };
         assert_eq!(taken_over, Some(stale));
         assert!(claim.still_held());
+    }
+
+    #[test]
+    fn a_claim_taken_over_says_so_to_its_old_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.claim");
+        let claim = claimed(&path, DEFAULT_TIMEOUT).unwrap();
+        claim.check_held().unwrap();
+        let taker = Holder {
+            host: "another-machine".into(),
+            ..Holder::of_this_process()
+        };
+        fs::write(&path, serde_yaml::to_string(&taker).unwrap()).unwrap();
+        let lost = claim.check_held().unwrap_err();
+        assert_eq!(lost.holder, Some(taker));
+        assert!(lost.to_string().contains("another-machine"), "{lost}");
+        drop(claim);
+        assert!(path.exists(), "the taker's claim stays");
     }
 
     #[test]

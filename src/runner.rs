@@ -7,7 +7,7 @@
 //! it; summary rows are merged under a stage lock; a stage's winner is written by the
 //! process that sees its last run finish, from the runs' results on disk.
 
-use crate::claim::{self, Attempt, Holder};
+use crate::claim::{self, Attempt, Claim, ClaimLost, Holder};
 use crate::data::{Dataset, Datasets};
 use crate::file_lock::with_lock;
 use crate::manifest::{Manifest, Stage};
@@ -169,6 +169,8 @@ enum Done {
     Finished,
     /// Another process or thread holds its claim.
     Held(Holder),
+    /// Another process took the claim over while this one trained it.
+    Lost(ClaimLost),
 }
 
 /// A stage's runs as the files under out/ show them.
@@ -203,13 +205,15 @@ impl Session<'_> {
         let mine = self.my_share(&plan.runs);
         self.progress.start_stage(&plan.name, mine.len());
         for (run, done) in mine.iter().zip(self.run_all(&mine, datasets)?) {
-            if let Done::Held(holder) = done {
-                self.progress.note(&format!(
+            match done {
+                Done::Held(holder) => self.progress.note(&format!(
                     "{}/{}: {} trains it; skipped",
                     run.stage,
                     run.name,
                     holder.describe()
-                ));
+                )),
+                Done::Lost(lost) => self.progress.note(&format!("{lost}")),
+                Done::Finished => {}
             }
         }
         self.progress.finish_stage();
@@ -453,7 +457,15 @@ impl Session<'_> {
                 stale.describe()
             ));
         }
-        let summary = self.complete(run, data)?;
+        let summary = match self.complete(run, data, &claim) {
+            Ok(summary) => summary,
+            Err(error) => {
+                return match error.downcast::<ClaimLost>() {
+                    Ok(lost) => Ok(Done::Lost(lost)),
+                    Err(error) => Err(error),
+                }
+            }
+        };
         self.record(&summary)?;
         drop(claim);
         Ok(Done::Finished)
@@ -479,7 +491,7 @@ impl Session<'_> {
     }
 
     /// Reuses a finished run with the same settings and data, or trains one.
-    fn complete(&self, run: &RunPlan, data: &Dataset) -> Result<RunSummary> {
+    fn complete(&self, run: &RunPlan, data: &Dataset, claim: &Claim) -> Result<RunSummary> {
         if let Some(summary) = self.reuse(run, data)? {
             return Ok(summary);
         }
@@ -489,6 +501,7 @@ impl Session<'_> {
             device: self.settings.device,
             progress: &self.progress,
             transfer_checkpoint: transfer_checkpoint.as_deref(),
+            claim: Some(claim),
         };
         // libtorch reports some failures (an allocation too large, say) as panics in tch.
         let summary = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -500,6 +513,7 @@ impl Session<'_> {
                 crate::panic_summary(payload.as_ref())
             ))
         })?;
+        claim.check_held()?;
         folder.commit(&FinishedRun {
             plan: run.clone(),
             data_md5: data.md5.clone(),

@@ -2,7 +2,8 @@
 //! interrupted run), builds the model with any transferred layers, chooses how the
 //! loop steps, fits it with its callbacks, and tests its best weights.
 
-use crate::callbacks::{EarlyStopping, EpochLog, FolderCheckpointer};
+use crate::callbacks::{ClaimGuard, EarlyStopping, EpochLog, FolderCheckpointer};
+use crate::claim::Claim;
 use crate::data::{Dataset, Split};
 use crate::metrics::{TestMetrics, TestReport};
 use crate::models::{count_parameters, Network as Model};
@@ -23,6 +24,8 @@ pub struct RunContext<'a> {
     pub progress: &'a Progress,
     /// The checkpoint a `transfer` takes its layers from.
     pub transfer_checkpoint: Option<&'a Path>,
+    /// The run's claim, checked before every epoch is committed.
+    pub claim: Option<&'a Claim>,
 }
 
 /// Trains `run` on `data` in `folder` and tests its best epoch. The result is not
@@ -230,7 +233,13 @@ fn fit_with_callbacks(
         .patience
         .map(|patience| EarlyStopping::new(run.training.monitor, patience));
     let mut bar = context.progress.start_run(&run.name, run.training.epochs);
-    let mut callbacks: Vec<&mut dyn Callback> = vec![&mut log];
+    let mut guard = context.claim.map(ClaimGuard);
+    // The guard first: a run taken over by another process logs nothing more.
+    let mut callbacks: Vec<&mut dyn Callback> = guard
+        .iter_mut()
+        .map(|guard| guard as &mut dyn Callback)
+        .collect();
+    callbacks.push(&mut log);
     if let Some(stopper) = stopper.as_mut() {
         callbacks.push(stopper);
     }
