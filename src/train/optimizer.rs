@@ -230,6 +230,15 @@ fn add_scaled(target: &mut Tensor, tensor: &Tensor, scale: f64) {
     }
 }
 
+/// What one step of every variable shares.
+#[derive(Clone, Copy)]
+struct StepOf {
+    rate: f64,
+    keras: bool,
+    /// Steps taken, this one included.
+    steps: i64,
+}
+
 fn update(
     param: &mut Param,
     grad: &mut Tensor,
@@ -245,11 +254,32 @@ fn update(
         Decay::Decoupled(wd) => drop(p.g_mul_scalar_(1.0 - rate * wd)),
         Decay::None => {}
     }
-    let keras = rules == UpdateRules::Keras;
-    let scratch = param.scratch.as_mut();
-    match (rule, param.buffers.as_mut_slice(), scratch) {
-        (Rule::Sgd { .. }, [], _) => add_scaled(p, grad, -rate),
-        (Rule::Sgd { momentum, nesterov }, [velocity], _) if keras => {
+    let step = StepOf {
+        rate,
+        keras: rules == UpdateRules::Keras,
+        steps,
+    };
+    let buffers = param.buffers.as_mut_slice();
+    match (rule, param.scratch.as_mut()) {
+        (Rule::Sgd { momentum, nesterov }, _) => sgd(p, grad, buffers, momentum, nesterov, step),
+        (Rule::Adam { .. }, Some(scratch)) => adam(p, grad, buffers, scratch, rule, step),
+        (Rule::Rmsprop { .. }, Some(scratch)) => rmsprop(p, grad, buffers, scratch, rule, step),
+        (rule, None) => unreachable!("{rule:?} keeps a scratch tensor"),
+    }
+}
+
+fn sgd(
+    p: &mut Tensor,
+    grad: &mut Tensor,
+    buffers: &mut [Tensor],
+    momentum: f64,
+    nesterov: bool,
+    step: StepOf,
+) {
+    let rate = step.rate;
+    match buffers {
+        [] => add_scaled(p, grad, -rate),
+        [velocity] if step.keras => {
             let _ = velocity.g_mul_scalar_(momentum);
             add_scaled(velocity, grad, -rate);
             if nesterov {
@@ -259,7 +289,7 @@ fn update(
                 let _ = p.g_add_(velocity);
             }
         }
-        (Rule::Sgd { momentum, nesterov }, [buffer], _) => {
+        [buffer] => {
             let _ = buffer.g_mul_scalar_(momentum).g_add_(grad);
             if nesterov {
                 add_scaled(grad, buffer, momentum);
@@ -268,66 +298,88 @@ fn update(
                 add_scaled(p, buffer, -rate);
             }
         }
-        (
-            Rule::Adam {
-                beta_1,
-                beta_2,
-                epsilon,
-            },
-            [m, v],
-            Some(scratch),
-        ) => {
-            let _ = m.lerp_(grad, 1.0 - beta_1);
-            let _ = grad.mul_out(scratch, grad);
-            let correction_1 = 1.0 - beta_1.powi(steps as i32);
-            let correction_2 = 1.0 - beta_2.powi(steps as i32);
-            let step_size = if keras {
-                let _ = v.lerp_(scratch, 1.0 - beta_2);
-                let _ = v.sqrt_out(scratch);
-                rate * correction_2.sqrt() / correction_1
-            } else {
-                let _ = v.g_mul_scalar_(beta_2);
-                add_scaled(v, scratch, 1.0 - beta_2);
-                let _ = v.sqrt_out(scratch).g_div_scalar_(correction_2.sqrt());
-                rate / correction_1
-            };
-            let _ = scratch.g_add_scalar_(epsilon);
-            let _ = m.div_out(scratch, scratch);
-            add_scaled(p, scratch, -step_size);
+        _ => unreachable!("SGD keeps at most one buffer"),
+    }
+}
+
+fn adam(
+    p: &mut Tensor,
+    grad: &Tensor,
+    buffers: &mut [Tensor],
+    scratch: &mut Tensor,
+    rule: Rule,
+    step: StepOf,
+) {
+    let (
+        Rule::Adam {
+            beta_1,
+            beta_2,
+            epsilon,
+        },
+        [m, v],
+    ) = (rule, buffers)
+    else {
+        unreachable!("Adam keeps m and v")
+    };
+    let _ = m.lerp_(grad, 1.0 - beta_1);
+    let _ = grad.mul_out(scratch, grad);
+    let correction_1 = 1.0 - beta_1.powi(step.steps as i32);
+    let correction_2 = 1.0 - beta_2.powi(step.steps as i32);
+    let step_size = if step.keras {
+        let _ = v.lerp_(scratch, 1.0 - beta_2);
+        let _ = v.sqrt_out(scratch);
+        step.rate * correction_2.sqrt() / correction_1
+    } else {
+        let _ = v.g_mul_scalar_(beta_2);
+        add_scaled(v, scratch, 1.0 - beta_2);
+        let _ = v.sqrt_out(scratch).g_div_scalar_(correction_2.sqrt());
+        step.rate / correction_1
+    };
+    let _ = scratch.g_add_scalar_(epsilon);
+    let _ = m.div_out(scratch, scratch);
+    add_scaled(p, scratch, -step_size);
+}
+
+fn rmsprop(
+    p: &mut Tensor,
+    grad: &Tensor,
+    buffers: &mut [Tensor],
+    scratch: &mut Tensor,
+    rule: Rule,
+    step: StepOf,
+) {
+    let (
+        Rule::Rmsprop {
+            rho,
+            momentum,
+            epsilon,
+        },
+        [mean_square, rest @ ..],
+    ) = (rule, buffers)
+    else {
+        unreachable!("RMSprop keeps its mean square")
+    };
+    let _ = grad.mul_out(scratch, grad);
+    let _ = mean_square.g_mul_scalar_(rho);
+    add_scaled(mean_square, scratch, 1.0 - rho);
+    if step.keras {
+        let _ = mean_square.add_scalar_out(scratch, epsilon).sqrt_();
+    } else {
+        let _ = mean_square.sqrt_out(scratch).g_add_scalar_(epsilon);
+    }
+    // The gradient over the root mean square.
+    let _ = grad.div_out(scratch, scratch);
+    match rest {
+        [velocity] if step.keras => {
+            let _ = velocity.g_mul_scalar_(momentum);
+            add_scaled(velocity, scratch, step.rate);
+            let _ = p.g_sub_(velocity);
         }
-        (
-            Rule::Rmsprop {
-                rho,
-                momentum,
-                epsilon,
-            },
-            [mean_square, rest @ ..],
-            Some(scratch),
-        ) => {
-            let _ = grad.mul_out(scratch, grad);
-            let _ = mean_square.g_mul_scalar_(rho);
-            add_scaled(mean_square, scratch, 1.0 - rho);
-            if keras {
-                let _ = mean_square.add_scalar_out(scratch, epsilon).sqrt_();
-            } else {
-                let _ = mean_square.sqrt_out(scratch).g_add_scalar_(epsilon);
-            }
-            // The gradient over the root mean square.
-            let _ = grad.div_out(scratch, scratch);
-            match rest {
-                [velocity] if keras => {
-                    let _ = velocity.g_mul_scalar_(momentum);
-                    add_scaled(velocity, scratch, rate);
-                    let _ = p.g_sub_(velocity);
-                }
-                [buffer] => {
-                    let _ = buffer.g_mul_scalar_(momentum).g_add_(scratch);
-                    add_scaled(p, buffer, -rate);
-                }
-                _ => add_scaled(p, scratch, -rate),
-            }
+        [buffer] => {
+            let _ = buffer.g_mul_scalar_(momentum).g_add_(scratch);
+            add_scaled(p, buffer, -step.rate);
         }
-        (rule, buffers, _) => unreachable!("{rule:?} with {} buffers", buffers.len()),
+        _ => add_scaled(p, scratch, -step.rate),
     }
 }
 
