@@ -255,6 +255,16 @@ impl Optimizer {
         }
     }
 
+    /// The optimizer as a manifest names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Optimizer::Sgd => "sgd",
+            Optimizer::Adam => "adam",
+            Optimizer::Adamw => "adamw",
+            Optimizer::Rmsprop => "rmsprop",
+        }
+    }
+
     /// Whether `momentum` applies.
     fn has_momentum(self) -> bool {
         matches!(self, Optimizer::Sgd | Optimizer::Rmsprop)
@@ -519,7 +529,7 @@ pub enum InvalidTraining {
     LearningRate(f64),
     #[error("{name} must be in [0, 1), got {value}")]
     NotAFraction { name: &'static str, value: f64 },
-    #[error("{name} is not a setting of optimizer {optimizer:?}: remove it, or choose an optimizer that has it (momentum: sgd, rmsprop; beta_1, beta_2: adam, adamw; epsilon: adam, adamw, rmsprop; rho: rmsprop)")]
+    #[error("{name} is not a setting of optimizer {}: remove it, or choose an optimizer that has it (momentum: sgd, rmsprop; beta_1, beta_2: adam, adamw; epsilon: adam, adamw, rmsprop; rho: rmsprop)", optimizer.name())]
     NotASetting {
         name: &'static str,
         optimizer: Optimizer,
@@ -900,6 +910,11 @@ stages:
                 name: "momentum",
                 optimizer: Optimizer::Adam
             }
+        );
+        let message = with("optimizer: adam, momentum: 0.9").to_string();
+        assert!(
+            message.contains("momentum is not a setting of optimizer adam"),
+            "{message}"
         );
         assert_eq!(
             with("rho: 0.9"),
