@@ -6,7 +6,7 @@
 //! host that is gone, or when its heartbeat is older than the timeout (the holder's
 //! machine died or lost the file system); a stale claim is taken over.
 
-use crate::files::read_yaml;
+use crate::files::{read_yaml, set_modified};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -294,9 +294,8 @@ fn beat(path: &Path, every: Duration, stop: &AtomicBool) {
         since += tick;
         if since >= every {
             since = Duration::ZERO;
-            if let Ok(file) = fs::OpenOptions::new().append(true).open(path) {
-                let _ = file.set_modified(SystemTime::now());
-            }
+            // A missed beat is made up by the next one.
+            let _ = set_modified(path, SystemTime::now());
         }
     }
 }
@@ -317,6 +316,16 @@ impl Drop for Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes `path` as a live claim of a process on another host, and returns it.
+    fn claim_from_another_machine(path: &Path) -> Holder {
+        let holder = Holder {
+            host: "another-machine".into(),
+            ..Holder::of_this_process()
+        };
+        fs::write(path, serde_yaml::to_string(&holder).unwrap()).unwrap();
+        holder
+    }
 
     fn claimed(path: &Path, timeout: Duration) -> Option<Claim> {
         match try_claim(path, timeout, &mut None).unwrap() {
@@ -367,11 +376,7 @@ mod tests {
         let path = dir.path().join("run.claim");
         let claim = claimed(&path, DEFAULT_TIMEOUT).unwrap();
         claim.check_held().unwrap();
-        let taker = Holder {
-            host: "another-machine".into(),
-            ..Holder::of_this_process()
-        };
-        fs::write(&path, serde_yaml::to_string(&taker).unwrap()).unwrap();
+        let taker = claim_from_another_machine(&path);
         let lost = claim.check_held().unwrap_err();
         assert_eq!(lost.holder, Some(taker));
         assert!(lost.to_string().contains("another-machine"), "{lost}");
@@ -383,20 +388,10 @@ mod tests {
     fn a_claim_silent_past_the_timeout_is_stale_and_a_beating_one_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.claim");
-        let elsewhere = Holder {
-            host: "another-machine".into(),
-            ..Holder::of_this_process()
-        };
-        fs::write(&path, serde_yaml::to_string(&elsewhere).unwrap()).unwrap();
+        claim_from_another_machine(&path);
         let timeout = Duration::from_millis(800);
         assert!(claimed(&path, timeout).is_none(), "fresh");
-        let old = SystemTime::now() - Duration::from_secs(5);
-        fs::File::options()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        set_modified(&path, SystemTime::now() - Duration::from_secs(5)).unwrap();
         let claim = claimed(&path, timeout).expect("silent for 5 s, past 0.8 s");
         // Its own heartbeat keeps it live well past the timeout.
         thread::sleep(Duration::from_millis(2000));
@@ -408,18 +403,8 @@ mod tests {
     fn racing_processes_never_both_take_over_one_stale_claim() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.claim");
-        let stale = Holder {
-            host: "another-machine".into(),
-            ..Holder::of_this_process()
-        };
-        fs::write(&path, serde_yaml::to_string(&stale).unwrap()).unwrap();
-        let old = SystemTime::now() - Duration::from_secs(60);
-        fs::File::options()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        claim_from_another_machine(&path);
+        set_modified(&path, SystemTime::now() - Duration::from_secs(60)).unwrap();
         let claims: Vec<Option<Claim>> = thread::scope(|scope| {
             let racers: Vec<_> = (0..8)
                 .map(|_| scope.spawn(|| claimed(&path, Duration::from_secs(10))))

@@ -95,13 +95,7 @@ mod tests {
             }
         });
         fs::write(&path, "").unwrap();
-        let old = SystemTime::now() - Duration::from_secs(120);
-        fs::File::options()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        crate::files::set_modified(&path, SystemTime::now() - Duration::from_secs(120)).unwrap();
         assert_eq!(with_lock(&path, || Ok(7)).unwrap(), 7);
         assert!(!path.exists());
     }
