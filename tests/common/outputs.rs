@@ -120,6 +120,38 @@ pub fn metrics(out: &Path) -> Vec<(String, Vec<Vec<String>>)> {
         .collect()
 }
 
+/// Every run's best checkpoint as named tensors sorted by name, by `stage/run`.
+pub fn checkpoints(out: &Path) -> Vec<(String, Vec<(String, Tensor)>)> {
+    run_dirs(out)
+        .into_iter()
+        .map(|dir| {
+            let mut tensors = Tensor::read_safetensors(dir.join("best.safetensors")).unwrap();
+            tensors.sort_by(|a, b| a.0.cmp(&b.0));
+            (
+                dir.strip_prefix(out).unwrap().display().to_string(),
+                tensors,
+            )
+        })
+        .collect()
+}
+
+/// Fails naming the first run and tensor whose best weights differ in any bit.
+pub fn assert_same_checkpoints(
+    got: &[(String, Vec<(String, Tensor)>)],
+    want: &[(String, Vec<(String, Tensor)>)],
+) {
+    let names = |all: &[(String, Vec<(String, Tensor)>)]| {
+        all.iter().map(|(run, _)| run.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(got), names(want), "the same runs");
+    for ((run, tensors), (_, expected)) in got.iter().zip(want) {
+        assert_eq!(tensors.len(), expected.len(), "{run}: tensors");
+        for ((name, tensor), (_, expected)) in tensors.iter().zip(expected) {
+            assert!(tensor.equal(expected), "{run}: {name} differs");
+        }
+    }
+}
+
 /// Fails naming the first run and epoch whose metrics differ (not the whole tables).
 pub fn assert_same_metrics(
     got: &[(String, Vec<Vec<String>>)],
