@@ -11,12 +11,6 @@ use std::time::Duration;
 /// The official MedMNIST v2/MedMNIST+ record. `CELLNETS_DOWNLOAD_URL` replaces it (a mirror).
 pub const ZENODO_FILES: &str = "https://zenodo.org/records/10519652/files";
 
-/// Checksums of the official files; others download unverified and are checked by structure.
-const OFFICIAL_MD5: [(&str, &str); 2] = [
-    ("bloodmnist.npz", "7053d0359d879ad8a5505303e11de1dc"),
-    ("bloodmnist_64.npz", "2b94928a2ae4916078ca51e05b6b800b"),
-];
-
 pub fn ensure_present(path: &Path) -> Result<()> {
     if path.is_file() {
         return Ok(());
@@ -35,10 +29,9 @@ pub fn ensure_present(path: &Path) -> Result<()> {
         .context("a data file path must end in a file name")?;
     let base = std::env::var("CELLNETS_DOWNLOAD_URL").unwrap_or_else(|_| ZENODO_FILES.into());
     let url = format!("{}/{name}?download=1", base.trim_end_matches('/'));
-    let md5 = OFFICIAL_MD5
-        .iter()
-        .find(|(file, _)| *file == name)
-        .map(|(_, md5)| *md5);
+    // Files of the collection are verified by their official MD5; any other is checked
+    // by structure when it is read.
+    let md5 = crate::catalog::official_md5(name);
     fetch(&url, path, md5).with_context(|| {
         format!(
             "{} is missing and could not be downloaded from {url}. Download it elsewhere and \

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod callbacks;
+pub mod catalog;
 pub mod claim;
 pub mod data;
 pub mod download;
@@ -32,6 +33,7 @@ pub mod slurm;
 pub mod status;
 pub mod study;
 pub mod summary;
+pub mod task;
 pub mod train;
 pub mod trainer;
 pub mod transfer;

@@ -214,6 +214,27 @@ struct Options {
     /// the same numbers bit for bit on the CPU only with the same thread count.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// Memory a data set's uint8 pixels may take (e.g. 512M, 2G); a larger set is read
+    /// from an uncompressed copy on disk per batch [default: $CELLNETS_DATA_MEMORY, else
+    /// half the memory available]
+    #[arg(long, value_parser = data::parse_bytes)]
+    data_memory: Option<u64>,
+}
+
+impl Command {
+    /// The shared options, for the commands that read data sets.
+    fn options(&self) -> Option<&Options> {
+        match self {
+            Command::Only { options, .. }
+            | Command::Slurm { options, .. }
+            | Command::Status { options, .. }
+            | Command::Bench { options, .. }
+            | Command::Eval { options, .. }
+            | Command::Report { options, .. }
+            | Command::List { options, .. } => Some(options),
+            Command::Predict { .. } | Command::Export { .. } => None,
+        }
+    }
 }
 
 /// How a training process shares out/ with others (see the README's Cluster section).
@@ -264,6 +285,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let options = cli
+        .command
+        .as_ref()
+        .map_or(Some(&cli.options), Command::options);
+    if let Some(bytes) = options.and_then(|options| options.data_memory) {
+        data::set_memory_budget(bytes);
+    }
     match cli.command {
         None => train(&cli.manifest, &[], &cli.options, &cli.sharing),
         Some(Command::Only {
@@ -342,7 +370,10 @@ fn run(cli: Cli) -> Result<()> {
             let spec = &saved.finished.plan.dataset;
             let device = device(options.device)?;
             let data = match data {
-                Some(file) => data::load(&file, spec.train_fraction, device)?,
+                Some(file) => {
+                    let folder = file.parent().unwrap_or(std::path::Path::new("."));
+                    data::load(&file, spec, folder, device)?
+                }
                 None => data::open(&data::data_dir(options.data_dir.as_deref()), spec, device)?,
             };
             print!("{}", saved::eval(&saved, &data, split, device)?);
@@ -417,7 +448,12 @@ fn train(
     };
     interrupt::install()?;
     match runner::run_shared(&manifest, only, &settings, &shared) {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            if let Some(peak) = peak_memory() {
+                eprintln!("peak memory: {} MB", peak >> 20);
+            }
+            Ok(())
+        }
         // The runs' claims are released by now: a requeued task may take them at once.
         Err(error) if interrupt::requested() && is_interrupted(&error) => {
             interrupt::ignore_further_signals();
@@ -426,6 +462,14 @@ fn train(
         }
         Err(error) => Err(error),
     }
+}
+
+/// The process's peak resident memory in bytes (`VmHWM`), where Linux tells it.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kilobytes << 10)
 }
 
 fn is_interrupted(error: &anyhow::Error) -> bool {
@@ -466,6 +510,7 @@ fn submit_to_slurm(
             DeviceChoice::Cuda => "cuda",
         }
         .to_string(),
+        data_memory: options.data_memory,
     };
     let jobs = slurm::plan_jobs(&manifest, stages, &invocation.out_dir)?;
     let (report, written) = slurm::write_scripts(&jobs, job, &invocation)?;

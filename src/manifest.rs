@@ -3,6 +3,7 @@
 
 use crate::models::ModelSpec;
 use crate::out_dir;
+use crate::task::Task;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -81,6 +82,32 @@ pub struct DatasetSpec {
     /// How a `folder` without train/ and test/ subfolders is split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<FolderSplit>,
+    /// Which images validate: the study's holdout of the train split, or the file's
+    /// official val split (as the MedMNIST benchmark ran).
+    #[serde(default, skip_serializing_if = "Validation::is_holdout")]
+    pub validation: Validation,
+    /// What the labels ask for, where the file does not say: a MedMNIST set's own task,
+    /// else multi-label for several label columns, binary-class for two classes,
+    /// multi-class for more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+}
+
+/// Which images a run validates on (and picks its best epoch by).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    /// The trailing share of the official train split (`train_fraction` trains).
+    #[default]
+    Holdout,
+    /// The file's val split; the whole train split trains.
+    Official,
+}
+
+impl Validation {
+    fn is_holdout(&self) -> bool {
+        *self == Validation::Holdout
+    }
 }
 
 /// How a folder without `train/` and `test/` subfolders is split: per class, these
@@ -124,6 +151,15 @@ fn default_train_fraction() -> f64 {
 }
 
 impl DatasetSpec {
+    /// The task the manifest or the MedMNIST collection gives this data set, else
+    /// multi-class; a file's label columns can say more when it is read (`data::load`).
+    pub fn known_task(&self) -> Task {
+        let collection = || crate::catalog::set(&self.name).filter(|_| self.folder.is_none());
+        self.task
+            .or_else(|| collection().map(|set| set.task))
+            .unwrap_or(Task::MultiClass)
+    }
+
     pub fn file_name(&self) -> String {
         match self.image_size {
             28 => format!("{}.npz", self.name),
@@ -164,6 +200,10 @@ pub struct StageReport {
     /// its choices and grid are shown beside this stage's, and beside the last stage
     /// naming it, its test results.
     pub study: Option<String>,
+    /// A MedMNIST v2 benchmark method (a key of `baseline_methods` in src/medmnist.yaml,
+    /// such as `resnet18_28`) whose published test ACC and AUC on the stage's data set
+    /// are set beside the winner's, with the benchmark's other methods.
+    pub baseline: Option<String>,
     /// Error-analysis figures for this many of the winner's most confident test mistakes.
     #[serde(default)]
     pub mistakes: usize,
@@ -280,6 +320,9 @@ pub enum Schedule {
     Cosine,
     /// Multiplied by `gamma` every `step_size` epochs.
     Step,
+    /// Multiplied by `gamma` once each of `milestones` epochs are done (PyTorch's
+    /// MultiStepLR, stepped after every epoch).
+    Multistep,
 }
 
 /// The validation metric whose best epoch is checkpointed.
@@ -337,9 +380,13 @@ pub struct TrainingOverrides {
     /// Epochs between learning-rate steps, for `schedule: step`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_size: Option<usize>,
-    /// Factor of each learning-rate step, for `schedule: step`.
+    /// Factor of each learning-rate step, for `schedule: step` or `multistep`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gamma: Option<f64>,
+    /// Epoch counts after which the rate is multiplied once more by `gamma`, for
+    /// `schedule: multistep` (`[50, 75]`: epochs 51 and 76 start at the lower rates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub milestones: Option<Vec<usize>>,
     /// Stops a run after this many epochs without a better `monitor` value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
@@ -377,6 +424,8 @@ pub struct Training {
     pub schedule: Schedule,
     pub step_size: usize,
     pub gamma: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub milestones: Vec<usize>,
     pub patience: Option<usize>,
     pub augment: bool,
 }
@@ -434,6 +483,7 @@ impl TrainingOverrides {
             schedule: self.schedule.or(base.schedule),
             step_size: self.step_size.or(base.step_size),
             gamma: self.gamma.or(base.gamma),
+            milestones: self.milestones.clone().or_else(|| base.milestones.clone()),
             patience: self.patience.or(base.patience),
             augment: self.augment.or(base.augment),
         }
@@ -468,6 +518,7 @@ impl TrainingOverrides {
             schedule: self.schedule.unwrap_or(Schedule::Constant),
             step_size: self.step_size.unwrap_or(30),
             gamma: self.gamma.unwrap_or(0.1),
+            milestones: self.milestones.clone().unwrap_or_default(),
             patience: self.patience,
             augment: self.augment.unwrap_or(false),
         };
@@ -509,6 +560,12 @@ impl TrainingOverrides {
         if training.step_size == 0 || !(training.gamma > 0.0 && training.gamma <= 1.0) {
             return Err(InvalidTraining::StepSchedule);
         }
+        let rising = training.milestones.windows(2).all(|pair| pair[0] < pair[1]);
+        let multistep = training.schedule == Schedule::Multistep;
+        let has_milestones = !training.milestones.is_empty();
+        if multistep != has_milestones || !rising || training.milestones.first() == Some(&0) {
+            return Err(InvalidTraining::Milestones);
+        }
         if training.patience == Some(0) {
             return Err(InvalidTraining::ZeroPatience);
         }
@@ -540,6 +597,11 @@ pub enum InvalidTraining {
     Epsilon(f64),
     #[error("step_size must be at least 1 and gamma in (0, 1]")]
     StepSchedule,
+    #[error(
+        "`schedule: multistep` takes `milestones`, rising epochs from 1 on (e.g. [50, 75]), \
+         and `milestones` takes `schedule: multistep`"
+    )]
+    Milestones,
     #[error("patience must be at least 1 epoch")]
     ZeroPatience,
 }
@@ -570,6 +632,7 @@ impl From<&Training> for TrainingOverrides {
             schedule: Some(training.schedule),
             step_size: Some(training.step_size),
             gamma: Some(training.gamma),
+            milestones: Some(training.milestones.clone()).filter(|m| !m.is_empty()),
             patience: training.patience,
             augment: Some(training.augment),
         }
@@ -624,6 +687,12 @@ pub fn parse(text: &str) -> Result<Manifest> {
 /// Names a folder data set after its folder when the manifest gives no name, and checks
 /// what only folder data sets may set; a data set needs a name or a folder.
 fn complete_dataset(spec: &mut DatasetSpec) -> Result<()> {
+    if spec.validation == Validation::Official && spec.train_fraction != default_train_fraction() {
+        bail!(
+            "`train_fraction` sets the holdout, and `validation: official` validates on the \
+             file's val split instead: remove one of them"
+        );
+    }
     let Some(folder) = &spec.folder else {
         if spec.split.is_some() {
             bail!("`split` applies to `folder` data sets only; a MedMNIST file has its own splits");
@@ -704,6 +773,17 @@ fn check_stage(stage: &Stage, earlier_stages: &HashSet<&str>) -> Result<()> {
             let known: Vec<&str> = models.keys().map(String::as_str).collect();
             bail!(
                 "stage `{}`: `report.study: {key}` is not a model of the study; use one of {}",
+                stage.name,
+                known.join(", ")
+            );
+        }
+    }
+    if let Some(key) = &stage.report.baseline {
+        if crate::catalog::method_name(key).is_none() {
+            let known: Vec<&str> = crate::catalog::method_keys().collect();
+            bail!(
+                "stage `{}`: `report.baseline: {key}` is not a method of the MedMNIST v2 \
+                 benchmark; use one of {}",
                 stage.name,
                 known.join(", ")
             );

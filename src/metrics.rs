@@ -93,37 +93,122 @@ fn mean(values: &[f64]) -> f64 {
     }
 }
 
-/// One-vs-rest ROC AUC of each class from `probabilities[sample][class]`, by the rank
-/// statistic (ties count half). None for a class without positives or negatives.
+/// ROC AUC of `scores` against yes/no `truth`, by the rank statistic (ties count
+/// half): what scikit-learn's `roc_auc_score` computes. None without positives or
+/// negatives.
+pub fn binary_auc(scores: &[f64], truth: &[bool]) -> Option<f64> {
+    let mut scored: Vec<(f64, bool)> = scores.iter().copied().zip(truth.iter().copied()).collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let positives = scored.iter().filter(|(_, positive)| *positive).count();
+    let negatives = scored.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return None;
+    }
+    // Sum of the positives' ranks, averaging the ranks of tied scores.
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < scored.len() {
+        let mut j = i;
+        while j < scored.len() && scored[j].0 == scored[i].0 {
+            j += 1;
+        }
+        let average_rank = (i + j + 1) as f64 / 2.0;
+        rank_sum += average_rank * scored[i..j].iter().filter(|(_, p)| *p).count() as f64;
+        i = j;
+    }
+    let (p, n) = (positives as f64, negatives as f64);
+    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+}
+
+/// One-vs-rest ROC AUC of each class from `probabilities[sample][class]`. None for a
+/// class without positives or negatives.
 pub fn one_vs_rest_auc(probabilities: &[Vec<f64>], truth: &[i64]) -> Vec<Option<f64>> {
     let classes = probabilities.first().map_or(0, Vec::len);
     (0..classes)
         .map(|class| {
-            let mut scored: Vec<(f64, bool)> = probabilities
-                .iter()
-                .zip(truth)
-                .map(|(p, &t)| (p[class], t as usize == class))
-                .collect();
-            scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let positives = scored.iter().filter(|(_, positive)| *positive).count();
-            let negatives = scored.len() - positives;
-            if positives == 0 || negatives == 0 {
-                return None;
-            }
-            // Sum of the positives' ranks, averaging the ranks of tied scores.
-            let mut rank_sum = 0.0;
-            let mut i = 0;
-            while i < scored.len() {
-                let mut j = i;
-                while j < scored.len() && scored[j].0 == scored[i].0 {
-                    j += 1;
+            let scores: Vec<f64> = probabilities.iter().map(|p| p[class]).collect();
+            let positive: Vec<bool> = truth.iter().map(|&t| t as usize == class).collect();
+            binary_auc(&scores, &positive)
+        })
+        .collect()
+}
+
+/// The decisions on one of several independent yes/no labels.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LabelCounts {
+    pub true_positives: u64,
+    pub false_positives: u64,
+    pub false_negatives: u64,
+    pub true_negatives: u64,
+}
+
+/// One label's scores: precision, recall (sensitivity), F1, the share of right
+/// decisions, the mean of sensitivity and specificity, and its ROC AUC.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LabelScores {
+    pub counts: LabelCounts,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub accuracy: f64,
+    pub balanced_accuracy: f64,
+    pub auc: Option<f64>,
+}
+
+impl LabelCounts {
+    pub fn positives(&self) -> u64 {
+        self.true_positives + self.false_negatives
+    }
+
+    fn scores(self, auc: Option<f64>) -> LabelScores {
+        let (tp, fp, fn_, tn) = (
+            self.true_positives,
+            self.false_positives,
+            self.false_negatives,
+            self.true_negatives,
+        );
+        let (precision, recall) = (ratio(tp, tp + fp), ratio(tp, tp + fn_));
+        let f1 = if precision + recall == 0.0 {
+            0.0
+        } else {
+            2.0 * precision * recall / (precision + recall)
+        };
+        let specificity = ratio(tn, tn + fp);
+        let present: Vec<f64> = [(tp + fn_, recall), (tn + fp, specificity)]
+            .iter()
+            .filter(|(count, _)| *count > 0)
+            .map(|(_, rate)| *rate)
+            .collect();
+        LabelScores {
+            counts: self,
+            precision,
+            recall,
+            f1,
+            accuracy: ratio(tp + tn, tp + fp + fn_ + tn),
+            balanced_accuracy: mean(&present),
+            auc,
+        }
+    }
+}
+
+/// Scores of each label from `probabilities[sample][label]` against `truth`; a label is
+/// predicted when its probability exceeds 0.5, as the MedMNIST evaluator thresholds.
+pub fn label_scores(probabilities: &[Vec<f64>], truth: &[Vec<bool>]) -> Vec<LabelScores> {
+    let labels = probabilities.first().map_or(0, Vec::len);
+    (0..labels)
+        .map(|label| {
+            let mut counts = LabelCounts::default();
+            for (p, t) in probabilities.iter().zip(truth) {
+                match (p[label] > 0.5, t[label]) {
+                    (true, true) => counts.true_positives += 1,
+                    (true, false) => counts.false_positives += 1,
+                    (false, true) => counts.false_negatives += 1,
+                    (false, false) => counts.true_negatives += 1,
                 }
-                let average_rank = (i + j + 1) as f64 / 2.0;
-                rank_sum += average_rank * scored[i..j].iter().filter(|(_, p)| *p).count() as f64;
-                i = j;
             }
-            let (p, n) = (positives as f64, negatives as f64);
-            Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+            let scores: Vec<f64> = probabilities.iter().map(|p| p[label]).collect();
+            let positive: Vec<bool> = truth.iter().map(|t| t[label]).collect();
+            counts.scores(binary_auc(&scores, &positive))
         })
         .collect()
 }
@@ -132,6 +217,338 @@ pub fn one_vs_rest_auc(probabilities: &[Vec<f64>], truth: &[i64]) -> Vec<Option<
 pub fn macro_auc(aucs: &[Option<f64>]) -> f64 {
     let defined: Vec<f64> = aucs.iter().flatten().copied().collect();
     mean(&defined)
+}
+
+use crate::task::Task;
+
+pub const CONFUSION_CSV: &str = "confusion.csv";
+pub const PER_CLASS_CSV: &str = "per_class.csv";
+
+/// A model's scores on a split, in a line: what summary.csv, `cellnets eval` and the
+/// report show of a `TestReport`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TestMetrics {
+    #[serde(rename = "test_loss")]
+    pub loss: f64,
+    #[serde(rename = "test_accuracy")]
+    pub accuracy: f64,
+    #[serde(rename = "test_balanced_accuracy")]
+    pub balanced_accuracy: f64,
+    /// Unweighted mean F1 over the classes (undefined in results of cellnets versions
+    /// before it was measured).
+    #[serde(rename = "test_macro_f1", default = "undefined")]
+    pub macro_f1: f64,
+    /// Mean one-vs-rest ROC AUC over the classes.
+    #[serde(rename = "test_auc", default = "undefined")]
+    pub auc: f64,
+}
+
+fn undefined() -> f64 {
+    f64::NAN
+}
+
+impl TestMetrics {
+    /// For a run without a checkpoint to test.
+    pub const UNDEFINED: TestMetrics = TestMetrics {
+        loss: f64::NAN,
+        accuracy: f64::NAN,
+        balanced_accuracy: f64::NAN,
+        macro_f1: f64::NAN,
+        auc: f64::NAN,
+    };
+
+    /// (name, value), in the order tables show them.
+    pub fn columns(&self) -> [(&'static str, f64); 5] {
+        [
+            ("loss", self.loss),
+            ("accuracy", self.accuracy),
+            ("balanced_accuracy", self.balanced_accuracy),
+            ("macro_f1", self.macro_f1),
+            ("auc", self.auc),
+        ]
+    }
+}
+
+/// A model's predictions on a labelled split, summarised.
+#[derive(Debug, Clone)]
+pub struct TestReport {
+    pub task: Task,
+    pub loss: f64,
+    /// Per sample, the probability of each class (softmax) or label (sigmoid).
+    pub probabilities: Vec<Vec<f64>>,
+    pub outcome: Outcome,
+}
+
+/// What the predictions get right, as the task defines it.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// One class per image: the predicted class is the most probable one.
+    Classes {
+        truth: Vec<i64>,
+        predicted: Vec<i64>,
+        confusion: Confusion,
+        aucs: Vec<Option<f64>>,
+    },
+    /// Independent labels: a label is predicted when its probability exceeds 0.5.
+    Labels {
+        truth: Vec<Vec<bool>>,
+        scores: Vec<LabelScores>,
+    },
+}
+
+impl TestReport {
+    /// Evaluates `model` (eval mode, no gradients) on every image of `split`.
+    pub fn of(model: &dyn tch::nn::ModuleT, split: &crate::data::Split) -> anyhow::Result<Self> {
+        use tch::{Device, Kind};
+        let task = split.task;
+        let logits = crate::train::predict(model, &split.images);
+        let outputs = logits.size()[1] as usize;
+        let loss = tch::no_grad(|| task.loss(&logits, &split.labels).double_value(&[]));
+        let flat = Vec::<f64>::try_from(
+            task.probabilities(&logits)
+                .to_device(Device::Cpu)
+                .flatten(0, -1),
+        )?;
+        let probabilities: Vec<Vec<f64>> = flat.chunks(outputs).map(<[f64]>::to_vec).collect();
+        let labels = split.labels.to_device(Device::Cpu).to_kind(Kind::Int64);
+        let outcome = if task.has_classes() {
+            let truth = Vec::<i64>::try_from(labels)?;
+            let predicted = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?;
+            Outcome::classes(truth, predicted, &probabilities)
+        } else {
+            let flat = Vec::<i64>::try_from(labels.flatten(0, -1))?;
+            let truth: Vec<Vec<bool>> = flat
+                .chunks(outputs)
+                .map(|row| row.iter().map(|&label| label == 1).collect())
+                .collect();
+            let scores = label_scores(&probabilities, &truth);
+            Outcome::Labels { truth, scores }
+        };
+        Ok(TestReport {
+            task,
+            loss,
+            probabilities,
+            outcome,
+        })
+    }
+
+    /// Images tested.
+    pub fn len(&self) -> usize {
+        self.probabilities.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.probabilities.is_empty()
+    }
+
+    /// ACC and AUC as the MedMNIST evaluator defines them for the task (a binary task's
+    /// AUC ranks the positive class, class 1; a multi-label task's ACC and AUC are the
+    /// means over its labels), with balanced accuracy and macro F1 beside them (for
+    /// labels: means of each label's).
+    pub fn metrics(&self) -> TestMetrics {
+        match &self.outcome {
+            Outcome::Classes {
+                confusion, aucs, ..
+            } => TestMetrics {
+                loss: self.loss,
+                accuracy: confusion.accuracy(),
+                balanced_accuracy: confusion.balanced_accuracy(),
+                macro_f1: confusion.macro_f1(),
+                auc: match self.task {
+                    Task::BinaryClass => aucs.get(1).copied().flatten().unwrap_or(f64::NAN),
+                    _ => macro_auc(aucs),
+                },
+            },
+            Outcome::Labels { scores, .. } => {
+                let mean_of = |score: fn(&LabelScores) -> f64| {
+                    mean(&scores.iter().map(score).collect::<Vec<f64>>())
+                };
+                let aucs: Vec<Option<f64>> = scores.iter().map(|s| s.auc).collect();
+                TestMetrics {
+                    loss: self.loss,
+                    accuracy: mean_of(|s| s.accuracy),
+                    balanced_accuracy: mean_of(|s| s.balanced_accuracy),
+                    macro_f1: mean_of(|s| s.f1),
+                    auc: macro_auc(&aucs),
+                }
+            }
+        }
+    }
+
+    /// The confusion matrix, for a task of classes.
+    pub fn confusion(&self) -> Option<&Confusion> {
+        match &self.outcome {
+            Outcome::Classes { confusion, .. } => Some(confusion),
+            Outcome::Labels { .. } => None,
+        }
+    }
+
+    /// Each output's scores, whether classes or labels: the images of the class (the
+    /// label's positives), precision, recall, F1 and AUC.
+    pub fn per_output(&self) -> Vec<(ClassScores, Option<f64>)> {
+        match &self.outcome {
+            Outcome::Classes {
+                confusion, aucs, ..
+            } => confusion
+                .per_class()
+                .into_iter()
+                .zip(aucs.iter().copied())
+                .collect(),
+            Outcome::Labels { scores, .. } => scores
+                .iter()
+                .map(|s| {
+                    let class = ClassScores {
+                        precision: s.precision,
+                        recall: s.recall,
+                        f1: s.f1,
+                        support: s.counts.positives(),
+                    };
+                    (class, s.auc)
+                })
+                .collect(),
+        }
+    }
+
+    /// For a multi-label task, the share of images whose every label is right.
+    pub fn exact_match(&self) -> Option<f64> {
+        let Outcome::Labels { truth, .. } = &self.outcome else {
+            return None;
+        };
+        let right = self
+            .probabilities
+            .iter()
+            .zip(truth)
+            .filter(|(p, t)| p.iter().zip(t.iter()).all(|(&p, &t)| (p > 0.5) == t))
+            .count();
+        Some(ratio(right as u64, truth.len() as u64))
+    }
+
+    /// For an ordinal task, the mean distance between the true and the predicted grade.
+    pub fn mean_absolute_error(&self) -> Option<f64> {
+        match (&self.outcome, self.task) {
+            (
+                Outcome::Classes {
+                    truth, predicted, ..
+                },
+                Task::OrdinalRegression,
+            ) => {
+                let distances: Vec<f64> = truth
+                    .iter()
+                    .zip(predicted)
+                    .map(|(t, p)| (t - p).abs() as f64)
+                    .collect();
+                Some(mean(&distances))
+            }
+            _ => None,
+        }
+    }
+
+    /// The `count` misclassified samples predicted with the highest probability, most
+    /// confident first: their indices in the split. None for independent labels.
+    pub fn most_confident_mistakes(&self, count: usize) -> Vec<usize> {
+        let Outcome::Classes {
+            truth, predicted, ..
+        } = &self.outcome
+        else {
+            return Vec::new();
+        };
+        let mut mistakes: Vec<usize> = (0..truth.len())
+            .filter(|&i| truth[i] != predicted[i])
+            .collect();
+        let confidence = |i: usize| self.probabilities[i][predicted[i] as usize];
+        mistakes.sort_by(|&a, &b| confidence(b).total_cmp(&confidence(a)));
+        mistakes.truncate(count);
+        mistakes
+    }
+
+    /// Writes `per_class.csv` (scores per class, or per label) and, for classes,
+    /// `confusion.csv` (rows = true class) into `dir`.
+    pub fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        use crate::files::write_table;
+        let text = |value: Option<f64>| value.map(|v| v.to_string()).unwrap_or_default();
+        match &self.outcome {
+            Outcome::Classes {
+                confusion, aucs, ..
+            } => {
+                let classes = confusion.matrix.len();
+                let header: Vec<String> = std::iter::once("true\\predicted".to_string())
+                    .chain((0..classes).map(|c| c.to_string()))
+                    .collect();
+                let rows: Vec<Vec<String>> = confusion
+                    .matrix
+                    .iter()
+                    .enumerate()
+                    .map(|(class, row)| {
+                        std::iter::once(class.to_string())
+                            .chain(row.iter().map(u64::to_string))
+                            .collect()
+                    })
+                    .collect();
+                write_table(&dir.join(CONFUSION_CSV), &header, &rows)?;
+                let header =
+                    ["class", "support", "precision", "recall", "f1", "auc"].map(String::from);
+                let rows: Vec<Vec<String>> = confusion
+                    .per_class()
+                    .iter()
+                    .zip(aucs)
+                    .enumerate()
+                    .map(|(class, (scores, auc))| {
+                        vec![
+                            class.to_string(),
+                            scores.support.to_string(),
+                            scores.precision.to_string(),
+                            scores.recall.to_string(),
+                            scores.f1.to_string(),
+                            text(*auc),
+                        ]
+                    })
+                    .collect();
+                write_table(&dir.join(PER_CLASS_CSV), &header, &rows)
+            }
+            Outcome::Labels { scores, .. } => {
+                let header = [
+                    "label",
+                    "positives",
+                    "precision",
+                    "recall",
+                    "f1",
+                    "accuracy",
+                    "balanced_accuracy",
+                    "auc",
+                ]
+                .map(String::from);
+                let rows: Vec<Vec<String>> = scores
+                    .iter()
+                    .enumerate()
+                    .map(|(label, s)| {
+                        vec![
+                            label.to_string(),
+                            s.counts.positives().to_string(),
+                            s.precision.to_string(),
+                            s.recall.to_string(),
+                            s.f1.to_string(),
+                            s.accuracy.to_string(),
+                            s.balanced_accuracy.to_string(),
+                            text(s.auc),
+                        ]
+                    })
+                    .collect();
+                write_table(&dir.join(PER_CLASS_CSV), &header, &rows)
+            }
+        }
+    }
+}
+
+impl Outcome {
+    pub fn classes(truth: Vec<i64>, predicted: Vec<i64>, probabilities: &[Vec<f64>]) -> Outcome {
+        let classes = probabilities.first().map_or(0, Vec::len);
+        Outcome::Classes {
+            confusion: Confusion::from_labels(&truth, &predicted, classes),
+            aucs: one_vs_rest_auc(probabilities, &truth),
+            truth,
+            predicted,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -188,18 +605,17 @@ mod tests {
 
     #[test]
     fn the_most_confident_mistakes_come_first() {
+        let probabilities = vec![
+            vec![0.4, 0.6],
+            vec![0.1, 0.9],
+            vec![0.95, 0.05],
+            vec![0.2, 0.8],
+        ];
         let report = TestReport {
+            task: Task::MultiClass,
             loss: 0.0,
-            confusion: Confusion::from_labels(&[0, 1, 1, 0], &[1, 1, 0, 1], 2),
-            aucs: vec![],
-            truth: vec![0, 1, 1, 0],
-            predicted: vec![1, 1, 0, 1],
-            probabilities: vec![
-                vec![0.4, 0.6],
-                vec![0.1, 0.9],
-                vec![0.95, 0.05],
-                vec![0.2, 0.8],
-            ],
+            outcome: Outcome::classes(vec![0, 1, 1, 0], vec![1, 1, 0, 1], &probabilities),
+            probabilities,
         };
         assert_eq!(report.most_confident_mistakes(10), [2, 3, 0]);
         assert_eq!(report.most_confident_mistakes(1), [2]);
@@ -220,158 +636,5 @@ mod tests {
         assert_eq!(aucs[1], Some(0.875));
         assert_eq!(one_vs_rest_auc(&probabilities, &[0, 0, 0, 0])[0], None);
         assert_eq!(macro_auc(&[Some(1.0), None, Some(0.5)]), 0.75);
-    }
-}
-
-pub const CONFUSION_CSV: &str = "confusion.csv";
-pub const PER_CLASS_CSV: &str = "per_class.csv";
-
-/// A model's scores on a split, in a line: what summary.csv, `cellnets eval` and the
-/// report show of a `TestReport`.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TestMetrics {
-    #[serde(rename = "test_loss")]
-    pub loss: f64,
-    #[serde(rename = "test_accuracy")]
-    pub accuracy: f64,
-    #[serde(rename = "test_balanced_accuracy")]
-    pub balanced_accuracy: f64,
-    /// Unweighted mean F1 over the classes (undefined in results of cellnets versions
-    /// before it was measured).
-    #[serde(rename = "test_macro_f1", default = "undefined")]
-    pub macro_f1: f64,
-    /// Mean one-vs-rest ROC AUC over the classes.
-    #[serde(rename = "test_auc", default = "undefined")]
-    pub auc: f64,
-}
-
-fn undefined() -> f64 {
-    f64::NAN
-}
-
-impl TestMetrics {
-    /// For a run without a checkpoint to test.
-    pub const UNDEFINED: TestMetrics = TestMetrics {
-        loss: f64::NAN,
-        accuracy: f64::NAN,
-        balanced_accuracy: f64::NAN,
-        macro_f1: f64::NAN,
-        auc: f64::NAN,
-    };
-
-    /// (name, value), in the order tables show them.
-    pub fn columns(&self) -> [(&'static str, f64); 5] {
-        [
-            ("loss", self.loss),
-            ("accuracy", self.accuracy),
-            ("balanced_accuracy", self.balanced_accuracy),
-            ("macro_f1", self.macro_f1),
-            ("auc", self.auc),
-        ]
-    }
-}
-
-/// A model's predictions on a labelled split, summarised.
-#[derive(Debug, Clone)]
-pub struct TestReport {
-    pub loss: f64,
-    pub confusion: Confusion,
-    pub aucs: Vec<Option<f64>>,
-    /// Per sample: its true class, the predicted class and the class probabilities.
-    pub truth: Vec<i64>,
-    pub predicted: Vec<i64>,
-    pub probabilities: Vec<Vec<f64>>,
-}
-
-impl TestReport {
-    /// Evaluates `model` (eval mode, no gradients) on every image of `split`.
-    pub fn of(model: &dyn tch::nn::ModuleT, split: &crate::data::Split) -> anyhow::Result<Self> {
-        use tch::Kind;
-        let logits = crate::train::predict(model, &split.images);
-        let classes = logits.size()[1] as usize;
-        let loss = logits
-            .cross_entropy_for_logits(&split.labels)
-            .double_value(&[]);
-        let truth = Vec::<i64>::try_from(split.labels.to_device(tch::Device::Cpu))?;
-        let predicted = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(tch::Device::Cpu))?;
-        let probabilities = Vec::<f64>::try_from(
-            logits
-                .softmax(-1, Kind::Double)
-                .to_device(tch::Device::Cpu)
-                .flatten(0, -1),
-        )?;
-        let probabilities: Vec<Vec<f64>> =
-            probabilities.chunks(classes).map(<[f64]>::to_vec).collect();
-        Ok(TestReport {
-            loss,
-            confusion: Confusion::from_labels(&truth, &predicted, classes),
-            aucs: one_vs_rest_auc(&probabilities, &truth),
-            truth,
-            predicted,
-            probabilities,
-        })
-    }
-
-    pub fn metrics(&self) -> TestMetrics {
-        TestMetrics {
-            loss: self.loss,
-            accuracy: self.confusion.accuracy(),
-            balanced_accuracy: self.confusion.balanced_accuracy(),
-            macro_f1: self.confusion.macro_f1(),
-            auc: macro_auc(&self.aucs),
-        }
-    }
-
-    /// The `count` misclassified samples predicted with the highest probability, most
-    /// confident first: their indices in the split.
-    pub fn most_confident_mistakes(&self, count: usize) -> Vec<usize> {
-        let mut mistakes: Vec<usize> = (0..self.truth.len())
-            .filter(|&i| self.truth[i] != self.predicted[i])
-            .collect();
-        let confidence = |i: usize| self.probabilities[i][self.predicted[i] as usize];
-        mistakes.sort_by(|&a, &b| confidence(b).total_cmp(&confidence(a)));
-        mistakes.truncate(count);
-        mistakes
-    }
-
-    /// Writes `confusion.csv` (rows = true class) and `per_class.csv` into `dir`.
-    pub fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
-        use crate::files::write_table;
-        let classes = self.confusion.matrix.len();
-        let header: Vec<String> = std::iter::once("true\\predicted".to_string())
-            .chain((0..classes).map(|c| c.to_string()))
-            .collect();
-        let rows: Vec<Vec<String>> = self
-            .confusion
-            .matrix
-            .iter()
-            .enumerate()
-            .map(|(class, row)| {
-                std::iter::once(class.to_string())
-                    .chain(row.iter().map(u64::to_string))
-                    .collect()
-            })
-            .collect();
-        write_table(&dir.join(CONFUSION_CSV), &header, &rows)?;
-
-        let header = ["class", "support", "precision", "recall", "f1", "auc"].map(String::from);
-        let rows: Vec<Vec<String>> = self
-            .confusion
-            .per_class()
-            .iter()
-            .zip(&self.aucs)
-            .enumerate()
-            .map(|(class, (scores, auc))| {
-                vec![
-                    class.to_string(),
-                    scores.support.to_string(),
-                    scores.precision.to_string(),
-                    scores.recall.to_string(),
-                    scores.f1.to_string(),
-                    auc.map(|auc| auc.to_string()).unwrap_or_default(),
-                ]
-            })
-            .collect();
-        write_table(&dir.join(PER_CLASS_CSV), &header, &rows)
     }
 }

@@ -7,11 +7,12 @@ use crate::files::write_table;
 use crate::images;
 use crate::models::InputShape;
 use crate::saved::SavedRun;
+use crate::task::Task;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fmt::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Images decoded and run together: large enough to keep the model busy, small enough
 /// that a batch of 224 x 224 images stays far below a gigabyte.
@@ -70,7 +71,8 @@ pub fn run(
     let predictions = predict(saved, input, &files, device)?;
     let names =
         crate::image_folder::class_names(&saved.finished.plan.dataset, input.classes as usize);
-    write_csv(output, &predictions, &names)?;
+    let task = saved.finished.plan.dataset.known_task();
+    write_csv(output, &predictions, &names, task)?;
     let predicted = predictions.iter().filter(|p| p.outcome.is_ok()).count();
     if predicted == 0 {
         bail!(
@@ -99,6 +101,7 @@ pub fn predict(
     device: Device,
 ) -> Result<Vec<Prediction>> {
     let model = run.load(input, device)?;
+    let task = run.finished.plan.dataset.known_task();
     let mut predictions = Vec::with_capacity(files.len());
     for chunk in files.chunks(BATCH) {
         let prepared: Vec<Result<Vec<u8>, String>> =
@@ -110,7 +113,7 @@ pub fn predict(
         let mut probabilities = if readable.is_empty() {
             Vec::new()
         } else {
-            classify(model.network.as_ref(), &readable, input, device)
+            classify(model.network.as_ref(), &readable, input, task, device)
                 .with_context(|| format!("libtorch failed predicting with {}", run.label()))?
         }
         .into_iter();
@@ -139,19 +142,17 @@ fn classify(
     model: &dyn tch::nn::ModuleT,
     prepared: &[&[u8]],
     input: InputShape,
+    task: Task,
     device: Device,
 ) -> Result<Vec<Vec<f64>>> {
     let rows = prepared.len() as i64;
     let bytes: Vec<u8> = prepared.concat();
     let probabilities = panic::catch_unwind(AssertUnwindSafe(|| {
-        let images = Tensor::from_slice(&bytes)
+        let pixels = Tensor::from_slice(&bytes)
             .view([rows, input.height, input.width, input.channels])
-            .to_device(device)
-            .permute([0, 3, 1, 2])
-            .to_kind(Kind::Float)
-            / 255.0;
-        crate::train::predict(model, &images)
-            .softmax(-1, Kind::Double)
+            .to_device(device);
+        let logits = crate::train::predict(model, &crate::data::Images::Pixels(pixels));
+        task.probabilities(&logits)
             .to_device(Device::Cpu)
             .flatten(0, -1)
     }))
@@ -163,9 +164,15 @@ fn classify(
         .collect())
 }
 
-/// Writes the predictions as CSV: file, predicted class, one probability column per
-/// class, and the reason for files that could not be read (their other cells empty).
-pub fn write_csv(path: &Path, predictions: &[Prediction], names: &[String]) -> Result<()> {
+/// Writes the predictions as CSV: file, predicted class (for a multi-label model, its
+/// labels above 0.5, joined by `+`), one probability column per class or label, and the
+/// reason for files that could not be read (their other cells empty).
+pub fn write_csv(
+    path: &Path,
+    predictions: &[Prediction],
+    names: &[String],
+    task: Task,
+) -> Result<()> {
     let header: Vec<String> = ["file", "predicted"]
         .into_iter()
         .map(String::from)
@@ -178,7 +185,13 @@ pub fn write_csv(path: &Path, predictions: &[Prediction], names: &[String]) -> R
             let mut row = vec![prediction.file.display().to_string()];
             match &prediction.outcome {
                 Ok(probabilities) => {
-                    row.push(names[prediction.class().unwrap_or(0)].clone());
+                    let predicted: Vec<&str> = if task.has_classes() {
+                        vec![&names[prediction.class().unwrap_or(0)]]
+                    } else {
+                        let above = probabilities.iter().zip(names).filter(|(&p, _)| p > 0.5);
+                        above.map(|(_, name)| name.as_str()).collect()
+                    };
+                    row.push(predicted.join("+"));
                     row.extend(probabilities.iter().map(f64::to_string));
                     row.push(String::new());
                 }

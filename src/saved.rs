@@ -231,7 +231,7 @@ pub fn eval(run: &SavedRun, data: &Dataset, split: EvalSplit, device: Device) ->
         .join("eval")
         .join(format!("{stem}-{}", split.name()));
     let names =
-        crate::image_folder::class_names(&run.finished.plan.dataset, report.confusion.matrix.len());
+        crate::image_folder::class_names(&run.finished.plan.dataset, data.input.classes as usize);
     let source = [
         run.label(),
         data.path.display().to_string(),
@@ -239,10 +239,11 @@ pub fn eval(run: &SavedRun, data: &Dataset, split: EvalSplit, device: Device) ->
     ];
     write_eval(&dir, &source, &report, &names)?;
     let mut text = render_eval(&source, &report, &names);
-    text += &format!(
-        "\nwrote metrics.csv, confusion.csv, per_class.csv and confusion.png/svg to {}\n",
-        dir.display()
-    );
+    let written = match report.confusion() {
+        Some(_) => "metrics.csv, confusion.csv, per_class.csv and confusion.png/svg",
+        None => "metrics.csv and per_class.csv (per label)",
+    };
+    text += &format!("\nwrote {written} to {}\n", dir.display());
     Ok(text)
 }
 
@@ -267,7 +268,7 @@ fn write_eval(
     let row: Vec<String> = source
         .iter()
         .cloned()
-        .chain([report.truth.len().to_string()])
+        .chain([report.len().to_string()])
         .chain(metrics.iter().map(|(_, value)| value.to_string()))
         .collect();
     write_table(&dir.join("metrics.csv"), &header, &[row])?;
@@ -277,34 +278,50 @@ fn write_eval(
         .unwrap_or_default()
         .to_string_lossy();
     let title = format!("{run} on {stem} ({split})");
-    figures::save(
-        &HeatMap::confusion(title, &report.confusion.matrix, names),
-        dir,
-        "confusion",
-    )?;
+    if let Some(confusion) = report.confusion() {
+        figures::save(
+            &HeatMap::confusion(title, &confusion.matrix, names),
+            dir,
+            "confusion",
+        )?;
+    }
     Ok(())
 }
 
-/// The scores as the terminal shows them: the totals, then a line per class.
+/// The scores as the terminal shows them: the totals, then a line per class or label.
 fn render_eval(source: &[String; 3], report: &TestReport, names: &[String]) -> String {
     let [run, data, split] = source;
     let scores = report.metrics();
     let mut text = format!(
         "{run} on {data} ({split} split, {} images)\n\
          loss {:.4}  accuracy {:.4}  balanced accuracy {:.4}  macro F1 {:.4}  AUC {:.4}\n\n",
-        report.truth.len(),
+        report.len(),
         scores.loss,
         scores.accuracy,
         scores.balanced_accuracy,
         scores.macro_f1,
         scores.auc
     );
+    if let Some(exact) = report.exact_match() {
+        text += &format!("every label right (exact match) {exact:.4}\n\n");
+    }
+    if let Some(error) = report.mean_absolute_error() {
+        text += &format!("mean absolute grade error {error:.4}\n\n");
+    }
     text += &format!(
         "{:<18} {:>7} {:>9} {:>7} {:>7} {:>7}\n",
-        "class", "support", "precision", "recall", "f1", "auc"
+        report.task.output_noun(),
+        if report.task.has_classes() {
+            "support"
+        } else {
+            "positives"
+        },
+        "precision",
+        "recall",
+        "f1",
+        "auc"
     );
-    let per_class = report.confusion.per_class();
-    for ((name, scores), auc) in names.iter().zip(per_class).zip(&report.aucs) {
+    for (name, (scores, auc)) in names.iter().zip(report.per_output()) {
         let auc = auc.map_or("-".into(), |auc| format!("{auc:.4}"));
         text += &format!(
             "{name:<18} {:>7} {:>9.4} {:>7.4} {:>7.4} {auc:>7}\n",

@@ -44,6 +44,16 @@ pub struct Invocation {
     pub out_dir: PathBuf,
     pub data_dir: PathBuf,
     pub device: String,
+    /// `--data-memory`, in bytes, when given.
+    pub data_memory: Option<u64>,
+}
+
+impl Invocation {
+    /// The options every task passes on after the data folder.
+    fn data_options(&self) -> String {
+        self.data_memory
+            .map_or(String::new(), |bytes| format!(" --data-memory {bytes}"))
+    }
 }
 
 /// A stage to submit: its array's task ids (positions of unfinished runs) and the
@@ -202,7 +212,7 @@ pub fn stage_script(job: &StageJob, options: &JobOptions, invocation: &Invocatio
          # epoch, requeues this task (at most {requeues} times) and exits; the requeued task\n\
          # resumes. libtorch uses the task's CPUs, not the whole node's.\n\
          export OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}} MKL_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}}\n\
-         exec {binary} only {stage} --manifest {manifest} --out {out} --data-dir {data} \
+         exec {binary} only {stage} --manifest {manifest} --out {out} --data-dir {data}{memory} \
          --device {device} --shard \"${{SLURM_ARRAY_TASK_ID}}/{runs}\" --max-requeues {requeues} \
          --claim-timeout {timeout} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"\n",
         array = array_spec(&job.tasks, options.throttle),
@@ -214,6 +224,7 @@ pub fn stage_script(job: &StageJob, options: &JobOptions, invocation: &Invocatio
         manifest = quote(&invocation.manifest),
         out = quote(&invocation.out_dir),
         data = quote(&invocation.data_dir),
+        memory = invocation.data_options(),
         device = invocation.device,
         timeout = options.claim_timeout_s,
     )
@@ -230,11 +241,12 @@ pub fn report_script(options: &JobOptions, invocation: &Invocation) -> String {
     let mut text = common_lines("report", "report-%j.log", &cpu_only, invocation);
     writeln!(
         text,
-        "exec {} report {} --out {} --data-dir {} --device cpu",
+        "exec {} report {} --out {} --data-dir {}{} --device cpu",
         quote(&invocation.binary),
         quote(&invocation.manifest),
         quote(&invocation.out_dir),
-        quote(&invocation.data_dir)
+        quote(&invocation.data_dir),
+        invocation.data_options()
     )
     .expect("a string takes text");
     text
@@ -390,5 +402,41 @@ mod tests {
         assert_eq!(array_spec(&[0, 1, 2, 3], None), "0-3");
         assert_eq!(array_spec(&[1, 4, 5], Some(2)), "1,4,5%2");
         assert_eq!(array_spec(&[3], None), "3");
+    }
+
+    #[test]
+    fn tasks_pass_the_data_memory_budget_on() {
+        let options = JobOptions {
+            partition: None,
+            time: None,
+            cpus_per_task: 2,
+            mem: None,
+            gpus_per_task: None,
+            throttle: None,
+            extra: Vec::new(),
+            signal_before: 120,
+            max_requeues: 3,
+            claim_timeout_s: 600,
+        };
+        let mut invocation = Invocation {
+            binary: "/bin/cellnets".into(),
+            manifest: "/m.yaml".into(),
+            out_dir: "/out".into(),
+            data_dir: "/data".into(),
+            device: "cpu".into(),
+            data_memory: Some(1 << 30),
+        };
+        let job = StageJob {
+            stage: "s".into(),
+            tasks: vec![0],
+            runs: 1,
+            after: Vec::new(),
+            script: "/out/slurm/s.sh".into(),
+        };
+        let budget = "--data-dir '/data' --data-memory 1073741824 ";
+        assert!(stage_script(&job, &options, &invocation).contains(budget));
+        assert!(report_script(&options, &invocation).contains(budget));
+        invocation.data_memory = None;
+        assert!(!stage_script(&job, &options, &invocation).contains("--data-memory"));
     }
 }

@@ -12,7 +12,6 @@ pub struct Study {
     pub class_names: Vec<String>,
     pub split_sizes: BTreeMap<String, u64>,
     pub models: BTreeMap<String, StudyModel>,
-    pub published: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,11 +59,15 @@ pub fn study() -> &'static Study {
     })
 }
 
-/// Display names of a dataset's classes: the study's for its dataset, else numbers.
+/// Display names of a dataset's classes (or labels): the study's short ones for its
+/// dataset, else the MedMNIST collection's, else numbers.
 pub fn class_names(dataset: &str, classes: usize) -> Vec<String> {
     let study = study();
+    let collection = crate::catalog::set(dataset).map(|set| &set.labels);
     if dataset == study.dataset && study.class_names.len() == classes {
         study.class_names.clone()
+    } else if let Some(labels) = collection.filter(|labels| labels.len() == classes) {
+        labels.clone()
     } else {
         (0..classes).map(|class| format!("class {class}")).collect()
     }
@@ -92,6 +95,7 @@ mod tests {
             .iter()
             .all(|row| row.len() == grid.cols.values.len()));
         assert_eq!(class_names("bloodmnist", 8)[3], "imm. granulocyte");
-        assert_eq!(class_names("pathmnist", 9)[8], "class 8");
+        assert_eq!(class_names("pathmnist", 9)[0], "adipose");
+        assert_eq!(class_names("mine", 9)[8], "class 8");
     }
 }

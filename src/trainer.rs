@@ -168,7 +168,7 @@ enum Stepping<'m> {
     /// once, and the loop trains the rest on them.
     Precomputed {
         rest: &'m dyn nn::ModuleT,
-        features: Dataset,
+        features: Box<Dataset>,
     },
     /// The whole model every batch, with the fused first-layer step when it applies.
     Whole(Network<'m>),
@@ -179,7 +179,7 @@ impl<'m> Stepping<'m> {
         match built.model.split_frozen(&built.frozen) {
             Some((extractor, rest)) if !run.training.augment => {
                 let started = Instant::now();
-                let features = precompute(extractor, data);
+                let features = Box::new(precompute(extractor, data));
                 progress.note(&format!(
                     "{}/{}: outputs of the frozen {} computed once ({:.1} s), not every epoch",
                     run.stage,

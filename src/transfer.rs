@@ -1,7 +1,7 @@
 //! Layers that come from another run: copying them from a checkpoint, freezing them,
 //! and computing the outputs of a frozen feature extractor once.
 
-use crate::data::{Dataset, Datasets, Split};
+use crate::data::{Dataset, Datasets, Images, Split};
 use crate::manifest::{DatasetSpec, Stage, Transfer};
 use crate::models::{InputShape, ModelSpec};
 use crate::plan::{provisional_winner, StagePlan};
@@ -216,8 +216,9 @@ pub fn freeze(vs: &nn::VarStore, layers: &[String]) -> Result<()> {
 /// The data as the layers after `extractor` see it.
 pub fn precompute(extractor: &dyn nn::ModuleT, data: &Dataset) -> Dataset {
     let features = |split: &Split| Split {
-        images: predict(extractor, &split.images),
+        images: Images::Features(predict(extractor, &split.images)),
         labels: split.labels.shallow_clone(),
+        task: split.task,
     };
     Dataset {
         path: data.path.clone(),
@@ -226,5 +227,6 @@ pub fn precompute(extractor: &dyn nn::ModuleT, data: &Dataset) -> Dataset {
         val: features(&data.val),
         test: features(&data.test),
         input: data.input,
+        task: data.task,
     }
 }

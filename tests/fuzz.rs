@@ -90,6 +90,6 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("toy.npz");
         std::fs::write(&path, &bytes).unwrap();
-        let _ = data::load(&path, 0.7, Device::Cpu);
+        let _ = data::load(&path, &serde_yaml::from_str("name: toy").unwrap(), dir.path(), Device::Cpu);
     }
 }

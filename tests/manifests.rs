@@ -55,3 +55,22 @@ fn the_quick_profile_has_the_same_models() {
     assert_eq!(counts["deep_cnn/run"], (347_656, 0));
     assert_eq!(counts["resnet18/run"], (11_172_936, 0));
 }
+
+#[test]
+fn the_medmnist_benchmark_manifest_trains_every_2d_set_by_its_protocol() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/medmnist.yaml");
+    let manifest = manifest::load(&path).unwrap();
+    let plans = plan_all(&manifest, |_| Ok(None)).unwrap();
+    let sets: Vec<&String> = cellnets::catalog::catalog().sets.keys().collect();
+    assert_eq!(plans.len(), sets.len());
+    for (stage, _) in &plans {
+        let run = &stage.runs[0];
+        assert!(sets.contains(&&run.dataset.name), "{}", run.dataset.name);
+        assert_eq!(run.dataset.name, stage.name);
+        assert_eq!(run.dataset.validation, manifest::Validation::Official);
+        let training = &run.training;
+        assert_eq!((training.epochs, training.batch_size), (100, 128));
+        assert_eq!(training.milestones, [50, 75]);
+        assert_eq!(training.learning_rate, 0.001);
+    }
+}

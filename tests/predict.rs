@@ -53,7 +53,13 @@ fn predictions_from_png_files_equal_eval_on_the_same_rows() {
     }
 
     let saved = SavedRun::open(&run).unwrap();
-    let data = data::load(&dir.path().join("toy.npz"), 0.7, Device::Cpu).unwrap();
+    let data = data::load(
+        &dir.path().join("toy.npz"),
+        &serde_yaml::from_str("name: toy").unwrap(),
+        dir.path(),
+        Device::Cpu,
+    )
+    .unwrap();
     let report = saved.evaluate(&data, &data.test, Device::Cpu).unwrap();
 
     // The command line, on the folder: one CSV row per file, in file order.
@@ -78,9 +84,12 @@ fn predictions_from_png_files_equal_eval_on_the_same_rows() {
     assert_eq!(header.last().unwrap(), "error");
     assert_eq!(table.len(), rows as usize);
     let names = cellnets::study::class_names("toy", common::CLASSES as usize);
+    let cellnets::metrics::Outcome::Classes { predicted, .. } = &report.outcome else {
+        panic!("toy labels are classes")
+    };
     for (row, cells) in table.iter().enumerate() {
         assert!(cells[0].ends_with(&format!("{row:03}.png")), "{cells:?}");
-        assert_eq!(cells[1], names[report.predicted[row] as usize], "row {row}");
+        assert_eq!(cells[1], names[predicted[row] as usize], "row {row}");
         for (class, cell) in cells[2..2 + common::CLASSES as usize].iter().enumerate() {
             let p: f64 = cell.parse().unwrap();
             let expected = report.probabilities[row][class];
@@ -272,7 +281,13 @@ fn the_exported_torchscript_gives_the_models_logits_for_any_batch_size() {
     assert!(output.status.success(), "{output:?}");
 
     let saved = SavedRun::open(&run).unwrap();
-    let data = data::load(&dir.path().join("toy.npz"), 0.7, Device::Cpu).unwrap();
+    let data = data::load(
+        &dir.path().join("toy.npz"),
+        &serde_yaml::from_str("name: toy").unwrap(),
+        dir.path(),
+        Device::Cpu,
+    )
+    .unwrap();
     let expected = cellnets::train::predict(
         saved
             .load(data.input, Device::Cpu)
@@ -282,7 +297,8 @@ fn the_exported_torchscript_gives_the_models_logits_for_any_batch_size() {
         &data.test.images,
     );
     let module = tch::CModule::load(&file).unwrap();
-    let logits = tch::no_grad(|| module.forward_ts(&[&data.test.images]).unwrap());
+    let images = tch::Tensor::cat(&data.test.images.batches().collect::<Vec<_>>(), 0);
+    let logits = tch::no_grad(|| module.forward_ts(&[&images]).unwrap());
     assert_eq!(logits.size(), [data.test.len(), common::CLASSES]);
     let difference = (logits - expected).abs().max().double_value(&[]);
     assert!(difference < 1e-5, "{difference}");

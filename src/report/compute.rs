@@ -2,11 +2,11 @@
 //! are re-evaluated from their best checkpoints on the test split, and their most
 //! confident mistakes are picked with the images that explain them.
 
-use super::gather::{labels, picture, StageResults};
+use super::gather::{first_of, picture, StageResults};
 use crate::data::Dataset;
 use crate::data::Datasets;
 use crate::figures::Picture;
-use crate::metrics::TestReport;
+use crate::metrics::{Outcome, TestReport};
 use crate::run_folder::FinishedRun;
 use crate::saved::SavedRun;
 use anyhow::{Context, Result};
@@ -67,8 +67,10 @@ fn test_winner(saved: &SavedRun, mistakes: usize, files: &mut Datasets) -> Resul
     let data = files.open(dataset)?;
     let report = saved.evaluate(data, &data.test, device)?;
     let class_names = crate::image_folder::class_names(dataset, data.input.classes as usize);
+    // A multi-label prediction has no single wrong class to show.
     let mistakes = match mistakes {
         0 => None,
+        _ if report.confusion().is_none() => None,
         count => Some(most_confident_mistakes(&report, count, data)?),
     };
     Ok(TestedWinner {
@@ -85,17 +87,19 @@ fn most_confident_mistakes(
     count: usize,
     data: &Dataset,
 ) -> Result<Vec<Mistake>> {
-    let train_labels = labels(&data.train.labels)?;
     let example = |class: usize| -> Result<Picture> {
-        let first = train_labels.iter().position(|&label| label == class as i64);
+        let first = first_of(&data.train.labels, class)?;
         picture(&data.train.images, first.unwrap_or(0))
     };
     let mut mistakes = Vec::new();
+    let Outcome::Classes {
+        truth, predicted, ..
+    } = &report.outcome
+    else {
+        return Ok(Vec::new());
+    };
     for index in report.most_confident_mistakes(count) {
-        let (truth, predicted) = (
-            report.truth[index] as usize,
-            report.predicted[index] as usize,
-        );
+        let (truth, predicted) = (truth[index] as usize, predicted[index] as usize);
         mistakes.push(Mistake {
             index,
             truth,

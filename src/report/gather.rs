@@ -2,7 +2,7 @@
 //! epoch tables, winners, saved runs) and data files are read here and nowhere else in
 //! the report, so a change of the output layout only has to change this file.
 
-use crate::data::{Dataset, Datasets};
+use crate::data::{Dataset, Datasets, Images};
 use crate::figures::Picture;
 use crate::files::read_table;
 use crate::manifest::{DatasetSpec, Manifest, Stage};
@@ -191,9 +191,12 @@ pub const SPLITS: [&str; 4] = ["train", "test", "holdout_train", "holdout_val"];
 pub struct DataOverview {
     pub spec: DatasetSpec,
     pub input: InputShape,
+    pub task: crate::task::Task,
     pub class_names: Vec<String>,
-    /// Images per class of each of `SPLITS`, in that order.
+    /// Images per class (positives per label) of each of `SPLITS`, in that order.
     pub counts: [Vec<u64>; 4],
+    /// Images of each of `SPLITS`.
+    pub sizes: [u64; 4],
     /// The first training image of each class that has one.
     pub samples: Vec<(String, Picture)>,
 }
@@ -227,38 +230,52 @@ fn data_overview(spec: &DatasetSpec, data: &Dataset) -> Result<DataOverview> {
         class_counts(&data.train.labels, classes)?,
         class_counts(&data.val.labels, classes)?,
     ];
-    let labels = labels(&data.train.labels)?;
     let mut samples = Vec::new();
     for (class, name) in class_names.iter().enumerate() {
-        if let Some(i) = labels.iter().position(|&label| label == class as i64) {
+        if let Some(i) = first_of(&data.train.labels, class)? {
             samples.push((name.clone(), picture(&data.train.images, i)?));
         }
     }
+    let train = data.train.len() + data.val.len();
+    let sizes = [train, data.test.len(), data.train.len(), data.val.len()].map(|n| n as u64);
     Ok(DataOverview {
         spec: spec.clone(),
         input: data.input,
+        task: data.task,
         class_names,
         counts,
+        sizes,
         samples,
     })
 }
 
+/// Images per class, or positives per label (labels of 0/1 per column).
 fn class_counts(labels: &Tensor, classes: usize) -> Result<Vec<u64>> {
-    let counts = labels
-        .to_device(Device::Cpu)
-        .bincount::<Tensor>(None, classes as i64);
+    let labels = labels.to_device(Device::Cpu);
+    let counts = match labels.dim() {
+        1 => labels.bincount::<Tensor>(None, classes as i64),
+        _ => labels.sum_dim_intlist(0, false, tch::Kind::Int64),
+    };
     Ok(Vec::<i64>::try_from(counts)?
         .into_iter()
         .map(|n| n as u64)
         .collect())
 }
 
-/// A split's labels on the CPU.
-pub fn labels(labels: &Tensor) -> Result<Vec<i64>> {
-    Ok(Vec::<i64>::try_from(labels.to_device(Device::Cpu))?)
+/// The first image of a class (or with a label), if any.
+pub fn first_of(labels: &Tensor, class: usize) -> Result<Option<usize>> {
+    let hits = match labels.dim() {
+        1 => labels.eq(class as i64),
+        _ => labels.select(1, class as i64).gt(0.5),
+    };
+    let found = hits.nonzero().to_device(Device::Cpu);
+    Ok((found.size()[0] > 0).then(|| found.int64_value(&[0, 0]) as usize))
 }
 
 /// Image `index` of a split's images.
-pub fn picture(images: &Tensor, index: usize) -> Result<Picture> {
-    Picture::from_tensor(&images.get(index as i64))
+pub fn picture(images: &Images, index: usize) -> Result<Picture> {
+    let image = images
+        .image(index as i64)
+        .context("the split holds features, not images")?;
+    Picture::from_tensor(&image)
 }

@@ -373,8 +373,12 @@ mod tests {
             classes: 2,
         };
         let split = |rows: i64| Split {
-            images: Tensor::rand([rows, 1, 2, 2], (Kind::Float, Device::Cpu)),
+            images: crate::data::Images::Pixels(
+                Tensor::randint(256, [rows, 2, 2, 1], (Kind::Int64, Device::Cpu))
+                    .to_kind(Kind::Uint8),
+            ),
             labels: Tensor::arange(rows, (Kind::Int64, Device::Cpu)).remainder(2),
+            task: crate::task::Task::BinaryClass,
         };
         let data = Dataset {
             path: "tiny.npz".into(),
@@ -383,6 +387,7 @@ mod tests {
             val: split(4),
             test: split(4),
             input,
+            task: crate::task::Task::BinaryClass,
         };
         let vs = nn::VarStore::new(Device::Cpu);
         let spec: ModelSpec = serde_yaml::from_str("{kind: mlp, hidden: 3}").unwrap();

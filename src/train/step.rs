@@ -3,14 +3,12 @@
 //! evaluation in eval mode. Every random draw is the run's own (`random`).
 
 use super::optimizer::Optimizer;
-use crate::data::Split;
+use crate::data::{Images, Split};
 use crate::manifest::{Schedule, Training};
 use crate::random;
+use crate::task::Task;
 use tch::nn;
 use tch::{Kind, Tensor};
-
-/// Evaluation batches are large: no gradients are kept, so memory is not the limit.
-const EVAL_BATCH: i64 = 1024;
 
 /// A first dense layer trained by plain SGD without its weight gradient: autograd stops
 /// at the layer's output, and the update W -= lr * dY^T X is one GEMM into W itself. For
@@ -40,6 +38,7 @@ impl<'a> FusedInputDense<'a> {
         &self,
         images: &Tensor,
         labels: &Tensor,
+        task: Task,
         optimizer: &mut Optimizer,
         learning_rate: f64,
     ) -> (Tensor, Tensor) {
@@ -48,7 +47,7 @@ impl<'a> FusedInputDense<'a> {
         let pre_activation =
             tch::no_grad(|| inputs.linear(&layer.ws, layer.bs.as_ref())).set_requires_grad(true);
         let logits = self.rest.forward_t(&pre_activation, true);
-        let loss = logits.cross_entropy_for_logits(labels);
+        let loss = task.loss(&logits, labels);
         let grads = optimizer.backward_step(&loss, learning_rate, &[&pre_activation]);
         tch::no_grad(|| {
             let step = &grads[0] * -learning_rate;
@@ -76,12 +75,17 @@ pub fn learning_rate(training: &Training, epoch: usize) -> f64 {
             let steps = (epoch - 1) / training.step_size;
             training.learning_rate * training.gamma.powi(steps as i32)
         }
+        Schedule::Multistep => {
+            let done = epoch - 1;
+            let passed = training.milestones.iter().filter(|&&m| m <= done).count();
+            training.learning_rate * training.gamma.powi(passed as i32)
+        }
     }
 }
 
 /// One pass over `split` in a fresh random order; returns the running mean loss and
-/// accuracy. Metrics accumulate on the device, so the loop never waits for the device
-/// until the epoch ends.
+/// accuracy (of classes, or of every label decision). Metrics accumulate on the device,
+/// so the loop never waits for the device until the epoch ends.
 pub fn train_epoch(
     model: &dyn nn::ModuleT,
     fused: Option<FusedInputDense>,
@@ -93,6 +97,7 @@ pub fn train_epoch(
     let batch_size = training.batch_size;
     let device = split.images.device();
     let rows = split.len();
+    let task = split.task;
     let order = random::draw(|| Tensor::randperm(rows, (Kind::Int64, device)));
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
     let mut correct = Tensor::zeros([], (Kind::Int64, device));
@@ -102,27 +107,29 @@ pub fn train_epoch(
         }
         let index = order.narrow(0, start, (batch_size as i64).min(rows - start));
         let labels = split.labels.index_select(0, &index);
-        let mut images = split.images.index_select(0, &index);
+        let mut images = split.images.select(&index);
         if training.augment {
             images = augment(&images);
         }
         let (logits, loss) = match &fused {
-            Some(fused) => fused.step(&images, &labels, optimizer, learning_rate),
+            Some(fused) => fused.step(&images, &labels, task, optimizer, learning_rate),
             None => {
                 let logits = model.forward_t(&images, true);
-                let loss = logits.cross_entropy_for_logits(&labels);
+                let loss = task.loss(&logits, &labels);
                 optimizer.backward_step(&loss, learning_rate, &[]);
                 (logits, loss)
             }
         };
         tch::no_grad(|| {
             loss_sum += loss * index.size()[0] as f64;
-            correct += logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
+            correct += task.correct(&logits, &labels);
         });
     }
+    let decisions =
+        rows * task.decisions_per_image(split.labels.size().last().copied().unwrap_or(1));
     (
         loss_sum.double_value(&[]) / rows as f64,
-        correct.double_value(&[]) / rows as f64,
+        correct.double_value(&[]) / decisions as f64,
     )
 }
 
@@ -149,7 +156,7 @@ fn augment(images: &Tensor) -> Tensor {
     out
 }
 
-/// Mean cross-entropy and accuracy over a split.
+/// Mean loss and accuracy (of classes, or of every label decision) over a split.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluation {
     pub loss: f64,
@@ -159,26 +166,26 @@ pub struct Evaluation {
 /// Loss and accuracy of `model` in eval mode over a whole split.
 pub fn evaluate(model: &dyn nn::ModuleT, split: &Split) -> Evaluation {
     let logits = predict(model, &split.images);
-    tch::no_grad(|| Evaluation {
-        loss: logits
-            .cross_entropy_for_logits(&split.labels)
-            .double_value(&[]),
-        accuracy: logits
-            .argmax(-1, false)
-            .eq_tensor(&split.labels)
-            .to_kind(Kind::Float)
-            .mean(Kind::Float)
-            .double_value(&[]),
+    let task = split.task;
+    tch::no_grad(|| {
+        let correct = task.correct(&logits, &split.labels).double_value(&[]);
+        let decisions = split.len() * task.decisions_per_image(logits.size()[1]);
+        // In float32, as the mean libtorch took of it before: logged val accuracies
+        // stay the same to the last digit.
+        let accuracy = correct as f32 / decisions as f32;
+        Evaluation {
+            loss: task.loss(&logits, &split.labels).double_value(&[]),
+            accuracy: f64::from(accuracy),
+        }
     })
 }
 
-/// Class logits for every image, in eval mode, without gradients.
-pub fn predict(model: &dyn nn::ModuleT, images: &Tensor) -> Tensor {
+/// Logits for every image, in eval mode, without gradients.
+pub fn predict(model: &dyn nn::ModuleT, images: &Images) -> Tensor {
     tch::no_grad(|| {
         let batches: Vec<Tensor> = images
-            .split(EVAL_BATCH, 0)
-            .iter()
-            .map(|batch| model.forward_t(batch, false))
+            .batches()
+            .map(|batch| model.forward_t(&batch, false))
             .collect();
         Tensor::cat(&batches, 0)
     })
@@ -229,7 +236,7 @@ mod tests {
             for _ in 0..3 {
                 match fused.filter(|_| fuse) {
                     Some(fused) => {
-                        let _ = fused.step(&images, &labels, &mut optimizer, 0.5);
+                        let _ = fused.step(&images, &labels, Task::MultiClass, &mut optimizer, 0.5);
                     }
                     None => {
                         let loss = model
@@ -299,6 +306,14 @@ mod tests {
             training("{epochs: 10, learning_rate: 0.1, schedule: step, step_size: 3, gamma: 0.5}");
         let rates: Vec<f64> = (1..=7).map(|epoch| learning_rate(&step, epoch)).collect();
         assert_eq!(rates, [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025]);
+        let multistep = training(
+            "{epochs: 100, learning_rate: 0.001, schedule: multistep, milestones: [50, 75], gamma: 0.1}",
+        );
+        let at = |epoch| learning_rate(&multistep, epoch);
+        // As PyTorch's MultiStepLR stepped after each epoch: 50 epochs at the full rate.
+        assert_eq!(at(50), 0.001);
+        assert!((at(51) - 1e-4).abs() < 1e-15 && (at(75) - 1e-4).abs() < 1e-15);
+        assert!((at(76) - 1e-5).abs() < 1e-15 && (at(100) - 1e-5).abs() < 1e-15);
         let constant = training("{epochs: 10}");
         assert_eq!(learning_rate(&constant, 10), 0.01);
     }

@@ -40,13 +40,9 @@ fn summary(data: &DataOverview) -> String {
     let on_study_data = data.spec.name == study.dataset;
     let sizes: Vec<String> = SPLITS
         .iter()
-        .zip(&data.counts)
-        .map(|(split, counts)| {
-            let ours = format!(
-                "{} {}",
-                split.replace('_', " "),
-                count(counts.iter().sum::<u64>())
-            );
+        .zip(data.sizes)
+        .map(|(split, size)| {
+            let ours = format!("{} {}", split.replace('_', " "), count(size));
             match study.split_sizes.get(*split) {
                 Some(&theirs) if on_study_data => format!("{ours} (study {})", count(theirs)),
                 _ => ours,
@@ -55,9 +51,15 @@ fn summary(data: &DataOverview) -> String {
         .collect();
     let input = &data.input;
     format!(
-        "## Data: {}\n\n{} classes, {}x{} pixels, {} channel(s). Split sizes: {}.\n\n",
+        "## Data: {}\n\n{} {} ({} task), {}x{} pixels, {} channel(s). Split sizes: {}.\n\n",
         data.spec.file_name(),
         input.classes,
+        if data.task.has_classes() {
+            "classes"
+        } else {
+            "labels"
+        },
+        data.task,
         input.height,
         input.width,
         input.channels,

@@ -1,32 +1,48 @@
-//! The test results of a tested winner: its metrics beside the study's, both confusion
-//! matrices, per-class scores, the error analysis of its most confident mistakes, and
-//! its row of the final-models table.
+//! The test results of a tested winner: its metrics beside the study's and the MedMNIST
+//! v2 benchmark's, both confusion matrices (for classes), per-class or per-label
+//! scores, the error analysis of its most confident mistakes, and its row of the
+//! final-models table.
 
+use crate::catalog;
 use crate::figures::{HeatMap, MistakePanel};
-use crate::metrics::{macro_auc, ClassScores, Confusion};
+use crate::metrics::{ClassScores, Confusion};
 use crate::report::compute::{Mistake, TestedWinner};
 use crate::report::markdown::{count, metric, table};
 use crate::report::output::{Drawing, Section};
 use crate::study::{self, StudyModel};
+use crate::task::Task;
 
 /// The winner's test metrics, confusion matrix and per-class scores, beside those of
-/// the study's model `theirs` when there is one to compare with.
-pub fn test_section(tested: &TestedWinner, theirs: Option<&StudyModel>, folder: &str) -> Section {
+/// the study's model `theirs` when there is one to compare with, and the benchmark's
+/// published results when the stage names a `baseline` method.
+pub fn test_section(
+    tested: &TestedWinner,
+    theirs: Option<&StudyModel>,
+    baseline: Option<&str>,
+    folder: &str,
+) -> Section {
     let summary = &tested.finished.summary;
     let mut section = Section::text(format!(
         "### Test results of the winner, {}\n\nThe best epoch's weights ({}) on the test split ({} images).\n\n",
         tested.label,
         summary.best.as_ref().map_or("–".into(), |b| format!("epoch {}", b.epoch)),
-        count(tested.report.truth.len() as u64)
+        count(tested.report.len() as u64)
     ));
     let study_header = theirs.map_or("study".into(), |m| format!("{} ({})", m.title, m.source));
     section.markdown += &table(
         &["", "cellnets", &study_header],
         &metric_rows(tested, theirs),
     );
+    if let Some(method) = baseline {
+        section.markdown += &baseline_table(tested, method);
+    }
     let study_confusion = theirs.and_then(|model| model.confusion.as_deref());
-    section.push(confusions(tested, study_confusion, folder));
-    section.markdown += "\nPer class (precision = right among those predicted as the class, recall = right among those truly of it):\n\n";
+    if let Some(confusion) = tested.report.confusion() {
+        section.push(confusions(tested, confusion, study_confusion, folder));
+        section.markdown += "\nPer class (precision = right among those predicted as the class, recall = right among those truly of it):\n\n";
+    } else {
+        section.markdown += "\nPer label, each an independent yes/no decision at probability 0.5 (precision = right among the images predicted to have it, recall = right among those that have it):\n\n";
+    }
     let study_scores = study_confusion.map(|matrix| {
         Confusion {
             matrix: matrix.to_vec(),
@@ -38,10 +54,47 @@ pub fn test_section(tested: &TestedWinner, theirs: Option<&StudyModel>, folder: 
     section
 }
 
+/// The benchmark's published test ACC and AUC on the winner's data set, each method a
+/// row, the named one marked, beside the winner's own.
+fn baseline_table(tested: &TestedWinner, method: &str) -> String {
+    let dataset = &tested.finished.plan.dataset.name;
+    let Some(set) = catalog::set(dataset) else {
+        return format!(
+            "\n`{dataset}` is not one of the MedMNIST v2 sets, so it has no published \
+             baseline to compare with.\n\n"
+        );
+    };
+    let scores = tested.report.metrics();
+    let mut rows = vec![vec![
+        format!("cellnets: {}", tested.label),
+        metric(Some(scores.accuracy)),
+        metric(Some(scores.auc)),
+    ]];
+    for key in catalog::method_keys() {
+        let published = set.baselines.get(key);
+        let name = catalog::method_name(key).unwrap_or(key);
+        rows.push(vec![
+            if key == method {
+                format!("**{name}**")
+            } else {
+                name.to_string()
+            },
+            metric(published.and_then(|p| p.acc)),
+            metric(published.and_then(|p| p.auc)),
+        ]);
+    }
+    format!(
+        "\nBeside the MedMNIST v2 benchmark on {dataset} (Yang et al., Sci Data 2023; test \
+         ACC and AUC as its evaluator defines them; – where cellnets has no copy of the \
+         number):\n\n{}",
+        table(&["", "ACC", "AUC"], &rows)
+    )
+}
+
 /// Test metrics and parameter counts: (name, ours, the study's).
 fn metric_rows(tested: &TestedWinner, theirs: Option<&StudyModel>) -> Vec<Vec<String>> {
     let (report, summary) = (&tested.report, &tested.finished.summary);
-    let confusion = &report.confusion;
+    let scores = report.metrics();
     let study_test = theirs.map(|model| &model.test);
     let row = |name: &str, ours: String, theirs: String| vec![name.to_string(), ours, theirs];
     let params = |name: &str, ours: i64, theirs: Option<i64>| {
@@ -49,19 +102,27 @@ fn metric_rows(tested: &TestedWinner, theirs: Option<&StudyModel>) -> Vec<Vec<St
     };
     let mut rows = vec![
         row(
-            "accuracy",
-            metric(Some(confusion.accuracy())),
+            if report.task.has_classes() {
+                "accuracy"
+            } else {
+                "accuracy (mean over labels)"
+            },
+            metric(Some(scores.accuracy)),
             metric(study_test.map(|t| t.accuracy)),
         ),
         row(
             "balanced accuracy",
-            metric(Some(confusion.balanced_accuracy())),
+            metric(Some(scores.balanced_accuracy)),
             metric(study_test.and_then(|t| t.balanced_accuracy)),
         ),
-        row("macro F1", metric(Some(confusion.macro_f1())), "–".into()),
+        row("macro F1", metric(Some(scores.macro_f1)), "–".into()),
         row(
-            "one-vs-rest AUC",
-            metric(Some(macro_auc(&report.aucs))),
+            match report.task {
+                Task::BinaryClass => "AUC (class 1)",
+                Task::MultiLabel => "AUC (mean over labels)",
+                _ => "one-vs-rest AUC",
+            },
+            metric(Some(scores.auc)),
             "–".into(),
         ),
         row("loss", metric(Some(report.loss)), "–".into()),
@@ -71,6 +132,16 @@ fn metric_rows(tested: &TestedWinner, theirs: Option<&StudyModel>) -> Vec<Vec<St
             theirs.and_then(|m| m.trainable_params),
         ),
     ];
+    if let Some(exact) = report.exact_match() {
+        rows.push(row("every label right", metric(Some(exact)), "–".into()));
+    }
+    if let Some(error) = report.mean_absolute_error() {
+        rows.push(row(
+            "mean absolute grade error",
+            metric(Some(error)),
+            "–".into(),
+        ));
+    }
     // Frozen parameters only matter to a model that transfers layers.
     if summary.frozen_params > 0 || theirs.is_some_and(|m| m.frozen_params.is_some()) {
         let frozen = theirs.and_then(|m| m.frozen_params);
@@ -80,10 +151,14 @@ fn metric_rows(tested: &TestedWinner, theirs: Option<&StudyModel>) -> Vec<Vec<St
 }
 
 /// The confusion heat map, beside the study's when it published one.
-fn confusions(tested: &TestedWinner, study: Option<&[Vec<u64>]>, folder: &str) -> Section {
+fn confusions(
+    tested: &TestedWinner,
+    confusion: &Confusion,
+    study: Option<&[Vec<u64>]>,
+    folder: &str,
+) -> Section {
     let title = format!("{}: test confusion", tested.label);
-    let matrix = &tested.report.confusion.matrix;
-    let ours = HeatMap::confusion(title, matrix, &tested.class_names);
+    let ours = HeatMap::confusion(title, &confusion.matrix, &tested.class_names);
     let mut section = Section::default();
     section.figure(folder, "confusion", Drawing::HeatMap(ours));
     let Some(study) = study else {
@@ -102,22 +177,36 @@ fn confusions(tested: &TestedWinner, study: Option<&[Vec<u64>]>, folder: &str) -
 }
 
 fn per_class_table(tested: &TestedWinner, study: Option<&[ClassScores]>) -> String {
-    let mut header = vec!["class", "support", "precision", "recall", "F1", "AUC"];
+    let task = tested.report.task;
+    let support = if task.has_classes() {
+        "support"
+    } else {
+        "positives"
+    };
+    let mut header = vec![
+        task.output_noun(),
+        support,
+        "precision",
+        "recall",
+        "F1",
+        "AUC",
+    ];
     if study.is_some() {
         header.extend(["study precision", "study recall"]);
     }
-    let scores = tested.report.confusion.per_class();
-    let rows: Vec<Vec<String>> = scores
+    let rows: Vec<Vec<String>> = tested
+        .report
+        .per_output()
         .iter()
         .enumerate()
-        .map(|(class, scores)| {
+        .map(|(class, (scores, auc))| {
             let mut row = vec![
                 format!("{class} {}", tested.class_names[class]),
                 count(scores.support),
                 metric(Some(scores.precision)),
                 metric(Some(scores.recall)),
                 metric(Some(scores.f1)),
-                metric(tested.report.aucs[class]),
+                metric(*auc),
             ];
             if let Some(study) = study {
                 row.push(metric(study.get(class).map(|s| s.precision)));
@@ -191,17 +280,17 @@ fn mistake_panel(mistake: &Mistake, names: &[String]) -> MistakePanel {
 
 /// The winner's row of the final-models table.
 pub fn final_row(stage: &str, tested: &TestedWinner, study: Option<&StudyModel>) -> Vec<String> {
-    let confusion = &tested.report.confusion;
+    let scores = tested.report.metrics();
     let (plan, summary) = (&tested.finished.plan, &tested.finished.summary);
     vec![
         format!("`{stage}`: {}", plan.name),
         format!("{} of {}", summary.epochs, plan.training.epochs),
-        metric(Some(confusion.accuracy())),
+        metric(Some(scores.accuracy)),
         metric(study.map(|m| m.test.accuracy)),
-        metric(Some(confusion.balanced_accuracy())),
+        metric(Some(scores.balanced_accuracy)),
         metric(study.and_then(|m| m.test.balanced_accuracy)),
-        metric(Some(confusion.macro_f1())),
-        metric(Some(macro_auc(&tested.report.aucs))),
+        metric(Some(scores.macro_f1)),
+        metric(Some(scores.auc)),
         count(summary.trainable_params),
         study.map_or(String::new(), |m| m.title.clone()),
     ]

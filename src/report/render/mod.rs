@@ -9,7 +9,7 @@ use super::compute::TestedWinner;
 use super::gather::{DataOverview, StageResults};
 use super::markdown::{metric, table};
 use super::output::{Section, TableFile, REPORT_DIR, STAGES_CSV};
-use crate::study;
+use crate::catalog;
 use std::path::Path;
 
 /// The whole report: the final models, the data files, then stage by stage.
@@ -35,7 +35,20 @@ pub fn report(
             ))
         })
         .collect();
-    report.markdown += &final_models(&final_rows);
+    let mut sets: Vec<&str> = Vec::new();
+    for tested in stages
+        .iter()
+        .zip(tested)
+        .filter(|(stage, _)| stage.is_final)
+    {
+        if let Some(tested) = tested.1 {
+            let name = tested.finished.plan.dataset.name.as_str();
+            if !sets.contains(&name) {
+                sets.push(name);
+            }
+        }
+    }
+    report.markdown += &final_models(&final_rows, &sets);
     for overview in data {
         report.push(data_overview::section(overview));
     }
@@ -59,8 +72,9 @@ fn introduction(manifest_path: &Path) -> String {
     )
 }
 
-/// The table of final models, with other published results to set them against.
-fn final_models(rows: &[Vec<String>]) -> String {
+/// The table of final models, with the MedMNIST v2 benchmark's published test
+/// accuracies on their data sets to set them against.
+fn final_models(rows: &[Vec<String>], sets: &[&str]) -> String {
     if rows.is_empty() {
         return "No stage has a final model yet: run the manifest first.\n\n".into();
     }
@@ -76,16 +90,27 @@ fn final_models(rows: &[Vec<String>]) -> String {
         "trainable",
         "study model",
     ];
-    let published: Vec<String> = study::study()
-        .published
-        .iter()
-        .map(|(model, accuracy)| format!("{model} {}", metric(Some(*accuracy))))
-        .collect();
-    format!(
-        "## Final models\n\n{}\nOther published BloodMNIST test accuracies (MedMNIST v2): {}.\n\n",
-        table(&header, rows),
-        published.join(", ")
-    )
+    let mut text = format!("## Final models\n\n{}\n", table(&header, rows));
+    for name in sets {
+        let Some(set) = catalog::set(name) else {
+            continue;
+        };
+        let published: Vec<String> = catalog::method_keys()
+            .filter_map(|key| {
+                let accuracy = set.baselines.get(key)?.acc?;
+                Some(format!(
+                    "{} {}",
+                    catalog::method_name(key)?,
+                    metric(Some(accuracy))
+                ))
+            })
+            .collect();
+        text += &format!(
+            "Published {name} test accuracies (MedMNIST v2 benchmark): {}.\n\n",
+            published.join(", ")
+        );
+    }
+    text
 }
 
 /// The manifest's stage order, which file times cannot tell: a stage rerun later would

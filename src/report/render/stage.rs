@@ -40,7 +40,8 @@ pub fn section(stage: &StageResults, tested: Option<&TestedWinner>) -> Section {
     section.push(curves(stage, &folder));
     if let Some(tested) = tested {
         let theirs = stage.study.filter(|_| stage.is_final);
-        section.push(final_model::test_section(tested, theirs, &folder));
+        let baseline = stage.stage.report.baseline.as_deref();
+        section.push(final_model::test_section(tested, theirs, baseline, &folder));
         if let Some(mistakes) = &tested.mistakes {
             section.push(final_model::mistakes_section(tested, mistakes, &folder));
         }
