@@ -5,11 +5,11 @@
 //! other part of cellnets reads it as it reads a MedMNIST file, and a changed folder
 //! is read again.
 
+use crate::data::npz::{self, Arrays};
 use crate::files::write_atomically;
 use crate::images;
 use crate::manifest::{DatasetSpec, FolderSplit};
 use anyhow::{bail, Context, Result};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Bumped when the cache's contents change for the same folder, so old caches are not read.
@@ -49,7 +49,7 @@ pub fn cached_npz(data_dir: &Path, spec: &DatasetSpec) -> Result<PathBuf> {
     let arrays = build_arrays(&sources, spec)?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    write_atomically(&path, |tmp| write_npz(tmp, &arrays))?;
+    write_atomically(&path, |tmp| npz::write(tmp, &arrays))?;
     Ok(path)
 }
 
@@ -201,8 +201,6 @@ fn content_key(sources: &Sources, spec: &DatasetSpec) -> Result<String> {
 }
 
 /// The official layout's arrays: (name, npy descr, shape, bytes).
-type Arrays = Vec<(String, &'static str, Vec<usize>, Vec<u8>)>;
-
 fn build_arrays(sources: &Sources, spec: &DatasetSpec) -> Result<Arrays> {
     let side = spec.image_size;
     let mut prepared = Vec::with_capacity(sources.files.len());
@@ -340,53 +338,9 @@ impl SplitMix64 {
     }
 }
 
-/// Writes an npz (a zip of npy files) with fixed timestamps and no compression, so the
-/// same images always give the same bytes and thus the same MD5, the data's identity.
-fn write_npz(path: &Path, arrays: &Arrays) -> Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
-    let options = zip::write::FileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored)
-        .last_modified_time(zip::DateTime::default())
-        .large_file(true);
-    for (name, descr, shape, bytes) in arrays {
-        zip.start_file(format!("{name}.npy"), options)?;
-        zip.write_all(&npy_header(descr, shape))?;
-        zip.write_all(bytes)?;
-    }
-    zip.finish()?.flush()?;
-    Ok(())
-}
-
-/// An npy version 1.0 header, padded so the data starts on a 64-byte boundary.
-fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-    let shape = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    let unpadded = 10 + dict.len() + 1;
-    dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    dict.push('\n');
-    let mut header = b"\x93NUMPY\x01\x00".to_vec();
-    header.extend((dict.len() as u16).to_le_bytes());
-    header.extend(dict.as_bytes());
-    header
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn npy_headers_align_the_data_to_64_bytes() {
-        let header = npy_header("|u1", &[3, 28, 28, 3]);
-        assert_eq!(header.len() % 64, 0);
-        assert!(String::from_utf8_lossy(&header).contains("'shape': (3, 28, 28, 3)"));
-        assert!(String::from_utf8_lossy(&npy_header("<i8", &[5])).contains("(5,)"));
-    }
 
     #[test]
     fn the_shuffle_is_a_seeded_permutation() {

@@ -4,10 +4,9 @@
 
 mod common;
 
-use cellnets::{data, manifest, plan};
+use cellnets::{manifest, plan};
 use proptest::prelude::*;
 use std::path::Path;
-use tch::Device;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
 
@@ -90,6 +89,6 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("toy.npz");
         std::fs::write(&path, &bytes).unwrap();
-        let _ = data::load(&path, &serde_yaml::from_str("name: toy").unwrap(), dir.path(), Device::Cpu);
+        let _ = common::load_toy(dir.path());
     }
 }

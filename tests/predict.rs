@@ -4,8 +4,8 @@
 mod common;
 
 use cellnets::files::read_table;
+use cellnets::predict;
 use cellnets::saved::SavedRun;
-use cellnets::{data, predict};
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -53,13 +53,7 @@ fn predictions_from_png_files_equal_eval_on_the_same_rows() {
     }
 
     let saved = SavedRun::open(&run).unwrap();
-    let data = data::load(
-        &dir.path().join("toy.npz"),
-        &serde_yaml::from_str("name: toy").unwrap(),
-        dir.path(),
-        Device::Cpu,
-    )
-    .unwrap();
+    let data = common::load_toy(dir.path()).unwrap();
     let report = saved.evaluate(&data, &data.test, Device::Cpu).unwrap();
 
     // The command line, on the folder: one CSV row per file, in file order.
@@ -281,13 +275,7 @@ fn the_exported_torchscript_gives_the_models_logits_for_any_batch_size() {
     assert!(output.status.success(), "{output:?}");
 
     let saved = SavedRun::open(&run).unwrap();
-    let data = data::load(
-        &dir.path().join("toy.npz"),
-        &serde_yaml::from_str("name: toy").unwrap(),
-        dir.path(),
-        Device::Cpu,
-    )
-    .unwrap();
+    let data = common::load_toy(dir.path()).unwrap();
     let expected = cellnets::train::predict(
         saved
             .load(data.input, Device::Cpu)

@@ -4,7 +4,7 @@ mod common;
 
 use cellnets::files::read_table;
 use cellnets::train::Outcome;
-use cellnets::{data, manifest, train};
+use cellnets::{manifest, train};
 use std::path::Path;
 use tch::{nn, Device};
 
@@ -133,13 +133,7 @@ fn the_best_checkpoint_reloads_to_the_logged_val_accuracy() {
         "the checkpoint is the epoch with the best val_accuracy"
     );
 
-    let data = data::load(
-        &dir.path().join("toy.npz"),
-        &serde_yaml::from_str("name: toy").unwrap(),
-        dir.path(),
-        Device::Cpu,
-    )
-    .unwrap();
+    let data = common::load_toy(dir.path()).unwrap();
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model =
         manifest::parse(&std::fs::read_to_string(dir.path().join("experiments.yaml")).unwrap())

@@ -71,6 +71,12 @@ pub fn cellnets(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `dir/toy.npz` loaded as the data set `toy`, on the CPU.
+pub fn load_toy(dir: &Path) -> anyhow::Result<cellnets::data::Dataset> {
+    let spec = serde_yaml::from_str("name: toy").expect("a valid data set");
+    cellnets::data::load(&dir.join("toy.npz"), &spec, dir, Device::Cpu)
+}
+
 /// A project folder as a user has it: `data/toy.npz` (learnable, 4 classes) and an
 /// `experiments.yaml` with the given stages.
 pub fn toy_project(stages: &str) -> tempfile::TempDir {
