@@ -4,6 +4,7 @@ use crate::data;
 use crate::manifest::{DatasetSpec, Manifest};
 use crate::models::{count_parameters, InputShape};
 use crate::report::markdown::count;
+use crate::task::Task;
 use crate::transfer::freeze;
 use crate::winners;
 use anyhow::Result;
@@ -15,21 +16,26 @@ use tch::{nn, Device};
 /// from a winner not yet recorded under `out_dir` are shown from a provisional one.
 pub fn describe(manifest: &Manifest, data_dir: &Path, out_dir: &Path) -> Result<String> {
     let plans = winners::plan_with_recorded_winners(manifest, out_dir)?;
-    let mut shapes: Vec<(DatasetSpec, InputShape)> = Vec::new();
+    let mut shapes: Vec<(DatasetSpec, (InputShape, Task))> = Vec::new();
     let mut text = String::new();
     for (stage, provisional) in &plans {
         let first = &stage.runs[0];
-        let input = match shapes.iter().find(|(spec, _)| *spec == first.dataset) {
-            Some((_, input)) => *input,
+        let (input, task) = match shapes.iter().find(|(spec, _)| *spec == first.dataset) {
+            Some((_, shape)) => *shape,
             None => {
-                let input = data::probe(data_dir, &first.dataset)?;
-                shapes.push((first.dataset.clone(), input));
-                input
+                let shape = data::probe(data_dir, &first.dataset)?;
+                shapes.push((first.dataset.clone(), shape));
+                shape
             }
+        };
+        let outputs = if task.has_classes() {
+            "classes"
+        } else {
+            "labels"
         };
         writeln!(
             text,
-            "{}: {} run(s) on {} ({}x{}x{}, {} classes), {} epochs",
+            "{}: {} run(s) on {} ({}x{}x{}, {} {outputs}), {} epochs",
             stage.name,
             stage.runs.len(),
             first.dataset.file_name(),

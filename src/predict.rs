@@ -71,7 +71,7 @@ pub fn run(
     let predictions = predict(saved, input, &files, device)?;
     let names =
         crate::image_folder::class_names(&saved.finished.plan.dataset, input.classes as usize);
-    let task = saved.finished.plan.dataset.known_task();
+    let task = saved.finished.task();
     write_csv(output, &predictions, &names, task)?;
     let predicted = predictions.iter().filter(|p| p.outcome.is_ok()).count();
     if predicted == 0 {
@@ -101,7 +101,7 @@ pub fn predict(
     device: Device,
 ) -> Result<Vec<Prediction>> {
     let model = run.load(input, device)?;
-    let task = run.finished.plan.dataset.known_task();
+    let task = run.finished.task();
     let mut predictions = Vec::with_capacity(files.len());
     for chunk in files.chunks(BATCH) {
         let prepared: Vec<Result<Vec<u8>, String>> =

@@ -11,6 +11,7 @@ use crate::metrics::{CONFUSION_CSV, PER_CLASS_CSV};
 use crate::models::InputShape;
 use crate::plan::RunPlan;
 use crate::summary::RunSummary;
+use crate::task::Task;
 use crate::train::{EpochRecord, OptimizerState, ResumePoint};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -83,6 +84,10 @@ pub struct FinishedRun {
     /// file; runs written before this was recorded have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<InputShape>,
+    /// What its outputs mean (classes or independent labels), for the same reason;
+    /// runs from before tasks were recorded trained multi-class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
 }
 
 /// Where an unfinished run stands after its last committed epoch.
@@ -103,6 +108,11 @@ fn same_run(plan: &RunPlan, data_md5: &str, other: &RunPlan, other_md5: &str) ->
 impl FinishedRun {
     pub fn is_run_of(&self, plan: &RunPlan, data_md5: &str) -> bool {
         same_run(&self.plan, &self.data_md5, plan, data_md5)
+    }
+
+    /// The task it trained for.
+    pub fn task(&self) -> Task {
+        self.task.unwrap_or_else(|| self.plan.dataset.known_task())
     }
 }
 
@@ -312,6 +322,7 @@ impl RunFolder {
             data_md5: finished.data_md5,
             summary: summary.clone(),
             input: finished.input,
+            task: finished.task,
         })?;
         Ok(summary)
     }

@@ -519,6 +519,7 @@ impl Session<'_> {
             data_md5: data.md5.clone(),
             summary: summary.clone(),
             input: Some(data.input),
+            task: Some(data.task),
         })?;
         let mut trained = self.trained.lock().expect("no panic holds it");
         trained.insert(folder.dir().to_path_buf());

@@ -462,6 +462,51 @@ fn an_inferred_multi_label_grey_file_trains_with_label_outputs() {
     train(dir.path());
     let stage = dir.path().join("out/s");
     check_multi_label_outputs(&stage.join("run"), &stage);
+    predicts_labels_independently(dir.path(), &stage.join("run"));
+}
+
+/// `cellnets predict` on a multi-label run: a sigmoid probability per label (the run
+/// recorded its task, which the file inferred), and the labels above 0.5 predicted.
+fn predicts_labels_independently(dir: &Path, run: &Path) {
+    let result = std::fs::read_to_string(run.join("result.yaml")).unwrap();
+    assert!(result.contains("task: multi-label"), "{result}");
+    let mut files = Vec::new();
+    for (name, lit) in [("dark.png", 0u8), ("lit.png", 255)] {
+        let path = dir.join(name);
+        image::GrayImage::from_fn(8, 8, |x, y| {
+            image::Luma([if y == 0 && x < 7 { lit } else { 0 }])
+        })
+        .save(&path)
+        .unwrap();
+        files.push(path.to_str().unwrap().to_string());
+    }
+    let csv = dir.join("predictions.csv");
+    let mut args = vec!["predict", run.to_str().unwrap()];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--output", csv.to_str().unwrap(), "--device", "cpu"]);
+    let output = common::cellnets(dir, &args);
+    assert!(output.status.success(), "{output:?}");
+    let (header, rows) = read_table(&csv).unwrap();
+    assert_eq!(header.len(), 2 + 14 + 1, "{header:?}");
+    for row in &rows {
+        let probabilities: Vec<f64> = row[2..16].iter().map(|p| p.parse().unwrap()).collect();
+        assert!(probabilities.iter().all(|p| (0.0..=1.0).contains(p)));
+        let above: Vec<&str> = header[2..16]
+            .iter()
+            .zip(&probabilities)
+            .filter(|(_, &p)| p > 0.5)
+            .map(|(name, _)| name.trim_start_matches("p_"))
+            .collect();
+        assert_eq!(row[1], above.join("+"), "{row:?}");
+    }
+    let sums: Vec<f64> = rows
+        .iter()
+        .map(|row| row[2..16].iter().map(|p| p.parse::<f64>().unwrap()).sum())
+        .collect();
+    assert!(
+        sums.iter().any(|sum| (sum - 1.0).abs() > 1e-3),
+        "independent labels need not sum to 1: {sums:?}"
+    );
 }
 
 #[test]

@@ -150,12 +150,13 @@ pub fn locate(dir: &Path, spec: &DatasetSpec) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The shape of `spec`'s data (downloading it when missing), without reading its images.
-pub fn probe(dir: &Path, spec: &DatasetSpec) -> Result<InputShape> {
+/// The shape and task of `spec`'s data (downloading it when missing), without reading
+/// its images.
+pub fn probe(dir: &Path, spec: &DatasetSpec) -> Result<(InputShape, Task)> {
     let path = locate(dir, spec)?;
     let npz = open_npz(&path)?;
     let file = checked_layout(&npz, spec).map_err(|problem| not_medmnist(&path, problem))?;
-    Ok(file.input)
+    Ok((file.input, file.task))
 }
 
 /// Reads and checks an npz file by structure (arrays, types, shapes, labels), so any

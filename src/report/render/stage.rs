@@ -381,6 +381,7 @@ mod tests {
                 plan: run.clone(),
                 data_md5: String::new(),
                 input: None,
+                task: None,
                 summary,
             },
             epochs: best.into_iter().collect(),
