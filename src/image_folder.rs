@@ -5,10 +5,10 @@
 //! other part of cellnets reads it as it reads a MedMNIST file, and a changed folder
 //! is read again.
 
-use crate::data::npz::{self, Arrays};
 use crate::files::write_atomically;
 use crate::images;
 use crate::manifest::{DatasetSpec, FolderSplit};
+use crate::npz::{self, Arrays};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 

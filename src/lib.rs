@@ -19,6 +19,7 @@ pub mod list;
 pub mod manifest;
 pub mod metrics;
 pub mod models;
+pub mod npz;
 pub mod out_dir;
 pub mod plan;
 pub mod predict;

@@ -3,6 +3,9 @@
 //! give defined values, never a division by zero: a ratio with an empty denominator is
 //! 0, and a class without positives (or negatives) has no AUC and is left out of means.
 
+use crate::files::write_table;
+use crate::task::Task;
+
 /// Counts of (true, predicted) pairs; `matrix[t][p]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Confusion {
@@ -218,8 +221,6 @@ pub fn macro_auc(aucs: &[Option<f64>]) -> f64 {
     let defined: Vec<f64> = aucs.iter().flatten().copied().collect();
     mean(&defined)
 }
-
-use crate::task::Task;
 
 pub const CONFUSION_CSV: &str = "confusion.csv";
 pub const PER_CLASS_CSV: &str = "per_class.csv";
@@ -464,79 +465,88 @@ impl TestReport {
     /// Writes `per_class.csv` (scores per class, or per label) and, for classes,
     /// `confusion.csv` (rows = true class) into `dir`.
     pub fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
-        use crate::files::write_table;
-        let text = |value: Option<f64>| value.map(|v| v.to_string()).unwrap_or_default();
         match &self.outcome {
             Outcome::Classes {
                 confusion, aucs, ..
-            } => {
-                let classes = confusion.matrix.len();
-                let header: Vec<String> = std::iter::once("true\\predicted".to_string())
-                    .chain((0..classes).map(|c| c.to_string()))
-                    .collect();
-                let rows: Vec<Vec<String>> = confusion
-                    .matrix
-                    .iter()
-                    .enumerate()
-                    .map(|(class, row)| {
-                        std::iter::once(class.to_string())
-                            .chain(row.iter().map(u64::to_string))
-                            .collect()
-                    })
-                    .collect();
-                write_table(&dir.join(CONFUSION_CSV), &header, &rows)?;
-                let header =
-                    ["class", "support", "precision", "recall", "f1", "auc"].map(String::from);
-                let rows: Vec<Vec<String>> = confusion
-                    .per_class()
-                    .iter()
-                    .zip(aucs)
-                    .enumerate()
-                    .map(|(class, (scores, auc))| {
-                        vec![
-                            class.to_string(),
-                            scores.support.to_string(),
-                            scores.precision.to_string(),
-                            scores.recall.to_string(),
-                            scores.f1.to_string(),
-                            text(*auc),
-                        ]
-                    })
-                    .collect();
-                write_table(&dir.join(PER_CLASS_CSV), &header, &rows)
-            }
-            Outcome::Labels { scores, .. } => {
-                let header = [
-                    "label",
-                    "positives",
-                    "precision",
-                    "recall",
-                    "f1",
-                    "accuracy",
-                    "balanced_accuracy",
-                    "auc",
-                ]
-                .map(String::from);
-                let rows: Vec<Vec<String>> = scores
-                    .iter()
-                    .enumerate()
-                    .map(|(label, s)| {
-                        vec![
-                            label.to_string(),
-                            s.counts.positives().to_string(),
-                            s.precision.to_string(),
-                            s.recall.to_string(),
-                            s.f1.to_string(),
-                            s.accuracy.to_string(),
-                            s.balanced_accuracy.to_string(),
-                            text(s.auc),
-                        ]
-                    })
-                    .collect();
-                write_table(&dir.join(PER_CLASS_CSV), &header, &rows)
-            }
+            } => write_classes(dir, confusion, aucs),
+            Outcome::Labels { scores, .. } => write_labels(dir, scores),
         }
     }
+}
+
+fn text(value: Option<f64>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn write_classes(
+    dir: &std::path::Path,
+    confusion: &Confusion,
+    aucs: &[Option<f64>],
+) -> anyhow::Result<()> {
+    let classes = confusion.matrix.len();
+    let header: Vec<String> = std::iter::once("true\\predicted".to_string())
+        .chain((0..classes).map(|c| c.to_string()))
+        .collect();
+    let rows: Vec<Vec<String>> = confusion
+        .matrix
+        .iter()
+        .enumerate()
+        .map(|(class, row)| {
+            std::iter::once(class.to_string())
+                .chain(row.iter().map(u64::to_string))
+                .collect()
+        })
+        .collect();
+    write_table(&dir.join(CONFUSION_CSV), &header, &rows)?;
+    let header = ["class", "support", "precision", "recall", "f1", "auc"].map(String::from);
+    let rows: Vec<Vec<String>> = confusion
+        .per_class()
+        .iter()
+        .zip(aucs)
+        .enumerate()
+        .map(|(class, (scores, auc))| {
+            vec![
+                class.to_string(),
+                scores.support.to_string(),
+                scores.precision.to_string(),
+                scores.recall.to_string(),
+                scores.f1.to_string(),
+                text(*auc),
+            ]
+        })
+        .collect();
+    write_table(&dir.join(PER_CLASS_CSV), &header, &rows)
+}
+
+fn write_labels(dir: &std::path::Path, scores: &[LabelScores]) -> anyhow::Result<()> {
+    let header = [
+        "label",
+        "positives",
+        "precision",
+        "recall",
+        "f1",
+        "accuracy",
+        "balanced_accuracy",
+        "auc",
+    ]
+    .map(String::from);
+    let rows: Vec<Vec<String>> = scores
+        .iter()
+        .enumerate()
+        .map(|(label, s)| {
+            vec![
+                label.to_string(),
+                s.counts.positives().to_string(),
+                s.precision.to_string(),
+                s.recall.to_string(),
+                s.f1.to_string(),
+                s.accuracy.to_string(),
+                s.balanced_accuracy.to_string(),
+                text(s.auc),
+            ]
+        })
+        .collect();
+    write_table(&dir.join(PER_CLASS_CSV), &header, &rows)
 }
 
 impl Outcome {

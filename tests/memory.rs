@@ -4,8 +4,8 @@
 
 mod common;
 
-use cellnets::data::npz;
 use cellnets::files::read_table;
+use cellnets::npz;
 use std::path::Path;
 use std::process::Output;
 

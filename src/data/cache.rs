@@ -3,7 +3,7 @@
 //! copy is named after the npz file's MD5, so a replaced file never meets an old copy,
 //! and appears only once complete.
 
-use super::npz::{Array, Npz};
+use crate::npz::{Array, Npz};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 

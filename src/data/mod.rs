@@ -3,16 +3,15 @@
 //! validates) or the official val split, and the official test split testing.
 
 pub mod cache;
-pub mod npz;
 pub mod pixels;
 
 use crate::catalog::{self, MedMnistSet};
 use crate::download;
 use crate::manifest::{DatasetSpec, Validation};
 use crate::models::InputShape;
+use crate::npz::{self, Array, Npz};
 use crate::task::Task;
 use anyhow::{anyhow, bail, Result};
-use npz::{Array, Npz};
 pub use pixels::Images;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
