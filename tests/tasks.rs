@@ -524,6 +524,11 @@ fn chestmnist_trains_on_official_validation_and_reports_its_labels_and_baseline(
     check_multi_label_outputs(&stage.join("run"), &stage);
     let markdown = report(dir.path());
     assert!(markdown.contains("cardiomegaly"), "{markdown}");
+    // Validated on the official val split: no holdout in the data section, and each
+    // label's rate is the share of images that have it.
+    let header = "| label | train and val | test | train rate | val rate |";
+    assert!(markdown.contains(header), "{markdown}");
+    assert!(markdown.contains("14 labels (multi-label task)"), "{markdown}");
     assert!(markdown.contains("hernia"), "{markdown}");
     assert!(!markdown.contains("confusion.png"), "{markdown}");
     assert!(markdown.contains("ResNet-18 (28)"), "{markdown}");

@@ -5,7 +5,7 @@
 use crate::data::{Dataset, Datasets, Images};
 use crate::figures::Picture;
 use crate::files::read_table;
-use crate::manifest::{DatasetSpec, Manifest, Stage};
+use crate::manifest::{DatasetSpec, Manifest, Stage, Validation};
 use crate::models::InputShape;
 use crate::plan::{RunPlan, StagePlan};
 use crate::run_folder::{parse_epoch_row, FinishedRun, RunFolder, StageFolder};
@@ -183,9 +183,15 @@ fn read_epochs(path: &Path) -> Result<Vec<EpochRecord>> {
     Ok(rows.iter().filter_map(|row| parse_epoch_row(row)).collect())
 }
 
-/// The four splits whose class counts the report shows: the official train and test
-/// splits, and the two parts of the official train split the runs train and validate on.
-pub const SPLITS: [&str; 4] = ["train", "test", "holdout_train", "holdout_val"];
+/// The four splits whose class counts the report shows: the images that train or
+/// validate (the official train split, under the study's holdout), the test split,
+/// and the images that train and those that validate.
+pub fn splits(validation: Validation) -> [&'static str; 4] {
+    match validation {
+        Validation::Holdout => ["train", "test", "holdout_train", "holdout_val"],
+        Validation::Official => ["train_and_val", "test", "train", "val"],
+    }
+}
 
 /// A data file as the study showed it.
 pub struct DataOverview {
@@ -193,9 +199,9 @@ pub struct DataOverview {
     pub input: InputShape,
     pub task: crate::task::Task,
     pub class_names: Vec<String>,
-    /// Images per class (positives per label) of each of `SPLITS`, in that order.
+    /// Images per class (positives per label) of each of `splits`, in that order.
     pub counts: [Vec<u64>; 4],
-    /// Images of each of `SPLITS`.
+    /// Images of each of `splits`.
     pub sizes: [u64; 4],
     /// The first training image of each class that has one.
     pub samples: Vec<(String, Picture)>,

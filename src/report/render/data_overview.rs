@@ -1,8 +1,9 @@
-//! The data as the study showed it: class counts of train vs test, the holdout's
-//! train vs val class rates, and one sample per class.
+//! The data as the study showed it: class counts of train vs test, the class rates of
+//! what trains and what validates (the holdout's two parts, or the official train and
+//! val splits), and one sample per class.
 
 use crate::figures::{GroupedBars, Montage};
-use crate::report::gather::{DataOverview, SPLITS};
+use crate::report::gather::{splits, DataOverview};
 use crate::report::markdown::{count, rate, table};
 use crate::report::output::{Drawing, Section, TableFile, REPORT_DIR};
 use crate::study;
@@ -25,12 +26,11 @@ pub fn section(data: &DataOverview) -> Section {
     section
 }
 
-/// Each class's share of a split.
-fn rates(counts: &[u64]) -> Vec<f64> {
-    let total: u64 = counts.iter().sum();
+/// Each class's share of a split's `images` (for labels: the share that has it).
+fn rates(counts: &[u64], images: u64) -> Vec<f64> {
     counts
         .iter()
-        .map(|&n| n as f64 / total.max(1) as f64)
+        .map(|&n| n as f64 / images.max(1) as f64)
         .collect()
 }
 
@@ -38,7 +38,7 @@ fn rates(counts: &[u64]) -> Vec<f64> {
 fn summary(data: &DataOverview) -> String {
     let study = study::study();
     let on_study_data = data.spec.name == study.dataset;
-    let sizes: Vec<String> = SPLITS
+    let sizes: Vec<String> = splits(data.spec.validation)
         .iter()
         .zip(data.sizes)
         .map(|(split, size)| {
@@ -68,8 +68,9 @@ fn summary(data: &DataOverview) -> String {
 }
 
 fn class_table(data: &DataOverview) -> String {
-    let [train, test, holdout_train, holdout_val] = &data.counts;
-    let (train_rates, val_rates) = (rates(holdout_train), rates(holdout_val));
+    let [train, test, training, validating] = &data.counts;
+    let train_rates = rates(training, data.sizes[2]);
+    let val_rates = rates(validating, data.sizes[3]);
     let rows: Vec<Vec<String>> = data
         .class_names
         .iter()
@@ -84,21 +85,24 @@ fn class_table(data: &DataOverview) -> String {
             ]
         })
         .collect();
+    let [first, _, training, validating] =
+        splits(data.spec.validation).map(|s| s.replace('_', " "));
     let header = [
-        "class",
-        "train",
-        "test",
-        "holdout train rate",
-        "holdout val rate",
+        data.task.output_noun().to_string(),
+        first,
+        "test".into(),
+        format!("{training} rate"),
+        format!("{validating} rate"),
     ];
-    table(&header, &rows)
+    table(&header.each_ref().map(String::as_str), &rows)
 }
 
 /// A row per split and class, for plotting elsewhere (the notebook reads it).
 fn class_counts_csv(data: &DataOverview, folder: &str) -> TableFile {
     let mut rows = Vec::new();
-    for (split, counts) in SPLITS.iter().zip(&data.counts) {
-        for (class, (n, share)) in counts.iter().zip(rates(counts)).enumerate() {
+    let names = splits(data.spec.validation);
+    for ((split, counts), &size) in names.iter().zip(&data.counts).zip(&data.sizes) {
+        for (class, (n, share)) in counts.iter().zip(rates(counts, size)).enumerate() {
             rows.push(vec![
                 data.spec.name.clone(),
                 split.to_string(),
@@ -118,23 +122,30 @@ fn class_counts_csv(data: &DataOverview, folder: &str) -> TableFile {
     }
 }
 
-/// Counts of train vs test, rates of the holdout's two parts, and one sample per class.
+/// Counts of train vs test, rates of the parts that train and validate (the holdout's
+/// two, or the official train and val splits), and one sample per class.
 fn figures(data: &DataOverview) -> [(&'static str, Drawing); 3] {
     let title = data.spec.file_name();
-    let series = |picked: [usize; 2], values: fn(&[u64]) -> Vec<f64>| {
+    let names = splits(data.spec.validation);
+    let series = |picked: [usize; 2], values: fn(&[u64], u64) -> Vec<f64>| {
         picked
             .iter()
-            .map(|&i| (SPLITS[i].replace('_', " "), values(&data.counts[i])))
+            .map(|&i| {
+                let name = names[i].replace('_', " ");
+                (name, values(&data.counts[i], data.sizes[i]))
+            })
             .collect()
     };
     let counts = GroupedBars {
         title: format!("{title}: images per class"),
         y_desc: "images".into(),
         categories: data.class_names.clone(),
-        series: series([0, 1], |counts| counts.iter().map(|&n| n as f64).collect()),
+        series: series([0, 1], |counts, _| {
+            counts.iter().map(|&n| n as f64).collect()
+        }),
     };
     let holdout = GroupedBars {
-        title: format!("{title}: class rates of the holdout"),
+        title: format!("{title}: class rates of what trains and validates"),
         y_desc: "share of the split".into(),
         categories: data.class_names.clone(),
         series: series([2, 3], rates),
