@@ -191,10 +191,12 @@ impl SavedRun {
 pub enum EvalSplit {
     /// The file's official test split.
     Test,
-    /// The part of the official train split the run trained on (the study's holdout).
+    /// The images the run trained on: the first part of the study's holdout, or the
+    /// official train split under `validation: official`.
     #[value(name = "train")]
     HoldoutTrain,
-    /// The part of the official train split the run validated on.
+    /// The images the run validated on: the rest of the holdout, or the official val
+    /// split.
     #[value(name = "val")]
     HoldoutVal,
 }

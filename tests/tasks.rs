@@ -463,6 +463,19 @@ fn an_inferred_multi_label_grey_file_trains_with_label_outputs() {
     let stage = dir.path().join("out/s");
     check_multi_label_outputs(&stage.join("run"), &stage);
     predicts_labels_independently(dir.path(), &stage.join("run"));
+
+    let run = stage.join("run");
+    let mut args = vec!["eval", run.to_str().unwrap()];
+    args.extend(["--data-dir", "data", "--device", "cpu"]);
+    let output = common::cellnets(dir.path(), &args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("exact match") && stdout.contains("positives"),
+        "{stdout}"
+    );
+    let eval = run.join("eval/labels14-test");
+    assert!(eval.join("per_class.csv").is_file() && !eval.join("confusion.png").exists());
 }
 
 /// `cellnets predict` on a multi-label run: a sigmoid probability per label (the run
@@ -528,7 +541,10 @@ fn chestmnist_trains_on_official_validation_and_reports_its_labels_and_baseline(
     // label's rate is the share of images that have it.
     let header = "| label | train and val | test | train rate | val rate |";
     assert!(markdown.contains(header), "{markdown}");
-    assert!(markdown.contains("14 labels (multi-label task)"), "{markdown}");
+    assert!(
+        markdown.contains("14 labels (multi-label task)"),
+        "{markdown}"
+    );
     assert!(markdown.contains("hernia"), "{markdown}");
     assert!(!markdown.contains("confusion.png"), "{markdown}");
     assert!(markdown.contains("ResNet-18 (28)"), "{markdown}");
