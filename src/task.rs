@@ -59,23 +59,14 @@ impl Task {
         }
     }
 
-    /// How many of a batch's decisions are right (on the device, int64), and how many
-    /// decisions an image takes: its class, or each of its labels.
+    /// How many of a batch's decisions are right (on the device, int64): its classes,
+    /// or each of its labels.
     pub fn correct(self, logits: &Tensor, labels: &Tensor) -> Tensor {
         if self.has_classes() {
             logits.argmax(-1, false).eq_tensor(labels).sum(Kind::Int64)
         } else {
             // sigmoid(x) > 0.5 exactly when x > 0.
             logits.gt(0.0).eq_tensor(&labels.gt(0.5)).sum(Kind::Int64)
-        }
-    }
-
-    /// Decisions per image: 1 for a class, one per label.
-    pub fn decisions_per_image(self, outputs: i64) -> i64 {
-        if self.has_classes() {
-            1
-        } else {
-            outputs
         }
     }
 

@@ -496,6 +496,11 @@ pub enum NotMedMnist {
     ColumnsForClasses { task: Task, columns: i64 },
     #[error("a multi-label file holds only 0 and 1 as labels, this one holds {0}")]
     LabelNotBinary(i64),
+    #[error(
+        "a binary-class task takes two classes, this file has {0} (set the dataset's \
+         `task: multi-class`)"
+    )]
+    NotTwoClasses(i64),
     #[error("as {name} it should have {official}, but it has {found}")]
     NotTheSet {
         name: String,
@@ -590,6 +595,9 @@ fn check_labels(task: Task, labels: &[Tensor; 3]) -> Result<i64, NotMedMnist> {
         .collect();
     if !missing.is_empty() {
         return Err(NotMedMnist::ClassesMissingFromTrain { max, missing });
+    }
+    if task == Task::BinaryClass && classes != 2 {
+        return Err(NotMedMnist::NotTwoClasses(classes));
     }
     Ok(classes)
 }
@@ -781,6 +789,11 @@ mod tests {
         assert_eq!(
             check_labels(Task::MultiLabel, &twos),
             Err(NotMedMnist::LabelNotBinary(2))
+        );
+        let three = [column(&[0, 1, 2]), column(&[1]), column(&[0])];
+        assert_eq!(
+            check_labels(Task::BinaryClass, &three),
+            Err(NotMedMnist::NotTwoClasses(3))
         );
     }
 

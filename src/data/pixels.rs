@@ -71,12 +71,12 @@ impl Images {
     /// A training batch: the rows of `index` (int64, on the device), contiguous.
     pub fn select(&self, index: &Tensor) -> Tensor {
         match self {
-            Images::Pixels(pixels) => to_model(&pixels.index_select(0, index)).contiguous(),
+            Images::Pixels(pixels) => training_batch(&pixels.index_select(0, index)),
             Images::Features(features) => features.index_select(0, index),
             Images::OnDisk(rows) => {
                 let index = Vec::<i64>::try_from(index.to_device(Device::Cpu))
                     .expect("row indices are int64");
-                to_model(&rows.read(&index).to_device(rows.device)).contiguous()
+                training_batch(&rows.read(&index).to_device(rows.device))
             }
         }
     }
@@ -88,13 +88,11 @@ impl Images {
         (0..rows).step_by(batch as usize).map(move |start| {
             let len = batch.min(rows - start);
             match self {
-                // A view in the file's channel-last layout, converted as it is, the
-                // way whole-split evaluation always saw its batches.
-                Images::Pixels(pixels) => to_model(&pixels.narrow(0, start, len)),
+                Images::Pixels(pixels) => evaluation_batch(&pixels.narrow(0, start, len)),
                 Images::Features(features) => features.narrow(0, start, len),
                 Images::OnDisk(rows) => {
                     let index: Vec<i64> = (start..start + len).collect();
-                    to_model(&rows.read(&index).to_device(rows.device))
+                    evaluation_batch(&rows.read(&index).to_device(rows.device))
                 }
             }
         })
@@ -122,9 +120,21 @@ impl Images {
     }
 }
 
-/// uint8 (N, H, W, C) pixels as the float (N, C, H, W) in [0, 1] models take.
-fn to_model(pixels: &Tensor) -> Tensor {
-    pixels.permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0
+/// uint8 (N, H, W, C) pixels as the float (N, C, H, W) in [0, 1] models take, laid out
+/// as training batches always were: contiguous, as `index_select` made them from the
+/// float split. The layout changes while the pixels are still bytes.
+fn training_batch(pixels: &Tensor) -> Tensor {
+    pixels
+        .permute([0, 3, 1, 2])
+        .contiguous()
+        .to_kind(Kind::Float)
+        / 255.0
+}
+
+/// The same for evaluation, laid out as evaluation batches always were: channel-last
+/// views of the float split, which some kernels compute in another order.
+fn evaluation_batch(pixels: &Tensor) -> Tensor {
+    (pixels.to_kind(Kind::Float) / 255.0).permute([0, 3, 1, 2])
 }
 
 /// Rows of uint8 pixels in a file without any header: row i of the split is at byte
@@ -202,11 +212,16 @@ mod tests {
     #[test]
     fn batches_and_selections_are_the_pixels_as_floats() {
         let u8s = pixels(2500);
+        // The float split as cellnets kept it before it kept bytes.
         let floats = u8s.permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
         let images = Images::Pixels(u8s.shallow_clone());
         let index = Tensor::from_slice(&[7i64, 2, 2400]);
-        assert!(images.select(&index).equal(&floats.index_select(0, &index)));
+        let batch = images.select(&index);
+        let before = floats.index_select(0, &index);
+        assert!(batch.equal(&before) && batch.stride() == before.stride());
         let batches: Vec<Tensor> = images.batches().collect();
+        let first_before = floats.narrow(0, 0, EVAL_BATCH);
+        assert_eq!(batches[0].stride(), first_before.stride());
         assert_eq!(batches.len(), 3);
         assert_eq!(batches[0].size()[0], EVAL_BATCH);
         assert!(Tensor::cat(&batches, 0).equal(&floats));

@@ -125,8 +125,8 @@ pub fn train_epoch(
             correct += task.correct(&logits, &labels);
         });
     }
-    let decisions =
-        rows * task.decisions_per_image(split.labels.size().last().copied().unwrap_or(1));
+    // A class per image, or a yes/no per label: one decision per label value.
+    let decisions = split.labels.numel();
     (
         loss_sum.double_value(&[]) / rows as f64,
         correct.double_value(&[]) / decisions as f64,
@@ -169,7 +169,7 @@ pub fn evaluate(model: &dyn nn::ModuleT, split: &Split) -> Evaluation {
     let task = split.task;
     tch::no_grad(|| {
         let correct = task.correct(&logits, &split.labels).double_value(&[]);
-        let decisions = split.len() * task.decisions_per_image(logits.size()[1]);
+        let decisions = split.labels.numel();
         // In float32, as the mean libtorch took of it before: logged val accuracies
         // stay the same to the last digit.
         let accuracy = correct as f32 / decisions as f32;
