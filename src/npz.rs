@@ -47,6 +47,12 @@ pub enum DamagedNpz {
     },
     #[error("`{name}` broke off while being read ({error})")]
     BrokenData { name: String, error: std::io::Error },
+    #[error("`{name}` claims {bytes} bytes, more than memory can hold ({error})")]
+    TooLarge {
+        name: String,
+        bytes: u64,
+        error: tch::TchError,
+    },
 }
 
 /// One array of an npz file, as its header describes it.
@@ -130,7 +136,13 @@ impl Npz {
     /// An array's data as a CPU tensor of its type and shape, read straight into the
     /// tensor's memory.
     pub fn read(&self, array: &Array) -> Result<Tensor, DamagedNpz> {
-        let tensor = Tensor::empty(array.shape.as_slice(), (array.kind, Device::Cpu));
+        let tensor = Tensor::f_empty(array.shape.as_slice(), (array.kind, Device::Cpu)).map_err(
+            |error| DamagedNpz::TooLarge {
+                name: array.name.clone(),
+                bytes: array.data_bytes(),
+                error,
+            },
+        )?;
         let bytes = array.data_bytes() as usize;
         if bytes == 0 {
             return Ok(tensor);
@@ -144,7 +156,17 @@ impl Npz {
 
     /// Copies an array's data bytes into `out`, a buffer at a time.
     pub fn copy_data(&self, array: &Array, out: &mut impl Write) -> Result<(), DamagedNpz> {
-        self.stream(array, |mut data| std::io::copy(&mut data, out).map(|_| ()))
+        self.stream(array, |mut data| {
+            let copied = std::io::copy(&mut data, out)?;
+            if copied != array.data_bytes() {
+                let short = format!("{copied} of {} bytes", array.data_bytes());
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    short,
+                ));
+            }
+            Ok(())
+        })
     }
 
     /// Opens an array's data, past its header, for `consume`.
