@@ -28,11 +28,7 @@ pub fn describe(manifest: &Manifest, data_dir: &Path, out_dir: &Path) -> Result<
                 shape
             }
         };
-        let outputs = if task.has_classes() {
-            "classes"
-        } else {
-            "labels"
-        };
+        let outputs = task.outputs_noun();
         writeln!(
             text,
             "{}: {} run(s) on {} ({}x{}x{}, {} {outputs}), {} epochs",

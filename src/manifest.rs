@@ -154,10 +154,14 @@ impl DatasetSpec {
     /// The task the manifest or the MedMNIST collection gives this data set, else
     /// multi-class; a file's label columns can say more when it is read (`data::load`).
     pub fn known_task(&self) -> Task {
-        let collection = || crate::catalog::set(&self.name).filter(|_| self.folder.is_none());
         self.task
-            .or_else(|| collection().map(|set| set.task))
+            .or_else(|| self.collection_set().map(|set| set.task))
             .unwrap_or(Task::MultiClass)
+    }
+
+    /// The MedMNIST set this data set is, by name; a folder data set is the user's own.
+    pub fn collection_set(&self) -> Option<&'static crate::catalog::MedMnistSet> {
+        crate::catalog::set(&self.name).filter(|_| self.folder.is_none())
     }
 
     pub fn file_name(&self) -> String {

@@ -41,6 +41,15 @@ impl Task {
         }
     }
 
+    /// What the model's outputs stand for, in prose.
+    pub fn outputs_noun(self) -> &'static str {
+        if self.has_classes() {
+            "classes"
+        } else {
+            "labels"
+        }
+    }
+
     /// What an output of the model stands for, in prose.
     pub fn output_noun(self) -> &'static str {
         if self.has_classes() {

@@ -5,7 +5,7 @@
 pub mod cache;
 pub mod pixels;
 
-use crate::catalog::{self, MedMnistSet};
+use crate::catalog::MedMnistSet;
 use crate::download;
 use crate::manifest::{DatasetSpec, Validation};
 use crate::models::InputShape;
@@ -375,12 +375,7 @@ fn checked_layout<'a>(npz: &'a Npz, spec: &DatasetSpec) -> Result<Layout<'a>, No
     if labels.iter().any(|split| split.size()[1] != columns) {
         return Err(NotMedMnist::LabelColumnsDiffer);
     }
-    // The collection's own sets are known by name; a folder data set is the user's.
-    let known = spec
-        .folder
-        .is_none()
-        .then(|| catalog::set(&spec.name))
-        .flatten();
+    let known = spec.collection_set();
     let task = spec
         .task
         .or(known.map(|set| set.task))

@@ -54,11 +54,7 @@ fn summary(data: &DataOverview) -> String {
         "## Data: {}\n\n{} {} ({} task), {}x{} pixels, {} channel(s). Split sizes: {}.\n\n",
         data.spec.file_name(),
         input.classes,
-        if data.task.has_classes() {
-            "classes"
-        } else {
-            "labels"
-        },
+        data.task.outputs_noun(),
         data.task,
         input.height,
         input.width,
