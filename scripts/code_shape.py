@@ -1,30 +1,41 @@
 #!/usr/bin/env python3
-"""The shape of cellnets' code, for reviews: which top-level modules of src/ import
-which (from `crate::` paths outside tests), any import cycles among them, and the
+"""The shape of cellnets' code, for reviews and CI: which folders of src/ import which
+(from `crate::` paths, and `cellnets::` paths in main.rs, outside tests), any import
+cycles among them, imports that run against the layer order of lib.rs, and the
 longest functions (tests excluded).
 
-    python3 scripts/code_shape.py [--longest N]
+    python3 scripts/code_shape.py [--longest N] [--modules] [--check]
+
+A folder (or a single-file module) of src/ is a unit. lib.rs declares the units from
+the bottom up; a unit may import only units declared before it. --check exits 1 when
+an import runs the other way or the units form a cycle.
 """
 import argparse
 import collections
 import os
 import re
+import sys
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
 
-def modules():
-    """(top-level module, path, source without its tests) of every .rs file."""
+def sources():
+    """(unit, module path, file path, source without its tests) of every .rs file."""
     for folder, _, files in os.walk(SRC):
         for name in sorted(files):
             if name.endswith(".rs"):
                 path = os.path.join(folder, name)
-                top = os.path.relpath(path, SRC).split(os.sep)[0].removesuffix(".rs")
-                yield top, os.path.relpath(path, os.path.join(SRC, "..")), without_tests(path)
+                parts = os.path.relpath(path, SRC).removesuffix(".rs").split(os.sep)
+                if parts[-1] == "mod":
+                    parts.pop()
+                unit = parts[0]
+                if unit == "lib":
+                    continue
+                yield unit, "::".join(parts), os.path.relpath(path, os.path.join(SRC, "..")), without_tests(path)
 
 
 def without_tests(path):
-    """The file's lines, less its `#[cfg(test)] mod tests { ... }` blocks."""
+    """The file's lines, less its `#[cfg(test)] mod ... { ... }` blocks."""
     kept, skipping = [], False
     for line in open(path).read().split("\n"):
         if line == "#[cfg(test)]":
@@ -36,14 +47,31 @@ def without_tests(path):
     return "\n".join(kept)
 
 
-def imports():
-    found = list(modules())
-    names = {top for top, _, _ in found}
-    graph = collections.defaultdict(set)
-    for top, _, source in found:
-        for target in re.findall(r"crate::([a-z_]+)", source):
-            if target != top and target in names:
-                graph[top].add(target)
+def layer_order():
+    """The units in the order lib.rs declares them: the bottom layer first."""
+    lib = open(os.path.join(SRC, "lib.rs")).read()
+    return re.findall(r"^pub mod (\w+);", lib, flags=re.M)
+
+
+def referenced(source, root):
+    """The first path segments after `root::`, including those of `root::{a, b::c}`."""
+    found = set(re.findall(rf"\b{root}::([a-z_]+)\b", source))
+    for group in re.findall(rf"\b{root}::\{{([^}}]*)\}}", source):
+        found.update(re.findall(r"(?:^|,)\s*([a-z_]+)", group))
+    return found
+
+
+def imports(level):
+    """unit -> {imported unit: the module paths that import it}; `level` 'modules'
+    keys by module path instead of unit."""
+    found = list(sources())
+    units = {unit for unit, _, _, _ in found}
+    graph = collections.defaultdict(lambda: collections.defaultdict(set))
+    for unit, module, _, source in found:
+        root = "cellnets" if unit == "main" else "crate"
+        for target in referenced(source, root):
+            if target != unit and target in units:
+                graph[module if level == "modules" else unit][target].add(module)
     return graph
 
 
@@ -69,9 +97,23 @@ def cycles(graph):
     return sorted(found)
 
 
+def against_layers(graph, order):
+    """(unit, imported unit, importing modules) for each import of a unit declared
+    later in lib.rs. main.rs sits above every layer."""
+    rank = {unit: i for i, unit in enumerate(order)}
+    wrong = []
+    for unit, targets in graph.items():
+        if unit == "main":
+            continue
+        for target, modules in targets.items():
+            if unit not in rank or target not in rank or rank[target] > rank[unit]:
+                wrong.append((unit, target, sorted(modules)))
+    return sorted(wrong)
+
+
 def longest(count):
     lengths = []
-    for _, path, source in modules():
+    for _, _, path, source in sources():
         lines = source.split("\n")
         for i, line in enumerate(lines):
             start = re.match(r"^(\s*)(pub(\([a-z]+\))? )?fn (\w+)", line)
@@ -87,14 +129,29 @@ def longest(count):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--longest", type=int, default=10)
+    parser.add_argument("--modules", action="store_true", help="also list each module's imports of other units")
+    parser.add_argument("--check", action="store_true", help="exit 1 on a cycle or an import against the layers")
     args = parser.parse_args()
-    graph = imports()
-    for module in sorted(graph):
-        print(f"{module:13} -> {', '.join(sorted(graph[module]))}")
+    order = layer_order()
+    graph = imports("units")
+    print("units, bottom layer first:", ", ".join(order))
+    for unit in order + ["main"]:
+        if unit in graph:
+            print(f"{unit:10} -> {', '.join(sorted(graph[unit], key=order.index))}")
+    if args.modules:
+        modules = imports("modules")
+        for module in sorted(modules):
+            print(f"  {module:28} -> {', '.join(sorted(modules[module]))}")
     found = cycles(graph)
     print("cycles:", "; ".join(" -> ".join(c) for c in found) if found else "none")
+    wrong = against_layers(graph, order)
+    print("imports against the layers:", "none" if not wrong else "")
+    for unit, target, modules in wrong:
+        print(f"  {unit} -> {target} (from {', '.join(modules)})")
     for lines, name in longest(args.longest):
         print(f"{lines:4} {name}")
+    if args.check and (found or wrong):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
 use anyhow::{bail, Context, Result};
-use cellnets::saved::{self, EvalSplit};
-use cellnets::shard::Shard;
-use cellnets::{bench, data, export, interrupt, list, manifest, predict, report, runner};
-use cellnets::{slurm, status};
+use cellnets::cli::list;
+use cellnets::cluster::shard::Shard;
+use cellnets::cluster::{interrupt, slurm, status};
+use cellnets::inference::saved::{self, EvalSplit};
+use cellnets::inference::{export, predict};
+use cellnets::runner::bench;
+use cellnets::study::manifest;
+use cellnets::train::stop;
+use cellnets::{data, report, runner};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -80,7 +85,7 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         max_requeues: u32,
         /// Seconds without a heartbeat after which a run's claim is taken over.
-        #[arg(long, default_value_t = cellnets::claim::DEFAULT_TIMEOUT.as_secs())]
+        #[arg(long, default_value_t = cellnets::cluster::claim::DEFAULT_TIMEOUT.as_secs())]
         claim_timeout: u64,
         /// Submit the scripts with sbatch and print the job ids.
         #[arg(long)]
@@ -95,7 +100,7 @@ enum Command {
         #[arg(default_value = "experiments.yaml")]
         manifest: PathBuf,
         /// Seconds without a heartbeat after which a claim counts as stale.
-        #[arg(long, default_value_t = cellnets::claim::DEFAULT_TIMEOUT.as_secs())]
+        #[arg(long, default_value_t = cellnets::cluster::claim::DEFAULT_TIMEOUT.as_secs())]
         claim_timeout: u64,
         #[command(flatten)]
         options: Options,
@@ -247,7 +252,7 @@ struct SharingOptions {
     shard: Shard,
     /// Seconds without a heartbeat after which another process's claim on a run is
     /// taken over (a process of this host that is gone is taken over at once).
-    #[arg(long, default_value_t = cellnets::claim::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = cellnets::cluster::claim::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     claim_timeout: u64,
     /// Under SLURM: how often a task stopped by SIGUSR1 or SIGTERM requeues itself.
     #[arg(long, default_value_t = 3)]
@@ -455,7 +460,7 @@ fn train(
             Ok(())
         }
         // The runs' claims are released by now: a requeued task may take them at once.
-        Err(error) if interrupt::requested() && is_interrupted(&error) => {
+        Err(error) if stop::requested() && is_interrupted(&error) => {
             interrupt::ignore_further_signals();
             eprintln!("stopping on a signal: every committed epoch is kept");
             Err(Stopped(interrupt::requeue_self(sharing.max_requeues)).into())
@@ -473,9 +478,7 @@ fn peak_memory() -> Option<u64> {
 }
 
 fn is_interrupted(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| cause.is::<interrupt::Interrupted>())
+    error.chain().any(|cause| cause.is::<stop::Interrupted>())
 }
 
 /// `cellnets slurm`: writes the scripts, and submits them when asked.

@@ -3,8 +3,8 @@
 //! give defined values, never a division by zero: a ratio with an empty denominator is
 //! 0, and a class without positives (or negatives) has no AUC and is left out of means.
 
-use crate::files::write_table;
-use crate::task::Task;
+use crate::storage::files::write_table;
+use crate::study::task::Task;
 
 /// Counts of (true, predicted) pairs; `matrix[t][p]`.
 #[derive(Debug, Clone, PartialEq)]

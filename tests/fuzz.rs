@@ -4,7 +4,7 @@
 
 mod common;
 
-use cellnets::{manifest, plan};
+use cellnets::study::{manifest, plan};
 use proptest::prelude::*;
 use std::path::Path;
 

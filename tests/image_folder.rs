@@ -96,7 +96,8 @@ fn a_folder_trains_reports_predicts_and_is_decoded_once_until_it_changes() {
         predicted.contains("wrote predictions.csv (60 of 60"),
         "{predicted}"
     );
-    let (header, _) = cellnets::files::read_table(&dir.path().join("predictions.csv")).unwrap();
+    let (header, _) =
+        cellnets::storage::files::read_table(&dir.path().join("predictions.csv")).unwrap();
     assert_eq!(header[2..6], CLASS_NAMES.map(|name| format!("p_{name}")));
 
     // A second run decodes nothing and trains nothing: the cache and the run are reused.

@@ -1,9 +1,9 @@
 //! The shipped manifests plan, and their models have the study's parameter counts.
 
-use cellnets::manifest;
 use cellnets::models::{count_parameters, InputShape};
-use cellnets::plan::plan_all;
-use cellnets::transfer::freeze;
+use cellnets::runner::transfer::freeze;
+use cellnets::study::manifest;
+use cellnets::study::plan::plan_all;
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{nn, Device};
@@ -61,7 +61,7 @@ fn the_medmnist_benchmark_manifest_trains_every_2d_set_by_its_protocol() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/medmnist.yaml");
     let manifest = manifest::load(&path).unwrap();
     let plans = plan_all(&manifest, |_| Ok(None)).unwrap();
-    let sets: Vec<&String> = cellnets::catalog::catalog().sets.keys().collect();
+    let sets: Vec<&String> = cellnets::study::catalog::catalog().sets.keys().collect();
     assert_eq!(plans.len(), sets.len());
     for (stage, _) in &plans {
         let run = &stage.runs[0];

@@ -4,8 +4,8 @@
 
 mod common;
 
-use cellnets::files::read_table;
-use cellnets::npz;
+use cellnets::data::npz;
+use cellnets::storage::files::read_table;
 use std::path::Path;
 use std::process::Output;
 

@@ -3,9 +3,9 @@
 
 mod common;
 
-use cellnets::files::read_table;
-use cellnets::predict;
-use cellnets::saved::SavedRun;
+use cellnets::inference::predict;
+use cellnets::inference::saved::SavedRun;
+use cellnets::storage::files::read_table;
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -77,7 +77,7 @@ fn predictions_from_png_files_equal_eval_on_the_same_rows() {
     assert_eq!(header[..3], ["file", "predicted", "p_class 0"]);
     assert_eq!(header.last().unwrap(), "error");
     assert_eq!(table.len(), rows as usize);
-    let names = cellnets::study::class_names("toy", common::CLASSES as usize);
+    let names = cellnets::study::reference::class_names("toy", common::CLASSES as usize);
     let cellnets::metrics::Outcome::Classes { predicted, .. } = &report.outcome else {
         panic!("toy labels are classes")
     };

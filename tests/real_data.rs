@@ -1,7 +1,8 @@
 //! One short check on the real BloodMNIST file: a small CNN learns it in 3 epochs.
 //! CI has ../shared/data beside the clone; elsewhere set CELLNETS_REAL_DATA_DIR.
 
-use cellnets::{manifest, runner};
+use cellnets::runner;
+use cellnets::study::manifest;
 use std::path::PathBuf;
 use tch::Device;
 

@@ -2,8 +2,9 @@
 
 mod common;
 
-use cellnets::files::read_table;
-use cellnets::{manifest, report, runner};
+use cellnets::storage::files::read_table;
+use cellnets::study::manifest;
+use cellnets::{report, runner};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 

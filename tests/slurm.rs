@@ -276,7 +276,7 @@ fn a_study_through_slurm_survives_requeues_signals_and_a_kill() {
         at_epoch("hidden=96"),
     );
     let claim = std::fs::read_to_string(width_dir("hidden=96").with_extension("claim")).unwrap();
-    let holder: cellnets::claim::Holder = serde_yaml::from_str(&claim).unwrap();
+    let holder: cellnets::cluster::claim::Holder = serde_yaml::from_str(&claim).unwrap();
     assert_eq!(holder.slurm_job.as_deref(), Some(task(2).as_str()));
     Command::new("kill")
         .args(["-KILL", &holder.pid.to_string()])

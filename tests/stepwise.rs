@@ -3,9 +3,9 @@
 
 mod common;
 
-use cellnets::files::read_table;
-use cellnets::run_folder::{FinishedRun, RESULT_YAML};
-use cellnets::winners::read_winner;
+use cellnets::outputs::run_folder::{FinishedRun, RESULT_YAML};
+use cellnets::outputs::winners::read_winner;
+use cellnets::storage::files::read_table;
 use std::path::Path;
 use tch::Tensor;
 
@@ -17,7 +17,7 @@ const STEPWISE: &str = "  - name: hidden
     grid: {activation: [relu, sigmoid]}
 ";
 
-fn run(dir: &Path, stages: &str, fresh: bool) -> Vec<cellnets::summary::RunSummary> {
+fn run(dir: &Path, stages: &str, fresh: bool) -> Vec<cellnets::outputs::summary::RunSummary> {
     common::run_library(dir, stages, fresh)
 }
 

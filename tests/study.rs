@@ -2,13 +2,14 @@
 
 mod common;
 
-use cellnets::files::read_table;
+use cellnets::storage::files::read_table;
+use cellnets::study::manifest;
+use cellnets::train;
 use cellnets::train::Outcome;
-use cellnets::{manifest, train};
 use std::path::Path;
 use tch::{nn, Device};
 
-fn run_study(dir: &Path, stages: &str) -> Vec<cellnets::summary::RunSummary> {
+fn run_study(dir: &Path, stages: &str) -> Vec<cellnets::outputs::summary::RunSummary> {
     common::run_library(dir, stages, false)
 }
 
@@ -190,7 +191,7 @@ fn a_diverging_run_is_marked_and_the_stage_goes_on() {
     assert_eq!(summaries[0].status, Outcome::Diverged, "{:?}", summaries[0]);
     assert!(summaries[0].epochs < 4);
     assert_eq!(summaries[1].status, Outcome::Finished);
-    let winner = cellnets::winners::read_winner(&dir.path().join("out"), "rates")
+    let winner = cellnets::outputs::winners::read_winner(&dir.path().join("out"), "rates")
         .unwrap()
         .unwrap();
     assert_eq!(winner.run, "learning_rate=0.05");
@@ -230,7 +231,7 @@ fn runs_of_a_stage_train_in_parallel_with_jobs() {
             "rows of {name} mixed with others"
         );
     }
-    let winner = cellnets::winners::read_winner(&dir.path().join("out"), "grid")
+    let winner = cellnets::outputs::winners::read_winner(&dir.path().join("out"), "grid")
         .unwrap()
         .unwrap();
     assert!(winner.best_val_accuracy > 0.5, "{winner:?}");

@@ -4,9 +4,9 @@
 
 mod common;
 
-use cellnets::files::read_table;
 use cellnets::metrics::{binary_auc, label_scores, one_vs_rest_auc, Outcome, TestReport};
-use cellnets::task::Task;
+use cellnets::storage::files::read_table;
+use cellnets::study::task::Task;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 

@@ -1,12 +1,12 @@
 //! `cellnets list`: each stage's runs with their parameter counts, without training.
 
 use crate::data;
-use crate::manifest::{DatasetSpec, Manifest};
 use crate::models::{count_parameters, InputShape};
+use crate::outputs::winners;
 use crate::report::markdown::count;
-use crate::task::Task;
-use crate::transfer::freeze;
-use crate::winners;
+use crate::runner::transfer::freeze;
+use crate::study::manifest::{DatasetSpec, Manifest};
+use crate::study::task::Task;
 use anyhow::Result;
 use std::fmt::Write;
 use std::path::Path;

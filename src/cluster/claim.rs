@@ -6,7 +6,7 @@
 //! host that is gone, or when its heartbeat is older than the timeout (the holder's
 //! machine died or lost the file system); a stale claim is taken over.
 
-use crate::files::{read_yaml, set_modified};
+use crate::storage::files::{read_yaml, set_modified};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -207,7 +207,7 @@ fn create_exclusively(path: &Path, holder: &Holder) -> Result<bool> {
 /// a claim aside without the lock would free its name for an instant, long enough for
 /// a third process to claim the run beside the claim's owner.
 fn remove_stale(path: &Path, stale: &Holder, timeout: Duration) -> Result<bool> {
-    crate::file_lock::with_lock(&path.with_extension("takeover"), || {
+    crate::cluster::file_lock::with_lock(&path.with_extension("takeover"), || {
         match inspect(path, timeout)? {
             Some(seen) if seen.stale && seen.holder.token == stale.token => {}
             _ => return Ok(false),

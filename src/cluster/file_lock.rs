@@ -95,7 +95,8 @@ mod tests {
             }
         });
         fs::write(&path, "").unwrap();
-        crate::files::set_modified(&path, SystemTime::now() - Duration::from_secs(120)).unwrap();
+        crate::storage::files::set_modified(&path, SystemTime::now() - Duration::from_secs(120))
+            .unwrap();
         assert_eq!(with_lock(&path, || Ok(7)).unwrap(), 7);
         assert!(!path.exists());
     }

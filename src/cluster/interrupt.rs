@@ -4,32 +4,17 @@
 //! process requeues its own array task and exits with `EXIT_CODE`. A second signal
 //! ends the process at once.
 
+use crate::train::stop::flag;
 use signal_hook::SigId;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Mutex;
 
 /// The exit status of a process stopped by a signal before its runs finished: rerun it
 /// (or let SLURM requeue it) to resume. 75 is sysexits' EX_TEMPFAIL.
 pub const EXIT_CODE: u8 = 75;
 
-static REQUESTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 /// The handlers that end the process on a second signal.
 static SHUTDOWNS: Mutex<Vec<SigId>> = Mutex::new(Vec::new());
-
-fn flag() -> &'static Arc<AtomicBool> {
-    REQUESTED.get_or_init(|| Arc::new(AtomicBool::new(false)))
-}
-
-/// Whether a stop was asked for. The loop asks between batches: one relaxed load.
-pub fn requested() -> bool {
-    flag().load(Ordering::Relaxed)
-}
-
-/// Asks for a stop, as a signal does.
-pub fn request() {
-    flag().store(true, Ordering::Relaxed);
-}
 
 /// Makes SIGTERM and SIGUSR1 ask for a stop; a second one exits at once.
 pub fn install() -> std::io::Result<()> {
@@ -56,21 +41,6 @@ pub fn ignore_further_signals() {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     for id in shutdowns.iter() {
         signal_hook::low_level::unregister(*id);
-    }
-}
-
-/// A run stopped by a signal between two epochs: nothing of it is lost but the epoch in
-/// flight, and a rerun resumes it.
-#[derive(Debug, thiserror::Error)]
-#[error("stopped by a signal; the last committed epoch is kept: rerun to resume")]
-pub struct Interrupted;
-
-/// Fails with `Interrupted` once a stop was asked for.
-pub fn check() -> Result<(), Interrupted> {
-    if requested() {
-        Err(Interrupted)
-    } else {
-        Ok(())
     }
 }
 
@@ -128,7 +98,7 @@ impl std::fmt::Display for Requeue {
 /// (SLURM counts them in SLURM_RESTART_COUNT). The array task, not the whole array:
 /// the other tasks are fine.
 pub fn requeue_self(max: u32) -> Requeue {
-    let Some(job) = crate::claim::slurm_job() else {
+    let Some(job) = crate::cluster::claim::slurm_job() else {
         return Requeue::NotSlurm;
     };
     let restart: u32 = std::env::var("SLURM_RESTART_COUNT")

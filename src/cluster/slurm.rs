@@ -6,10 +6,10 @@
 //! `--submit` does the same and prints the job ids. Rerun after failures: only what is
 //! unfinished is submitted again.
 
-use crate::manifest::{Manifest, Stage};
-use crate::plan::{self, StagePlan};
-use crate::run_folder::RunFolder;
-use crate::winners;
+use crate::outputs::run_folder::RunFolder;
+use crate::outputs::winners;
+use crate::study::manifest::{Manifest, Stage};
+use crate::study::plan::{self, StagePlan};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write;
 use std::fs;
@@ -72,7 +72,7 @@ pub struct StageJob {
 pub fn plan_jobs(manifest: &Manifest, only: &[String], out_dir: &Path) -> Result<Vec<StageJob>> {
     let selected = plan::select(manifest, only)?;
     let plans = winners::plan_with_recorded_winners(manifest, out_dir)?;
-    let folder = out_dir.join(crate::out_dir::SLURM_DIR);
+    let folder = out_dir.join(crate::storage::out_dir::SLURM_DIR);
     let mut jobs: Vec<StageJob> = Vec::new();
     for (position, stage) in selected.iter().enumerate() {
         let (plan, _) = plans
@@ -164,7 +164,7 @@ fn quote(path: &Path) -> String {
 fn common_lines(name: &str, log: &str, options: &JobOptions, invocation: &Invocation) -> String {
     let logs = invocation
         .out_dir
-        .join(crate::out_dir::SLURM_DIR)
+        .join(crate::storage::out_dir::SLURM_DIR)
         .join("logs");
     let mut text = format!(
         "#!/bin/bash\n#SBATCH --job-name=cellnets-{name}\n#SBATCH --output={}/{log}\n\
@@ -301,7 +301,7 @@ pub fn write_scripts(
     options: &JobOptions,
     invocation: &Invocation,
 ) -> Result<(PathBuf, String)> {
-    let folder = invocation.out_dir.join(crate::out_dir::SLURM_DIR);
+    let folder = invocation.out_dir.join(crate::storage::out_dir::SLURM_DIR);
     fs::create_dir_all(folder.join("logs"))
         .with_context(|| format!("cannot create {}", folder.display()))?;
     let mut text = String::new();

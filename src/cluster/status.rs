@@ -2,12 +2,12 @@
 //! (results, claims, resume points), so it can watch a study that other processes or
 //! SLURM tasks are training.
 
-use crate::claim;
-use crate::manifest::Manifest;
-use crate::plan::RunPlan;
-use crate::run_folder::RunFolder;
+use crate::cluster::claim;
+use crate::outputs::run_folder::RunFolder;
+use crate::outputs::winners;
+use crate::study::manifest::Manifest;
+use crate::study::plan::RunPlan;
 use crate::train::Outcome;
-use crate::winners;
 use anyhow::Result;
 use std::fmt::Write;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! copy is named after the npz file's MD5, so a replaced file never meets an old copy,
 //! and appears only once complete.
 
-use crate::npz::{Array, Npz};
+use crate::data::npz::{Array, Npz};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -53,7 +53,7 @@ pub fn uncompressed(npz: &Npz, array: &Array, md5: &str, dir: &Path) -> Result<P
         array.data_bytes() >> 20,
         path.display()
     );
-    crate::files::write_atomically(&path, |part| {
+    crate::storage::files::write_atomically(&path, |part| {
         let file = std::fs::File::create(part)?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         npz.copy_data(array, &mut out)?;

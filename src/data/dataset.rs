@@ -2,17 +2,15 @@
 //! study's holdout (leading share of the official train split trains, the rest
 //! validates) or the official val split, and the official test split testing.
 
-pub mod cache;
-pub mod pixels;
-
-use crate::catalog::MedMnistSet;
-use crate::download;
-use crate::manifest::{DatasetSpec, Validation};
+use super::cache;
+use super::pixels::{self, Images};
+use crate::data::download;
+use crate::data::npz::{self, Array, Npz};
 use crate::models::InputShape;
-use crate::npz::{self, Array, Npz};
-use crate::task::Task;
+use crate::study::catalog::MedMnistSet;
+use crate::study::manifest::{DatasetSpec, Validation};
+use crate::study::task::Task;
 use anyhow::{anyhow, bail, Result};
-pub use pixels::Images;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tch::{Device, Kind, Tensor};
@@ -142,7 +140,7 @@ pub fn open(dir: &Path, spec: &DatasetSpec, device: Device) -> Result<Dataset> {
 /// MedMNIST file (downloaded when missing).
 pub fn locate(dir: &Path, spec: &DatasetSpec) -> Result<PathBuf> {
     if spec.folder.is_some() {
-        return crate::image_folder::cached_npz(dir, spec);
+        return crate::data::image_folder::cached_npz(dir, spec);
     }
     let path = dir.join(spec.file_name());
     download::ensure_present(&path)?;
@@ -602,7 +600,7 @@ mod tests {
     use super::*;
 
     fn spec(text: &str) -> DatasetSpec {
-        let mut manifest = crate::manifest::parse(&format!(
+        let mut manifest = crate::study::manifest::parse(&format!(
             "dataset: {text}\nstages: [{{name: s, model: {{kind: mlp, hidden: 2}}}}]"
         ))
         .unwrap();

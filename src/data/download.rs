@@ -31,7 +31,7 @@ pub fn ensure_present(path: &Path) -> Result<()> {
     let url = format!("{}/{name}?download=1", base.trim_end_matches('/'));
     // Files of the collection are verified by their official MD5; any other is checked
     // by structure when it is read.
-    let md5 = crate::catalog::official_md5(name);
+    let md5 = crate::study::catalog::official_md5(name);
     fetch(&url, path, md5).with_context(|| {
         format!(
             "{} is missing and could not be downloaded from {url}. Download it elsewhere and \

@@ -5,10 +5,10 @@
 //! other part of cellnets reads it as it reads a MedMNIST file, and a changed folder
 //! is read again.
 
-use crate::files::write_atomically;
-use crate::images;
-use crate::manifest::{DatasetSpec, FolderSplit};
-use crate::npz::{self, Arrays};
+use crate::data::images;
+use crate::data::npz::{self, Arrays};
+use crate::storage::files::write_atomically;
+use crate::study::manifest::{DatasetSpec, FolderSplit};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -22,7 +22,7 @@ pub fn class_names(spec: &DatasetSpec, classes: usize) -> Vec<String> {
         let layout = class_folders(&root_of_classes(folder)).ok()?;
         (layout.len() == classes).then_some(layout)
     });
-    from_folder.unwrap_or_else(|| crate::study::class_names(&spec.name, classes))
+    from_folder.unwrap_or_else(|| crate::study::reference::class_names(&spec.name, classes))
 }
 
 /// The folder's npz file in the data folder, built from its images when no cache of

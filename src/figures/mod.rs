@@ -8,7 +8,7 @@ mod pictures;
 pub use charts::{CategoryLines, Curves, GroupedBars, HeatMap, Panel};
 pub use pictures::{MistakePanel, Montage, Picture};
 
-use crate::files::write_atomically;
+use crate::storage::files::write_atomically;
 use anyhow::{anyhow, Result};
 use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::types::RangedCoordi32;

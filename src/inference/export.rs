@@ -2,7 +2,7 @@
 //! PyTorch (`torch.jit.load`) and libtorch load without cellnets. ONNX is refused with
 //! the reason: libtorch's C++ API, all tch reaches, has no ONNX exporter.
 
-use crate::saved::SavedRun;
+use crate::inference::saved::SavedRun;
 use anyhow::{anyhow, bail, Result};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;

@@ -3,11 +3,11 @@
 //! batches on the chosen device, and every file gets a row: its class probabilities,
 //! or why it could not be read. One bad file never stops the others.
 
-use crate::files::write_table;
-use crate::images;
+use crate::data::images;
+use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
-use crate::saved::SavedRun;
-use crate::task::Task;
+use crate::storage::files::write_table;
+use crate::study::task::Task;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fmt::Write;
 use std::panic::{self, AssertUnwindSafe};
@@ -69,8 +69,10 @@ pub fn run(
     let files = files(inputs)?;
     let input = saved.input_shape()?;
     let predictions = predict(saved, input, &files, device)?;
-    let names =
-        crate::image_folder::class_names(&saved.finished.plan.dataset, input.classes as usize);
+    let names = crate::data::image_folder::class_names(
+        &saved.finished.plan.dataset,
+        input.classes as usize,
+    );
     let task = saved.finished.task();
     write_csv(output, &predictions, &names, task)?;
     let predicted = predictions.iter().filter(|p| p.outcome.is_ok()).count();

@@ -4,10 +4,10 @@
 
 use crate::data::{Dataset, Split};
 use crate::figures::{self, HeatMap};
-use crate::files::write_table;
 use crate::metrics::TestReport;
 use crate::models::{InputShape, Network};
-use crate::run_folder::{FinishedRun, RunFolder, CHECKPOINT, RESULT_YAML};
+use crate::outputs::run_folder::{FinishedRun, RunFolder, CHECKPOINT, RESULT_YAML};
+use crate::storage::files::write_table;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
@@ -232,8 +232,10 @@ pub fn eval(run: &SavedRun, data: &Dataset, split: EvalSplit, device: Device) ->
         .dir()
         .join("eval")
         .join(format!("{stem}-{}", split.name()));
-    let names =
-        crate::image_folder::class_names(&run.finished.plan.dataset, data.input.classes as usize);
+    let names = crate::data::image_folder::class_names(
+        &run.finished.plan.dataset,
+        data.input.classes as usize,
+    );
     let source = [
         run.label(),
         data.path.display().to_string(),

@@ -2,17 +2,7 @@
 //! live under named `VarStore` paths (`hidden`, `output`, `conv`, `head`), so a
 //! checkpoint is readable and a layer can be frozen by its path prefix.
 
-mod batch_norm;
-mod cnn;
-mod dense_cnn;
-mod mlp;
-mod resnet;
-
-pub use cnn::ShallowCnn;
-pub use dense_cnn::DenseCnn;
-pub use mlp::Mlp;
-pub use resnet::ResNet18;
-
+use super::{DenseCnn, Mlp, ResNet18, ShallowCnn};
 use serde::{Deserialize, Serialize};
 use tch::nn;
 

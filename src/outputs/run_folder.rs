@@ -3,15 +3,15 @@
 //! resume point while it trains, and its result, written last as the run's commit
 //! point. Every path under out/ is joined here, and every file is written whole.
 
-use crate::files::{
+use crate::metrics::{CONFUSION_CSV, PER_CLASS_CSV};
+use crate::models::InputShape;
+use crate::outputs::summary::RunSummary;
+use crate::storage::files::{
     copy_atomically, read_table, read_yaml, remove_if_present, write_atomically, write_table,
     write_yaml,
 };
-use crate::metrics::{CONFUSION_CSV, PER_CLASS_CSV};
-use crate::models::InputShape;
-use crate::plan::RunPlan;
-use crate::summary::RunSummary;
-use crate::task::Task;
+use crate::study::plan::RunPlan;
+use crate::study::task::Task;
 use crate::train::{EpochRecord, OptimizerState, ResumePoint};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};

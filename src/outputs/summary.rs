@@ -1,8 +1,8 @@
 //! A finished run in a line: the row it adds to its stage's `summary.csv`, also kept in
 //! its `result.yaml`.
 
-use crate::files::{read_table, write_table};
 use crate::metrics::TestMetrics;
+use crate::storage::files::{read_table, write_table};
 use crate::train::{EpochRecord, Outcome};
 use anyhow::Result;
 use std::path::Path;

@@ -1,11 +1,11 @@
 //! A stage's winner: the run the next stepwise stage starts from, recorded in
 //! `out/<stage>/winner.yaml` so that later invocations can start from it too.
 
-use crate::files::{read_yaml, write_yaml};
-use crate::manifest::Manifest;
-use crate::plan::{self, RunPlan, StagePlan};
-use crate::run_folder::StageFolder;
-use crate::summary::RunSummary;
+use crate::outputs::run_folder::StageFolder;
+use crate::outputs::summary::RunSummary;
+use crate::storage::files::{read_yaml, write_yaml};
+use crate::study::manifest::Manifest;
+use crate::study::plan::{self, RunPlan, StagePlan};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -6,9 +6,9 @@ use super::gather::{first_of, picture, StageResults};
 use crate::data::Dataset;
 use crate::data::Datasets;
 use crate::figures::Picture;
+use crate::inference::saved::SavedRun;
 use crate::metrics::{Outcome, TestReport};
-use crate::run_folder::FinishedRun;
-use crate::saved::SavedRun;
+use crate::outputs::run_folder::FinishedRun;
 use anyhow::{Context, Result};
 
 /// A stage's winner, evaluated on the test split.
@@ -66,7 +66,7 @@ fn test_winner(saved: &SavedRun, mistakes: usize, files: &mut Datasets) -> Resul
     let dataset = &saved.finished.plan.dataset;
     let data = files.open(dataset)?;
     let report = saved.evaluate(data, &data.test, device)?;
-    let class_names = crate::image_folder::class_names(dataset, data.input.classes as usize);
+    let class_names = crate::data::image_folder::class_names(dataset, data.input.classes as usize);
     // A multi-label prediction has no single wrong class to show.
     let mistakes = match mistakes {
         0 => None,

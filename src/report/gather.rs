@@ -4,15 +4,15 @@
 
 use crate::data::{Dataset, Datasets, Images};
 use crate::figures::Picture;
-use crate::files::read_table;
-use crate::manifest::{DatasetSpec, Manifest, Stage, Validation};
+use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
-use crate::plan::{RunPlan, StagePlan};
-use crate::run_folder::{parse_epoch_row, FinishedRun, RunFolder, StageFolder};
-use crate::saved::SavedRun;
-use crate::study::{self, StudyModel};
+use crate::outputs::run_folder::{parse_epoch_row, FinishedRun, RunFolder, StageFolder};
+use crate::outputs::winners::{self, read_winner, Winner};
+use crate::storage::files::read_table;
+use crate::study::manifest::{DatasetSpec, Manifest, Stage, Validation};
+use crate::study::plan::{RunPlan, StagePlan};
+use crate::study::reference::{self, StudyModel};
 use crate::train::EpochRecord;
-use crate::winners::{self, read_winner, Winner};
 use anyhow::{Context, Result};
 use std::path::Path;
 use tch::{Device, Tensor};
@@ -151,7 +151,7 @@ fn stage_results<'a>(
 /// The study's model the stage names, if it runs on the study's data set: the study's
 /// numbers compare only with runs on its own data.
 fn study_model(stage: &Stage, plan: &StagePlan) -> Option<&'static StudyModel> {
-    let study = study::study();
+    let study = reference::study();
     let key = stage.report.study.as_ref()?;
     (plan.runs[0].dataset.name == study.dataset).then(|| &study.models[key])
 }
@@ -197,7 +197,7 @@ pub fn splits(validation: Validation) -> [&'static str; 4] {
 pub struct DataOverview {
     pub spec: DatasetSpec,
     pub input: InputShape,
-    pub task: crate::task::Task,
+    pub task: crate::study::task::Task,
     pub class_names: Vec<String>,
     /// Images per class (positives per label) of each of `splits`, in that order.
     pub counts: [Vec<u64>; 4],
@@ -228,7 +228,7 @@ pub fn data_overviews(stages: &[StageResults], files: &mut Datasets) -> Result<V
 
 fn data_overview(spec: &DatasetSpec, data: &Dataset) -> Result<DataOverview> {
     let classes = data.input.classes as usize;
-    let class_names = crate::image_folder::class_names(spec, classes);
+    let class_names = crate::data::image_folder::class_names(spec, classes);
     let official_train = Tensor::cat(&[&data.train.labels, &data.val.labels], 0);
     let counts = [
         class_counts(&official_train, classes)?,

@@ -12,7 +12,7 @@ pub(crate) mod markdown;
 mod output;
 mod render;
 
-use crate::manifest::Manifest;
+use crate::study::manifest::Manifest;
 use anyhow::{bail, Result};
 pub use output::{REPORT_DIR, REPORT_MD, STAGES_CSV};
 use std::path::{Path, PathBuf};

@@ -3,11 +3,11 @@
 //! these without touching the file system, so it can be tested on its own.
 
 use crate::figures::{self, CategoryLines, Curves, GroupedBars, HeatMap, MistakePanel, Montage};
-use crate::files::{write_atomically, write_table};
+use crate::storage::files::{write_atomically, write_table};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
-pub use crate::out_dir::{REPORT_DIR, REPORT_MD};
+pub use crate::storage::out_dir::{REPORT_DIR, REPORT_MD};
 /// The manifest's stage order, for readers of the CSV files such as the notebook.
 pub const STAGES_CSV: &str = "stages.csv";
 

@@ -4,8 +4,8 @@
 //! both interleaved and prints the ratios.
 
 use crate::data::Dataset;
-use crate::manifest::TrainingOverrides;
 use crate::models::{count_parameters, Activation, ModelSpec, Pool};
+use crate::study::manifest::TrainingOverrides;
 use crate::train::{evaluate, train_epoch, FusedInputDense, Optimizer};
 use anyhow::{bail, Result};
 use std::time::Instant;

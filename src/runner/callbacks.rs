@@ -1,10 +1,10 @@
 //! What a run trains with around the loop: its epoch table, early stopping, and the
 //! checkpointer that commits each epoch to the run's folder.
 
-use crate::claim::Claim;
-use crate::manifest::Monitor;
-use crate::plan::RunPlan;
-use crate::run_folder::{EpochTable, ResumeState, RunFolder};
+use crate::cluster::claim::Claim;
+use crate::outputs::run_folder::{EpochTable, ResumeState, RunFolder};
+use crate::study::manifest::Monitor;
+use crate::study::plan::RunPlan;
 use crate::train::{BestEpoch, Callback, Checkpointer, EpochRecord, OptimizerState, ResumePoint};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! Progress on stderr: a bar over a stage's runs and one over the current run's epochs
 //! with the latest metrics and an ETA; plain log lines when stderr is not a terminal.
 
-use crate::summary::RunSummary;
+use crate::outputs::summary::RunSummary;
 use crate::train::{Callback, EpochRecord};
 use anyhow::Result;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};

@@ -7,18 +7,18 @@
 //! it; summary rows are merged under a stage lock; a stage's winner is written by the
 //! process that sees its last run finish, from the runs' results on disk.
 
-use crate::claim::{self, Attempt, Claim, ClaimLost, Holder};
+use crate::cluster::claim::{self, Attempt, Claim, ClaimLost, Holder};
+use crate::cluster::file_lock::with_lock;
+use crate::cluster::shard::Shard;
 use crate::data::{Dataset, Datasets};
-use crate::file_lock::with_lock;
-use crate::manifest::{Manifest, Stage};
-use crate::out_dir;
-use crate::plan::{self, RunPlan, StagePlan};
-use crate::progress::Progress;
-use crate::run_folder::{find_finished, FinishedRun, RunFolder, StageFolder};
-use crate::shard::Shard;
-use crate::summary::{record_summary, RunSummary};
-use crate::trainer::{self, RunContext};
-use crate::winners::{self, read_winner, write_winner, Winner};
+use crate::outputs::run_folder::{find_finished, FinishedRun, RunFolder, StageFolder};
+use crate::outputs::summary::{record_summary, RunSummary};
+use crate::outputs::winners::{self, read_winner, write_winner, Winner};
+use crate::runner::progress::Progress;
+use crate::runner::trainer::{self, RunContext};
+use crate::storage::out_dir;
+use crate::study::manifest::{Manifest, Stage};
+use crate::study::plan::{self, RunPlan, StagePlan};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -90,7 +90,7 @@ pub fn run_shared(
     for run in selected_runs {
         datasets.open(&run.dataset)?;
     }
-    crate::transfer::check_transfers(&provisional, &selected, &datasets, out)?;
+    crate::runner::transfer::check_transfers(&provisional, &selected, &datasets, out)?;
     prepare_out_dir(out)?;
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     match settings.threads {
@@ -323,7 +323,7 @@ impl Session<'_> {
         let mut last_live = Instant::now();
         let mut last_note: Option<Instant> = None;
         loop {
-            crate::interrupt::check()?;
+            crate::train::stop::check()?;
             let unfinished = match self.settle(plan, datasets)? {
                 Settled::Winner(winner) => return Ok(*winner),
                 Settled::NoWinner => bail!(
@@ -438,7 +438,7 @@ impl Session<'_> {
 
     /// Claims `run` and completes it, unless another process or thread holds it.
     fn attempt(&self, run: &RunPlan, data: &Dataset) -> Result<Done> {
-        crate::interrupt::check()?;
+        crate::train::stop::check()?;
         let folder = RunFolder::of(&self.settings.out_dir, run);
         let mut taken_over = None;
         let claim = match claim::try_claim(

@@ -2,17 +2,17 @@
 //! interrupted run), builds the model with any transferred layers, chooses how the
 //! loop steps, fits it with its callbacks, and tests its best weights.
 
-use crate::callbacks::{ClaimGuard, EarlyStopping, EpochLog, FolderCheckpointer};
-use crate::claim::Claim;
+use crate::cluster::claim::Claim;
 use crate::data::{Dataset, Split};
 use crate::metrics::{TestMetrics, TestReport};
 use crate::models::{count_parameters, Network as Model};
-use crate::plan::RunPlan;
-use crate::progress::Progress;
-use crate::run_folder::{ResumeState, RunFolder};
-use crate::summary::RunSummary;
+use crate::outputs::run_folder::{ResumeState, RunFolder};
+use crate::outputs::summary::RunSummary;
+use crate::runner::callbacks::{ClaimGuard, EarlyStopping, EpochLog, FolderCheckpointer};
+use crate::runner::progress::Progress;
+use crate::runner::transfer::{precompute, transfer_layers};
+use crate::study::plan::RunPlan;
 use crate::train::{fit, Callback, Fitted, FusedInputDense, Network, Outcome, Resumed};
-use crate::transfer::{precompute, transfer_layers};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::time::Instant;

@@ -2,12 +2,12 @@
 //! and computing the outputs of a frozen feature extractor once.
 
 use crate::data::{Dataset, Datasets, Images, Split};
-use crate::manifest::{DatasetSpec, Stage, Transfer};
 use crate::models::{InputShape, ModelSpec};
-use crate::plan::{provisional_winner, StagePlan};
-use crate::run_folder::StageFolder;
+use crate::outputs::run_folder::StageFolder;
+use crate::outputs::winners::read_winner;
+use crate::study::manifest::{DatasetSpec, Stage, Transfer};
+use crate::study::plan::{provisional_winner, StagePlan};
 use crate::train::predict;
-use crate::winners::read_winner;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;

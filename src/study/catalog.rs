@@ -3,7 +3,7 @@
 //! MedMNIST v2 benchmark's published test results, so that a manifest names a set and
 //! a report sets its runs beside the benchmark.
 
-use crate::task::Task;
+use crate::study::task::Task;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -53,7 +53,8 @@ pub const SIZES: [u32; 4] = [28, 64, 128, 224];
 pub fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
-        serde_yaml::from_str(include_str!("medmnist.yaml")).expect("src/medmnist.yaml is valid")
+        serde_yaml::from_str(include_str!("medmnist.yaml"))
+            .expect("src/study/medmnist.yaml is valid")
     })
 }
 

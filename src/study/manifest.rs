@@ -2,8 +2,8 @@
 //! are errors that name the file, line and column.
 
 use crate::models::ModelSpec;
-use crate::out_dir;
-use crate::task::Task;
+use crate::storage::out_dir;
+use crate::study::task::Task;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -160,8 +160,8 @@ impl DatasetSpec {
     }
 
     /// The MedMNIST set this data set is, by name; a folder data set is the user's own.
-    pub fn collection_set(&self) -> Option<&'static crate::catalog::MedMnistSet> {
-        crate::catalog::set(&self.name).filter(|_| self.folder.is_none())
+    pub fn collection_set(&self) -> Option<&'static crate::study::catalog::MedMnistSet> {
+        crate::study::catalog::set(&self.name).filter(|_| self.folder.is_none())
     }
 
     pub fn file_name(&self) -> String {
@@ -772,7 +772,7 @@ fn check_stage(stage: &Stage, earlier_stages: &HashSet<&str>) -> Result<()> {
         }
     }
     if let Some(key) = &stage.report.study {
-        let models = &crate::study::study().models;
+        let models = &crate::study::reference::study().models;
         if !models.contains_key(key) {
             let known: Vec<&str> = models.keys().map(String::as_str).collect();
             bail!(
@@ -783,8 +783,8 @@ fn check_stage(stage: &Stage, earlier_stages: &HashSet<&str>) -> Result<()> {
         }
     }
     if let Some(key) = &stage.report.baseline {
-        if crate::catalog::method_name(key).is_none() {
-            let known: Vec<&str> = crate::catalog::method_keys().collect();
+        if crate::study::catalog::method_name(key).is_none() {
+            let known: Vec<&str> = crate::study::catalog::method_keys().collect();
             bail!(
                 "stage `{}`: `report.baseline: {key}` is not a method of the MedMNIST v2 \
                  benchmark; use one of {}",

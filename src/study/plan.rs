@@ -1,11 +1,11 @@
 //! Turns a manifest into the runs to train: stage settings over defaults (or over an
 //! earlier stage's winner), grids expanded into one run per cell.
 
-use crate::manifest::{
+use crate::models::ModelSpec;
+use crate::study::manifest::{
     check_path_safe_name, DatasetSpec, Manifest, Stage, Training, TrainingOverrides, Transfer,
     TRAINING_KEYS,
 };
-use crate::models::ModelSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
@@ -286,7 +286,7 @@ fn scalar_text(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{parse, Optimizer, TrainingOverrides, GRID_KEYS};
+    use crate::study::manifest::{parse, Optimizer, TrainingOverrides, GRID_KEYS};
 
     /// Plans of the stages named in `only`, with no winner recorded anywhere.
     fn plan(manifest: &Manifest, only: &[String]) -> Result<Vec<StagePlan>> {
@@ -466,7 +466,7 @@ stages:
 #[cfg(test)]
 mod repeat_tests {
     use super::*;
-    use crate::manifest::parse;
+    use crate::study::manifest::parse;
 
     #[test]
     fn a_repeated_grid_value_is_refused_with_its_key_and_value() {
@@ -497,8 +497,8 @@ mod repeat_tests {
 #[cfg(test)]
 mod stepwise_tests {
     use super::*;
-    use crate::manifest::parse;
     use crate::models::Activation;
+    use crate::study::manifest::parse;
 
     const STEPWISE: &str = "
 dataset: {name: bloodmnist}

@@ -55,7 +55,8 @@ pub struct StudyTest {
 pub fn study() -> &'static Study {
     static STUDY: OnceLock<Study> = OnceLock::new();
     STUDY.get_or_init(|| {
-        serde_yaml::from_str(include_str!("study.yaml")).expect("src/study.yaml is valid")
+        serde_yaml::from_str(include_str!("reference.yaml"))
+            .expect("src/study/reference.yaml is valid")
     })
 }
 
@@ -63,7 +64,7 @@ pub fn study() -> &'static Study {
 /// dataset, else the MedMNIST collection's, else numbers.
 pub fn class_names(dataset: &str, classes: usize) -> Vec<String> {
     let study = study();
-    let collection = crate::catalog::set(dataset).map(|set| &set.labels);
+    let collection = crate::study::catalog::set(dataset).map(|set| &set.labels);
     if dataset == study.dataset && study.class_names.len() == classes {
         study.class_names.clone()
     } else if let Some(labels) = collection.filter(|labels| labels.len() == classes) {

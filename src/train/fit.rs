@@ -4,14 +4,9 @@
 //! best epoch so far and every callback's state, as the one point a killed run resumes
 //! from.
 
-mod optimizer;
-mod step;
-
-pub use optimizer::{Optimizer, OptimizerState};
-pub use step::{evaluate, learning_rate, predict, train_epoch, Evaluation, FusedInputDense};
-
+use super::{evaluate, learning_rate, train_epoch, FusedInputDense, Optimizer, OptimizerState};
 use crate::data::Dataset;
-use crate::manifest::{Monitor, Training};
+use crate::study::manifest::{Monitor, Training};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
@@ -225,7 +220,7 @@ pub fn fit(
         }
         let record = run_epoch(network, &mut optimizer, data, training, epoch);
         // A signal cut the epoch short: it is not committed, the last one stays.
-        crate::interrupt::check()?;
+        crate::train::stop::check()?;
         best.offer(&record);
         for callback in callbacks.iter_mut() {
             callback.on_epoch_end(&record)?;
@@ -303,8 +298,8 @@ fn stop_reason(last: Option<&EpochRecord>, callbacks: &[&mut dyn Callback]) -> O
 mod tests {
     use super::*;
     use crate::data::Split;
-    use crate::manifest::TrainingOverrides;
     use crate::models::{InputShape, ModelSpec};
+    use crate::study::manifest::TrainingOverrides;
     use tch::{Device, Kind, Tensor};
 
     /// Stops whenever asked; records what the loop told it.
@@ -378,7 +373,7 @@ mod tests {
                     .to_kind(Kind::Uint8),
             ),
             labels: Tensor::arange(rows, (Kind::Int64, Device::Cpu)).remainder(2),
-            task: crate::task::Task::BinaryClass,
+            task: crate::study::task::Task::BinaryClass,
         };
         let data = Dataset {
             path: "tiny.npz".into(),
@@ -387,7 +382,7 @@ mod tests {
             val: split(4),
             test: split(4),
             input,
-            task: crate::task::Task::BinaryClass,
+            task: crate::study::task::Task::BinaryClass,
         };
         let vs = nn::VarStore::new(Device::Cpu);
         let spec: ModelSpec = serde_yaml::from_str("{kind: mlp, hidden: 3}").unwrap();

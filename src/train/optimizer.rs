@@ -13,7 +13,7 @@
 //! - Weight decay: Keras decouples it for every optimizer (`p -= lr wd p` before the
 //!   step); PyTorch adds `wd p` to the gradient (L2), except AdamW, which decouples it.
 
-use crate::manifest::{Optimizer as Kind, Training, UpdateRules};
+use crate::study::manifest::{Optimizer as Kind, Training, UpdateRules};
 use anyhow::{bail, Result};
 use tch::{nn, Device, Tensor};
 
@@ -386,7 +386,7 @@ fn rmsprop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::TrainingOverrides;
+    use crate::study::manifest::TrainingOverrides;
     use tch::Kind as TensorKind;
 
     fn training(text: &str) -> Training {

@@ -4,9 +4,9 @@
 
 use super::optimizer::Optimizer;
 use crate::data::{Images, Split};
-use crate::manifest::{Schedule, Training};
 use crate::random;
-use crate::task::Task;
+use crate::study::manifest::{Schedule, Training};
+use crate::study::task::Task;
 use tch::nn;
 use tch::{Kind, Tensor};
 
@@ -102,7 +102,7 @@ pub fn train_epoch(
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
     let mut correct = Tensor::zeros([], (Kind::Int64, device));
     for start in (0..rows).step_by(batch_size) {
-        if crate::interrupt::requested() {
+        if crate::train::stop::requested() {
             break; // fit drops this epoch
         }
         let index = order.narrow(0, start, (batch_size as i64).min(rows - start));
@@ -194,7 +194,7 @@ pub fn predict(model: &dyn nn::ModuleT, images: &Images) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::TrainingOverrides;
+    use crate::study::manifest::TrainingOverrides;
     use tch::Device;
 
     fn training(text: &str) -> Training {
@@ -292,7 +292,7 @@ mod tests {
             let settings = training(settings);
             assert!(FusedInputDense::for_training(model.split_input_dense(), &settings).is_none());
         }
-        crate::transfer::freeze(&vs, &["hidden".to_string()]).unwrap();
+        crate::runner::transfer::freeze(&vs, &["hidden".to_string()]).unwrap();
         let plain = training("{epochs: 1}");
         assert!(FusedInputDense::for_training(model.split_input_dense(), &plain).is_none());
     }

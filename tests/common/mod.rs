@@ -89,11 +89,15 @@ pub fn toy_project(stages: &str) -> tempfile::TempDir {
 
 /// Runs `stages` on the toy data through the library, in `dir` (data and manifest
 /// beside `out/`), on the CPU with one job.
-pub fn run_library(dir: &Path, stages: &str, fresh: bool) -> Vec<cellnets::summary::RunSummary> {
+pub fn run_library(
+    dir: &Path,
+    stages: &str,
+    fresh: bool,
+) -> Vec<cellnets::outputs::summary::RunSummary> {
     if !dir.join("toy.npz").exists() {
         write_npz(dir, "toy.npz", &learnable_arrays());
     }
-    let manifest = cellnets::manifest::load(&write_manifest(dir, stages)).unwrap();
+    let manifest = cellnets::study::manifest::load(&write_manifest(dir, stages)).unwrap();
     let settings = cellnets::runner::Settings {
         out_dir: dir.join("out"),
         data_dir: dir.to_path_buf(),

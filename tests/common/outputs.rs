@@ -1,7 +1,7 @@
 //! Checks of a study's outputs that tests of interrupted and shared studies make:
 //! every table whole, no epoch or summary row twice, metrics comparable across runs.
 
-use cellnets::files::read_table;
+use cellnets::storage::files::read_table;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tch::Tensor;
@@ -82,7 +82,8 @@ pub fn check_consistent(out: &Path) -> usize {
         );
         if dir.join("result.yaml").exists() {
             let text = std::fs::read_to_string(dir.join("result.yaml")).unwrap();
-            let result: cellnets::run_folder::FinishedRun = serde_yaml::from_str(&text).unwrap();
+            let result: cellnets::outputs::run_folder::FinishedRun =
+                serde_yaml::from_str(&text).unwrap();
             assert_eq!(numbers.len(), result.summary.epochs, "{}", dir.display());
             finished += 1;
         }

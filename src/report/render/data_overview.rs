@@ -6,7 +6,7 @@ use crate::figures::{GroupedBars, Montage};
 use crate::report::gather::{splits, DataOverview};
 use crate::report::markdown::{count, rate, table};
 use crate::report::output::{Drawing, Section, TableFile, REPORT_DIR};
-use crate::study;
+use crate::study::reference;
 
 /// The data file's section, with `class_counts.csv` and its figures.
 pub fn section(data: &DataOverview) -> Section {
@@ -36,7 +36,7 @@ fn rates(counts: &[u64], images: u64) -> Vec<f64> {
 
 /// The heading, the image shape, and the split sizes beside the study's.
 fn summary(data: &DataOverview) -> String {
-    let study = study::study();
+    let study = reference::study();
     let on_study_data = data.spec.name == study.dataset;
     let sizes: Vec<String> = splits(data.spec.validation)
         .iter()

@@ -3,14 +3,14 @@
 //! scores, the error analysis of its most confident mistakes, and its row of the
 //! final-models table.
 
-use crate::catalog;
 use crate::figures::{HeatMap, MistakePanel};
 use crate::metrics::{ClassScores, Confusion};
 use crate::report::compute::{Mistake, TestedWinner};
 use crate::report::markdown::{count, metric, table};
 use crate::report::output::{Drawing, Section};
-use crate::study::{self, StudyModel};
-use crate::task::Task;
+use crate::study::catalog;
+use crate::study::reference::{self, StudyModel};
+use crate::study::task::Task;
 
 /// The winner's test metrics, confusion matrix and per-class scores, beside those of
 /// the study's model `theirs` when there is one to compare with, and the benchmark's
@@ -166,7 +166,7 @@ fn confusions(
         return section;
     };
     let title = "the study: test confusion".to_string();
-    let theirs = HeatMap::confusion(title, study, &study::study().class_names);
+    let theirs = HeatMap::confusion(title, study, &reference::study().class_names);
     section.figure(folder, "confusion-study", Drawing::HeatMap(theirs));
     let images = [vec![
         format!("![confusion]({folder}/confusion.png)"),

@@ -9,7 +9,7 @@ use super::compute::TestedWinner;
 use super::gather::{DataOverview, StageResults};
 use super::markdown::{metric, table};
 use super::output::{Section, TableFile, REPORT_DIR, STAGES_CSV};
-use crate::catalog;
+use crate::study::catalog;
 use std::path::Path;
 
 /// The whole report: the final models, the data files, then stage by stage.

@@ -3,12 +3,12 @@
 
 use super::final_model;
 use crate::figures::{CategoryLines, Curves, HeatMap, Panel};
+use crate::outputs::run_folder::SUMMARY_CSV;
 use crate::report::compute::TestedWinner;
 use crate::report::gather::{RunResult, StageResults};
 use crate::report::markdown::{count, metric, table};
 use crate::report::output::{Drawing, Section, REPORT_DIR};
-use crate::run_folder::SUMMARY_CSV;
-use crate::study::StudyGrid;
+use crate::study::reference::StudyGrid;
 use crate::train::EpochRecord;
 
 /// The stage's section; `tested` is its winner evaluated on the test split, if it was.
@@ -68,8 +68,8 @@ fn describe(stage: &StageResults) -> String {
     }
     let first = &stage.plan.runs[0];
     let rules = match first.training.update_rules {
-        crate::manifest::UpdateRules::Keras => "",
-        crate::manifest::UpdateRules::Pytorch => " (PyTorch's update rules)",
+        crate::study::manifest::UpdateRules::Keras => "",
+        crate::study::manifest::UpdateRules::Pytorch => " (PyTorch's update rules)",
     };
     text += &format!(
         "{} epochs, batch {}, {}{rules} at learning rate {}, on {}. {} of {} run(s) finished.\n\n",
@@ -327,14 +327,14 @@ fn curves(stage: &StageResults, folder: &str) -> Section {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{self, Manifest};
     use crate::metrics::TestMetrics;
-    use crate::plan::{self, RunPlan, StagePlan};
+    use crate::outputs::run_folder::FinishedRun;
+    use crate::outputs::summary::RunSummary;
+    use crate::outputs::winners::Winner;
     use crate::report::gather::RunSettings;
-    use crate::run_folder::FinishedRun;
-    use crate::summary::RunSummary;
+    use crate::study::manifest::{self, Manifest};
+    use crate::study::plan::{self, RunPlan, StagePlan};
     use crate::train::Outcome;
-    use crate::winners::Winner;
 
     fn planned(yaml: &str) -> (Manifest, StagePlan) {
         let manifest = manifest::parse(&format!(

@@ -1,0 +1,10 @@
+//! The files a study leaves under out/: a run's folder (its epoch table, resume point,
+//! best checkpoint and result, `run_folder`), a stage's summary.csv (`summary`) and
+//! its winner.yaml (`winners`).
+//!
+//! May import `study`, `models`, `train` (the records it stores), `metrics` and
+//! `storage`.
+
+pub mod run_folder;
+pub mod summary;
+pub mod winners;

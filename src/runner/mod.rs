@@ -1,0 +1,16 @@
+//! Where the pieces are wired together: a manifest's stages in order, each run claimed,
+//! trained and summarised (`stages`); one run from its plan to its files (`trainer`);
+//! the callbacks that connect the I/O-free loop to files and claims (`callbacks`,
+//! `progress`); features of an earlier stage's frozen layers (`transfer`); and timing
+//! epochs (`bench`).
+//!
+//! May import every folder except `report` and `cli`.
+
+pub mod bench;
+pub mod callbacks;
+pub mod progress;
+mod stages;
+pub mod trainer;
+pub mod transfer;
+
+pub use stages::{run, run_shared, Settings, Sharing};

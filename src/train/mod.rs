@@ -1,0 +1,18 @@
+//! Training, free of I/O: the loop (`fit`) with its callbacks and the one point a run
+//! resumes from, a batch's step and evaluation (`step`), the optimizers and their
+//! state (`optimizer`), and the request to stop at the next batch (`stop`).
+//!
+//! May import `data`, `study`, `models` and `random`; files are the business of the
+//! callbacks and checkpointers that `runner` hands the loop.
+
+mod fit;
+mod optimizer;
+mod step;
+pub mod stop;
+
+pub use fit::{
+    fit, BestEpoch, Callback, Checkpointer, EpochRecord, Fitted, Network, Outcome, ResumePoint,
+    Resumed,
+};
+pub use optimizer::{Optimizer, OptimizerState};
+pub use step::{evaluate, learning_rate, predict, train_epoch, Evaluation, FusedInputDense};
