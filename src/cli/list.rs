@@ -1,5 +1,6 @@
 //! `cellnets list`: each stage's runs with their parameter counts, without training.
 
+use super::options::{DataDir, OutDir};
 use crate::data;
 use crate::models::{count_parameters, InputShape};
 use crate::outputs::winners;
@@ -8,9 +9,30 @@ use crate::runner::transfer::freeze;
 use crate::study::manifest::{DatasetSpec, Manifest};
 use crate::study::task::Task;
 use anyhow::Result;
+use clap::Args;
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{nn, Device};
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// The manifest to describe.
+    #[arg(default_value = "experiments.yaml")]
+    manifest: PathBuf,
+    #[command(flatten)]
+    data: DataDir,
+    #[command(flatten)]
+    out: OutDir,
+}
+
+pub fn run(args: ListArgs) -> Result<()> {
+    let manifest = crate::study::manifest::load(&args.manifest)?;
+    print!(
+        "{}",
+        describe(&manifest, &args.data.resolve(), args.out.path())?
+    );
+    Ok(())
+}
 
 /// A table per stage: run name, trainable and frozen parameters. Stages that start
 /// from a winner not yet recorded under `out_dir` are shown from a provisional one.

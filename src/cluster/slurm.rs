@@ -16,23 +16,40 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// What each task asks of SLURM, and how cellnets runs in it.
-#[derive(Debug, Clone)]
+/// What each task asks of SLURM, and how cellnets runs in it: `cellnets slurm`'s
+/// options.
+#[derive(Debug, Clone, clap::Args)]
 pub struct JobOptions {
+    /// Partition (queue) to run in.
+    #[arg(long)]
     pub partition: Option<String>,
-    /// `--time`, e.g. `02:00:00`.
+    /// Time limit of each task, as SLURM writes it: 30, 2:00:00, 1-00:00:00.
+    #[arg(long)]
     pub time: Option<String>,
+    /// CPUs per task; libtorch uses this many threads.
+    #[arg(long, default_value_t = 1)]
     pub cpus_per_task: u32,
-    /// `--mem`, e.g. `8G`.
+    /// Memory per node, as SLURM writes it: 8G.
+    #[arg(long)]
     pub mem: Option<String>,
+    /// GPUs per task (use --device cuda or auto with it).
+    #[arg(long)]
     pub gpus_per_task: Option<u32>,
-    /// At most this many tasks of a stage at once (`%K`).
+    /// At most this many tasks of a stage at once (the array's %K).
+    #[arg(long)]
     pub throttle: Option<u32>,
-    /// Further `#SBATCH` lines, without the prefix: `--account=lab`, `--qos=short`.
+    /// An extra #SBATCH line, e.g. --sbatch=--account=lab (repeatable).
+    #[arg(long = "sbatch", allow_hyphen_values = true)]
     pub extra: Vec<String>,
-    /// Seconds before the time limit when SLURM sends SIGUSR1 (`--signal`).
+    /// Seconds before the time limit at which SLURM warns a task (SIGUSR1), which
+    /// then stops at the next batch and requeues itself.
+    #[arg(long, default_value_t = 120)]
     pub signal_before: u32,
+    /// How often a task may requeue itself.
+    #[arg(long, default_value_t = 3)]
     pub max_requeues: u32,
+    /// Seconds without a heartbeat after which a run's claim is taken over.
+    #[arg(long = "claim-timeout", default_value_t = crate::cluster::claim::DEFAULT_TIMEOUT.as_secs())]
     pub claim_timeout_s: u64,
 }
 

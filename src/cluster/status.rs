@@ -3,8 +3,9 @@
 //! SLURM tasks are training.
 
 use crate::cluster::claim;
-use crate::outputs::run_folder::RunFolder;
+use crate::outputs::run_folder::{parse_epoch_row, RunFolder};
 use crate::outputs::winners;
+use crate::storage::files::read_table;
 use crate::study::manifest::Manifest;
 use crate::study::plan::RunPlan;
 use crate::train::Outcome;
@@ -74,8 +75,23 @@ pub fn run_state(out_dir: &Path, run: &RunPlan, claim_timeout: Duration) -> Resu
     })
 }
 
-/// A block per stage: its counts, then a line per run that has not finished cleanly.
-pub fn describe(manifest: &Manifest, out_dir: &Path, claim_timeout: Duration) -> Result<String> {
+/// How much `describe` says of each stage's runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Detail {
+    /// The runs training, diverged or left with a stale claim: what a watcher acts on.
+    Training,
+    /// Every run, finished and waiting ones too.
+    EveryRun,
+}
+
+/// A line per stage (its counts and winner), then a line per run that `detail` asks
+/// for; a training run's line gives its pace and the time it has left.
+pub fn describe(
+    manifest: &Manifest,
+    out_dir: &Path,
+    claim_timeout: Duration,
+    detail: Detail,
+) -> Result<String> {
     let plans = winners::plan_with_recorded_winners(manifest, out_dir)?;
     let mut text = String::new();
     for (stage, provisional) in &plans {
@@ -103,22 +119,119 @@ pub fn describe(manifest: &Manifest, out_dir: &Path, claim_timeout: Duration) ->
             }
         )?;
         for (run, state) in &states {
-            let epochs = run.training.epochs;
-            let at = |epoch: &Option<usize>| match epoch {
-                Some(epoch) => format!("epoch {epoch}/{epochs} committed"),
-                None => "no epoch committed".to_string(),
-            };
-            let detail = match state {
-                RunState::Finished => continue,
-                RunState::Diverged => "a loss became NaN or infinite".to_string(),
-                RunState::Training { holder, epoch } => format!("{}, by {holder}", at(epoch)),
-                RunState::Waiting { epoch, stale_claim } => match stale_claim {
-                    Some(stale) => format!("{}; stale claim of {stale}", at(epoch)),
-                    None => at(epoch),
-                },
-            };
-            writeln!(text, "  {:<9} {}  {detail}", state.label(), run.name)?;
+            if let Some(detail) = run_detail(out_dir, run, state, detail) {
+                writeln!(text, "  {:<9} {}  {detail}", state.label(), run.name)?;
+            }
         }
     }
     Ok(text)
+}
+
+/// What a run's line says after its name, or none when `detail` leaves it out.
+fn run_detail(out_dir: &Path, run: &RunPlan, state: &RunState, detail: Detail) -> Option<String> {
+    let epochs = run.training.epochs;
+    let at = |epoch: &Option<usize>| match epoch {
+        Some(epoch) => format!("epoch {epoch}/{epochs} committed"),
+        None => "no epoch committed".to_string(),
+    };
+    Some(match state {
+        RunState::Finished if detail == Detail::EveryRun => "finished".to_string(),
+        RunState::Finished => return None,
+        RunState::Diverged => "a loss became NaN or infinite".to_string(),
+        RunState::Training { holder, epoch } => {
+            let pace = Pace::of(&RunFolder::of(out_dir, run))
+                .map(|pace| format!("; {}", pace.describe(epochs - epoch.unwrap_or(0))))
+                .unwrap_or_default();
+            format!("{}, by {holder}{pace}", at(epoch))
+        }
+        RunState::Waiting {
+            epoch,
+            stale_claim: Some(stale),
+        } => format!("{}; stale claim of {stale}", at(epoch)),
+        RunState::Waiting { epoch, .. } if detail == Detail::EveryRun => at(epoch),
+        RunState::Waiting { .. } => return None,
+    })
+}
+
+/// How fast a run trains, from the seconds of its last epochs in epochs.csv.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    pub seconds_per_epoch: f64,
+}
+
+impl Pace {
+    /// Epochs the pace is averaged over: recent enough to follow a change of load.
+    const RECENT: usize = 5;
+
+    /// The mean seconds of the run's last few epochs; none before its first epoch. A
+    /// row being written (a half line) is skipped.
+    pub fn of(folder: &RunFolder) -> Option<Pace> {
+        let (_, rows) = read_table(&folder.epochs_csv()).ok()?;
+        let seconds: Vec<f64> = rows
+            .iter()
+            .filter_map(|row| parse_epoch_row(row))
+            .map(|record| record.seconds)
+            .collect();
+        let recent = &seconds[seconds.len().saturating_sub(Self::RECENT)..];
+        (!recent.is_empty()).then(|| Pace {
+            seconds_per_epoch: recent.iter().sum::<f64>() / recent.len() as f64,
+        })
+    }
+
+    /// "3.2 s/epoch, about 4 min left" for `remaining` epochs (early stopping may end
+    /// the run sooner).
+    pub fn describe(self, remaining: usize) -> String {
+        let left = Duration::from_secs_f64(self.seconds_per_epoch * remaining as f64);
+        format!(
+            "{:.1} s/epoch, about {} left",
+            self.seconds_per_epoch,
+            human_duration(left)
+        )
+    }
+}
+
+/// A duration as a person reads it: 40 s, 12 min, 3 h 05 min.
+pub fn human_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0..=99 => format!("{seconds} s"),
+        100..=5999 => format!("{} min", (seconds + 30) / 60),
+        _ => {
+            let minutes = (seconds + 30) / 60;
+            format!("{} h {:02} min", minutes / 60, minutes % 60)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_a_person_says_them() {
+        assert_eq!(human_duration(Duration::from_secs(40)), "40 s");
+        assert_eq!(human_duration(Duration::from_secs(100)), "2 min");
+        assert_eq!(human_duration(Duration::from_secs(12 * 60 + 10)), "12 min");
+        assert_eq!(
+            human_duration(Duration::from_secs(3 * 3600 + 5 * 60)),
+            "3 h 05 min"
+        );
+    }
+
+    #[test]
+    fn pace_is_the_mean_of_the_last_epochs_and_skips_a_half_written_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = RunFolder::at(dir.path());
+        let header = "stage,run,epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds";
+        let rows: String = (1..=7)
+            .map(|epoch| format!("s,r,{epoch},1,0.5,1,0.5,{}\n", epoch as f64))
+            .collect();
+        std::fs::write(folder.epochs_csv(), format!("{header}\n{rows}s,r,8,0.9,0.")).unwrap();
+        // Epochs 3 to 7 took 3..7 s: 5 s on average; the half row of epoch 8 is skipped.
+        let pace = Pace::of(&folder).unwrap();
+        assert_eq!(pace.seconds_per_epoch, 5.0);
+        assert_eq!(pace.describe(24), "5.0 s/epoch, about 2 min left");
+        std::fs::write(folder.epochs_csv(), format!("{header}\n")).unwrap();
+        assert_eq!(Pace::of(&folder), None);
+    }
 }

@@ -69,11 +69,8 @@ pub fn run(
     let files = files(inputs)?;
     let input = saved.input_shape()?;
     let predictions = predict(saved, input, &files, device)?;
-    let names = crate::data::image_folder::class_names(
-        &saved.finished.plan.dataset,
-        input.classes as usize,
-    );
-    let task = saved.finished.task();
+    let names = crate::data::image_folder::class_names(&saved.plan.dataset, input.classes as usize);
+    let task = saved.task();
     write_csv(output, &predictions, &names, task)?;
     let predicted = predictions.iter().filter(|p| p.outcome.is_ok()).count();
     if predicted == 0 {
@@ -103,7 +100,7 @@ pub fn predict(
     device: Device,
 ) -> Result<Vec<Prediction>> {
     let model = run.load(input, device)?;
-    let task = run.finished.task();
+    let task = run.task();
     let mut predictions = Vec::with_capacity(files.len());
     for chunk in files.chunks(BATCH) {
         let prepared: Vec<Result<Vec<u8>, String>> =

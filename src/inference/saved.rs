@@ -1,5 +1,5 @@
-//! A finished run read back from its folder: its recorded settings and best checkpoint
-//! rebuild the model, which can then be evaluated on any compatible data file
+//! A run read back from its folder, finished or (for `cellnets eval`) at its best epoch
+//! so far: its recorded settings and best checkpoint rebuild the model, which can then be evaluated on any compatible data file
 //! (`cellnets eval`, and the figures of `cellnets report`).
 
 use crate::data::{Dataset, Split};
@@ -8,15 +8,34 @@ use crate::metrics::TestReport;
 use crate::models::{InputShape, Network};
 use crate::outputs::run_folder::{FinishedRun, RunFolder, CHECKPOINT, RESULT_YAML};
 use crate::storage::files::write_table;
+use crate::study::plan::RunPlan;
+use crate::study::task::Task;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
 
 pub struct SavedRun {
     pub folder: RunFolder,
-    pub finished: FinishedRun,
+    pub plan: RunPlan,
+    pub progress: Progress,
+    /// The best epoch's weights: best.safetensors, or while the run has not finished and
+    /// its last committed epoch is its best, that epoch's resume weights (best.safetensors
+    /// catches up only when the run goes on, and reading must not write).
+    weights: PathBuf,
+}
+
+/// How far a saved run trained.
+pub enum Progress {
+    Finished(Box<FinishedRun>),
+    /// Still training or interrupted: the last epoch it committed, of how many, and the
+    /// best epoch so far, whose weights are scored.
+    Unfinished {
+        last_epoch: usize,
+        epochs: usize,
+        best_epoch: Option<usize>,
+    },
 }
 
 /// A saved run's model with its best weights loaded.
@@ -34,40 +53,94 @@ impl LoadedModel {
 }
 
 impl SavedRun {
-    /// Reads the run in `path`: a run folder, or the `best.safetensors` inside one.
+    /// Reads the finished run in `path`: a run folder, or the `best.safetensors` inside
+    /// one.
     pub fn open(path: &Path) -> Result<Self> {
+        let run = Self::open_best_so_far(path)?;
+        if let Progress::Unfinished { last_epoch, .. } = run.progress {
+            bail!(
+                "{} has not finished (epoch {last_epoch} of {} committed; it has no \
+                 {RESULT_YAML}): it finishes when its manifest runs again. `cellnets eval` \
+                 scores its best epoch so far",
+                path.display(),
+                run.plan.training.epochs
+            );
+        }
+        Ok(run)
+    }
+
+    /// Reads the run in `path`, finished or not: a run still training or interrupted is
+    /// read at its best epoch so far, without touching its files.
+    pub fn open_best_so_far(path: &Path) -> Result<Self> {
         let dir = if path.is_file() {
             path.parent().unwrap_or(Path::new("."))
         } else {
             path
         };
         let folder = RunFolder::at(dir);
-        let finished: FinishedRun = folder.read_result()?.with_context(|| {
+        if let Some(finished) = folder.read_result()? {
+            if !folder.has_checkpoint() {
+                bail!(
+                    "{} has no {CHECKPOINT}: the run never had a usable epoch (status `{}`), so \
+                     there is nothing to evaluate",
+                    dir.display(),
+                    finished.summary.status
+                );
+            }
+            return Ok(SavedRun {
+                plan: finished.plan.clone(),
+                weights: folder.checkpoint(),
+                progress: Progress::Finished(Box::new(finished)),
+                folder,
+            });
+        }
+        let (state, weights) = folder.peek_resume()?.with_context(|| {
             format!(
-                "{} is not a finished run (it has no {RESULT_YAML}): give a run folder such as \
-                 out/<stage>/<run>, or its {CHECKPOINT}. An interrupted run finishes when its \
-                 manifest runs again",
+                "{} is not a finished run (it has no {RESULT_YAML}) nor one under way (no \
+                 committed epoch): give a run folder such as out/<stage>/<run>, or its \
+                 {CHECKPOINT}",
                 path.display()
             )
         })?;
-        if !folder.has_checkpoint() {
+        if !weights.is_file() {
             bail!(
-                "{} has no {CHECKPOINT}: the run never had a usable epoch (status `{}`), so \
-                 there is nothing to evaluate",
-                dir.display(),
-                finished.summary.status
+                "{} has no {CHECKPOINT} yet: no epoch of it has been usable so far",
+                dir.display()
             );
         }
-        Ok(SavedRun { folder, finished })
+        Ok(SavedRun {
+            progress: Progress::Unfinished {
+                last_epoch: state.point.last.epoch,
+                epochs: state.plan.training.epochs,
+                best_epoch: state.point.best.record().map(|best| best.epoch),
+            },
+            plan: state.plan,
+            weights,
+            folder,
+        })
+    }
+
+    /// Its result, once it has finished.
+    pub fn finished(&self) -> Option<&FinishedRun> {
+        match &self.progress {
+            Progress::Finished(finished) => Some(finished),
+            Progress::Unfinished { .. } => None,
+        }
+    }
+
+    /// What its outputs mean: as recorded, else as its data set's name says.
+    pub fn task(&self) -> Task {
+        self.finished()
+            .map_or_else(|| self.plan.dataset.known_task(), FinishedRun::task)
     }
 
     pub fn label(&self) -> String {
-        format!("{}/{}", self.finished.plan.stage, self.finished.plan.name)
+        format!("{}/{}", self.plan.stage, self.plan.name)
     }
 
     /// Rebuilds the model for images of `input` and loads the best checkpoint into it.
     pub fn load(&self, input: InputShape, device: Device) -> Result<LoadedModel> {
-        let checkpoint = self.folder.checkpoint();
+        let checkpoint = &self.weights;
         let misfit = |problem: String| {
             anyhow!(
                 "{} does not fit {}x{}x{} images of {} classes: {problem}. The run trained on \
@@ -77,15 +150,15 @@ impl SavedRun {
                 input.height,
                 input.width,
                 input.classes,
-                self.finished.plan.dataset.file_name()
+                self.plan.dataset.file_name()
             )
         };
         // A model that cannot be built for this shape (a kernel larger than the image)
         // fails inside libtorch, which tch reports as a panic.
         panic::catch_unwind(AssertUnwindSafe(|| {
             let mut vs = nn::VarStore::new(device);
-            let network = self.finished.plan.model.build(&vs.root(), input);
-            vs.load(&checkpoint)
+            let network = self.plan.model.build(&vs.root(), input);
+            vs.load(checkpoint)
                 .map(|()| LoadedModel { _vs: vs, network })
         }))
         .map_err(|payload| misfit(crate::panic_summary(payload.as_ref()).to_string()))?
@@ -97,7 +170,7 @@ impl SavedRun {
     /// as recorded in its result, or for runs from before that was recorded, read off
     /// its weights (see `shape_from_weights`).
     pub fn input_shape(&self) -> Result<InputShape> {
-        match self.finished.input {
+        match self.finished().and_then(|finished| finished.input) {
             Some(input) => Ok(input),
             None => self.shape_from_weights(),
         }
@@ -106,13 +179,13 @@ impl SavedRun {
     /// Height and width are the data set's image size (as MedMNIST files have it);
     /// channels and classes come from the layers whose shapes grow with them.
     fn shape_from_weights(&self) -> Result<InputShape> {
-        let checkpoint = self.folder.checkpoint();
-        let saved: HashMap<String, Vec<i64>> = Tensor::read_safetensors(&checkpoint)
+        let checkpoint = &self.weights;
+        let saved: HashMap<String, Vec<i64>> = Tensor::read_safetensors(checkpoint)
             .with_context(|| format!("cannot read {}", checkpoint.display()))?
             .into_iter()
             .map(|(name, tensor)| (name, tensor.size()))
             .collect();
-        let side = i64::from(self.finished.plan.dataset.image_size);
+        let side = i64::from(self.plan.dataset.image_size);
         let base = InputShape {
             channels: 1,
             height: side,
@@ -152,7 +225,7 @@ impl SavedRun {
         }
         bail!(
             "{} does not hold the layers of a {} model",
-            self.folder.checkpoint().display(),
+            self.weights.display(),
             self.label()
         )
     }
@@ -161,7 +234,7 @@ impl SavedRun {
     fn layer_shapes(&self, input: InputShape) -> Result<HashMap<String, Vec<i64>>> {
         panic::catch_unwind(AssertUnwindSafe(|| {
             let vs = nn::VarStore::new(Device::Cpu);
-            let _network = self.finished.plan.model.build(&vs.root(), input);
+            let _network = self.plan.model.build(&vs.root(), input);
             let shapes = vs.variables().into_iter();
             shapes.map(|(name, tensor)| (name, tensor.size())).collect()
         }))
@@ -232,17 +305,29 @@ pub fn eval(run: &SavedRun, data: &Dataset, split: EvalSplit, device: Device) ->
         .dir()
         .join("eval")
         .join(format!("{stem}-{}", split.name()));
-    let names = crate::data::image_folder::class_names(
-        &run.finished.plan.dataset,
-        data.input.classes as usize,
-    );
+    let names =
+        crate::data::image_folder::class_names(&run.plan.dataset, data.input.classes as usize);
     let source = [
         run.label(),
         data.path.display().to_string(),
         split.name().to_string(),
     ];
     write_eval(&dir, &source, &report, &names)?;
-    let mut text = render_eval(&source, &report, &names);
+    let mut text = String::new();
+    if let Progress::Unfinished {
+        last_epoch,
+        epochs,
+        best_epoch,
+    } = run.progress
+    {
+        let best = best_epoch.map_or(String::new(), |epoch| format!(" (epoch {epoch})"));
+        text += &format!(
+            "{} has not finished (epoch {last_epoch} of {epochs} committed): scored at its best \
+             epoch so far{best}\n\n",
+            run.label()
+        );
+    }
+    text += &render_eval(&source, &report, &names);
     let written = match report.confusion() {
         Some(_) => "metrics.csv, confusion.csv, per_class.csv and confusion.png/svg",
         None => "metrics.csv and per_class.csv (per label)",

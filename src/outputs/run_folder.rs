@@ -229,6 +229,22 @@ impl RunFolder {
         Ok(Some(state))
     }
 
+    /// An unfinished run's resume state and the file that holds its best weights so far,
+    /// read without writing anything (`read_resume` brings best.safetensors up to date
+    /// first, which a reader beside a training process must not do).
+    pub fn peek_resume(&self) -> Result<Option<(ResumeState, PathBuf)>> {
+        let Some(state) = read_yaml::<ResumeState>(&self.state_yaml())? else {
+            return Ok(None);
+        };
+        let latest = self.resume_weights(&state);
+        let best = if is_best(&state.point) && latest.is_file() {
+            latest
+        } else {
+            self.checkpoint()
+        };
+        Ok(Some((state, best)))
+    }
+
     pub fn resume_weights(&self, state: &ResumeState) -> PathBuf {
         self.slot(state.point.last.epoch)
     }

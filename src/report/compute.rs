@@ -63,7 +63,7 @@ pub fn test_winners(
 
 fn test_winner(saved: &SavedRun, mistakes: usize, files: &mut Datasets) -> Result<TestedWinner> {
     let device = files.device();
-    let dataset = &saved.finished.plan.dataset;
+    let dataset = &saved.plan.dataset;
     let data = files.open(dataset)?;
     let report = saved.evaluate(data, &data.test, device)?;
     let class_names = crate::data::image_folder::class_names(dataset, data.input.classes as usize);
@@ -75,7 +75,10 @@ fn test_winner(saved: &SavedRun, mistakes: usize, files: &mut Datasets) -> Resul
     };
     Ok(TestedWinner {
         label: saved.label(),
-        finished: saved.finished.clone(),
+        finished: saved
+            .finished()
+            .expect("the report opens finished runs only")
+            .clone(),
         class_names,
         report,
         mistakes,

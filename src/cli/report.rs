@@ -1,0 +1,33 @@
+//! `cellnets report`: writes out/report.md from a manifest's outputs.
+
+use super::options::{DataOptions, DeviceOption, OutDir};
+use crate::report;
+use crate::study::manifest;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The manifest whose outputs to report.
+    #[arg(default_value = "experiments.yaml")]
+    manifest: PathBuf,
+    #[command(flatten)]
+    data: DataOptions,
+    #[command(flatten)]
+    out: OutDir,
+    #[command(flatten)]
+    device: DeviceOption,
+}
+
+pub fn run(args: ReportArgs) -> Result<()> {
+    let manifest = manifest::load(&args.manifest)?;
+    let settings = report::Settings {
+        out_dir: args.out.path().to_path_buf(),
+        data_dir: args.data.apply(),
+        device: args.device.device()?,
+    };
+    let path = report::write(&manifest, &args.manifest, &settings)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

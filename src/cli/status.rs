@@ -1,0 +1,34 @@
+//! `cellnets status`: where each stage and run stands, from the files under out/.
+
+use super::options::{ClaimTimeout, OutDir};
+use crate::cluster::status;
+use crate::study::manifest;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The manifest whose runs to show.
+    #[arg(default_value = "experiments.yaml")]
+    manifest: PathBuf,
+    /// List every run of every stage, not only the ones training.
+    #[arg(long)]
+    runs: bool,
+    #[command(flatten)]
+    out: OutDir,
+    #[command(flatten)]
+    claims: ClaimTimeout,
+}
+
+pub fn run(args: StatusArgs) -> Result<()> {
+    let manifest = manifest::load(&args.manifest)?;
+    let detail = if args.runs {
+        status::Detail::EveryRun
+    } else {
+        status::Detail::Training
+    };
+    let text = status::describe(&manifest, args.out.path(), args.claims.duration(), detail)?;
+    print!("{text}");
+    Ok(())
+}
