@@ -69,7 +69,7 @@ fn train(dir: &Path, out: &str, budget: &str, cache: &Path) -> Output {
         .env("CELLNETS_CACHE_DIR", cache)
         // glibc raises its mmap threshold as large blocks are freed, and then keeps
         // freed batch buffers: tens of MB per 100 000 images, varying from run to run
-        // (README, Memory). A fixed threshold leaves only what cellnets itself keeps.
+        // (docs/data.md, Memory). A fixed threshold leaves only what cellnets itself keeps.
         .env("MALLOC_MMAP_THRESHOLD_", "131072")
         .env_remove("CELLNETS_DATA_DIR")
         .env_remove("CELLNETS_DATA_MEMORY")

@@ -263,7 +263,7 @@ fn damaged(path: &Path, damage: npz::DamagedNpz) -> anyhow::Error {
 fn not_medmnist(path: &Path, problem: NotMedMnist) -> anyhow::Error {
     anyhow!(
         "{} is not a usable MedMNIST file: {problem}. Replace it with the official file \
-         (see the README, section Data)",
+         (see docs/data.md)",
         path.display()
     )
 }

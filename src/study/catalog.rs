@@ -1,4 +1,4 @@
-//! The MedMNIST 2D collection, built into the program (src/medmnist.yaml): each set's
+//! The MedMNIST 2D collection, built into the program (src/study/medmnist.yaml): each set's
 //! task, channels, label names, official split sizes and file checksums, and the
 //! MedMNIST v2 benchmark's published test results, so that a manifest names a set and
 //! a report sets its runs beside the benchmark.

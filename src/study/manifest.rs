@@ -200,11 +200,11 @@ pub struct Stage {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageReport {
-    /// The study's model this stage reproduces (a key of `models` in src/study.yaml):
+    /// The study's model this stage reproduces (a key of `models` in src/study/reference.yaml):
     /// its choices and grid are shown beside this stage's, and beside the last stage
     /// naming it, its test results.
     pub study: Option<String>,
-    /// A MedMNIST v2 benchmark method (a key of `baseline_methods` in src/medmnist.yaml,
+    /// A MedMNIST v2 benchmark method (a key of `baseline_methods` in src/study/medmnist.yaml,
     /// such as `resnet18_28`) whose published test ACC and AUC on the stage's data set
     /// are set beside the winner's, with the benchmark's other methods.
     pub baseline: Option<String>,

@@ -1,4 +1,4 @@
-//! The numbers the reproduced study reported, built into the program (src/study.yaml)
+//! The numbers the reproduced study reported, built into the program (src/study/reference.yaml)
 //! so that reports compare against them without any file beside the project.
 
 use serde::Deserialize;
