@@ -378,7 +378,7 @@ fn a_run_another_process_holds_is_skipped_and_trained_once_it_is_free() {
     let claim = dir.path().join("out/mlp/run.claim");
     let holder = format!(
         "host: {}\npid: {}\nstarted: 0\ntoken: test\n",
-        cellnets::cluster::claim::this_host(),
+        cellnets::cluster::process::this_host(),
         std::process::id()
     );
     std::fs::write(&claim, holder).unwrap();

@@ -6,82 +6,19 @@
 //! host that is gone, or when its heartbeat is older than the timeout (the holder's
 //! machine died or lost the file system); a stale claim is taken over.
 
+pub use crate::cluster::process::Holder;
 use crate::storage::files::{read_yaml, set_modified};
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// How long a claim may go without a heartbeat before others take it over.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Who holds a run, as its claim file records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Holder {
-    pub host: String,
-    pub pid: u32,
-    /// The SLURM job (`<array job>_<task>`, or the job id), when under SLURM.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slurm_job: Option<String>,
-    /// Seconds since the Unix epoch when the claim was made.
-    pub started: u64,
-    /// Tells two claims of the same process apart, so a takeover never removes a
-    /// claim other than the stale one it inspected.
-    pub token: String,
-}
-
-impl Holder {
-    fn of_this_process() -> Self {
-        static CLAIMS: AtomicU64 = AtomicU64::new(0);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let host = this_host();
-        let pid = std::process::id();
-        let count = CLAIMS.fetch_add(1, Ordering::Relaxed);
-        Holder {
-            token: format!("{host}-{pid}-{}-{count}", now.as_nanos()),
-            host,
-            pid,
-            slurm_job: slurm_job(),
-            started: now.as_secs(),
-        }
-    }
-
-    /// `host pid N (SLURM job J)`, for messages.
-    pub fn describe(&self) -> String {
-        let job = self
-            .slurm_job
-            .as_ref()
-            .map(|job| format!(", SLURM job {job}"))
-            .unwrap_or_default();
-        format!("{} pid {}{job}", self.host, self.pid)
-    }
-}
-
-/// The name other processes of this machine see in claims.
-pub fn this_host() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
-/// `<array job>_<task>` for a task of a SLURM array, the job id for a plain job.
-pub fn slurm_job() -> Option<String> {
-    let var = |name| std::env::var(name).ok().filter(|value| !value.is_empty());
-    match (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID")) {
-        (Some(job), Some(task)) => Some(format!("{job}_{task}")),
-        _ => var("SLURM_JOB_ID"),
-    }
-}
 
 /// A claim as another process sees it.
 #[derive(Debug, Clone)]
@@ -116,11 +53,8 @@ pub fn inspect(path: &Path, timeout: Duration) -> Result<Option<Seen>> {
             token: String::new(),
         },
     };
-    let gone = holder.host == this_host()
-        && holder.pid != 0
-        && !Path::new(&format!("/proc/{}", holder.pid)).exists();
     Ok(Some(Seen {
-        stale: gone || silent_for > timeout,
+        stale: holder.is_gone() || silent_for > timeout,
         holder,
         silent_for,
     }))
@@ -194,9 +128,14 @@ fn create_exclusively(path: &Path, holder: &Holder) -> Result<bool> {
         }
     };
     let text = serde_yaml::to_string(holder)?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all());
+    if let Err(error) = written {
+        // An empty claim (a full disk) would hold the run for the whole timeout.
+        let _ = fs::remove_file(path);
+        return Err(error).with_context(|| format!("cannot write {}", path.display()));
+    }
     Ok(true)
 }
 

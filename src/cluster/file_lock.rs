@@ -1,8 +1,20 @@
-//! A short-lived lock between processes that may share out/ over NFS: a file created
-//! exclusively, held for the milliseconds a read-modify-write of a shared file takes
-//! (a stage's summary.csv and winner.yaml). A lock older than `STALE_AFTER` was left by
-//! a process that died holding it, and is broken.
+//! A short-lived lock between processes that may share out/ over NFS, held for the
+//! milliseconds a read-modify-write of a shared file takes (a stage's summary.csv and
+//! winner.yaml, a claim's takeover). The lock is a file that names its holder with a
+//! token of its own; it appears whole, in one step (written aside, then hard-linked to
+//! its name, which fails when the name exists: atomic on NFS too).
+//!
+//! A lock whose holder is gone (a process of this host that has ended, or any lock older
+//! than `STALE_AFTER`) is broken, and never two at once: a lock file is removed, by its
+//! holder releasing it or by a breaker, only under the guard `<lock>.<token hash>.guard`
+//! of that very token, created exclusively, and only while the file still bears that
+//! token. A lock taken after the broken one has another token, so a breaker that judged
+//! an old lock stale can never remove a new one, however late it acts. A guard is held
+//! for the microseconds of one read and one remove, and is never broken: a process
+//! killed inside one leaves the lock to be removed by hand, which the error says.
 
+use crate::cluster::process::Holder;
+use crate::storage::files::unique_file;
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::io::ErrorKind;
@@ -19,59 +31,142 @@ pub fn with_lock<T>(path: &Path, work: impl FnOnce() -> Result<T>) -> Result<T> 
     work()
 }
 
-struct Held(PathBuf);
+struct Held {
+    path: PathBuf,
+    token: String,
+}
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+        remove_if_token(&self.path, &self.token);
     }
 }
 
 fn acquire(path: &Path) -> Result<Held> {
+    let holder = Holder::of_this_process();
     let start = Instant::now();
     loop {
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-        {
-            Ok(_) => return Ok(Held(path.to_path_buf())),
-            Err(error) if error.kind() == ErrorKind::AlreadyExists => {}
-            Err(error) => {
-                return Err(error).with_context(|| format!("cannot create {}", path.display()))
+        if create(path, &holder)? {
+            return Ok(Held {
+                path: path.to_path_buf(),
+                token: holder.token,
+            });
+        }
+        match inspect(path) {
+            Some(Lock {
+                holder,
+                stale: true,
+            }) => {
+                remove_if_token(path, &holder.token);
+                continue;
             }
-        }
-        if is_stale(path) {
-            // Renamed first, so that of two processes breaking it, one does.
-            let aside = path.with_extension(format!("broken-{}", std::process::id()));
-            if fs::rename(path, &aside).is_ok() {
-                let _ = fs::remove_file(&aside);
+            seen if start.elapsed() > GIVE_UP_AFTER => {
+                let by = seen.map_or(String::new(), |lock| {
+                    format!(" by {}", lock.holder.describe())
+                });
+                bail!(
+                    "{} has been locked{by} for over {} s: if no cellnets process is running, \
+                     delete it{}",
+                    path.display(),
+                    GIVE_UP_AFTER.as_secs(),
+                    guards_note(path)
+                );
             }
-            continue;
+            _ => std::thread::sleep(Duration::from_millis(5)),
         }
-        if start.elapsed() > GIVE_UP_AFTER {
-            bail!(
-                "{} has been locked for over {} s: if no cellnets process is running, \
-                 delete it",
-                path.display(),
-                GIVE_UP_AFTER.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-fn is_stale(path: &Path) -> bool {
-    fs::metadata(path)
-        .and_then(|meta| meta.modified())
+/// Creates the lock `path` naming `holder`, whole; false when it exists.
+fn create(path: &Path, holder: &Holder) -> Result<bool> {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let cannot = || format!("cannot create the lock {}", path.display());
+    let aside = unique_file(folder, ".lock-", ".tmp").with_context(cannot)?;
+    let linked = fs::write(&aside, serde_yaml::to_string(holder)?)
+        .and_then(|()| fs::hard_link(&aside, path));
+    let _ = fs::remove_file(&aside);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(error) => Err(error).with_context(cannot),
+    }
+}
+
+/// A lock as a process waiting for it sees it.
+struct Lock {
+    holder: Holder,
+    stale: bool,
+}
+
+/// The lock at `path`; none when there is none (or it is not a lock cellnets wrote,
+/// which is then only waited for).
+fn inspect(path: &Path) -> Option<Lock> {
+    let modified = fs::metadata(path).and_then(|meta| meta.modified()).ok()?;
+    let holder: Holder = serde_yaml::from_str(&fs::read_to_string(path).ok()?).ok()?;
+    let age = SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default();
+    Some(Lock {
+        stale: holder.is_gone() || age > STALE_AFTER,
+        holder,
+    })
+}
+
+/// Removes the lock at `path` if it still bears `token`, under that token's guard. When
+/// another process holds the guard, it is removing this same lock: nothing to do.
+fn remove_if_token(path: &Path, token: &str) {
+    let guard = guard_path(path, token);
+    if fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&guard)
+        .is_err()
+    {
+        return;
+    }
+    let bears_token = fs::read_to_string(path)
         .ok()
-        .and_then(|modified| SystemTime::now().duration_since(modified).ok())
-        .is_some_and(|age| age > STALE_AFTER)
+        .and_then(|text| serde_yaml::from_str::<Holder>(&text).ok())
+        .is_some_and(|holder| holder.token == token);
+    if bears_token {
+        let _ = fs::remove_file(path);
+    }
+    let _ = fs::remove_file(&guard);
+}
+
+/// `<lock>.<hash of token>.guard`: one guard per lock generation.
+fn guard_path(path: &Path, token: &str) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let hash = format!("{:x}", md5::compute(token));
+    path.with_file_name(format!("{name}.{}.guard", &hash[..16]))
+}
+
+/// Guards left beside the lock `path` by a process killed inside one, for the error.
+fn guards_note(path: &Path) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let prefix = format!("{name}.");
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let guards: Vec<String> = fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|file| file.starts_with(&prefix) && file.ends_with(".guard"))
+        .collect();
+    if guards.is_empty() {
+        String::new()
+    } else {
+        format!(" (and {} beside it)", guards.join(", "))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::files::set_modified;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
@@ -94,10 +189,39 @@ mod tests {
                 });
             }
         });
-        fs::write(&path, "").unwrap();
-        crate::storage::files::set_modified(&path, SystemTime::now() - Duration::from_secs(120))
-            .unwrap();
+        assert!(!path.exists());
+        let mut old = Holder::of_this_process();
+        old.host = "elsewhere".into();
+        fs::write(&path, serde_yaml::to_string(&old).unwrap()).unwrap();
+        set_modified(&path, SystemTime::now() - Duration::from_secs(120)).unwrap();
         assert_eq!(with_lock(&path, || Ok(7)).unwrap(), 7);
+        assert!(!path.exists());
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert!(left.is_empty(), "no guard or temporary is left: {left:?}");
+    }
+
+    #[test]
+    fn the_lock_of_a_gone_process_of_this_host_is_broken_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let mut gone = Holder::of_this_process();
+        gone.pid = u32::MAX - 1;
+        fs::write(&path, serde_yaml::to_string(&gone).unwrap()).unwrap();
+        let start = Instant::now();
+        with_lock(&path, || Ok(())).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_breaker_that_judged_an_old_lock_never_removes_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let old = Holder::of_this_process();
+        let held = acquire(&path).unwrap();
+        // A late breaker acts on the token it judged stale before this lock was taken.
+        remove_if_token(&path, &old.token);
+        assert!(path.exists(), "the new holder's lock stays");
+        drop(held);
         assert!(!path.exists());
     }
 }

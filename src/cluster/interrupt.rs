@@ -98,7 +98,7 @@ impl std::fmt::Display for Requeue {
 /// (SLURM counts them in SLURM_RESTART_COUNT). The array task, not the whole array:
 /// the other tasks are fine.
 pub fn requeue_self(max: u32) -> Requeue {
-    let Some(job) = crate::cluster::claim::slurm_job() else {
+    let Some(job) = crate::cluster::process::slurm_job() else {
         return Requeue::NotSlurm;
     };
     let restart: u32 = std::env::var("SLURM_RESTART_COUNT")

@@ -4,6 +4,7 @@
 //! and appears only once complete.
 
 use crate::data::npz::{Array, Npz};
+use crate::storage::files::can_write_in;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -14,18 +15,11 @@ pub fn cache_dir(data_dir: &Path) -> PathBuf {
         return PathBuf::from(dir);
     }
     let beside = data_dir.join(".cellnets-cache");
-    if std::fs::create_dir_all(&beside).is_ok() && writable(&beside) {
+    if std::fs::create_dir_all(&beside).is_ok() && can_write_in(&beside).is_ok() {
         return beside;
     }
     let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
     home.join(".cache/cellnets/data")
-}
-
-fn writable(dir: &Path) -> bool {
-    let probe = dir.join(format!(".probe-{}", std::process::id()));
-    let created = std::fs::write(&probe, b"").is_ok();
-    let _ = std::fs::remove_file(&probe);
-    created
 }
 
 /// The uncompressed copy of `array` of `npz` (whose MD5 is `md5`) in `dir`, written

@@ -1,6 +1,7 @@
 //! Fetches a missing MedMNIST file from Zenodo, verified by MD5 and moved into place
 //! only once complete, so an interrupted download never looks like data.
 
+use crate::storage::files::unique_file;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fs;
@@ -41,7 +42,7 @@ pub fn ensure_present(path: &Path) -> Result<()> {
     })
 }
 
-/// Downloads `url` to `dest` through a `.part` file, with a progress bar.
+/// Downloads `url` to `dest` through a `.part` file of its own, with a progress bar.
 pub fn fetch(url: &str, dest: &Path, expected_md5: Option<&str>) -> Result<()> {
     if let Some(dir) = dest.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         fs::create_dir_all(dir)
@@ -69,7 +70,15 @@ pub fn fetch(url: &str, dest: &Path, expected_md5: Option<&str>) -> Result<()> {
         eprintln!("downloading {url} to {}", dest.display());
     }
 
-    let part = dest.with_extension("npz.part");
+    // Of a name of its own: the tasks of a SLURM array may all download the file at once.
+    let folder = dest.parent().filter(|dir| !dir.as_os_str().is_empty());
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let part = unique_file(
+        folder.unwrap_or(Path::new(".")),
+        &format!("{name}."),
+        ".part",
+    )
+    .with_context(|| format!("cannot write beside {}", dest.display()))?;
     let digest = copy_with_md5(bar.wrap_read(response.into_reader()), &part);
     bar.finish_and_clear();
     let digest = digest.inspect_err(|_| {
@@ -145,7 +154,8 @@ mod tests {
         let md5 = format!("{:x}", md5::compute(&body));
         fetch(&serve_once(body.clone()), &dest, Some(&md5)).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), body);
-        assert!(!dest.with_extension("npz.part").exists());
+        let left: Vec<_> = fs::read_dir(dir.path().join("sub")).unwrap().collect();
+        assert_eq!(left.len(), 1, "no .part file is left: {left:?}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::outputs::summary::{record_summary, RunSummary};
 use crate::outputs::winners::{self, read_winner, write_winner, Winner};
 use crate::runner::progress::Progress;
 use crate::runner::trainer::{self, RunContext};
-use crate::storage::out_dir;
+use crate::storage::files::can_write_in;
 use crate::study::manifest::{Manifest, Stage};
 use crate::study::plan::{self, RunPlan, StagePlan};
 use anyhow::{anyhow, bail, Context, Result};
@@ -141,15 +141,12 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
     let fix = "choose another folder with --out, or make it writable";
     fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the output folder {}: {fix}", dir.display()))?;
-    let probe = dir.join(out_dir::WRITE_PROBE);
-    fs::write(&probe, b"")
-        .and_then(|()| fs::remove_file(&probe))
-        .with_context(|| {
-            format!(
-                "cannot write into the output folder {}: {fix}",
-                dir.display()
-            )
-        })
+    can_write_in(dir).with_context(|| {
+        format!(
+            "cannot write into the output folder {}: {fix}",
+            dir.display()
+        )
+    })
 }
 
 struct Session<'a> {

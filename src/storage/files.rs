@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use serde::{de::DeserializeOwned, Serialize};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Sets `path`'s modification time: a claim's heartbeat, and a lock's age.
 pub fn set_modified(path: &Path, time: std::time::SystemTime) -> std::io::Result<()> {
@@ -15,23 +15,49 @@ pub fn set_modified(path: &Path, time: std::time::SystemTime) -> std::io::Result
         .set_modified(time)
 }
 
-/// Runs `write` on a temporary path beside `path`, then renames it over `path`.
+/// Runs `write` on a temporary path beside `path`, then renames it over `path`. The
+/// temporary's name is unique (random, created exclusively), so processes writing the
+/// same file at once never write into each other's temporary: the last rename wins.
 pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let name = path
         .file_name()
         .context("an output path ends in a file name")?;
-    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    // The temporary keeps the extension: VarStore::save picks its format from it.
-    let tmp = match path.extension() {
-        Some(extension) => tmp.with_extension(format!("tmp.{}", extension.to_string_lossy())),
-        None => tmp,
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
     };
+    // The temporary keeps the extension last: VarStore::save picks its format from it.
+    let suffix = path.extension().map_or(".tmp".to_string(), |extension| {
+        format!(".tmp.{}", extension.to_string_lossy())
+    });
+    let tmp = unique_file(folder, &format!(".{}.", name.to_string_lossy()), &suffix)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     write(&tmp)
         .and_then(|()| Ok(fs::rename(&tmp, path)?))
         .inspect_err(|_| {
             let _ = fs::remove_file(&tmp);
         })
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Creates an empty file in `folder` named `<prefix><random><suffix>`, exclusively, and
+/// returns its path; the caller removes or renames it.
+pub fn unique_file(folder: &Path, prefix: &str, suffix: &str) -> std::io::Result<PathBuf> {
+    let file = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(suffix)
+        .tempfile_in(folder)?;
+    let (_, path) = file.keep().map_err(|error| error.error)?;
+    Ok(path)
+}
+
+/// Whether files can be created in `folder`: a probe file of a unique name is created
+/// and removed, so processes probing one folder at once never remove each other's.
+pub fn can_write_in(folder: &Path) -> std::io::Result<()> {
+    tempfile::Builder::new()
+        .prefix(".cellnets-probe-")
+        .tempfile_in(folder)?
+        .close()
 }
 
 pub fn copy_atomically(from: &Path, to: &Path) -> Result<()> {

@@ -6,5 +6,3 @@ pub const REPORT_MD: &str = "report.md";
 pub const REPORT_DIR: &str = "report";
 /// `cellnets slurm` writes its scripts and the tasks' logs here.
 pub const SLURM_DIR: &str = "slurm";
-/// Written and removed to learn whether out/ takes files at all.
-pub const WRITE_PROBE: &str = ".cellnets-write-test";
