@@ -111,7 +111,7 @@ fn status_gives_a_line_per_stage_unless_every_run_is_asked_for() {
     let brief = status(&[]);
     assert_eq!(
         brief,
-        "width: 0 finished, 0 training, 3 waiting, 0 diverged (of 3)\n"
+        "width: 0 finished, 0 training, 3 waiting, 0 diverged, 0 failed (of 3)\n"
     );
     let every = status(&["--runs"]);
     assert_eq!(every.lines().count(), 4, "{every}");

@@ -37,6 +37,7 @@ stages:
         fresh: false,
         jobs: 1,
         threads: None,
+        retry_failed: false,
     };
     let summaries = runner::run(&manifest, &[], &settings).unwrap();
     let summary = &summaries[0];

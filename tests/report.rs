@@ -24,6 +24,7 @@ fn run_study(dir: &Path, stages: &str) -> PathBuf {
         fresh: false,
         jobs: 1,
         threads: None,
+        retry_failed: false,
     };
     runner::run(&manifest, &[], &settings).unwrap();
     write_report(dir)

@@ -114,7 +114,7 @@ fn two_shards_share_out_and_a_killed_one_is_taken_over_when_rerun() {
     );
     let status = cellnets_command(dir.path()).arg("status").output().unwrap();
     let status = String::from_utf8_lossy(&status.stdout);
-    let width = "width: 4 finished, 0 training, 0 waiting, 0 diverged (of 4), winner";
+    let width = "width: 4 finished, 0 training, 0 waiting, 0 diverged, 0 failed (of 4), winner";
     assert!(status.contains(width), "{status}");
     assert_same_metrics(&metrics(&out), &straight_metrics());
 }

@@ -126,6 +126,10 @@ pub struct TrainingOptions {
     pub jobs: u16,
     #[command(flatten)]
     pub threads: ThreadsOption,
+    /// Retry runs that failed 3 times in a row (without it they are skipped, and the
+    /// command fails naming them).
+    #[arg(long)]
+    pub retry_failed: bool,
     #[command(flatten)]
     pub sharing: SharingOptions,
 }

@@ -49,7 +49,15 @@ pub fn run(args: SlurmArgs) -> Result<()> {
         device: args.device.name().to_string(),
         data_memory: args.data.data_memory,
     };
-    let jobs = slurm::plan_jobs(&manifest, stages, &invocation.out_dir)?;
+    let (jobs, given_up) = slurm::plan_jobs(
+        &manifest,
+        stages,
+        &invocation.out_dir,
+        args.job.retry_failed,
+    )?;
+    for run in &given_up {
+        println!("not submitted: {run}; fix the cause, then rerun with --retry-failed");
+    }
     let (report, written) = slurm::write_scripts(&jobs, &args.job, &invocation)?;
     print!("{written}");
     if jobs.is_empty() {

@@ -53,6 +53,7 @@ fn train(manifest_path: &Path, only: &[String], options: &TrainingOptions) -> Re
         fresh: options.fresh,
         jobs: options.jobs.into(),
         threads: options.threads.threads.map(usize::from),
+        retry_failed: options.retry_failed,
     };
     let sharing = runner::Sharing {
         shard: options.sharing.shard,

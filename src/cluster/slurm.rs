@@ -6,8 +6,9 @@
 //! `--submit` does the same and prints the job ids. Rerun after failures: only what is
 //! unfinished is submitted again.
 
-use crate::outputs::run_folder::RunFolder;
+use crate::outputs::run_folder::{Failure, RunFolder};
 use crate::outputs::winners;
+use crate::storage::files::write_atomically;
 use crate::study::manifest::{Manifest, Stage};
 use crate::study::plan::{self, StagePlan};
 use anyhow::{bail, Context, Result};
@@ -48,6 +49,9 @@ pub struct JobOptions {
     /// How often a task may requeue itself.
     #[arg(long, default_value_t = 3)]
     pub max_requeues: u32,
+    /// Also submit runs that failed 3 times in a row, and let their tasks retry them.
+    #[arg(long)]
+    pub retry_failed: bool,
     /// Seconds without a heartbeat after which a run's claim is taken over.
     #[arg(long = "claim-timeout", default_value_t = crate::cluster::claim::DEFAULT_TIMEOUT.as_secs())]
     pub claim_timeout_s: u64,
@@ -73,6 +77,22 @@ impl Invocation {
     }
 }
 
+/// The log of the SLURM array task this process runs as, when it is one of the tasks
+/// `cellnets slurm` wrote for `stage` (its `--output`).
+pub fn task_log(out_dir: &Path, stage: &str) -> Option<PathBuf> {
+    let var = |name| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let (job, task) = (var("SLURM_ARRAY_JOB_ID")?, var("SLURM_ARRAY_TASK_ID")?);
+    let log = logs_folder(out_dir).join(format!("{stage}-{job}_{task}.log"));
+    log.is_file()
+        .then(|| std::path::absolute(&log).unwrap_or(log))
+}
+
+fn logs_folder(out_dir: &Path) -> PathBuf {
+    out_dir
+        .join(crate::storage::out_dir::SLURM_DIR)
+        .join("logs")
+}
+
 /// A stage to submit: its array's task ids (positions of unfinished runs) and the
 /// submitted stages it waits for.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,8 +105,15 @@ pub struct StageJob {
 }
 
 /// The jobs for `only` (every stage when empty) under `out_dir`: stages with unfinished
-/// runs, and those starting from a stage that has them.
-pub fn plan_jobs(manifest: &Manifest, only: &[String], out_dir: &Path) -> Result<Vec<StageJob>> {
+/// runs, and those starting from a stage that has them. Runs that failed too often in
+/// a row are left out unless `retry_failed`; the second list says which, and why.
+pub fn plan_jobs(
+    manifest: &Manifest,
+    only: &[String],
+    out_dir: &Path,
+    retry_failed: bool,
+) -> Result<(Vec<StageJob>, Vec<String>)> {
+    let mut given_up = Vec::new();
     let selected = plan::select(manifest, only)?;
     let plans = winners::plan_with_recorded_winners(manifest, out_dir)?;
     let folder = out_dir.join(crate::storage::out_dir::SLURM_DIR);
@@ -113,7 +140,7 @@ pub fn plan_jobs(manifest: &Manifest, only: &[String], out_dir: &Path) -> Result
         }
         // A source still training may change the winner these runs start from.
         let tasks = if after.is_empty() {
-            unfinished(plan, out_dir)?
+            unfinished(plan, out_dir, retry_failed, &mut given_up)?
         } else {
             (0..plan.runs.len()).collect()
         };
@@ -128,7 +155,7 @@ pub fn plan_jobs(manifest: &Manifest, only: &[String], out_dir: &Path) -> Result
             script: folder.join(format!("{:02}-{}.sbatch", position + 1, stage.name)),
         });
     }
-    Ok(jobs)
+    Ok((jobs, given_up))
 }
 
 fn sources(stage: &Stage) -> impl Iterator<Item = &String> {
@@ -136,21 +163,35 @@ fn sources(stage: &Stage) -> impl Iterator<Item = &String> {
     stage.from.iter().chain(transfer)
 }
 
-/// Positions of the stage's runs without a result of their settings; all of them are
-/// finished but the winner is missing, the first, whose task writes it.
-fn unfinished(plan: &StagePlan, out_dir: &Path) -> Result<Vec<usize>> {
+/// Positions of the stage's runs without a result of their settings, less those that
+/// failed too often in a row (described in `given_up`) unless `retry_failed`; when all
+/// of them are finished but the winner is missing, the first, whose task writes it.
+fn unfinished(
+    plan: &StagePlan,
+    out_dir: &Path,
+    retry_failed: bool,
+    given_up: &mut Vec<String>,
+) -> Result<Vec<usize>> {
     let mut positions = Vec::new();
+    let mut left_out = false;
     for (position, run) in plan.runs.iter().enumerate() {
-        let finished = RunFolder::of(out_dir, run)
+        let folder = RunFolder::of(out_dir, run);
+        let finished = folder
             .read_result()
             .ok()
             .flatten()
             .is_some_and(|finished| finished.plan.same_settings(run));
-        if !finished {
-            positions.push(position);
+        match folder.read_failure().filter(Failure::gives_up) {
+            _ if finished => {}
+            Some(failure) if !retry_failed => {
+                left_out = true;
+                given_up.push(format!("{}/{} {}", run.stage, run.name, failure.describe()));
+            }
+            _ => positions.push(position),
         }
     }
-    if positions.is_empty() && winners::read_winner(out_dir, &plan.name)?.is_none() {
+    let settled = positions.is_empty() && !left_out;
+    if settled && winners::read_winner(out_dir, &plan.name)?.is_none() {
         positions.push(0);
     }
     Ok(positions)
@@ -179,10 +220,7 @@ fn quote(path: &Path) -> String {
 
 /// The `#SBATCH` lines every job shares.
 fn common_lines(name: &str, log: &str, options: &JobOptions, invocation: &Invocation) -> String {
-    let logs = invocation
-        .out_dir
-        .join(crate::storage::out_dir::SLURM_DIR)
-        .join("logs");
+    let logs = logs_folder(&invocation.out_dir);
     let mut text = format!(
         "#!/bin/bash\n#SBATCH --job-name=cellnets-{name}\n#SBATCH --output={}/{log}\n\
          #SBATCH --open-mode=append\n#SBATCH --cpus-per-task={}\n\
@@ -231,7 +269,7 @@ pub fn stage_script(job: &StageJob, options: &JobOptions, invocation: &Invocatio
          export OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}} MKL_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}}\n\
          exec {binary} only {stage} --manifest {manifest} --out {out} --data-dir {data}{memory} \
          --device {device} --shard \"${{SLURM_ARRAY_TASK_ID}}/{runs}\" --max-requeues {requeues} \
-         --claim-timeout {timeout} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"\n",
+         --claim-timeout {timeout} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"{retry}\n",
         array = array_spec(&job.tasks, options.throttle),
         signal = options.signal_before,
         stage = job.stage,
@@ -244,6 +282,11 @@ pub fn stage_script(job: &StageJob, options: &JobOptions, invocation: &Invocatio
         memory = invocation.data_options(),
         device = invocation.device,
         timeout = options.claim_timeout_s,
+        retry = if options.retry_failed {
+            " --retry-failed"
+        } else {
+            ""
+        },
     )
     .expect("a string takes text");
     text
@@ -323,8 +366,7 @@ pub fn write_scripts(
         .with_context(|| format!("cannot create {}", folder.display()))?;
     let mut text = String::new();
     for job in jobs {
-        fs::write(&job.script, stage_script(job, options, invocation))
-            .with_context(|| format!("cannot write {}", job.script.display()))?;
+        write_text(&job.script, &stage_script(job, options, invocation))?;
         writeln!(
             text,
             "{}: {} of {} run(s) as array {}{}",
@@ -340,18 +382,21 @@ pub fn write_scripts(
         )?;
     }
     let report = folder.join("report.sbatch");
-    fs::write(&report, report_script(options, invocation))
-        .with_context(|| format!("cannot write {}", report.display()))?;
+    write_text(&report, &report_script(options, invocation))?;
     writeln!(
         text,
         "{}: cellnets report, after every stage",
         report.display()
     )?;
     let submit = folder.join("submit.sh");
-    fs::write(&submit, submit_script(jobs, &report))
-        .with_context(|| format!("cannot write {}", submit.display()))?;
+    write_text(&submit, &submit_script(jobs, &report))?;
     writeln!(text, "{}: submits them in order", submit.display())?;
     Ok((report, text))
+}
+
+/// Writes a script whole: two `cellnets slurm` at once never mix their lines.
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    write_atomically(path, |tmp| Ok(fs::write(tmp, text)?))
 }
 
 /// Submits the jobs in order with their dependencies, then the report; returns a line
@@ -433,6 +478,7 @@ mod tests {
             extra: Vec::new(),
             signal_before: 120,
             max_requeues: 3,
+            retry_failed: false,
             claim_timeout_s: 600,
         };
         let mut invocation = Invocation {

@@ -3,7 +3,7 @@
 //! SLURM tasks are training.
 
 use crate::cluster::claim;
-use crate::outputs::run_folder::{parse_epoch_row, RunFolder};
+use crate::outputs::run_folder::{parse_epoch_row, Failure, RunFolder};
 use crate::outputs::winners;
 use crate::storage::files::read_table;
 use crate::study::manifest::Manifest;
@@ -29,6 +29,12 @@ pub enum RunState {
         epoch: Option<usize>,
         stale_claim: Option<String>,
     },
+    /// Its last attempt stopped with an error; a rerun retries it, unless it failed too
+    /// often in a row.
+    Failed {
+        failure: Failure,
+        epoch: Option<usize>,
+    },
 }
 
 impl RunState {
@@ -38,6 +44,7 @@ impl RunState {
             RunState::Diverged => "diverged",
             RunState::Training { .. } => "training",
             RunState::Waiting { .. } => "waiting",
+            RunState::Failed { .. } => "failed",
         }
     }
 }
@@ -68,9 +75,12 @@ pub fn run_state(out_dir: &Path, run: &RunPlan, claim_timeout: Duration) -> Resu
                 seen.silent_for.as_secs()
             )),
         },
-        None => RunState::Waiting {
-            epoch,
-            stale_claim: None,
+        None => match folder.read_failure() {
+            Some(failure) => RunState::Failed { failure, epoch },
+            None => RunState::Waiting {
+                epoch,
+                stale_claim: None,
+            },
         },
     })
 }
@@ -78,7 +88,8 @@ pub fn run_state(out_dir: &Path, run: &RunPlan, claim_timeout: Duration) -> Resu
 /// How much `describe` says of each stage's runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Detail {
-    /// The runs training, diverged or left with a stale claim: what a watcher acts on.
+    /// The runs training, diverged, failed or left with a stale claim: what a watcher
+    /// acts on.
     Training,
     /// Every run, finished and waiting ones too.
     EveryRun,
@@ -105,12 +116,13 @@ pub fn describe(
             .unwrap_or_default();
         writeln!(
             text,
-            "{}: {} finished, {} training, {} waiting, {} diverged (of {}){winner}{}",
+            "{}: {} finished, {} training, {} waiting, {} diverged, {} failed (of {}){winner}{}",
             stage.name,
             count("finished"),
             count("training"),
             count("waiting"),
             count("diverged"),
+            count("failed"),
             stage.runs.len(),
             if *provisional {
                 "; starts from a stage that has no winner yet"
@@ -120,7 +132,8 @@ pub fn describe(
         )?;
         for (run, state) in &states {
             if let Some(detail) = run_detail(out_dir, run, state, detail) {
-                writeln!(text, "  {:<9} {}  {detail}", state.label(), run.name)?;
+                let line = format!("  {:<9} {}  {detail}", state.label(), run.name);
+                writeln!(text, "{}", line.trim_end())?;
             }
         }
     }
@@ -135,7 +148,7 @@ fn run_detail(out_dir: &Path, run: &RunPlan, state: &RunState, detail: Detail) -
         None => "no epoch committed".to_string(),
     };
     Some(match state {
-        RunState::Finished if detail == Detail::EveryRun => "finished".to_string(),
+        RunState::Finished if detail == Detail::EveryRun => String::new(),
         RunState::Finished => return None,
         RunState::Diverged => "a loss became NaN or infinite".to_string(),
         RunState::Training { holder, epoch } => {
@@ -150,6 +163,14 @@ fn run_detail(out_dir: &Path, run: &RunPlan, state: &RunState, detail: Detail) -
         } => format!("{}; stale claim of {stale}", at(epoch)),
         RunState::Waiting { epoch, .. } if detail == Detail::EveryRun => at(epoch),
         RunState::Waiting { .. } => return None,
+        RunState::Failed { failure, epoch } => {
+            let retry = if failure.gives_up() {
+                "not retried without --retry-failed"
+            } else {
+                "a rerun retries it"
+            };
+            format!("{}; {}; {retry}", failure.describe(), at(epoch))
+        }
     })
 }
 

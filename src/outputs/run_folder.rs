@@ -26,6 +26,10 @@ pub const EPOCHS_CSV: &str = "epochs.csv";
 pub const CHECKPOINT: &str = "best.safetensors";
 pub const RESULT_YAML: &str = "result.yaml";
 pub const STATE_YAML: &str = "state.yaml";
+/// Why the run's last attempts failed; gone once it finishes.
+pub const FAILED_YAML: &str = "failed.yaml";
+/// Failures in a row after which a run is not retried without `--retry-failed`.
+pub const FAILURES_BEFORE_GIVING_UP: u32 = 3;
 /// `<run>.claim`, beside the run's folder (moving a folder aside leaves its claim).
 pub const CLAIM_EXTENSION: &str = "claim";
 /// Held while a process rewrites the stage's summary.csv or winner.yaml.
@@ -97,6 +101,51 @@ pub struct ResumeState {
     pub data_md5: String,
     #[serde(flatten)]
     pub point: ResumePoint,
+}
+
+/// Why a run stopped with an error (not a kill, a signal or a lost claim), recorded in
+/// its folder; a rerun retries the run, and its result removes this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The error with its causes, as `cause: its cause: ...`.
+    pub reason: String,
+    /// Failures in a row, this one included.
+    pub times: u32,
+    /// The process that failed: `host pid N (SLURM job J)`.
+    pub by: String,
+    /// Where that process's output went, when cellnets knows (a SLURM task's log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+}
+
+impl Failure {
+    pub fn first_line(&self) -> &str {
+        self.reason.lines().next().unwrap_or("")
+    }
+
+    /// Whether it failed too often in a row to be retried without `--retry-failed`.
+    pub fn gives_up(&self) -> bool {
+        self.times >= FAILURES_BEFORE_GIVING_UP
+    }
+
+    /// `failed 2 times in a row (last by host pid 7): <first line>; log <path>`.
+    pub fn describe(&self) -> String {
+        let log = self
+            .log
+            .as_ref()
+            .map_or(String::new(), |log| format!("; log {}", log.display()));
+        let times = match self.times {
+            1 => "once".to_string(),
+            n => format!("{n} times in a row"),
+        };
+        format!(
+            "failed {times} (last by {}): {}{log}",
+            self.by,
+            self.first_line()
+        )
+    }
 }
 
 /// Whether results recorded for (`plan`, `data_md5`) are those training `other` on
@@ -205,7 +254,39 @@ impl RunFolder {
     /// then the resume files, no longer needed, go.
     pub fn commit(&self, finished: &FinishedRun) -> Result<()> {
         write_yaml(&self.result_yaml(), finished)?;
+        remove_if_present(&self.failed_yaml())?;
         self.clear_resume()
+    }
+
+    fn failed_yaml(&self) -> PathBuf {
+        self.dir.join(FAILED_YAML)
+    }
+
+    /// Why the run's last attempts failed; none when the last attempt did not fail. A
+    /// damaged record counts as none: it only says why, and the run is retried anyway.
+    pub fn read_failure(&self) -> Option<Failure> {
+        read_yaml(&self.failed_yaml()).ok().flatten()
+    }
+
+    /// Records that the run failed with `reason`, counting the failures in a row.
+    pub fn record_failure(
+        &self,
+        reason: String,
+        by: String,
+        log: Option<PathBuf>,
+    ) -> Result<Failure> {
+        let failure = Failure {
+            reason,
+            times: self.read_failure().map_or(0, |failure| failure.times) + 1,
+            by,
+            log,
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs()),
+        };
+        self.create()?;
+        write_yaml(&self.failed_yaml(), &failure)?;
+        Ok(failure)
     }
 
     /// Removes the result of an earlier training, before the run trains again.

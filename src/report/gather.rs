@@ -6,7 +6,7 @@ use crate::data::{Dataset, Datasets, Images};
 use crate::figures::Picture;
 use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
-use crate::outputs::run_folder::{parse_epoch_row, FinishedRun, RunFolder, StageFolder};
+use crate::outputs::run_folder::{parse_epoch_row, Failure, FinishedRun, RunFolder, StageFolder};
 use crate::outputs::winners::{self, read_winner, Winner};
 use crate::storage::files::read_table;
 use crate::study::manifest::{DatasetSpec, Manifest, Stage, Validation};
@@ -59,6 +59,8 @@ pub struct StageResults<'a> {
     pub finished: Vec<RunResult>,
     /// Why each unreadable result was left out.
     pub left_out: Vec<String>,
+    /// Runs whose last attempt failed with an error, by name, with why.
+    pub failed: Vec<(String, Failure)>,
     pub winner: Option<Winner>,
     /// The winner's saved run, when the report tests it: a final model, or one whose
     /// mistakes the manifest asks to see.
@@ -115,7 +117,7 @@ fn stage_results<'a>(
     is_final: bool,
     out: &Path,
 ) -> Result<StageResults<'a>> {
-    let (finished, left_out) = read_results(plan, out)?;
+    let (finished, left_out, failed) = read_results(plan, out)?;
     // A stage without results has no winner worth reading yet.
     let winner = if finished.is_empty() {
         None
@@ -143,6 +145,7 @@ fn stage_results<'a>(
         study: study_model(stage, plan),
         finished,
         left_out,
+        failed,
         winner,
         to_test,
     })
@@ -158,9 +161,13 @@ fn study_model(stage: &Stage, plan: &StagePlan) -> Option<&'static StudyModel> {
 
 /// The stage's finished runs with their epoch tables, and why any result that cannot
 /// be read was left out: one damaged run should not hide the rest of the study.
-fn read_results(plan: &StagePlan, out: &Path) -> Result<(Vec<RunResult>, Vec<String>)> {
+type StageFiles = (Vec<RunResult>, Vec<String>, Vec<(String, Failure)>);
+
+/// The stage's finished runs, why unreadable results were left out, and failed runs.
+fn read_results(plan: &StagePlan, out: &Path) -> Result<StageFiles> {
     let mut finished = Vec::new();
     let mut left_out = Vec::new();
+    let mut failed = Vec::new();
     for run in &plan.runs {
         let folder = RunFolder::of(out, run);
         match folder.read_result() {
@@ -170,11 +177,11 @@ fn read_results(plan: &StagePlan, out: &Path) -> Result<(Vec<RunResult>, Vec<Str
                 result,
                 epochs: read_epochs(&folder.epochs_csv())?,
             }),
-            Ok(None) => {}
+            Ok(None) => failed.extend(folder.read_failure().map(|why| (run.name.clone(), why))),
             Err(error) => left_out.push(format!("{error:#}")),
         }
     }
-    Ok((finished, left_out))
+    Ok((finished, left_out, failed))
 }
 
 /// A run's epoch table as records.

@@ -10,8 +10,11 @@
 use crate::cluster::claim::{self, Attempt, Claim, ClaimLost, Holder};
 use crate::cluster::file_lock::with_lock;
 use crate::cluster::shard::Shard;
+use crate::cluster::slurm;
 use crate::data::{Dataset, Datasets};
-use crate::outputs::run_folder::{find_finished, FinishedRun, RunFolder, StageFolder};
+use crate::outputs::run_folder::{
+    find_finished, Failure, FinishedRun, RunFolder, StageFolder, FAILURES_BEFORE_GIVING_UP,
+};
 use crate::outputs::summary::{record_summary, RunSummary};
 use crate::outputs::winners::{self, read_winner, write_winner, Winner};
 use crate::runner::progress::Progress;
@@ -19,6 +22,7 @@ use crate::runner::trainer::{self, RunContext};
 use crate::storage::files::can_write_in;
 use crate::study::manifest::{Manifest, Stage};
 use crate::study::plan::{self, RunPlan, StagePlan};
+use crate::train::stop::Interrupted;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -41,6 +45,8 @@ pub struct Settings {
     pub jobs: usize,
     /// libtorch threads per run; by default the cores are shared among the jobs.
     pub threads: Option<usize>,
+    /// Retry runs that failed `FAILURES_BEFORE_GIVING_UP` times in a row.
+    pub retry_failed: bool,
 }
 
 /// How this process shares out/ with others.
@@ -107,10 +113,19 @@ pub fn run_shared(
         winners: HashMap::new(),
         unsettled: HashMap::new(),
         trained: Mutex::new(HashSet::new()),
+        given_up: Mutex::new(Vec::new()),
     };
     let mut summaries = Vec::new();
     for stage in selected {
         summaries.extend(session.run_stage(manifest, stage, &datasets)?);
+    }
+    let given_up = session.given_up.into_inner().expect("no panic holds it");
+    if !given_up.is_empty() {
+        bail!(
+            "not retried, each having failed {FAILURES_BEFORE_GIVING_UP} times in a row: {} \
+             (`cellnets status` says why): fix the cause, then rerun with --retry-failed",
+            given_up.join(", ")
+        );
     }
     Ok(summaries)
 }
@@ -159,6 +174,8 @@ struct Session<'a> {
     unsettled: HashMap<String, StagePlan>,
     /// Run folders trained in this invocation: reusable even with `--fresh`.
     trained: Mutex<HashSet<PathBuf>>,
+    /// Runs skipped for failing too often in a row, as `stage/run`.
+    given_up: Mutex<Vec<String>>,
 }
 
 /// What became of a run this process tried to complete.
@@ -168,6 +185,8 @@ enum Done {
     Held(Holder),
     /// Another process took the claim over while this one trained it.
     Lost(ClaimLost),
+    /// It failed too often in a row to be retried without `--retry-failed`.
+    GaveUp(Failure),
 }
 
 /// A stage's runs as the files under out/ show them.
@@ -210,6 +229,13 @@ impl Session<'_> {
                     holder.describe()
                 )),
                 Done::Lost(lost) => self.progress.note(&format!("{lost}")),
+                Done::GaveUp(failure) => {
+                    self.progress.note(&given_up(run, &failure));
+                    self.given_up
+                        .lock()
+                        .expect("no panic holds it")
+                        .push(format!("{}/{}", run.stage, run.name));
+                }
                 Done::Finished => {}
             }
         }
@@ -329,6 +355,12 @@ impl Session<'_> {
                 ),
                 Settled::Unfinished(runs) => runs,
             };
+            if let Some((run, failure)) = self.gave_up_on(&unfinished) {
+                bail!(
+                    "stage `{stage}` cannot finish: {}",
+                    given_up(&run, &failure)
+                );
+            }
             let mine: Vec<RunPlan> = self
                 .my_share(&plan.runs)
                 .into_iter()
@@ -433,10 +465,15 @@ impl Session<'_> {
             .collect())
     }
 
-    /// Claims `run` and completes it, unless another process or thread holds it.
+    /// Claims `run` and completes it, unless another process or thread holds it or it
+    /// failed too often in a row. A failure (not a signal, not a lost claim) is recorded
+    /// in the run's folder before the error goes on.
     fn attempt(&self, run: &RunPlan, data: &Dataset) -> Result<Done> {
         crate::train::stop::check()?;
         let folder = RunFolder::of(&self.settings.out_dir, run);
+        if let Some((_, failure)) = self.gave_up_on(std::slice::from_ref(run)) {
+            return Ok(Done::GaveUp(failure));
+        }
         let mut taken_over = None;
         let claim = match claim::try_claim(
             &folder.claim_file(),
@@ -459,13 +496,47 @@ impl Session<'_> {
             Err(error) => {
                 return match error.downcast::<ClaimLost>() {
                     Ok(lost) => Ok(Done::Lost(lost)),
-                    Err(error) => Err(error),
-                }
+                    Err(error) => {
+                        // A signal is no failure: the run resumes where it stopped.
+                        if !error.chain().any(|cause| cause.is::<Interrupted>()) {
+                            self.record_failure(run, &folder, &error);
+                        }
+                        Err(error)
+                    }
+                };
             }
         };
         self.record(&summary)?;
         drop(claim);
         Ok(Done::Finished)
+    }
+
+    /// Writes why `run` failed into its folder; a disk too full for that is only said.
+    fn record_failure(&self, run: &RunPlan, folder: &RunFolder, error: &anyhow::Error) {
+        let reason = format!("{error:#}");
+        let log = slurm::task_log(&self.settings.out_dir, &run.stage);
+        let by = Holder::of_this_process().describe();
+        if let Err(cannot) = folder.record_failure(reason, by, log) {
+            self.progress.note(&format!(
+                "{}/{}: cannot record its failure: {cannot:#}",
+                run.stage, run.name
+            ));
+        }
+    }
+
+    /// The first of `runs` that failed too often in a row to be retried now, with why.
+    fn gave_up_on(&self, runs: &[RunPlan]) -> Option<(RunPlan, Failure)> {
+        if self.settings.retry_failed {
+            return None;
+        }
+        runs.iter().find_map(|run| {
+            let folder = RunFolder::of(&self.settings.out_dir, run);
+            let failure = folder.read_failure().filter(Failure::gives_up)?;
+            let finished = folder.read_result().ok().flatten();
+            finished
+                .is_none_or(|finished| !finished.plan.same_settings(run))
+                .then(|| (run.clone(), failure))
+        })
     }
 
     /// Adds a finished run to its stage's summary and to the progress display.
@@ -554,6 +625,16 @@ impl Session<'_> {
         let folder = StageFolder::new(&self.settings.out_dir, &transfer.from).run(&source.run);
         Ok(Some(folder.checkpoint()))
     }
+}
+
+/// What a run skipped for its failures says.
+fn given_up(run: &RunPlan, failure: &Failure) -> String {
+    format!(
+        "{}/{} {}; not retried: fix the cause, then rerun with --retry-failed",
+        run.stage,
+        run.name,
+        failure.describe()
+    )
 }
 
 /// `a, b, c`: run names for messages.

@@ -105,6 +105,7 @@ pub fn run_library(
         fresh,
         jobs: 1,
         threads: None,
+        retry_failed: false,
     };
     cellnets::runner::run(&manifest, &[], &settings).unwrap()
 }

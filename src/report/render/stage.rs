@@ -18,8 +18,16 @@ pub fn section(stage: &StageResults, tested: Option<&TestedWinner>) -> Section {
     for why in &stage.left_out {
         section.markdown += &format!("**Left out:** {why}.\n\n");
     }
+    for (run, failure) in &stage.failed {
+        let retry = if failure.gives_up() {
+            "not retried without `--retry-failed`"
+        } else {
+            "a rerun retries it"
+        };
+        section.markdown += &format!("**Failed:** `{run}` {}; {retry}.\n\n", failure.describe());
+    }
     if stage.finished.is_empty() {
-        if stage.left_out.is_empty() {
+        if stage.left_out.is_empty() && stage.failed.is_empty() {
             section.markdown += &format!(
                 "Not run yet: `cellnets only {name}` trains its {} run(s).\n\n",
                 stage.planned.len()
@@ -408,6 +416,7 @@ mod tests {
             study: None,
             finished,
             left_out: Vec::new(),
+            failed: Vec::new(),
             winner: winner.map(|run| Winner {
                 run: run.name.clone(),
                 best_val_accuracy: 0.75,
