@@ -15,6 +15,7 @@ mod train;
 
 pub use train::Stopped;
 
+use crate::storage::files::is_disk_full;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -73,6 +74,20 @@ enum Command {
 
 /// Runs the command the line asked for.
 pub fn run(cli: Cli) -> Result<()> {
+    dispatch(cli).map_err(|error| {
+        if is_disk_full(&error) {
+            error.context(
+                "the disk is full: free space on it, then rerun the same command. Every \
+                 committed epoch, result and summary row is kept, and each run resumes from \
+                 its last committed epoch. What could not be written",
+            )
+        } else {
+            error
+        }
+    })
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         None => train::run(cli.train),
         Some(Command::Only(args)) => train::run_only(args),

@@ -16,6 +16,7 @@ use crate::train::{EpochRecord, OptimizerState, ResumePoint};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use tch::{nn, Tensor};
@@ -505,7 +506,7 @@ const EPOCH_COLUMNS: [&str; 8] = [
 /// `epochs.csv`, written a row per epoch as it ends and flushed at once, so a crash
 /// loses at most the epoch in flight.
 pub struct EpochTable {
-    writer: csv::Writer<fs::File>,
+    file: fs::File,
     path: PathBuf,
     /// Stage and run names, then the hyperparameters' values: the same in every row.
     fixed: Vec<String>,
@@ -552,15 +553,11 @@ impl EpochTable {
             .into_iter()
             .chain(plan.hyperparameters().into_iter().map(|(_, value)| value))
             .collect();
-        Ok(EpochTable {
-            writer: csv::WriterBuilder::new()
-                .has_headers(false)
-                .from_writer(file),
-            path,
-            fixed,
-        })
+        Ok(EpochTable { file, path, fixed })
     }
 
+    /// Appends the epoch's row whole: a write cut short (a full disk) is undone, so the
+    /// table never ends in half a row.
     pub fn append(&mut self, record: &EpochRecord) -> Result<()> {
         let metrics = [
             record.epoch.to_string(),
@@ -576,10 +573,18 @@ impl EpochTable {
             .cloned()
             .chain(metrics)
             .chain(hyperparameters.iter().cloned());
-        self.writer.write_record(row)?;
-        self.writer
-            .flush()
-            .with_context(|| format!("cannot write {}", self.path.display()))
+        let mut line = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
+        line.write_record(row)?;
+        let line = line.into_inner().map_err(|error| error.into_error())?;
+        let cannot = || format!("cannot write {}", self.path.display());
+        let before = self.file.metadata().with_context(cannot)?.len();
+        if let Err(error) = self.file.write_all(&line) {
+            let _ = self.file.set_len(before);
+            return Err(error).with_context(cannot);
+        }
+        Ok(())
     }
 }
 

@@ -19,7 +19,7 @@ use crate::outputs::summary::{record_summary, RunSummary};
 use crate::outputs::winners::{self, read_winner, write_winner, Winner};
 use crate::runner::progress::Progress;
 use crate::runner::trainer::{self, RunContext};
-use crate::storage::files::can_write_in;
+use crate::storage::files::{can_write_in, is_disk_full};
 use crate::study::manifest::{Manifest, Stage};
 use crate::study::plan::{self, RunPlan, StagePlan};
 use crate::train::stop::Interrupted;
@@ -497,8 +497,10 @@ impl Session<'_> {
                 return match error.downcast::<ClaimLost>() {
                     Ok(lost) => Ok(Done::Lost(lost)),
                     Err(error) => {
-                        // A signal is no failure: the run resumes where it stopped.
-                        if !error.chain().any(|cause| cause.is::<Interrupted>()) {
+                        // A signal is no failure, and a full disk none of the run's: it
+                        // resumes once there is space, uncounted.
+                        let interrupted = error.chain().any(|cause| cause.is::<Interrupted>());
+                        if !interrupted && !is_disk_full(&error) {
                             self.record_failure(run, &folder, &error);
                         }
                         Err(error)

@@ -119,6 +119,24 @@ pub fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
     Ok((header, rows))
 }
 
+/// Whether `error` comes from a full disk or an exhausted quota: the OS's ENOSPC or
+/// EDQUOT, or libtorch's checkpoint writer, which reports them as text.
+pub fn is_disk_full(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let full_kind = cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        });
+        let text = cause.to_string();
+        full_kind
+            || ["No space left on device", "Disk quota exceeded"]
+                .iter()
+                .any(|words| text.contains(words))
+    })
+}
+
 /// Removes `path`; a file that is already gone is fine.
 pub fn remove_if_present(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
