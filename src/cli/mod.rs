@@ -43,8 +43,9 @@ enum Command {
     /// and, with --submit, submits them. Rerun it after failures: only what has not
     /// finished is submitted.
     Slurm(slurm::SlurmArgs),
-    /// Prints a line per stage (runs finished, training, waiting, the winner) and each
-    /// training run with its pace, from the files under out/; --runs lists every run.
+    /// Prints a line per stage (runs finished, training, waiting, diverged, failed; the
+    /// winner) and each run training (with its pace), diverged, failed or left with a
+    /// stale claim, from the files under out/; --runs lists every run.
     Status(status::StatusArgs),
     /// Times training epochs of the study's models on the real data (batch 32, SGD or
     /// another optimizer).

@@ -12,7 +12,7 @@ pub struct StatusArgs {
     /// The manifest whose runs to show.
     #[arg(default_value = "experiments.yaml")]
     manifest: PathBuf,
-    /// List every run of every stage, not only the ones training.
+    /// List every run of every stage, finished and waiting ones too.
     #[arg(long)]
     runs: bool,
     #[command(flatten)]
