@@ -230,6 +230,51 @@ fn sharded_rounds() -> usize {
         .unwrap_or(30)
 }
 
+/// Starts `cellnets` with `args` in `dir` once `gate/go` exists, as racer `k`.
+fn spawn_gated(dir: &Path, gate: &Path, k: usize, args: &[String]) -> Child {
+    // Each waits in a shell for the gate, so that all start cellnets at once.
+    let wait = format!(
+        "touch {gate}/ready-{k}; while [ ! -e {gate}/go ]; do sleep 0.001; done; exec \"$0\" \"$@\"",
+        gate = gate.display()
+    );
+    Command::new("sh")
+        .args(["-c", &wait])
+        .arg(env!("CARGO_BIN_EXE_cellnets"))
+        .args(["--device", "cpu", "--threads", "1"])
+        .args(args)
+        .current_dir(dir)
+        .env("CELLNETS_DOWNLOAD_URL", "http://127.0.0.1:9")
+        .env_remove("CELLNETS_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The runs that the logs say were trained (their first epoch's line; a reused run has
+/// none), by name, sorted.
+fn trained_in(logs: &[String]) -> Vec<String> {
+    let mut runs: Vec<String> = logs
+        .iter()
+        .flat_map(|log| log.lines())
+        .filter_map(|line| line.trim().split_once(" epoch 1/"))
+        .map(|(run, _)| run.to_string())
+        .collect();
+    runs.sort();
+    runs
+}
+
+/// The runs trained more than once.
+fn twice(trained: &[String]) -> Vec<&String> {
+    let mut repeated: Vec<&String> = trained
+        .windows(2)
+        .filter(|pair| pair[0] == pair[1])
+        .map(|pair| &pair[0])
+        .collect();
+    repeated.dedup();
+    repeated
+}
+
 #[test]
 fn sixteen_shards_started_at_once_on_a_fresh_out_train_every_run_once() {
     let study = study_dir(SHARDED_STUDY);
@@ -239,25 +284,9 @@ fn sixteen_shards_started_at_once_on_a_fresh_out_train_every_run_once() {
         let gate = tempfile::tempdir().unwrap();
         let processes: Vec<Child> = (0..PROCESSES)
             .map(|k| {
-                // Each waits in a shell for the gate, so that all start cellnets at once.
-                let wait = format!(
-                    "touch {gate}/ready-{k}; while [ ! -e {gate}/go ]; do sleep 0.001; done; exec \"$0\" \"$@\"",
-                    gate = gate.path().display()
-                );
-                let shard = format!("{k}/{PROCESSES}");
-                Command::new("sh")
-                    .args(["-c", &wait])
-                    .arg(env!("CARGO_BIN_EXE_cellnets"))
-                    .args(["--device", "cpu", "--threads", "1", "--shard", &shard])
-                    .arg("--out")
-                    .arg(&out)
-                    .current_dir(study.path())
-                    .env("CELLNETS_DOWNLOAD_URL", "http://127.0.0.1:9")
-                    .env_remove("CELLNETS_DATA_DIR")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
+                let shard = ["--shard".into(), format!("{k}/{PROCESSES}"), "--out".into()];
+                let args = [&shard[..], &[out.display().to_string()]].concat();
+                spawn_gated(study.path(), gate.path(), k, &args)
             })
             .collect();
         start_together(gate.path(), PROCESSES);
@@ -269,12 +298,12 @@ fn sixteen_shards_started_at_once_on_a_fresh_out_train_every_run_once() {
             assert_eq!(rows.len(), 16, "round {round}: {stage}'s summary");
             assert!(out.join(stage).join("winner.yaml").is_file());
         }
-        let trained = logs
-            .iter()
-            .flat_map(|log| log.lines())
-            .filter(|line| line.contains(": finished, best epoch"))
-            .count();
-        assert_eq!(trained, 32, "round {round}: each run trains once");
+        let trained = trained_in(&logs);
+        assert!(
+            twice(&trained).is_empty(),
+            "round {round}: {:?}",
+            twice(&trained)
+        );
         let strays: Vec<_> = fs::read_dir(&out)
             .unwrap()
             .flatten()
@@ -289,4 +318,68 @@ fn sixteen_shards_started_at_once_on_a_fresh_out_train_every_run_once() {
         sharded_rounds(),
         start.elapsed().as_secs_f64()
     );
+}
+
+/// Runs long enough (tens of milliseconds) that processes started together are all
+/// running before the first of them has finished its share.
+const FRESH_STUDY: &str = "  - name: width
+    model: {kind: mlp, hidden: 4}
+    training: {epochs: 8}
+    grid: {hidden: [2, 3, 4, 5, 6, 7, 8, 9]}
+  - name: rate
+    from: width
+    training: {epochs: 8}
+    grid: {learning_rate: [0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09]}
+";
+
+#[test]
+fn processes_started_together_with_fresh_retrain_each_run_once() {
+    let study = study_dir(FRESH_STUDY);
+    let first = Command::new(env!("CARGO_BIN_EXE_cellnets"))
+        .args(["--device", "cpu", "--threads", "1"])
+        .current_dir(study.path())
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    for round in 0..3 {
+        let before = SystemTime::now();
+        let gate = tempfile::tempdir().unwrap();
+        let processes: Vec<Child> = (0..4)
+            .map(|k| spawn_gated(study.path(), gate.path(), k, &["--fresh".to_string()]))
+            .collect();
+        start_together(gate.path(), 4);
+        let logs = finish_all(processes, &format!("round {round}: a --fresh process"));
+        // Each run is retrained by one process; the others take its new result.
+        let trained = trained_in(&logs);
+        assert!(
+            twice(&trained).is_empty(),
+            "round {round}: {:?}",
+            twice(&trained)
+        );
+        assert_eq!(trained.len(), 16, "round {round}: {trained:?}");
+        let out = study.path().join("out");
+        assert_eq!(check_consistent(&out), 16);
+        for stage in ["width", "rate"] {
+            for run in fs::read_dir(out.join(stage)).unwrap().flatten() {
+                let result = run.path().join("result.yaml");
+                if result.exists() {
+                    let committed = fs::metadata(&result).unwrap().modified().unwrap();
+                    assert!(
+                        committed >= before,
+                        "round {round}: {} is old",
+                        result.display()
+                    );
+                }
+            }
+        }
+        let registered = fs::read_dir(out.join(".fresh")).unwrap().count();
+        assert_eq!(
+            registered, 0,
+            "round {round}: every registration is removed"
+        );
+    }
 }

@@ -19,6 +19,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::SystemTime;
 use tch::{nn, Tensor};
 
 pub const SUMMARY_CSV: &str = "summary.csv";
@@ -251,6 +252,18 @@ impl RunFolder {
         read_yaml(&self.result_yaml())
     }
 
+    /// Whether its result was committed at or after `time` (any result, with `None`):
+    /// under `--fresh`, only results of the retraining under way count, whichever
+    /// process committed them.
+    pub fn finished_since(&self, time: Option<SystemTime>) -> bool {
+        let Some(time) = time else {
+            return true;
+        };
+        fs::metadata(self.result_yaml())
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|committed| committed >= time)
+    }
+
     /// The run's commit point: its result, written when every other file is complete;
     /// then the resume files, no longer needed, go.
     pub fn commit(&self, finished: &FinishedRun) -> Result<()> {
@@ -458,12 +471,14 @@ fn is_best(point: &ResumePoint) -> bool {
     point.best.record().map(|best| best.epoch) == Some(point.last.epoch)
 }
 
-/// A finished run anywhere under `out_dir` whose settings and data equal `plan`'s;
-/// its own folder is looked at first. Unreadable results elsewhere are passed over.
+/// A finished run anywhere under `out_dir` whose settings and data equal `plan`'s,
+/// committed `since` then when given; its own folder is looked at first. Unreadable
+/// results elsewhere are passed over.
 pub fn find_finished(
     out_dir: &Path,
     plan: &RunPlan,
     data_md5: &str,
+    since: Option<SystemTime>,
 ) -> Result<Option<(RunFolder, FinishedRun)>> {
     let Ok(stages) = fs::read_dir(out_dir) else {
         return Ok(None);
@@ -479,7 +494,10 @@ pub fn find_finished(
             );
         }
     }
-    for folder in candidates {
+    for folder in candidates
+        .into_iter()
+        .filter(|folder| folder.finished_since(since))
+    {
         let Ok(Some(finished)) = folder.read_result() else {
             continue;
         };

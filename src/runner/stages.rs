@@ -9,6 +9,7 @@
 
 use crate::cluster::claim::{self, Attempt, Claim, ClaimLost, Holder};
 use crate::cluster::file_lock::with_lock;
+use crate::cluster::fresh;
 use crate::cluster::shard::Shard;
 use crate::cluster::slurm;
 use crate::data::{Dataset, Datasets};
@@ -24,14 +25,14 @@ use crate::study::manifest::{Manifest, Stage};
 use crate::study::plan::{self, RunPlan, StagePlan};
 use crate::train::stop::Interrupted;
 use anyhow::{anyhow, bail, Context, Result};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tch::Device;
 
 #[derive(Debug, Clone)]
@@ -39,7 +40,9 @@ pub struct Settings {
     pub out_dir: PathBuf,
     pub data_dir: PathBuf,
     pub device: Device,
-    /// Retrain runs that finished in an earlier invocation instead of reusing them.
+    /// Retrain runs that finished before the retraining began instead of reusing them;
+    /// processes on one out/ with `fresh` at the same time are one retraining (see
+    /// `cluster::fresh`).
     pub fresh: bool,
     /// Runs of a stage trained at once, each in its own thread with its own VarStore.
     pub jobs: usize,
@@ -98,6 +101,10 @@ pub fn run_shared(
     }
     crate::runner::transfer::check_transfers(&provisional, &selected, &datasets, out)?;
     prepare_out_dir(out)?;
+    let retraining = match settings.fresh {
+        true => Some(fresh::join(out, sharing.claim_timeout)?),
+        false => None,
+    };
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     match settings.threads {
         Some(threads) => tch::set_num_threads(threads as i32),
@@ -112,7 +119,7 @@ pub fn run_shared(
         progress: Progress::new(),
         winners: HashMap::new(),
         unsettled: HashMap::new(),
-        trained: Mutex::new(HashSet::new()),
+        fresh_since: retraining.as_ref().map(|retraining| retraining.since),
         given_up: Mutex::new(Vec::new()),
     };
     let mut summaries = Vec::new();
@@ -172,8 +179,8 @@ struct Session<'a> {
     winners: HashMap<String, Winner>,
     /// Stages run in this invocation whose other runs other processes still train.
     unsettled: HashMap<String, StagePlan>,
-    /// Run folders trained in this invocation: reusable even with `--fresh`.
-    trained: Mutex<HashSet<PathBuf>>,
+    /// Under `--fresh`, when the retraining began: results committed before do not count.
+    fresh_since: Option<SystemTime>,
     /// Runs skipped for failing too often in a row, as `stage/run`.
     given_up: Mutex<Vec<String>>,
 }
@@ -283,6 +290,9 @@ impl Session<'_> {
     /// The recorded summary of `run` in its own folder, when it finished with these settings.
     fn result_of(&self, run: &RunPlan, data: &Dataset) -> Result<Option<RunSummary>> {
         let folder = RunFolder::of(&self.settings.out_dir, run);
+        if !folder.finished_since(self.fresh_since) {
+            return Ok(None);
+        }
         Ok(folder
             .read_result()?
             .filter(|finished| finished.is_run_of(run, &data.md5))
@@ -591,24 +601,18 @@ impl Session<'_> {
             input: Some(data.input),
             task: Some(data.task),
         })?;
-        let mut trained = self.trained.lock().expect("no panic holds it");
-        trained.insert(folder.dir().to_path_buf());
         Ok(summary)
     }
 
     /// The summary of a finished run with the same settings and data, taken into this
-    /// run's folder; none when there is none, or when `--fresh` asks to retrain one that
-    /// an earlier invocation trained.
+    /// run's folder; none when there is none, or under `--fresh` none committed since
+    /// the retraining began (by this process or another).
     fn reuse(&self, run: &RunPlan, data: &Dataset) -> Result<Option<RunSummary>> {
         let out = &self.settings.out_dir;
-        let Some((source, finished)) = find_finished(out, run, &data.md5)? else {
+        let found = find_finished(out, run, &data.md5, self.fresh_since)?;
+        let Some((source, finished)) = found else {
             return Ok(None);
         };
-        let trained = self.trained.lock().expect("no panic holds it");
-        if self.settings.fresh && !trained.contains(source.dir()) {
-            return Ok(None);
-        }
-        drop(trained);
         let origin = format!("{}/{}", finished.plan.stage, finished.plan.name);
         let summary = RunFolder::of(out, run).adopt(run, &source, finished)?;
         self.progress.note(&format!(
