@@ -523,7 +523,8 @@ impl Session<'_> {
         Ok(Done::Finished)
     }
 
-    /// Writes why `run` failed into its folder; a disk too full for that is only said.
+    /// Writes why `run` failed into its folder; when even that cannot be written (an
+    /// unwritable folder), it is only said.
     fn record_failure(&self, run: &RunPlan, folder: &RunFolder, error: &anyhow::Error) {
         let reason = format!("{error:#}");
         let log = slurm::task_log(&self.settings.out_dir, &run.stage);
