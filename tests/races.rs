@@ -16,6 +16,7 @@ use common::outputs::{check_consistent, study_dir};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 const PROCESSES: usize = 16;
@@ -46,18 +47,38 @@ fn start_together(dir: &Path, children: usize) {
     fs::write(dir.join("go"), "").unwrap();
 }
 
+/// Waits for `children` (at most `RACE_DEADLINE`: a racer that hangs is killed and the
+/// test fails, rather than CI waiting on it) and returns their stderr, in order.
 fn finish_all(children: Vec<Child>, what: &str) -> Vec<String> {
-    children
-        .into_iter()
-        .enumerate()
-        .map(|(i, child)| {
-            let output = child.wait_with_output().unwrap();
-            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-            assert!(output.status.success(), "{what} {i} failed:\n{stderr}");
-            stderr
-        })
-        .collect()
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
+    let (sender, receiver) = mpsc::channel();
+    for (i, child) in children.into_iter().enumerate() {
+        let sender = sender.clone();
+        std::thread::spawn(move || sender.send((i, child.wait_with_output())));
+    }
+    drop(sender);
+    let deadline = Instant::now() + RACE_DEADLINE;
+    let mut logs = vec![String::new(); pids.len()];
+    for _ in 0..pids.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok((i, output)) = receiver.recv_timeout(left) else {
+            for pid in &pids {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+            panic!(
+                "{what}: not all finished within {} s",
+                RACE_DEADLINE.as_secs()
+            );
+        };
+        let output = output.unwrap();
+        logs[i] = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{what} {i} failed:\n{}", logs[i]);
+    }
+    logs
 }
+
+/// Longer than any round takes here (a few seconds to half a minute on 2 cores).
+const RACE_DEADLINE: Duration = Duration::from_secs(300);
 
 /// A holder as another machine's process that stopped long ago would have left it.
 fn dead_holder() -> Holder {
