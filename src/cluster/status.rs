@@ -3,9 +3,8 @@
 //! SLURM tasks are training.
 
 use crate::cluster::claim;
-use crate::outputs::run_folder::{parse_epoch_row, Failure, RunFolder};
+use crate::outputs::run_folder::{Failure, RunFolder};
 use crate::outputs::winners;
-use crate::storage::files::read_table;
 use crate::study::manifest::Manifest;
 use crate::study::plan::RunPlan;
 use crate::train::Outcome;
@@ -187,12 +186,8 @@ impl Pace {
     /// The mean seconds of the run's last few epochs; none before its first epoch. A
     /// row being written (a half line) is skipped.
     pub fn of(folder: &RunFolder) -> Option<Pace> {
-        let (_, rows) = read_table(&folder.epochs_csv()).ok()?;
-        let seconds: Vec<f64> = rows
-            .iter()
-            .filter_map(|row| parse_epoch_row(row))
-            .map(|record| record.seconds)
-            .collect();
+        let epochs = folder.read_epochs().ok()?;
+        let seconds: Vec<f64> = epochs.iter().map(|record| record.seconds).collect();
         let recent = &seconds[seconds.len().saturating_sub(Self::RECENT)..];
         (!recent.is_empty()).then(|| Pace {
             seconds_per_epoch: recent.iter().sum::<f64>() / recent.len() as f64,

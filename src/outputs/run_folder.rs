@@ -200,6 +200,13 @@ impl RunFolder {
         self.dir.join(CHECKPOINT)
     }
 
+    /// The epoch table's rows as records; a row that does not parse (the one being
+    /// written) is skipped.
+    pub fn read_epochs(&self) -> Result<Vec<EpochRecord>> {
+        let (_, rows) = read_table(&self.epochs_csv())?;
+        Ok(rows.iter().filter_map(|row| parse_epoch_row(row)).collect())
+    }
+
     pub fn has_checkpoint(&self) -> bool {
         self.checkpoint().is_file()
     }

@@ -6,9 +6,8 @@ use crate::data::{Dataset, Datasets, Images};
 use crate::figures::Picture;
 use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
-use crate::outputs::run_folder::{parse_epoch_row, Failure, FinishedRun, RunFolder, StageFolder};
+use crate::outputs::run_folder::{Failure, FinishedRun, RunFolder, StageFolder};
 use crate::outputs::winners::{self, read_winner, Winner};
-use crate::storage::files::read_table;
 use crate::study::manifest::{DatasetSpec, Manifest, Stage, Validation};
 use crate::study::plan::{RunPlan, StagePlan};
 use crate::study::reference::{self, StudyModel};
@@ -175,19 +174,13 @@ fn read_results(plan: &StagePlan, out: &Path) -> Result<StageFiles> {
                 name: run.name.clone(),
                 settings: RunSettings::of(run),
                 result,
-                epochs: read_epochs(&folder.epochs_csv())?,
+                epochs: folder.read_epochs()?,
             }),
             Ok(None) => failed.extend(folder.read_failure().map(|why| (run.name.clone(), why))),
             Err(error) => left_out.push(format!("{error:#}")),
         }
     }
     Ok((finished, left_out, failed))
-}
-
-/// A run's epoch table as records.
-fn read_epochs(path: &Path) -> Result<Vec<EpochRecord>> {
-    let (_, rows) = read_table(path)?;
-    Ok(rows.iter().filter_map(|row| parse_epoch_row(row)).collect())
 }
 
 /// The four splits whose class counts the report shows: the images that train or
