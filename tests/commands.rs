@@ -4,10 +4,8 @@
 
 mod common;
 
-use common::outputs::{cellnets, cellnets_command, committed_epoch, study_dir};
-use std::path::Path;
+use common::outputs::{cellnets, cellnets_command, committed_epoch, study_dir, wait_for_epoch};
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
 
 fn stdout_of(output: &Output) -> String {
     assert!(
@@ -119,19 +117,6 @@ fn status_gives_a_line_per_stage_unless_every_run_is_asked_for() {
         every.contains("  waiting   hidden=16  no epoch committed"),
         "{every}"
     );
-}
-
-/// Waits (at most a minute) until `dir` has committed at least `epoch` epochs.
-fn wait_for_epoch(dir: &Path, epoch: usize) {
-    let start = Instant::now();
-    while committed_epoch(dir).is_none_or(|done| done < epoch) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{} committed no epoch {epoch} within a minute",
-            dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

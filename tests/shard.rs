@@ -5,12 +5,11 @@
 mod common;
 
 use common::outputs::{
-    assert_same_metrics, cellnets, cellnets_command, check_consistent, claims, committed_epoch,
-    metrics, study_dir, summary_rows,
+    assert_same_metrics, cellnets, cellnets_command, check_consistent, claims, metrics, study_dir,
+    summary_rows, wait_for_epoch,
 };
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 const STUDY: &str = "  - name: width
     model: {kind: mlp, hidden: 32}
@@ -35,19 +34,6 @@ fn finish(child: Child, what: &str) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
     assert!(output.status.success(), "{what} failed:\n{stderr}");
     stderr
-}
-
-/// Waits (at most a minute) until `dir` has committed at least `epoch` epochs.
-fn wait_for_epoch(dir: &Path, epoch: usize) {
-    let start = Instant::now();
-    while committed_epoch(dir).is_none_or(|done| done < epoch) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{} committed no epoch {epoch} within a minute",
-            dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn straight_metrics() -> Vec<(String, Vec<Vec<String>>)> {

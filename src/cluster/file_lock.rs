@@ -14,7 +14,7 @@
 //! killed inside one leaves the lock to be removed by hand, which the error says.
 
 use crate::cluster::process::Holder;
-use crate::storage::files::unique_file;
+use crate::storage::files::unique_file_beside;
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::io::ErrorKind;
@@ -79,12 +79,8 @@ fn acquire(path: &Path) -> Result<Held> {
 
 /// Creates the lock `path` naming `holder`, whole; false when it exists.
 fn create(path: &Path, holder: &Holder) -> Result<bool> {
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
     let cannot = || format!("cannot create the lock {}", path.display());
-    let aside = unique_file(folder, ".lock-", ".tmp").with_context(cannot)?;
+    let aside = unique_file_beside(path, ".lock-", ".tmp").with_context(cannot)?;
     let linked = fs::write(&aside, serde_yaml::to_string(holder)?)
         .and_then(|()| fs::hard_link(&aside, path));
     let _ = fs::remove_file(&aside);

@@ -1,7 +1,7 @@
 //! Fetches a missing MedMNIST file from Zenodo, verified by MD5 and moved into place
 //! only once complete, so an interrupted download never looks like data.
 
-use crate::storage::files::unique_file;
+use crate::storage::files::unique_file_beside;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fs;
@@ -71,14 +71,9 @@ pub fn fetch(url: &str, dest: &Path, expected_md5: Option<&str>) -> Result<()> {
     }
 
     // Of a name of its own: the tasks of a SLURM array may all download the file at once.
-    let folder = dest.parent().filter(|dir| !dir.as_os_str().is_empty());
     let name = dest.file_name().unwrap_or_default().to_string_lossy();
-    let part = unique_file(
-        folder.unwrap_or(Path::new(".")),
-        &format!("{name}."),
-        ".part",
-    )
-    .with_context(|| format!("cannot write beside {}", dest.display()))?;
+    let part = unique_file_beside(dest, &format!("{name}."), ".part")
+        .with_context(|| format!("cannot write beside {}", dest.display()))?;
     let digest = copy_with_md5(bar.wrap_read(response.into_reader()), &part);
     bar.finish_and_clear();
     let digest = digest.inspect_err(|_| {

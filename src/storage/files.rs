@@ -22,15 +22,11 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
     let name = path
         .file_name()
         .context("an output path ends in a file name")?;
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
     // The temporary keeps the extension last: VarStore::save picks its format from it.
     let suffix = path.extension().map_or(".tmp".to_string(), |extension| {
         format!(".tmp.{}", extension.to_string_lossy())
     });
-    let tmp = unique_file(folder, &format!(".{}.", name.to_string_lossy()), &suffix)
+    let tmp = unique_file_beside(path, &format!(".{}.", name.to_string_lossy()), &suffix)
         .with_context(|| format!("cannot write {}", path.display()))?;
     write(&tmp)
         .and_then(|()| Ok(fs::rename(&tmp, path)?))
@@ -40,9 +36,14 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Creates an empty file in `folder` named `<prefix><random><suffix>`, exclusively, and
-/// returns its path; the caller removes or renames it.
-pub fn unique_file(folder: &Path, prefix: &str, suffix: &str) -> std::io::Result<PathBuf> {
+/// Creates an empty file in the folder of `path` (which need not exist) named
+/// `<prefix><random><suffix>`, exclusively, and returns its path; the caller removes
+/// or renames it.
+pub fn unique_file_beside(path: &Path, prefix: &str, suffix: &str) -> std::io::Result<PathBuf> {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
     let file = tempfile::Builder::new()
         .prefix(prefix)
         .suffix(suffix)

@@ -4,6 +4,7 @@
 use cellnets::storage::files::read_table;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 use tch::Tensor;
 
 /// A toy study's folder: `data/toy.npz` (1500 learnable train rows, as tests/kill.rs
@@ -202,4 +203,17 @@ pub fn committed_epoch(dir: &Path) -> Option<usize> {
     let text = std::fs::read_to_string(dir.join("state.yaml")).ok()?;
     let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
     value["last"]["epoch"].as_u64().map(|epoch| epoch as usize)
+}
+
+/// Waits (at most a minute) until `dir` has committed at least `epoch` epochs.
+pub fn wait_for_epoch(dir: &Path, epoch: usize) {
+    let start = Instant::now();
+    while committed_epoch(dir).is_none_or(|done| done < epoch) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} committed no epoch {epoch} within a minute",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
