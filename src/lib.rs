@@ -12,6 +12,9 @@ pub mod storage;
 /// Each run's own random streams.
 pub mod random;
 
+/// TF32, cuDNN's autotuner and bf16 autocast: libtorch's switches, off by default.
+pub mod precision;
+
 /// The networks a manifest can name.
 pub mod models;
 

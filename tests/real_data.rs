@@ -38,6 +38,7 @@ stages:
         jobs: 1,
         threads: None,
         retry_failed: false,
+        precision: Default::default(),
     };
     let summaries = runner::run(&manifest, &[], &settings).unwrap();
     let summary = &summaries[0];

@@ -2,6 +2,7 @@
 
 use super::options::{DataOptions, DeviceOption, ThreadsOption};
 use crate::data;
+use crate::precision::Precision;
 use crate::runner::bench;
 use crate::study::manifest::DatasetSpec;
 use anyhow::{bail, Result};
@@ -9,7 +10,8 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Comma-separated: mlp256, mlp4096, cnn8x3, cnn64x9, deep.
+    /// Comma-separated: mlp256, mlp4096, cnn8x3, cnn64x9, deep, resnet18 (left out by
+    /// default: several minutes an epoch on a laptop's CPU).
     #[arg(
         long,
         value_delimiter = ',',
@@ -31,6 +33,8 @@ pub struct BenchArgs {
     device: DeviceOption,
     #[command(flatten)]
     threads: ThreadsOption,
+    #[command(flatten)]
+    precision: Precision,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -42,13 +46,41 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(threads) = args.threads.threads {
         tch::set_num_threads(threads.into());
     }
+    args.precision.apply_to_process()?;
+    eprintln!(
+        "{}",
+        describe_device(data.train.images.device(), args.precision)
+    );
     let results = bench::bench(
         &args.models,
         args.epochs,
         &data,
         args.textbook,
         &args.optimizer,
+        args.precision,
     )?;
     print!("{}", bench::table(&results));
     Ok(())
+}
+
+/// The line a bench log starts with: where it ran and how, since its numbers mean
+/// nothing without it.
+fn describe_device(device: tch::Device, precision: Precision) -> String {
+    let device = match device {
+        tch::Device::Cuda(index) => format!(
+            "cuda:{index} (of {} CUDA devices, cuDNN {})",
+            tch::Cuda::device_count(),
+            if tch::Cuda::cudnn_is_available() {
+                "available"
+            } else {
+                "missing"
+            }
+        ),
+        other => format!("{other:?}").to_lowercase(),
+    };
+    format!(
+        "bench on {device}, {} libtorch threads, precision: float32{}",
+        tch::get_num_threads(),
+        precision.label()
+    )
 }

@@ -5,6 +5,7 @@
 use crate::cluster::claim;
 use crate::cluster::shard::Shard;
 use crate::data;
+use crate::precision::Precision;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -126,6 +127,8 @@ pub struct TrainingOptions {
     pub jobs: u16,
     #[command(flatten)]
     pub threads: ThreadsOption,
+    #[command(flatten)]
+    pub precision: Precision,
     /// Retry runs that failed 3 times in a row (without it they are skipped, and the
     /// command fails naming them).
     #[arg(long)]

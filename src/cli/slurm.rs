@@ -2,6 +2,7 @@
 
 use super::options::{DataOptions, DeviceOption, OutDir};
 use crate::cluster::slurm::{self, Invocation, JobOptions};
+use crate::precision::Precision;
 use crate::study::manifest;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -23,6 +24,8 @@ pub struct SlurmArgs {
     out: OutDir,
     #[command(flatten)]
     device: DeviceOption,
+    #[command(flatten)]
+    precision: Precision,
 }
 
 pub fn run(args: SlurmArgs) -> Result<()> {
@@ -47,6 +50,7 @@ pub fn run(args: SlurmArgs) -> Result<()> {
             std::fs::canonicalize(&dir).or_else(|_| std::path::absolute(&dir))?
         },
         device: args.device.name().to_string(),
+        precision: args.precision,
         data_memory: args.data.data_memory,
     };
     let (jobs, given_up) = slurm::plan_jobs(

@@ -54,7 +54,9 @@ fn train(manifest_path: &Path, only: &[String], options: &TrainingOptions) -> Re
         jobs: options.jobs.into(),
         threads: options.threads.threads.map(usize::from),
         retry_failed: options.retry_failed,
+        precision: options.precision,
     };
+    options.precision.apply_to_process()?;
     let sharing = runner::Sharing {
         shard: options.sharing.shard,
         claim_timeout: options.sharing.claims.duration(),

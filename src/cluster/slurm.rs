@@ -8,6 +8,7 @@
 
 use crate::outputs::run_folder::{Failure, RunFolder};
 use crate::outputs::winners;
+use crate::precision::Precision;
 use crate::storage::files::write_atomically;
 use crate::study::manifest::{Manifest, Stage};
 use crate::study::plan::{self, StagePlan};
@@ -65,6 +66,8 @@ pub struct Invocation {
     pub out_dir: PathBuf,
     pub data_dir: PathBuf,
     pub device: String,
+    /// The precision switches every training task passes on.
+    pub precision: Precision,
     /// `--data-memory`, in bytes, when given.
     pub data_memory: Option<u64>,
 }
@@ -269,7 +272,7 @@ pub fn stage_script(job: &StageJob, options: &JobOptions, invocation: &Invocatio
          export OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}} MKL_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}}\n\
          exec {binary} only {stage} --manifest {manifest} --out {out} --data-dir {data}{memory} \
          --device {device} --shard \"${{SLURM_ARRAY_TASK_ID}}/{runs}\" --max-requeues {requeues} \
-         --claim-timeout {timeout} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"{retry}\n",
+         --claim-timeout {timeout} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"{precision}{retry}\n",
         array = array_spec(&job.tasks, options.throttle),
         signal = options.signal_before,
         stage = job.stage,
@@ -282,6 +285,7 @@ pub fn stage_script(job: &StageJob, options: &JobOptions, invocation: &Invocatio
         memory = invocation.data_options(),
         device = invocation.device,
         timeout = options.claim_timeout_s,
+        precision = invocation.precision.flags(),
         retry = if options.retry_failed {
             " --retry-failed"
         } else {
@@ -467,7 +471,7 @@ mod tests {
     }
 
     #[test]
-    fn tasks_pass_the_data_memory_budget_on() {
+    fn tasks_pass_the_data_memory_budget_and_precision_switches_on() {
         let options = JobOptions {
             partition: None,
             time: None,
@@ -487,6 +491,7 @@ mod tests {
             out_dir: "/out".into(),
             data_dir: "/data".into(),
             device: "cpu".into(),
+            precision: Precision::default(),
             data_memory: Some(1 << 30),
         };
         let job = StageJob {
@@ -501,5 +506,9 @@ mod tests {
         assert!(report_script(&options, &invocation).contains(budget));
         invocation.data_memory = None;
         assert!(!stage_script(&job, &options, &invocation).contains("--data-memory"));
+        assert!(!stage_script(&job, &options, &invocation).contains("--bf16"));
+        invocation.precision.bf16 = true;
+        assert!(stage_script(&job, &options, &invocation).contains("\" --bf16\n"));
+        assert!(!report_script(&options, &invocation).contains("--bf16"));
     }
 }

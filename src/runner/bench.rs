@@ -5,6 +5,7 @@
 
 use crate::data::Dataset;
 use crate::models::{count_parameters, Activation, ModelSpec, Pool};
+use crate::precision::{Bf16Autocast, Precision};
 use crate::study::manifest::TrainingOverrides;
 use crate::train::{evaluate, train_epoch, FusedInputDense, Optimizer};
 use anyhow::{bail, Result};
@@ -12,7 +13,7 @@ use std::time::Instant;
 use tch::nn;
 
 /// The benchmarked models by name: the MLP search's start and winner, the smallest and
-/// the chosen shallow CNN, and the deep CNN.
+/// the chosen shallow CNN, the deep CNN, and ResNet-18 (the MedMNIST benchmark's).
 pub fn models() -> Vec<(&'static str, ModelSpec)> {
     let mlp = |hidden, dropout| ModelSpec::Mlp {
         hidden,
@@ -33,6 +34,7 @@ pub fn models() -> Vec<(&'static str, ModelSpec)> {
             "deep",
             serde_yaml::from_str("kind: dense_cnn").expect("a valid model"),
         ),
+        ("resnet18", ModelSpec::Resnet18 {}),
     ]
 }
 
@@ -57,13 +59,14 @@ pub struct BenchResult {
 
 /// Times `epochs` training epochs (after one untimed warm-up epoch) of each named model.
 /// `textbook` turns off the optimisations that change how a step is computed, to
-/// measure what they buy.
+/// measure what they buy; `precision`'s process-wide switches are the caller's to set.
 pub fn bench(
     names: &[String],
     epochs: usize,
     data: &Dataset,
     textbook: bool,
     optimizer: &str,
+    precision: Precision,
 ) -> Result<Vec<BenchResult>> {
     let known = models();
     let Some((_, settings)) = OPTIMIZERS.iter().find(|(name, _)| *name == optimizer) else {
@@ -78,6 +81,11 @@ pub fn bench(
         ..serde_yaml::from_str(settings).expect("valid bench settings")
     }
     .resolve()?;
+    let device = data.train.images.device();
+    let _autocast = precision
+        .bf16
+        .then(|| Bf16Autocast::enter(device))
+        .transpose()?;
     let mut results = Vec::new();
     for name in names {
         let Some((_, spec)) = known.iter().find(|(known, _)| known == name) else {
@@ -85,11 +93,11 @@ pub fn bench(
             bail!("no bench model `{name}`; the models are {}", all.join(", "));
         };
         tch::manual_seed(0);
-        let vs = nn::VarStore::new(data.train.images.device());
+        let vs = nn::VarStore::new(device);
         let model = spec.build(&vs.root(), data.input);
         let mut optimizer = Optimizer::new(&vs, &training);
         let fused = FusedInputDense::for_training(model.split_input_dense(), &training)
-            .filter(|_| !textbook);
+            .filter(|_| !textbook && !precision.bf16);
         let (mut train_times, mut val_times) = (Vec::new(), Vec::new());
         for epoch in 0..=epochs {
             let start = Instant::now();
@@ -178,6 +186,10 @@ mod tests {
                 count_parameters(&vs).0
             })
             .collect();
-        assert_eq!(counts, [604_424, 9_670_664, 12_776, 115_976, 347_656]);
+        let resnet18 = 11_689_512 - 9_408 + 1_728 - 513_000 + 4_104;
+        assert_eq!(
+            counts,
+            [604_424, 9_670_664, 12_776, 115_976, 347_656, resnet18]
+        );
     }
 }

@@ -18,6 +18,7 @@ use crate::outputs::run_folder::{
 };
 use crate::outputs::summary::{record_summary, RunSummary};
 use crate::outputs::winners::{self, read_winner, write_winner, Winner};
+use crate::precision::Precision;
 use crate::runner::progress::Progress;
 use crate::runner::trainer::{self, RunContext};
 use crate::storage::files::{can_write_in, is_disk_full};
@@ -50,6 +51,8 @@ pub struct Settings {
     pub threads: Option<usize>,
     /// Retry runs that failed `FAILURES_BEFORE_GIVING_UP` times in a row.
     pub retry_failed: bool,
+    /// TF32, cuDNN's autotuner and bf16 autocast; `train` sets the process-wide ones.
+    pub precision: Precision,
 }
 
 /// How this process shares out/ with others.
@@ -580,6 +583,7 @@ impl Session<'_> {
         let transfer_checkpoint = self.transfer_checkpoint(run)?;
         let context = RunContext {
             device: self.settings.device,
+            precision: self.settings.precision,
             progress: &self.progress,
             transfer_checkpoint: transfer_checkpoint.as_deref(),
             claim: Some(claim),

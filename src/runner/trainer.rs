@@ -8,6 +8,7 @@ use crate::metrics::{TestMetrics, TestReport};
 use crate::models::{count_parameters, Network as Model};
 use crate::outputs::run_folder::{ResumeState, RunFolder};
 use crate::outputs::summary::RunSummary;
+use crate::precision::{Bf16Autocast, Precision};
 use crate::runner::callbacks::{ClaimGuard, EarlyStopping, EpochLog, FolderCheckpointer};
 use crate::runner::progress::Progress;
 use crate::runner::transfer::{precompute, transfer_layers};
@@ -21,6 +22,7 @@ use tch::{nn, Device};
 /// Where a run trains and what it may read besides its own folder.
 pub struct RunContext<'a> {
     pub device: Device,
+    pub precision: Precision,
     pub progress: &'a Progress,
     /// The checkpoint a `transfer` takes its layers from.
     pub transfer_checkpoint: Option<&'a Path>,
@@ -38,6 +40,10 @@ pub fn train(
 ) -> Result<RunSummary> {
     let resume = ready_folder(folder, run, data, context.progress)?;
     let start = Instant::now();
+    let bf16 = context.precision.bf16;
+    let _autocast = bf16
+        .then(|| Bf16Autocast::enter(context.device))
+        .transpose()?;
     let mut vs = nn::VarStore::new(context.device);
     let built = build(run, data, &vs, context)?;
     if let Some(resumed) = &resume {
@@ -45,7 +51,7 @@ pub fn train(
         vs.load(&weights)
             .with_context(|| format!("cannot load {}", weights.display()))?;
     }
-    let stepping = Stepping::choose(&built, run, data, context.progress);
+    let stepping = Stepping::choose(&built, run, data, bf16, context.progress);
     let data = stepping.data().unwrap_or(data);
     let network = stepping.network();
     let fitted = fit_with_callbacks(network, &vs, data, run, folder, resume, context)?;
@@ -71,7 +77,7 @@ pub fn train(
         test,
         epochs: fitted.epochs,
         seconds: start.elapsed().as_secs_f64(),
-        device: format!("{:?}", context.device).to_lowercase(),
+        device: format!("{:?}{}", context.device, context.precision.label()).to_lowercase(),
         reused_from: None,
     })
 }
@@ -175,7 +181,13 @@ enum Stepping<'m> {
 }
 
 impl<'m> Stepping<'m> {
-    fn choose(built: &'m Built, run: &RunPlan, data: &Dataset, progress: &Progress) -> Self {
+    fn choose(
+        built: &'m Built,
+        run: &RunPlan,
+        data: &Dataset,
+        bf16: bool,
+        progress: &Progress,
+    ) -> Self {
         match built.model.split_frozen(&built.frozen) {
             Some((extractor, rest)) if !run.training.augment => {
                 let started = Instant::now();
@@ -191,10 +203,13 @@ impl<'m> Stepping<'m> {
             }
             _ => Stepping::Whole(Network {
                 model: built.model.as_ref(),
+                // The fused update adds a bf16 product into float32 weights in place,
+                // which autocast does not convert.
                 fused: FusedInputDense::for_training(
                     built.model.split_input_dense(),
                     &run.training,
-                ),
+                )
+                .filter(|_| !bf16),
             }),
         }
     }

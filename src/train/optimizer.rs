@@ -171,6 +171,12 @@ impl Optimizer {
         let (rule, rules, decay, steps) = (self.rule, self.rules, self.decay, self.steps);
         tch::no_grad(|| {
             for (param, mut grad) in self.params.iter_mut().zip(grads) {
+                if cfg!(debug_assertions) {
+                    let mut tensors = vec![("gradient", &grad)];
+                    tensors.extend(param.buffers.iter().map(|buffer| ("buffer", buffer)));
+                    tensors.extend(param.scratch.iter().map(|scratch| ("scratch", scratch)));
+                    super::device::debug_assert_on(param.value.device(), &tensors);
+                }
                 if grad.defined() {
                     update(param, &mut grad, learning_rate, rule, rules, decay, steps);
                 }

@@ -2,6 +2,7 @@
 //! dense layer under plain SGD), augmentation, the learning-rate schedule, and
 //! evaluation in eval mode. Every random draw is the run's own (`random`).
 
+use super::device;
 use super::optimizer::Optimizer;
 use crate::data::{Images, Split};
 use crate::random;
@@ -120,6 +121,16 @@ pub fn train_epoch(
                 (logits, loss)
             }
         };
+        device::debug_assert_on(
+            device,
+            &[
+                ("batch order", &index),
+                ("images", &images),
+                ("labels", &labels),
+                ("logits", &logits),
+                ("loss", &loss),
+            ],
+        );
         tch::no_grad(|| {
             loss_sum += loss * index.size()[0] as f64;
             correct += task.correct(&logits, &labels);
@@ -167,6 +178,8 @@ pub struct Evaluation {
 pub fn evaluate(model: &dyn nn::ModuleT, split: &Split) -> Evaluation {
     let logits = predict(model, &split.images);
     let task = split.task;
+    let device = split.labels.device();
+    device::debug_assert_on(device, &[("logits", &logits), ("labels", &split.labels)]);
     tch::no_grad(|| {
         let correct = task.correct(&logits, &split.labels).double_value(&[]);
         let decisions = split.labels.numel();
@@ -180,12 +193,13 @@ pub fn evaluate(model: &dyn nn::ModuleT, split: &Split) -> Evaluation {
     })
 }
 
-/// Logits for every image, in eval mode, without gradients.
+/// Logits for every image, in eval mode, without gradients; in float32 also under bf16
+/// autocast, so that what reads them needs to know of one kind only.
 pub fn predict(model: &dyn nn::ModuleT, images: &Images) -> Tensor {
     tch::no_grad(|| {
         let batches: Vec<Tensor> = images
             .batches()
-            .map(|batch| model.forward_t(&batch, false))
+            .map(|batch| model.forward_t(&batch, false).to_kind(Kind::Float))
             .collect();
         Tensor::cat(&batches, 0)
     })

@@ -106,6 +106,7 @@ pub fn run_library(
         jobs: 1,
         threads: None,
         retry_failed: false,
+        precision: Default::default(),
     };
     cellnets::runner::run(&manifest, &[], &settings).unwrap()
 }
