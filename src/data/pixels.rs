@@ -74,6 +74,7 @@ impl Images {
             Images::Pixels(pixels) => training_batch(&pixels.index_select(0, index)),
             Images::Features(features) => features.index_select(0, index),
             Images::OnDisk(rows) => {
+                // The CPU reads the rows from disk, so it needs their numbers.
                 let index = Vec::<i64>::try_from(index.to_device(Device::Cpu))
                     .expect("row indices are int64");
                 training_batch(&rows.read(&index).to_device(rows.device))
@@ -115,6 +116,7 @@ impl Images {
         let one = Tensor::from_slice(&[index]).to_device(self.device());
         match self {
             Images::Features(_) => None,
+            // Figures are drawn on the CPU.
             _ => Some(self.select(&one).get(0).to_device(Device::Cpu)),
         }
     }
@@ -197,6 +199,7 @@ impl DiskRows {
             }
         }
         let [height, width, channels] = self.shape;
+        // Read into the CPU's memory; `select` and `batches` move it to the device.
         Tensor::from_slice(&buffer).view([index.len() as i64, height, width, channels])
     }
 }

@@ -91,6 +91,7 @@ pub fn check_transfers(
 }
 
 fn model_shapes(model: &ModelSpec, input: InputShape) -> Shapes {
+    // Only the shapes are wanted: a model built on the CPU and never run.
     let vs = nn::VarStore::new(Device::Cpu);
     model.build(&vs.root(), input);
     shapes(&vs.variables())

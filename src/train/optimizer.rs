@@ -186,6 +186,7 @@ impl Optimizer {
 
     /// The buffers and step count, sharing storage with the optimizer's own.
     pub fn state(&self) -> OptimizerState {
+        // A count the host keeps: on the CPU whatever the run's device.
         let mut tensors = vec![(STEPS.to_string(), Tensor::from(self.steps))];
         for param in &self.params {
             for (buffer, value) in self.rule.buffers().iter().zip(&param.buffers) {
@@ -229,6 +230,8 @@ impl Optimizer {
 /// arithmetic of `add_(tensor, alpha)` that libtorch's SGD used, so plain-SGD runs keep
 /// every bit of the numbers they had before cellnets had optimizers of its own.
 fn add_scaled(target: &mut Tensor, tensor: &Tensor, scale: f64) {
+    // A CPU run only: on a GPU the scale as a CPU scalar tensor would be a host copy
+    // every call, so the GPU multiplies by the number itself.
     if target.device() == Device::Cpu {
         let _ = target.addcmul_(tensor, &Tensor::from(scale).to_kind(target.kind()));
     } else {

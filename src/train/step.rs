@@ -352,4 +352,68 @@ mod tests {
         }
         assert!(changed > 32, "only {changed} of 64 images changed");
     }
+
+    #[test]
+    fn every_model_trains_and_evaluates_under_bf16_autocast() {
+        use crate::models::{InputShape, ModelSpec};
+        use crate::precision::Bf16Autocast;
+        let input = InputShape {
+            channels: 3,
+            height: 28,
+            width: 28,
+            classes: 4,
+        };
+        let split = Split {
+            images: Images::Pixels(Tensor::randint(
+                256,
+                [8, 28, 28, 3],
+                (Kind::Uint8, Device::Cpu),
+            )),
+            labels: Tensor::from_slice(&[0i64, 1, 2, 3, 3, 2, 1, 0]),
+            task: Task::MultiClass,
+        };
+        let settings = training("{epochs: 1, batch_size: 4, momentum: 0.9}");
+        for kind in [
+            "{kind: mlp, hidden: 16}",
+            "{kind: cnn, kernels: 4, kernel_size: 3}",
+            "{kind: dense_cnn}",
+            "{kind: resnet18}",
+        ] {
+            let spec: ModelSpec = serde_yaml::from_str(kind).unwrap();
+            let vs = nn::VarStore::new(Device::Cpu);
+            let model = spec.build(&vs.root(), input);
+            let before: Vec<Tensor> = vs.trainable_variables().iter().map(Tensor::copy).collect();
+            let mut optimizer = Optimizer::new(&vs, &settings);
+            let _autocast = Bf16Autocast::enter(Device::Cpu).unwrap();
+            let (loss, _) = train_epoch(
+                model.as_ref(),
+                None,
+                &mut optimizer,
+                0.01,
+                &split,
+                &settings,
+            );
+            let evaluation = evaluate(model.as_ref(), &split);
+            assert!(
+                loss.is_finite() && evaluation.loss.is_finite(),
+                "{kind}: {loss} {evaluation:?}"
+            );
+            assert_eq!(
+                predict(model.as_ref(), &split.images).kind(),
+                Kind::Float,
+                "{kind}"
+            );
+            let after = vs.trainable_variables();
+            assert!(
+                after.iter().all(|v| v.kind() == Kind::Float),
+                "{kind}: weights left float32"
+            );
+            let moved = before
+                .iter()
+                .zip(&after)
+                .filter(|(b, a)| !b.equal(a))
+                .count();
+            assert_eq!(moved, after.len(), "{kind}: every variable steps");
+        }
+    }
 }
