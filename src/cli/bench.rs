@@ -78,9 +78,12 @@ fn describe_device(device: tch::Device, precision: Precision) -> String {
         ),
         other => format!("{other:?}").to_lowercase(),
     };
+    let switches = match precision.flags() {
+        flags if flags.is_empty() => " none (IEEE float32)".to_string(),
+        flags => flags,
+    };
     format!(
-        "bench on {device}, {} libtorch threads, precision: float32{}",
+        "bench on {device}, {} libtorch threads, precision switches:{switches}",
         tch::get_num_threads(),
-        precision.label()
     )
 }
