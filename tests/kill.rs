@@ -2,7 +2,8 @@
 //! rerun: every file stays complete and consistent, no epoch is logged twice, finished
 //! runs are not retrained, and the resumed study ends exactly as an uninterrupted one,
 //! epoch tables and checkpoints alike, whatever the optimizer (plain SGD, momentum,
-//! Nesterov, Adam, RMSprop), schedule, early stopping, dropout or augmentation.
+//! Nesterov, Adam, RMSprop), schedule, early stopping, dropout, augmentation, or the
+//! extras (shifts, rotations, colour jitter, label smoothing, mixup and cutmix, warm-up).
 
 mod common;
 
@@ -31,8 +32,12 @@ const STUDY: &str = "  - name: width
     from: dropout
     training: {learning_rate: 0.003}
     grid: {optimizer: [adam, rmsprop]}
+  - name: extras
+    from: dropout
+    training: {augment: true, crop_padding: 1, rotate: 10, color_jitter: 0.2,
+               label_smoothing: 0.1, mixup: 0.4, cutmix: 1.0, warmup_epochs: 3}
 ";
-const RUNS: usize = 8;
+const RUNS: usize = 9;
 
 /// The best checkpoints' modification times, by path: a finished run must keep its own.
 fn finished_checkpoints(out: &Path) -> HashMap<PathBuf, SystemTime> {
@@ -56,7 +61,7 @@ enum Kill {
     AtEpoch(&'static str, usize),
 }
 
-const KILLS: [Kill; 10] = [
+const KILLS: [Kill; 11] = [
     Kill::After(300),
     Kill::AtEpoch("width/hidden=96", 9),
     Kill::After(700),
@@ -67,6 +72,7 @@ const KILLS: [Kill; 10] = [
     Kill::AtEpoch("adaptive/optimizer=adam", 5),
     Kill::After(450),
     Kill::AtEpoch("adaptive/optimizer=rmsprop", 13),
+    Kill::AtEpoch("extras/run", 7),
 ];
 
 fn epochs_logged(out: &Path, run: &str) -> usize {

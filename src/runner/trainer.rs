@@ -189,7 +189,7 @@ impl<'m> Stepping<'m> {
         progress: &Progress,
     ) -> Self {
         match built.model.split_frozen(&built.frozen) {
-            Some((extractor, rest)) if !run.training.augment => {
+            Some((extractor, rest)) if !run.training.varies_inputs() => {
                 let started = Instant::now();
                 let features = Box::new(precompute(extractor, data));
                 progress.note(&format!(

@@ -16,7 +16,7 @@ use std::path::Path;
 /// `TRAINING_KEYS`. Whether a model key fits the stage's model is known only once its
 /// `from` winner is, at plan time; a key in none of them is a typo, refused while the
 /// manifest is read, where its line is known.
-pub const GRID_KEYS: [&str; 31] = [
+pub const GRID_KEYS: [&str; 38] = [
     "kind",
     "hidden",
     "activation",
@@ -49,6 +49,13 @@ pub const GRID_KEYS: [&str; 31] = [
     "gamma",
     "patience",
     "augment",
+    "crop_padding",
+    "rotate",
+    "color_jitter",
+    "label_smoothing",
+    "mixup",
+    "cutmix",
+    "warmup_epochs",
 ];
 
 /// Grid keys that set training rather than the model: the tail of `GRID_KEYS`.
@@ -394,9 +401,35 @@ pub struct TrainingOverrides {
     /// Stops a run after this many epochs without a better `monitor` value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
-    /// Random flips and 90-degree rotations of training batches.
+    /// Random flips and 90-degree rotations of training batches: with the flips, all
+    /// eight symmetries of a square (horizontal and vertical flips among them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub augment: Option<bool>,
+    /// Pixels of zero padding around each training image, cropped back to its size at a
+    /// random offset: a random shift of up to this many pixels each way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop_padding: Option<usize>,
+    /// Largest angle, in degrees, of a random rotation of each training image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotate: Option<f64>,
+    /// Brightness, contrast and saturation of each training image scaled by random
+    /// factors in [1 - j, 1 + j].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub color_jitter: Option<f64>,
+    /// The training loss's targets: 1 - e on the true class, e spread evenly over all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_smoothing: Option<f64>,
+    /// Alpha of the Beta(alpha, alpha) weight that mixes pairs of training images and
+    /// their targets (mixup); 0 is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mixup: Option<f64>,
+    /// Alpha of the Beta(alpha, alpha) share of an image kept when a box of its pair is
+    /// pasted into it (cutmix); 0 is off. With `mixup`, each batch takes one of the two.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cutmix: Option<f64>,
+    /// Epochs whose learning rate rises linearly to the schedule's, from 1/(n+1) of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_epochs: Option<usize>,
 }
 
 /// Fully resolved training settings of one run.
@@ -432,10 +465,29 @@ pub struct Training {
     pub milestones: Vec<usize>,
     pub patience: Option<usize>,
     pub augment: bool,
+    /// The training extras, each off at zero; runs recorded before them have none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub crop_padding: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rotate: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub color_jitter: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub label_smoothing: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mixup: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cutmix: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup_epochs: usize,
 }
 
 fn is_false(value: &bool) -> bool {
     !value
+}
+
+fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl Training {
@@ -445,12 +497,27 @@ impl Training {
         self.optimizer == Optimizer::Sgd && self.momentum == 0.0 && self.weight_decay == 0.0
     }
 
+    /// Whether training images change from epoch to epoch (augmentation, mixup,
+    /// cutmix), so that what frozen layers make of them cannot be computed once.
+    pub fn varies_inputs(&self) -> bool {
+        self.augment
+            || self.crop_padding > 0
+            || self.rotate > 0.0
+            || self.color_jitter > 0.0
+            || self.mixes_images()
+    }
+
+    /// Whether batches mix pairs of images (mixup or cutmix).
+    pub fn mixes_images(&self) -> bool {
+        self.mixup > 0.0 || self.cutmix > 0.0
+    }
+
     /// The latest change to cellnets' training arithmetic that alters such a run's
     /// numbers (see `RunPlan::revision`): 3, optimizers of cellnets' own (Keras' rules)
     /// and augmentation drawn from the run's own seeds. Plain SGD without augmentation
     /// computes what it always did.
     pub fn revision(&self) -> u32 {
-        if self.plain_sgd() && !self.augment {
+        if self.plain_sgd() && !self.varies_inputs() && self.label_smoothing == 0.0 {
             1
         } else {
             3
@@ -490,6 +557,13 @@ impl TrainingOverrides {
             milestones: self.milestones.clone().or_else(|| base.milestones.clone()),
             patience: self.patience.or(base.patience),
             augment: self.augment.or(base.augment),
+            crop_padding: self.crop_padding.or(base.crop_padding),
+            rotate: self.rotate.or(base.rotate),
+            color_jitter: self.color_jitter.or(base.color_jitter),
+            label_smoothing: self.label_smoothing.or(base.label_smoothing),
+            mixup: self.mixup.or(base.mixup),
+            cutmix: self.cutmix.or(base.cutmix),
+            warmup_epochs: self.warmup_epochs.or(base.warmup_epochs),
         }
     }
 
@@ -525,6 +599,13 @@ impl TrainingOverrides {
             milestones: self.milestones.clone().unwrap_or_default(),
             patience: self.patience,
             augment: self.augment.unwrap_or(false),
+            crop_padding: self.crop_padding.unwrap_or(0),
+            rotate: self.rotate.unwrap_or(0.0),
+            color_jitter: self.color_jitter.unwrap_or(0.0),
+            label_smoothing: self.label_smoothing.unwrap_or(0.0),
+            mixup: self.mixup.unwrap_or(0.0),
+            cutmix: self.cutmix.unwrap_or(0.0),
+            warmup_epochs: self.warmup_epochs.unwrap_or(0),
         };
         if !(1..=1_000_000).contains(&training.epochs) {
             return Err(InvalidTraining::Epochs(training.epochs));
@@ -541,6 +622,8 @@ impl TrainingOverrides {
             ("beta_1", training.beta_1),
             ("beta_2", training.beta_2),
             ("rho", training.rho),
+            ("color_jitter", Some(training.color_jitter)),
+            ("label_smoothing", Some(training.label_smoothing)),
         ] {
             if let Some(value) = value.filter(|value| !(0.0..1.0).contains(value)) {
                 return Err(InvalidTraining::NotAFraction { name, value });
@@ -572,6 +655,23 @@ impl TrainingOverrides {
         }
         if training.patience == Some(0) {
             return Err(InvalidTraining::ZeroPatience);
+        }
+        if training.crop_padding > 64 {
+            return Err(InvalidTraining::CropPadding(training.crop_padding));
+        }
+        if !(0.0..=180.0).contains(&training.rotate) {
+            return Err(InvalidTraining::Rotate(training.rotate));
+        }
+        for (name, alpha) in [("mixup", training.mixup), ("cutmix", training.cutmix)] {
+            if !(0.0..=100.0).contains(&alpha) {
+                return Err(InvalidTraining::MixingAlpha { name, alpha });
+            }
+        }
+        if training.warmup_epochs >= training.epochs {
+            return Err(InvalidTraining::Warmup {
+                warmup: training.warmup_epochs,
+                epochs: training.epochs,
+            });
         }
         Ok(training)
     }
@@ -608,6 +708,14 @@ pub enum InvalidTraining {
     Milestones,
     #[error("patience must be at least 1 epoch")]
     ZeroPatience,
+    #[error("crop_padding must be between 0 and 64 pixels, got {0}")]
+    CropPadding(usize),
+    #[error("rotate is the largest angle in degrees, between 0 and 180; got {0}")]
+    Rotate(f64),
+    #[error("{name} is a Beta(alpha, alpha) parameter between 0 (off) and 100, got {alpha} (0.2 to 1 is usual)")]
+    MixingAlpha { name: &'static str, alpha: f64 },
+    #[error("warmup_epochs ({warmup}) must be fewer than epochs ({epochs})")]
+    Warmup { warmup: usize, epochs: usize },
 }
 
 /// A run's settings as the base of a later stage. A setting at the optimizer's default
@@ -639,6 +747,13 @@ impl From<&Training> for TrainingOverrides {
             milestones: Some(training.milestones.clone()).filter(|m| !m.is_empty()),
             patience: training.patience,
             augment: Some(training.augment),
+            crop_padding: Some(training.crop_padding).filter(|&value| value > 0),
+            rotate: Some(training.rotate).filter(|&value| value > 0.0),
+            color_jitter: Some(training.color_jitter).filter(|&value| value > 0.0),
+            label_smoothing: Some(training.label_smoothing).filter(|&value| value > 0.0),
+            mixup: Some(training.mixup).filter(|&value| value > 0.0),
+            cutmix: Some(training.cutmix).filter(|&value| value > 0.0),
+            warmup_epochs: Some(training.warmup_epochs).filter(|&value| value > 0),
         }
     }
 }
@@ -1023,6 +1138,32 @@ stages:
             InvalidTraining::Epsilon(0.0)
         );
         assert_eq!(with("patience: 0"), InvalidTraining::ZeroPatience);
+        assert_eq!(with("crop_padding: 65"), InvalidTraining::CropPadding(65));
+        assert_eq!(with("rotate: 200"), InvalidTraining::Rotate(200.0));
+        assert_eq!(
+            with("color_jitter: 1.5"),
+            InvalidTraining::NotAFraction {
+                name: "color_jitter",
+                value: 1.5
+            }
+        );
+        assert_eq!(
+            with("label_smoothing: 1"),
+            InvalidTraining::NotAFraction {
+                name: "label_smoothing",
+                value: 1.0
+            }
+        );
+        assert_eq!(
+            with("cutmix: -1"),
+            InvalidTraining::MixingAlpha {
+                name: "cutmix",
+                alpha: -1.0
+            }
+        );
+        let warmup = with("warmup_epochs: 20");
+        assert!(matches!(warmup, InvalidTraining::Warmup { warmup: 20, .. }));
+        assert!(warmup.to_string().contains("fewer than epochs"), "{warmup}");
     }
 
     #[test]

@@ -360,8 +360,10 @@ stages:
     #[test]
     fn training_keys_cover_every_training_setting() {
         let full: TrainingOverrides = serde_yaml::from_str(
-            "{epochs: 1, learning_rate: 0.5, patience: 3, optimizer: rmsprop, rho: 0.8,
-              epsilon: 0.01, weight_decay: 0.1}",
+            "{epochs: 3, learning_rate: 0.5, patience: 3, optimizer: rmsprop, rho: 0.8,
+              epsilon: 0.01, weight_decay: 0.1, crop_padding: 4, rotate: 15,
+              color_jitter: 0.1, label_smoothing: 0.1, mixup: 0.2, cutmix: 1.0,
+              warmup_epochs: 2}",
         )
         .unwrap();
         let full = TrainingOverrides {

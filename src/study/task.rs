@@ -68,6 +68,19 @@ impl Task {
         }
     }
 
+    /// Mean loss of a batch's logits against targets given as probabilities per class
+    /// (or per label): the cross-entropy of soft targets, which is `loss` for one-hot
+    /// ones.
+    pub fn loss_against_probabilities(self, logits: &Tensor, targets: &Tensor) -> Tensor {
+        if self.has_classes() {
+            -(targets * logits.log_softmax(-1, Kind::Float))
+                .sum_dim_intlist(-1, false, Kind::Float)
+                .mean(Kind::Float)
+        } else {
+            logits.binary_cross_entropy_with_logits::<Tensor>(targets, None, None, Reduction::Mean)
+        }
+    }
+
     /// How many of a batch's decisions are right (on the device, int64): its classes,
     /// or each of its labels.
     pub fn correct(self, logits: &Tensor, labels: &Tensor) -> Tensor {
@@ -132,5 +145,31 @@ mod tests {
             assert!((loss - by_hand).abs() < 1e-6);
             assert_eq!(task.correct(&logits, &labels).int64_value(&[]), 1);
         }
+    }
+
+    #[test]
+    fn soft_targets_that_are_one_hot_give_the_plain_loss() {
+        let logits = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.0, 1.0, 1.5]).view([2, 3]);
+        let labels = Tensor::from_slice(&[2i64, 0]);
+        let one_hot = labels.one_hot(3).to_kind(Kind::Float);
+        let soft = Task::MultiClass.loss_against_probabilities(&logits, &one_hot);
+        let hard = Task::MultiClass.loss(&logits, &labels);
+        assert!(soft.allclose(&hard, 1e-6, 1e-7, false));
+    }
+
+    #[test]
+    fn smoothed_targets_give_pytorch_s_label_smoothing_loss() {
+        // (1 - e) CE(y) + e * mean over classes of -log p: PyTorch's label_smoothing.
+        let logits = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.0, 1.0, 1.5]).view([2, 3]);
+        let labels = Tensor::from_slice(&[2i64, 0]);
+        let e = 0.1;
+        let targets = labels.one_hot(3).to_kind(Kind::Float) * (1.0 - e) + e / 3.0;
+        let ours = Task::MultiClass.loss_against_probabilities(&logits, &targets);
+        let log_p = logits.log_softmax(-1, Kind::Float);
+        let by_formula = Task::MultiClass.loss(&logits, &labels) * (1.0 - e)
+            + (-log_p.mean_dim(-1, false, Kind::Float)).mean(Kind::Float) * e;
+        assert!(ours.allclose(&by_formula, 1e-6, 1e-7, false));
+        let pytorch = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, e);
+        assert!(ours.allclose(&pytorch, 1e-6, 1e-7, false));
     }
 }

@@ -1,16 +1,20 @@
 //! Training, free of I/O: the loop (`fit`) with its callbacks and the one point a run
-//! resumes from, a batch's step and evaluation (`step`), the optimizers and their
-//! state (`optimizer`), the request to stop at the next batch (`stop`), and the debug
-//! check that a step's tensors share the run's device (`device`).
+//! resumes from, a batch's step and evaluation (`step`), the random transforms of its
+//! images (`augment`), its targets under label smoothing, mixup and cutmix (`targets`),
+//! the optimizers and their state (`optimizer`), the request to stop at the next batch
+//! (`stop`), and the debug check that a step's tensors share the run's device
+//! (`device`).
 //!
 //! May import `data`, `study`, `models` and `random`; files are the business of the
 //! callbacks and checkpointers that `runner` hands the loop.
 
+mod augment;
 pub mod device;
 mod fit;
 mod optimizer;
 mod step;
 pub mod stop;
+mod targets;
 
 pub use fit::{
     fit, BestEpoch, Callback, Checkpointer, EpochRecord, Fitted, Network, Outcome, ResumePoint,

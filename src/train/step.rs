@@ -2,8 +2,10 @@
 //! dense layer under plain SGD), augmentation, the learning-rate schedule, and
 //! evaluation in eval mode. Every random draw is the run's own (`random`).
 
+use super::augment::augment;
 use super::device;
 use super::optimizer::Optimizer;
+use super::targets;
 use crate::data::{Images, Split};
 use crate::random;
 use crate::study::manifest::{Schedule, Training};
@@ -38,8 +40,7 @@ impl<'a> FusedInputDense<'a> {
     fn step(
         &self,
         images: &Tensor,
-        labels: &Tensor,
-        task: Task,
+        loss_of: impl Fn(&Tensor) -> Tensor,
         optimizer: &mut Optimizer,
         learning_rate: f64,
     ) -> (Tensor, Tensor) {
@@ -48,7 +49,7 @@ impl<'a> FusedInputDense<'a> {
         let pre_activation =
             tch::no_grad(|| inputs.linear(&layer.ws, layer.bs.as_ref())).set_requires_grad(true);
         let logits = self.rest.forward_t(&pre_activation, true);
-        let loss = task.loss(&logits, labels);
+        let loss = loss_of(&logits);
         let grads = optimizer.backward_step(&loss, learning_rate, &[&pre_activation]);
         tch::no_grad(|| {
             let step = &grads[0] * -learning_rate;
@@ -63,8 +64,19 @@ impl<'a> FusedInputDense<'a> {
     }
 }
 
-/// The learning rate of `epoch` (1-based) under the run's schedule.
+/// The learning rate of `epoch` (1-based) under the run's schedule, after a linear
+/// warm-up over its first `warmup_epochs`: k/(n+1) of the scheduled rate in epoch k.
 pub fn learning_rate(training: &Training, epoch: usize) -> f64 {
+    let scheduled = scheduled_rate(training, epoch);
+    let warmup = training.warmup_epochs;
+    if epoch <= warmup {
+        scheduled * epoch as f64 / (warmup + 1) as f64
+    } else {
+        scheduled
+    }
+}
+
+fn scheduled_rate(training: &Training, epoch: usize) -> f64 {
     let done = (epoch - 1) as f64;
     match training.schedule {
         Schedule::Constant => training.learning_rate,
@@ -101,39 +113,40 @@ pub fn train_epoch(
     let task = split.task;
     let order = random::draw(|| Tensor::randperm(rows, (Kind::Int64, device)));
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
-    let mut correct = Tensor::zeros([], (Kind::Int64, device));
+    // Double, since a mixed batch's right decisions come in shares of images.
+    let mut correct = Tensor::zeros([], (Kind::Double, device));
     for start in (0..rows).step_by(batch_size) {
         if crate::train::stop::requested() {
             break; // fit drops this epoch
         }
         let index = order.narrow(0, start, (batch_size as i64).min(rows - start));
         let labels = split.labels.index_select(0, &index);
-        let mut images = split.images.select(&index);
-        if training.augment {
-            images = augment(&images);
-        }
+        let images = augment(&split.images.select(&index), training);
+        let (images, targets) = BatchTargets::of(images, labels, training);
+        let loss_of = |logits: &Tensor| targets.loss(task, logits);
         let (logits, loss) = match &fused {
-            Some(fused) => fused.step(&images, &labels, task, optimizer, learning_rate),
+            Some(fused) => fused.step(&images, loss_of, optimizer, learning_rate),
             None => {
                 let logits = model.forward_t(&images, true);
-                let loss = task.loss(&logits, &labels);
+                let loss = loss_of(&logits);
                 optimizer.backward_step(&loss, learning_rate, &[]);
                 (logits, loss)
             }
         };
+        let labels = &targets.labels;
         device::debug_assert_on(
             device,
             &[
                 ("batch order", &index),
                 ("images", &images),
-                ("labels", &labels),
+                ("labels", labels),
                 ("logits", &logits),
                 ("loss", &loss),
             ],
         );
         tch::no_grad(|| {
             loss_sum += loss * index.size()[0] as f64;
-            correct += task.correct(&logits, &labels);
+            correct += targets.correct(task, &logits);
         });
     }
     // A class per image, or a yes/no per label: one decision per label value.
@@ -144,27 +157,53 @@ pub fn train_epoch(
     )
 }
 
-/// A random horizontal flip and a random multiple of 90 degrees of rotation per image:
-/// blood cells have no preferred orientation. Rotations need square images.
-fn augment(images: &Tensor) -> Tensor {
-    let rows = images.size()[0];
-    let device = images.device();
-    let [.., height, width] = images.size()[..] else {
-        unreachable!("images are (N, C, H, W)")
-    };
-    let (flip, turns) = random::draw(|| {
-        let flip = Tensor::rand([rows, 1, 1, 1], (Kind::Float, device)).lt(0.5);
-        let turns = Tensor::randint(4, [rows, 1, 1, 1], (Kind::Int64, device));
-        (flip, turns)
-    });
-    let mut out = images.flip([3]).where_self(&flip, images);
-    if height == width {
-        let turned = out.shallow_clone();
-        for k in 1..4 {
-            out = turned.rot90(k, [2, 3]).where_self(&turns.eq(k), &out);
-        }
+/// What a training batch's loss and accuracy are taken against: its labels, or soft
+/// targets under label smoothing, mixup or cutmix.
+struct BatchTargets {
+    labels: Tensor,
+    smoothing: f64,
+    /// The share of each image's own labels when the batch was mixed; the rest are its
+    /// partner's.
+    own_share: Option<f64>,
+}
+
+impl BatchTargets {
+    /// The batch's images (mixed, when the run mixes) and their targets.
+    fn of(images: Tensor, labels: Tensor, training: &Training) -> (Tensor, Self) {
+        let (images, own_share) = match targets::mix(&images, training) {
+            Some(mixed) => (mixed.images, Some(mixed.own_share)),
+            None => (images, None),
+        };
+        let targets = BatchTargets {
+            labels,
+            smoothing: training.label_smoothing,
+            own_share,
+        };
+        (images, targets)
     }
-    out
+
+    fn loss(&self, task: Task, logits: &Tensor) -> Tensor {
+        if self.own_share.is_none() && self.smoothing == 0.0 {
+            return task.loss(logits, &self.labels);
+        }
+        let outputs = logits.size()[1];
+        let smoothed = targets::smoothed(task, &self.labels, outputs, self.smoothing);
+        let soft = match self.own_share {
+            Some(own_share) => targets::mixed(&smoothed, own_share),
+            None => smoothed,
+        };
+        task.loss_against_probabilities(logits, &soft)
+    }
+
+    /// Right decisions against each image's own labels and, in its share, its partner's.
+    fn correct(&self, task: Task, logits: &Tensor) -> Tensor {
+        let own = task.correct(logits, &self.labels);
+        let Some(own_share) = self.own_share else {
+            return own;
+        };
+        let partner = task.correct(logits, &self.labels.flip([0]));
+        own.to_kind(Kind::Double) * own_share + partner.to_kind(Kind::Double) * (1.0 - own_share)
+    }
 }
 
 /// Mean loss and accuracy (of classes, or of every label decision) over a split.
@@ -250,7 +289,8 @@ mod tests {
             for _ in 0..3 {
                 match fused.filter(|_| fuse) {
                     Some(fused) => {
-                        let _ = fused.step(&images, &labels, Task::MultiClass, &mut optimizer, 0.5);
+                        let loss_of = |logits: &Tensor| Task::MultiClass.loss(logits, &labels);
+                        let _ = fused.step(&images, loss_of, &mut optimizer, 0.5);
                     }
                     None => {
                         let loss = model
@@ -330,27 +370,13 @@ mod tests {
         assert!((at(76) - 1e-5).abs() < 1e-15 && (at(100) - 1e-5).abs() < 1e-15);
         let constant = training("{epochs: 10}");
         assert_eq!(learning_rate(&constant, 10), 0.01);
-    }
-
-    #[test]
-    fn augmentation_only_flips_and_turns_each_image() {
-        let images = Tensor::rand([64, 3, 5, 5], (Kind::Float, Device::Cpu));
-        let out = augment(&images);
-        assert_eq!(out.size(), images.size());
-        let mut changed = 0;
-        for i in 0..64 {
-            let (original, seen) = (images.get(i), out.get(i));
-            let variants: Vec<Tensor> = [original.shallow_clone(), original.flip([2])]
-                .iter()
-                .flat_map(|base| (0..4).map(move |k| base.rot90(k, [1, 2])))
-                .collect();
-            assert!(
-                variants.iter().any(|v| v.equal(&seen)),
-                "image {i} is not a flip/turn"
-            );
-            changed += i64::from(!seen.equal(&original));
+        // A linear warm-up: 1/4, 2/4, 3/4 of the cosine schedule's rate, then the schedule.
+        let warm = training("{epochs: 10, learning_rate: 0.1, schedule: cosine, warmup_epochs: 3}");
+        for epoch in 1..=3 {
+            let expected = learning_rate(&cosine, epoch) * epoch as f64 / 4.0;
+            assert!((learning_rate(&warm, epoch) - expected).abs() < 1e-15);
         }
-        assert!(changed > 32, "only {changed} of 64 images changed");
+        assert_eq!(learning_rate(&warm, 4), learning_rate(&cosine, 4));
     }
 
     #[test]
