@@ -10,8 +10,8 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Comma-separated: mlp256, mlp4096, cnn8x3, cnn64x9, deep, resnet18 (left out by
-    /// default: several minutes an epoch on a laptop's CPU).
+    /// Comma-separated: mlp256, mlp4096, cnn8x3, cnn64x9, deep, resnet18 and resnet9 (the
+    /// last two left out by default: minutes an epoch on a laptop's CPU).
     #[arg(
         long,
         value_delimiter = ',',

@@ -10,11 +10,13 @@ mod cnn;
 mod dense_cnn;
 mod mlp;
 mod resnet;
+mod resnet9;
 mod spec;
 
 pub use cnn::ShallowCnn;
 pub use dense_cnn::DenseCnn;
 pub use mlp::Mlp;
 pub use resnet::ResNet18;
+pub use resnet9::ResNet9;
 use spec::{conv, glorot_uniform};
 pub use spec::{count_parameters, Activation, InputShape, InvalidModel, ModelSpec, Network, Pool};

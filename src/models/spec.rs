@@ -2,7 +2,7 @@
 //! live under named `VarStore` paths (`hidden`, `output`, `conv`, `head`), so a
 //! checkpoint is readable and a layer can be frozen by its path prefix.
 
-use super::{DenseCnn, Mlp, ResNet18, ShallowCnn};
+use super::{DenseCnn, Mlp, ResNet18, ResNet9, ShallowCnn};
 use serde::{Deserialize, Serialize};
 use tch::nn;
 
@@ -41,6 +41,16 @@ pub enum ModelSpec {
     },
     /// ResNet-18 adapted to small images (3x3 stem, no initial pooling).
     Resnet18 {},
+    /// The DAWNBench ResNet-9: stages of `width` (default 64), 2, 4 and 8 times as many
+    /// channels, two of them with a residual pair.
+    Resnet9 {
+        #[serde(default = "default_resnet9_width")]
+        width: i64,
+    },
+}
+
+fn default_resnet9_width() -> i64 {
+    64
 }
 
 fn default_stem_filters() -> i64 {
@@ -123,6 +133,8 @@ pub enum InvalidModel {
     CnnKernels(i64),
     #[error("cnn kernel_size must be a positive odd number, got {0}")]
     CnnKernelSize(i64),
+    #[error("resnet9 width must be between 1 and {max}, got {0}", max = MAX_CHANNELS / 8)]
+    Resnet9Width(i64),
 }
 
 impl ModelSpec {
@@ -157,6 +169,11 @@ impl ModelSpec {
                 }
             }
             ModelSpec::Resnet18 {} => {}
+            ModelSpec::Resnet9 { width } => {
+                if !(1..=MAX_CHANNELS / 8).contains(&width) {
+                    return Err(InvalidModel::Resnet9Width(width));
+                }
+            }
             ModelSpec::Cnn {
                 kernels,
                 kernel_size,
@@ -183,7 +200,7 @@ impl ModelSpec {
             ModelSpec::Mlp { .. } | ModelSpec::Cnn { .. } => 1,
             // 2: BatchNorm scales start at ones (tch drew them from [0, 1)), and the
             // deep CNN keeps Keras' biased moving variance.
-            ModelSpec::DenseCnn { .. } | ModelSpec::Resnet18 {} => 2,
+            ModelSpec::DenseCnn { .. } | ModelSpec::Resnet18 {} | ModelSpec::Resnet9 { .. } => 2,
         }
     }
 
@@ -216,6 +233,7 @@ impl ModelSpec {
                 bottleneck,
             )),
             ModelSpec::Resnet18 {} => Box::new(ResNet18::new(path, input)),
+            ModelSpec::Resnet9 { width } => Box::new(ResNet9::new(path, input, width)),
         }
     }
 }
@@ -337,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn the_deep_cnn_and_resnet18_run_forward_and_backward_on_a_tiny_batch() {
+    fn the_residual_and_deep_cnns_run_forward_and_backward_on_a_tiny_batch() {
         let input = InputShape {
             channels: 3,
             height: 28,
@@ -347,6 +365,7 @@ mod tests {
         for spec in [
             serde_yaml::from_str::<ModelSpec>("kind: dense_cnn").unwrap(),
             ModelSpec::Resnet18 {},
+            ModelSpec::Resnet9 { width: 8 },
         ] {
             let vs = nn::VarStore::new(Device::Cpu);
             let model = spec.build(&vs.root(), input);
@@ -383,6 +402,19 @@ mod tests {
         // classes: 9,408 stem weights and 513,000 head ones.
         let resnet = counts(&ModelSpec::Resnet18 {}, BLOODMNIST);
         assert_eq!(resnet, (11_689_512 - 9_408 + 1_728 - 513_000 + 4_104, 0));
+        // ResNet-9: 3x3 convolutions without biases, each with a BatchNorm's scale and
+        // shift, and a linear head.
+        let conv_norm = |inputs: i64, outputs: i64| 9 * inputs * outputs + 2 * outputs;
+        let expected = conv_norm(3, 64)
+            + conv_norm(64, 128)
+            + 2 * conv_norm(128, 128)
+            + conv_norm(128, 256)
+            + conv_norm(256, 512)
+            + 2 * conv_norm(512, 512)
+            + 512 * 8
+            + 8;
+        let resnet9 = counts(&ModelSpec::Resnet9 { width: 64 }, BLOODMNIST);
+        assert_eq!(resnet9, (expected, 0));
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::time::Instant;
 use tch::nn;
 
 /// The benchmarked models by name: the MLP search's start and winner, the smallest and
-/// the chosen shallow CNN, the deep CNN, and ResNet-18 (the MedMNIST benchmark's).
+/// the chosen shallow CNN, the deep CNN, ResNet-18 (the MedMNIST benchmark's) and the
+/// DAWNBench ResNet-9.
 pub fn models() -> Vec<(&'static str, ModelSpec)> {
     let mlp = |hidden, dropout| ModelSpec::Mlp {
         hidden,
@@ -35,6 +36,7 @@ pub fn models() -> Vec<(&'static str, ModelSpec)> {
             serde_yaml::from_str("kind: dense_cnn").expect("a valid model"),
         ),
         ("resnet18", ModelSpec::Resnet18 {}),
+        ("resnet9", ModelSpec::Resnet9 { width: 64 }),
     ]
 }
 
@@ -189,7 +191,7 @@ mod tests {
         let resnet18 = 11_689_512 - 9_408 + 1_728 - 513_000 + 4_104;
         assert_eq!(
             counts,
-            [604_424, 9_670_664, 12_776, 115_976, 347_656, resnet18]
+            [604_424, 9_670_664, 12_776, 115_976, 347_656, resnet18, 6_572_104]
         );
     }
 }

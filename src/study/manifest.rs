@@ -16,7 +16,7 @@ use std::path::Path;
 /// `TRAINING_KEYS`. Whether a model key fits the stage's model is known only once its
 /// `from` winner is, at plan time; a key in none of them is a typo, refused while the
 /// manifest is read, where its line is known.
-pub const GRID_KEYS: [&str; 38] = [
+pub const GRID_KEYS: [&str; 39] = [
     "kind",
     "hidden",
     "activation",
@@ -29,6 +29,7 @@ pub const GRID_KEYS: [&str; 38] = [
     "layers",
     "growth",
     "bottleneck",
+    "width",
     // Training keys from here on: `TRAINING_KEYS`.
     "epochs",
     "batch_size",
@@ -59,7 +60,7 @@ pub const GRID_KEYS: [&str; 38] = [
 ];
 
 /// Grid keys that set training rather than the model: the tail of `GRID_KEYS`.
-pub const TRAINING_KEYS: &[&str] = GRID_KEYS.split_at(12).1;
+pub const TRAINING_KEYS: &[&str] = GRID_KEYS.split_at(13).1;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

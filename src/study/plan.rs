@@ -393,6 +393,7 @@ stages:
             serde_yaml::from_str("{kind: cnn, kernels: 1, kernel_size: 1}").unwrap(),
             serde_yaml::from_str("kind: dense_cnn").unwrap(),
             ModelSpec::Resnet18 {},
+            ModelSpec::Resnet9 { width: 64 },
         ];
         let mut model_keys: Vec<String> = Vec::new();
         for model in models {
