@@ -3,7 +3,8 @@
 //! runs are not retrained, and the resumed study ends exactly as an uninterrupted one,
 //! epoch tables and checkpoints alike, whatever the optimizer (plain SGD, momentum,
 //! Nesterov, Adam, RMSprop), schedule, early stopping, dropout, augmentation, or the
-//! extras (shifts, rotations, colour jitter, label smoothing, mixup and cutmix, warm-up).
+//! extras (shifts, rotations, colour jitter, label smoothing, mixup and cutmix, warm-up,
+//! a moving average of the weights).
 
 mod common;
 
@@ -35,7 +36,8 @@ const STUDY: &str = "  - name: width
   - name: extras
     from: dropout
     training: {augment: true, crop_padding: 1, rotate: 10, color_jitter: 0.2,
-               label_smoothing: 0.1, mixup: 0.4, cutmix: 1.0, warmup_epochs: 3}
+               label_smoothing: 0.1, mixup: 0.4, cutmix: 1.0, warmup_epochs: 3,
+               ema: 0.9}
 ";
 const RUNS: usize = 9;
 

@@ -16,7 +16,7 @@ use std::path::Path;
 /// `TRAINING_KEYS`. Whether a model key fits the stage's model is known only once its
 /// `from` winner is, at plan time; a key in none of them is a typo, refused while the
 /// manifest is read, where its line is known.
-pub const GRID_KEYS: [&str; 39] = [
+pub const GRID_KEYS: [&str; 40] = [
     "kind",
     "hidden",
     "activation",
@@ -57,6 +57,7 @@ pub const GRID_KEYS: [&str; 39] = [
     "mixup",
     "cutmix",
     "warmup_epochs",
+    "ema",
 ];
 
 /// Grid keys that set training rather than the model: the tail of `GRID_KEYS`.
@@ -431,6 +432,10 @@ pub struct TrainingOverrides {
     /// Epochs whose learning rate rises linearly to the schedule's, from 1/(n+1) of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_epochs: Option<usize>,
+    /// Decay of an exponential moving average of the weights, updated every step, which
+    /// is what the run evaluates and keeps (0.999 is usual); 0 is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
 }
 
 /// Fully resolved training settings of one run.
@@ -481,6 +486,8 @@ pub struct Training {
     pub cutmix: f64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub warmup_epochs: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ema: f64,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -518,7 +525,11 @@ impl Training {
     /// and augmentation drawn from the run's own seeds. Plain SGD without augmentation
     /// computes what it always did.
     pub fn revision(&self) -> u32 {
-        if self.plain_sgd() && !self.varies_inputs() && self.label_smoothing == 0.0 {
+        if self.plain_sgd()
+            && !self.varies_inputs()
+            && self.label_smoothing == 0.0
+            && self.ema == 0.0
+        {
             1
         } else {
             3
@@ -565,6 +576,7 @@ impl TrainingOverrides {
             mixup: self.mixup.or(base.mixup),
             cutmix: self.cutmix.or(base.cutmix),
             warmup_epochs: self.warmup_epochs.or(base.warmup_epochs),
+            ema: self.ema.or(base.ema),
         }
     }
 
@@ -607,6 +619,7 @@ impl TrainingOverrides {
             mixup: self.mixup.unwrap_or(0.0),
             cutmix: self.cutmix.unwrap_or(0.0),
             warmup_epochs: self.warmup_epochs.unwrap_or(0),
+            ema: self.ema.unwrap_or(0.0),
         };
         if !(1..=1_000_000).contains(&training.epochs) {
             return Err(InvalidTraining::Epochs(training.epochs));
@@ -625,6 +638,7 @@ impl TrainingOverrides {
             ("rho", training.rho),
             ("color_jitter", Some(training.color_jitter)),
             ("label_smoothing", Some(training.label_smoothing)),
+            ("ema", Some(training.ema)),
         ] {
             if let Some(value) = value.filter(|value| !(0.0..1.0).contains(value)) {
                 return Err(InvalidTraining::NotAFraction { name, value });
@@ -755,6 +769,7 @@ impl From<&Training> for TrainingOverrides {
             mixup: Some(training.mixup).filter(|&value| value > 0.0),
             cutmix: Some(training.cutmix).filter(|&value| value > 0.0),
             warmup_epochs: Some(training.warmup_epochs).filter(|&value| value > 0),
+            ema: Some(training.ema).filter(|&value| value > 0.0),
         }
     }
 }

@@ -363,7 +363,7 @@ stages:
             "{epochs: 3, learning_rate: 0.5, patience: 3, optimizer: rmsprop, rho: 0.8,
               epsilon: 0.01, weight_decay: 0.1, crop_padding: 4, rotate: 15,
               color_jitter: 0.1, label_smoothing: 0.1, mixup: 0.2, cutmix: 1.0,
-              warmup_epochs: 2}",
+              warmup_epochs: 2, ema: 0.99}",
         )
         .unwrap();
         let full = TrainingOverrides {

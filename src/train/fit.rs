@@ -234,6 +234,7 @@ pub fn fit(
                 .collect(),
         };
         checkpointer.commit(&point, vs, &optimizer.state())?;
+        optimizer.swap_out_average();
         stop = stop_reason(Some(&point.last), callbacks);
         last = Some(point.last);
     }
@@ -269,6 +270,8 @@ fn run_epoch(
             training,
         )
     });
+    // Under `ema` the average is evaluated and committed; `fit` swaps it out after.
+    optimizer.swap_in_average();
     let val = evaluate(network.model, &data.val);
     EpochRecord {
         epoch,

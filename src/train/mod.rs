@@ -1,7 +1,8 @@
 //! Training, free of I/O: the loop (`fit`) with its callbacks and the one point a run
 //! resumes from, a batch's step and evaluation (`step`), the random transforms of its
 //! images (`augment`), its targets under label smoothing, mixup and cutmix (`targets`),
-//! the optimizers and their state (`optimizer`), the request to stop at the next batch
+//! the optimizers and their state (`optimizer`) with the weights' moving average
+//! (`average`), the request to stop at the next batch
 //! (`stop`), and the debug check that a step's tensors share the run's device
 //! (`device`).
 //!
@@ -9,6 +10,7 @@
 //! callbacks and checkpointers that `runner` hands the loop.
 
 mod augment;
+mod average;
 pub mod device;
 mod fit;
 mod optimizer;

@@ -13,6 +13,7 @@
 //! - Weight decay: Keras decouples it for every optimizer (`p -= lr wd p` before the
 //!   step); PyTorch adds `wd p` to the gradient (L2), except AdamW, which decouples it.
 
+use super::average::WeightAverage;
 use crate::study::manifest::{Optimizer as Kind, Training, UpdateRules};
 use anyhow::{bail, Result};
 use tch::{nn, Device, Tensor};
@@ -25,6 +26,8 @@ pub struct Optimizer {
     params: Vec<Param>,
     /// Steps taken: Adam's bias corrections need it.
     steps: i64,
+    /// The moving average of the weights that the run evaluates, under `ema`.
+    average: Option<WeightAverage>,
 }
 
 struct Param {
@@ -138,6 +141,7 @@ impl Optimizer {
             decay,
             params,
             steps: 0,
+            average: (training.ema > 0.0).then(|| WeightAverage::new(vs, training.ema)),
         }
     }
 
@@ -182,9 +186,29 @@ impl Optimizer {
                 }
             }
         });
+        if let Some(average) = &mut self.average {
+            average.update(self.steps);
+        }
     }
 
-    /// The buffers and step count, sharing storage with the optimizer's own.
+    /// Puts the weights the run evaluates in its variables: the moving average under
+    /// `ema` (the training weights set aside until `swap_out_average`), else nothing
+    /// changes.
+    pub fn swap_in_average(&mut self) {
+        if let Some(average) = &mut self.average {
+            average.swap_in();
+        }
+    }
+
+    /// Puts the training weights back after `swap_in_average`.
+    pub fn swap_out_average(&mut self) {
+        if let Some(average) = &mut self.average {
+            average.swap_out();
+        }
+    }
+
+    /// The buffers and step count, sharing storage with the optimizer's own, and under
+    /// `ema` the training weights (the variables hold the averages at a commit).
     pub fn state(&self) -> OptimizerState {
         // A count the host keeps: on the CPU whatever the run's device.
         let mut tensors = vec![(STEPS.to_string(), Tensor::from(self.steps))];
@@ -192,6 +216,9 @@ impl Optimizer {
             for (buffer, value) in self.rule.buffers().iter().zip(&param.buffers) {
                 tensors.push((format!("{}/{buffer}", param.name), value.shallow_clone()));
             }
+        }
+        if let Some(average) = &self.average {
+            tensors.extend(average.state());
         }
         OptimizerState(tensors)
     }
@@ -221,6 +248,9 @@ impl Optimizer {
                 }
                 tch::no_grad(|| value.copy_(saved));
             }
+        }
+        if let Some(average) = &mut self.average {
+            average.restore(find)?;
         }
         Ok(())
     }

@@ -31,7 +31,9 @@ impl<'a> FusedInputDense<'a> {
         training: &Training,
     ) -> Option<Self> {
         let (layer, rest) = parts?;
-        (training.plain_sgd() && layer.ws.requires_grad())
+        // The weight average updates after the optimizer's step, which the fused
+        // layer's update follows.
+        (training.plain_sgd() && training.ema == 0.0 && layer.ws.requires_grad())
             .then_some(FusedInputDense { layer, rest })
     }
 
