@@ -12,6 +12,9 @@ pub mod storage;
 /// Each run's own random streams.
 pub mod random;
 
+/// 95% intervals (Wilson, bootstrap, Student's t) and McNemar's exact test.
+pub mod statistics;
+
 /// The networks a manifest can name.
 pub mod models;
 
