@@ -67,6 +67,15 @@ impl RunSummary {
             ]
             .map(|(name, value)| (name.to_string(), value)),
         );
+        // After every older column, so tables and notebooks that read columns by
+        // position keep working.
+        columns.extend(
+            self.test
+                .ci95
+                .columns()
+                .into_iter()
+                .map(|(name, value)| (format!("test_{name}"), value.to_string())),
+        );
         columns
     }
 }

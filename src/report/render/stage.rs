@@ -6,7 +6,7 @@ use crate::figures::{CategoryLines, Curves, HeatMap, Panel};
 use crate::outputs::run_folder::SUMMARY_CSV;
 use crate::report::compute::TestedWinner;
 use crate::report::gather::{RunResult, StageResults};
-use crate::report::markdown::{count, metric, table};
+use crate::report::markdown::{count, metric, table, with_interval};
 use crate::report::output::{Drawing, Section, REPORT_DIR};
 use crate::study::reference::StudyGrid;
 use crate::train::EpochRecord;
@@ -138,8 +138,11 @@ fn run_row(run: &RunResult, varied: &[String], won: bool) -> Vec<String> {
         best.map_or("–".into(), |b| b.epoch.to_string()),
         metric(best.map(|b| b.val_accuracy)),
         metric(best.map(|b| b.val_loss)),
-        metric(Some(summary.test.accuracy)),
-        metric(Some(summary.test.balanced_accuracy)),
+        with_interval(summary.test.accuracy, summary.test.ci95.accuracy),
+        with_interval(
+            summary.test.balanced_accuracy,
+            summary.test.ci95.balanced_accuracy,
+        ),
         metric(Some(summary.test.macro_f1)),
         metric(Some(summary.test.auc)),
         count(summary.trainable_params),
@@ -376,6 +379,7 @@ mod tests {
                 balanced_accuracy: 0.5,
                 macro_f1: 0.5,
                 auc: 0.75,
+                ci95: Default::default(),
             },
             epochs: 3,
             seconds: 7.0,
