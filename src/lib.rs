@@ -24,11 +24,11 @@ pub mod study;
 /// npz files, image folders, downloads, pixels in memory or on disk.
 pub mod data;
 
+/// Accuracy, balanced accuracy, F1, AUC and confusion matrices, with their intervals.
+pub mod metrics;
+
 /// The training loop, free of I/O.
 pub mod train;
-
-/// Accuracy, balanced accuracy, F1, AUC and confusion matrices.
-pub mod metrics;
 
 /// PNG and SVG figures.
 pub mod figures;

@@ -377,15 +377,15 @@ pub enum Outcome {
 }
 
 impl TestReport {
-    /// Evaluates `model` (eval mode, no gradients) on every image of `split`.
-    pub fn of(model: &dyn tch::nn::ModuleT, split: &crate::data::Split) -> anyhow::Result<Self> {
+    /// Scores `logits`, a model's outputs for every image of `split` in order
+    /// (`train::predict`).
+    pub fn of(logits: &tch::Tensor, split: &crate::data::Split) -> anyhow::Result<Self> {
         use tch::{Device, Kind};
         let task = split.task;
-        let logits = crate::train::predict(model, &split.images);
         let outputs = logits.size()[1] as usize;
-        let loss = tch::no_grad(|| task.loss(&logits, &split.labels).double_value(&[]));
+        let loss = tch::no_grad(|| task.loss(logits, &split.labels).double_value(&[]));
         let flat = Vec::<f64>::try_from(
-            task.probabilities(&logits)
+            task.probabilities(logits)
                 .to_device(Device::Cpu)
                 .flatten(0, -1),
         )?;
@@ -426,6 +426,15 @@ impl TestReport {
     /// means over its labels), with balanced accuracy and macro F1 beside them (for
     /// labels: means of each label's).
     pub fn metrics(&self) -> TestMetrics {
+        TestMetrics {
+            ci95: self.intervals(),
+            ..self.point_estimates()
+        }
+    }
+
+    /// `metrics` without their intervals: what a validation split needs every epoch,
+    /// without a thousand resamples each time.
+    pub fn point_estimates(&self) -> TestMetrics {
         match &self.outcome {
             Outcome::Classes {
                 confusion, aucs, ..
@@ -435,7 +444,7 @@ impl TestReport {
                 balanced_accuracy: confusion.balanced_accuracy(),
                 macro_f1: confusion.macro_f1(),
                 auc: self.task_auc(aucs),
-                ci95: self.intervals(),
+                ci95: TestIntervals::UNDEFINED,
             },
             Outcome::Labels { scores, .. } => {
                 let mean_of = |score: fn(&LabelScores) -> f64| {

@@ -146,12 +146,52 @@ fn the_best_checkpoint_reloads_to_the_logged_val_accuracy() {
             .build(&vs.root(), data.input);
     vs.load(dir.path().join("out/mlp/run/best.safetensors"))
         .unwrap();
-    let reloaded = train::evaluate(model.as_ref(), &data.val);
+    let reloaded = train::evaluate(model.as_ref(), &data.val).unwrap();
     assert!(
         (reloaded.accuracy - logged).abs() < 1e-9,
         "{reloaded:?} vs {logged}"
     );
     assert!((reloaded.accuracy - summary.best.as_ref().unwrap().val_accuracy).abs() < 1e-9);
+}
+
+#[test]
+fn monitoring_val_auc_checkpoints_the_epoch_whose_auc_eval_reports() {
+    let dir = common::toy_project(
+        "  - name: mlp
+    model: {kind: mlp, hidden: 8}
+    training: {epochs: 4, monitor: val_auc, learning_rate: 0.001}
+",
+    );
+    let output = common::cellnets(dir.path(), &["experiments.yaml", "--device", "cpu"]);
+    assert!(output.status.success(), "{output:?}");
+    let (header, rows) = read_table(&dir.path().join("out/mlp/run/epochs.csv")).unwrap();
+    let column = |name: &str| header.iter().position(|c| c == name).unwrap();
+    let aucs: Vec<f64> = rows
+        .iter()
+        .map(|row| row[column("val_auc")].parse().unwrap())
+        .collect();
+    let best = aucs.iter().copied().fold(f64::MIN, f64::max);
+    let balanced: f64 = rows[0][column("val_balanced_accuracy")].parse().unwrap();
+    assert!((0.0..=1.0).contains(&balanced), "{balanced}");
+    assert!(
+        aucs.windows(2).any(|pair| pair[0] != pair[1]),
+        "a slow learning rate moves the AUC every epoch: {aucs:?}"
+    );
+
+    let output = common::cellnets(
+        dir.path(),
+        &["eval", "out/mlp/run", "--split", "val", "--device", "cpu"],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let (eval_header, metrics) =
+        read_table(&dir.path().join("out/mlp/run/eval/toy-val/metrics.csv")).unwrap();
+    let auc: f64 = metrics[0][eval_header.iter().position(|c| c == "auc").unwrap()]
+        .parse()
+        .unwrap();
+    assert!(
+        (auc - best).abs() < 1e-12,
+        "eval's val AUC {auc} is the best epoch's logged {best} ({aucs:?})"
+    );
 }
 
 #[test]

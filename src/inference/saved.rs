@@ -253,7 +253,10 @@ impl SavedRun {
     pub fn evaluate(&self, data: &Dataset, split: &Split, device: Device) -> Result<TestReport> {
         let model = self.load(data.input, device)?;
         panic::catch_unwind(AssertUnwindSafe(|| {
-            TestReport::of(model.network.as_ref(), split)
+            TestReport::of(
+                &crate::train::predict(model.network.as_ref(), &split.images),
+                split,
+            )
         }))
         .map_err(|_| anyhow!("libtorch failed evaluating {}", self.label()))?
     }

@@ -273,7 +273,7 @@ fn test_best(
     let checkpoint = folder.checkpoint();
     vs.load(&checkpoint)
         .with_context(|| format!("cannot reload {}", checkpoint.display()))?;
-    let report = TestReport::of(network, test)?;
+    let report = TestReport::of(&crate::train::predict(network, &test.images), test)?;
     report.write(folder.dir())?;
     Ok(report.metrics())
 }

@@ -2,7 +2,7 @@
 //! resumes from, a batch's step and evaluation (`step`), the optimizers and their
 //! state (`optimizer`), and the request to stop at the next batch (`stop`).
 //!
-//! May import `data`, `study`, `models` and `random`; files are the business of the
+//! May import `metrics` (an epoch's val AUC), `data`, `study`, `models` and `random`; files are the business of the
 //! callbacks and checkpointers that `runner` hands the loop.
 
 mod fit;
@@ -11,8 +11,8 @@ mod step;
 pub mod stop;
 
 pub use fit::{
-    fit, BestEpoch, Callback, Checkpointer, EpochRecord, Fitted, Network, Outcome, ResumePoint,
-    Resumed,
+    fit, monitored, BestEpoch, Callback, Checkpointer, EpochRecord, Fitted, Network, Outcome,
+    ResumePoint, Resumed,
 };
 pub use optimizer::{Optimizer, OptimizerState};
 pub use step::{evaluate, learning_rate, predict, train_epoch, Evaluation, FusedInputDense};

@@ -364,6 +364,8 @@ mod tests {
             val_loss: 0.25,
             val_accuracy,
             seconds: 1.0,
+            val_auc: 0.9,
+            val_balanced_accuracy: 0.5,
         });
         let summary = RunSummary {
             stage: run.stage.clone(),
