@@ -438,6 +438,7 @@ impl RunFolder {
         summary.stage = plan.stage.clone();
         summary.run = plan.name.clone();
         summary.reused_from = Some(summary.reused_from.unwrap_or(origin));
+        summary.repeat_of = plan.repeat_of.clone();
         self.commit(&FinishedRun {
             plan: plan.clone(),
             data_md5: finished.data_md5,

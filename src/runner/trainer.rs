@@ -73,6 +73,7 @@ pub fn train(
         seconds: start.elapsed().as_secs_f64(),
         device: format!("{:?}", context.device).to_lowercase(),
         reused_from: None,
+        repeat_of: run.repeat_of.clone(),
     })
 }
 

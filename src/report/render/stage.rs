@@ -387,6 +387,7 @@ mod tests {
             seconds: 7.0,
             device: "cpu".into(),
             reused_from: None,
+            repeat_of: None,
         };
         RunResult {
             name: run.name.clone(),
