@@ -572,6 +572,21 @@ impl TestReport {
         Some(ratio(right as u64, truth.len() as u64))
     }
 
+    /// Per image, whether the prediction is right: its class, or every one of its labels.
+    pub fn correct(&self) -> Vec<bool> {
+        match &self.outcome {
+            Outcome::Classes {
+                truth, predicted, ..
+            } => truth.iter().zip(predicted).map(|(t, p)| t == p).collect(),
+            Outcome::Labels { truth, .. } => self
+                .probabilities
+                .iter()
+                .zip(truth)
+                .map(|(p, t)| p.iter().zip(t).all(|(&p, &t)| (p > 0.5) == t))
+                .collect(),
+        }
+    }
+
     /// For an ordinal task, the mean distance between the true and the predicted grade.
     pub fn mean_absolute_error(&self) -> Option<f64> {
         match (&self.outcome, self.task) {

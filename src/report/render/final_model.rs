@@ -8,6 +8,7 @@ use crate::metrics::{ClassScores, Confusion};
 use crate::report::compute::{Mistake, TestedWinner};
 use crate::report::markdown::{against_interval, count, metric, table, with_interval};
 use crate::report::output::{Drawing, Section};
+use crate::statistics::mcnemar_exact;
 use crate::study::catalog;
 use crate::study::reference::{self, StudyModel};
 use crate::study::task::Task;
@@ -305,4 +306,68 @@ pub fn final_row(stage: &str, tested: &TestedWinner, study: Option<&StudyModel>)
         count(summary.trainable_params),
         study.map_or(String::new(), |m| m.title.clone()),
     ]
+}
+
+/// McNemar's exact test between every two final models tested on the same images: of
+/// the images only one of the two gets right, how many each gets, and how likely so
+/// lopsided a split is if neither model were better. Empty with fewer than two.
+pub fn paired_comparisons(finals: &[(&str, &TestedWinner)]) -> String {
+    let mut rows = Vec::new();
+    for (i, (first_stage, first)) in finals.iter().enumerate() {
+        for (second_stage, second) in &finals[i + 1..] {
+            let same_images = first.finished.plan.dataset == second.finished.plan.dataset
+                && first.report.len() == second.report.len();
+            if !same_images {
+                continue;
+            }
+            let (only_first, only_second) = first
+                .report
+                .correct()
+                .iter()
+                .zip(second.report.correct())
+                .fold((0u64, 0u64), |(a, b), (&x, y)| {
+                    (a + u64::from(x && !y), b + u64::from(!x && y))
+                });
+            let p = mcnemar_exact(only_first, only_second);
+            let better = match only_first.cmp(&only_second) {
+                _ if p >= 0.05 => "neither (p ≥ 0.05)".to_string(),
+                std::cmp::Ordering::Greater => format!("`{first_stage}`"),
+                _ => format!("`{second_stage}`"),
+            };
+            rows.push(vec![
+                format!("`{first_stage}` vs `{second_stage}`"),
+                count(only_first),
+                count(only_second),
+                format_p(p),
+                better,
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "Paired comparison on the same test images (McNemar's exact test: only the images \
+         exactly one of the two models gets right count; p is the chance of a split at least \
+         this uneven if neither model were better):\n\n{}\n",
+        table(
+            &[
+                "models",
+                "only first right",
+                "only second right",
+                "p",
+                "better"
+            ],
+            &rows
+        )
+    )
+}
+
+/// A p-value to four decimals, or as a bound below them.
+fn format_p(p: f64) -> String {
+    if p < 1e-4 {
+        "< 0.0001".into()
+    } else {
+        format!("{p:.4}")
+    }
 }

@@ -49,6 +49,13 @@ pub fn report(
         }
     }
     report.markdown += &final_models(&final_rows, &sets);
+    let finals: Vec<(&str, &TestedWinner)> = stages
+        .iter()
+        .zip(tested)
+        .filter(|(stage, _)| stage.is_final)
+        .filter_map(|(stage, tested)| Some((stage.stage.name.as_str(), tested.as_ref()?)))
+        .collect();
+    report.markdown += &final_model::paired_comparisons(&finals);
     for overview in data {
         report.push(data_overview::section(overview));
     }
@@ -67,7 +74,8 @@ fn introduction(manifest_path: &Path) -> String {
         "# cellnets report: {manifest}\n\nEvery stage of the manifest, from the outputs in this \
          folder, with the numbers the reproduced study reported beside them where it reported \
          any (IA048 \"Atividade 3 – Redes Neurais\", UNICAMP, 2024). Val accuracy is the best \
-         epoch's; test results are those of the best-val-loss checkpoint. Regenerate with \
+         epoch's; test results are those of the checkpoint of each run's monitor (val loss unless \
+         the manifest names another). Regenerate with \
          `cellnets report {manifest}`.\n\n"
     )
 }
