@@ -129,3 +129,86 @@ pub fn choose_winner(runs: &[(RunPlan, RunSummary)], pinned: Option<&str>) -> Op
         plan: (*plan).clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::TestMetrics;
+    use crate::study::manifest::parse;
+
+    /// A stage with `repeats: 3` over two configurations, monitoring `monitor`.
+    fn runs(monitor: &str, values: [[f64; 3]; 2]) -> Vec<(RunPlan, RunSummary)> {
+        let manifest = parse(&format!(
+            "dataset: {{name: bloodmnist}}\ndefaults: {{epochs: 1, monitor: {monitor}}}\nstages:\n  \
+             - name: s\n    model: {{kind: mlp, hidden: 4}}\n    grid: {{hidden: [4, 8]}}\n    \
+             repeats: 3\n"
+        ))
+        .unwrap();
+        let (stage, _) = plan::plan_all(&manifest, |_| Ok(None)).unwrap().remove(0);
+        stage
+            .runs
+            .into_iter()
+            .zip(values.iter().flatten())
+            .map(|(plan, &value)| {
+                let best = EpochRecord {
+                    epoch: 1,
+                    train_loss: 1.0,
+                    train_accuracy: 0.5,
+                    val_loss: 1.0,
+                    val_accuracy: value,
+                    seconds: 1.0,
+                    val_auc: 1.0 - value,
+                    val_balanced_accuracy: value,
+                };
+                let summary = RunSummary {
+                    stage: plan.stage.clone(),
+                    run: plan.name.clone(),
+                    hyperparameters: Vec::new(),
+                    trainable_params: 0,
+                    frozen_params: 0,
+                    status: crate::train::Outcome::Finished,
+                    best: Some(best),
+                    test: TestMetrics::UNDEFINED,
+                    epochs: 1,
+                    seconds: 1.0,
+                    device: "cpu".into(),
+                    reused_from: None,
+                    repeat_of: plan.repeat_of.clone(),
+                };
+                (plan, summary)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_winner_has_the_best_mean_over_seeds_not_the_luckiest_seed() {
+        // hidden=4 has the single best seed (0.95) but the lower mean (0.70 vs 0.80).
+        let runs = runs("val_loss", [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]]);
+        let winner = choose_winner(&runs, None).unwrap();
+        assert_eq!(winner.run, "hidden=8-seed0");
+        assert_eq!(winner.best_val_accuracy, 0.80);
+        let configurations = configurations(&runs, ranked_by(&runs));
+        assert_eq!(configurations.len(), 2);
+        assert!((configurations[0].spread.mean - 0.70).abs() < 1e-12);
+        assert_eq!(configurations[1].spread.count, 3);
+        // A pinned configuration wins by its first seed.
+        let pinned = choose_winner(&runs, Some("hidden=4")).unwrap();
+        assert_eq!(
+            (pinned.run.as_str(), pinned.pinned),
+            ("hidden=4-seed0", true)
+        );
+    }
+
+    #[test]
+    fn runs_that_all_monitor_val_auc_are_ranked_by_it() {
+        // val_auc is 1 - val_accuracy here: the ranking turns over.
+        let values = [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]];
+        let by_auc = runs("val_auc", values);
+        assert_eq!(ranked_by(&by_auc), Monitor::ValAuc);
+        assert_eq!(choose_winner(&by_auc, None).unwrap().run, "hidden=4-seed0");
+        let by_loss = runs("val_loss", values);
+        assert_eq!(ranked_by(&by_loss), Monitor::ValAccuracy);
+        let mixed: Vec<_> = by_auc[..3].iter().chain(&by_loss[3..]).cloned().collect();
+        assert_eq!(ranked_by(&mixed), Monitor::ValAccuracy, "mixed monitors");
+    }
+}
