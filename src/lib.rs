@@ -15,6 +15,9 @@ pub mod random;
 /// TF32, cuDNN's autotuner and bf16 autocast: libtorch's switches, off by default.
 pub mod precision;
 
+/// 95% intervals (Wilson, bootstrap, Student's t) and McNemar's exact test.
+pub mod statistics;
+
 /// The networks a manifest can name.
 pub mod models;
 
@@ -24,11 +27,11 @@ pub mod study;
 /// npz files, image folders, downloads, pixels in memory or on disk.
 pub mod data;
 
+/// Accuracy, balanced accuracy, F1, AUC and confusion matrices, with their intervals.
+pub mod metrics;
+
 /// The training loop, free of I/O.
 pub mod train;
-
-/// Accuracy, balanced accuracy, F1, AUC and confusion matrices.
-pub mod metrics;
 
 /// PNG and SVG figures.
 pub mod figures;

@@ -3,6 +3,7 @@
 //! give defined values, never a division by zero: a ratio with an empty denominator is
 //! 0, and a class without positives (or negatives) has no AUC and is left out of means.
 
+use crate::statistics::{bootstrap, wilson, Interval, BOOTSTRAP_SEED, RESAMPLES};
 use crate::storage::files::write_table;
 use crate::study::task::Task;
 
@@ -100,27 +101,54 @@ fn mean(values: &[f64]) -> f64 {
 /// half): what scikit-learn's `roc_auc_score` computes. None without positives or
 /// negatives.
 pub fn binary_auc(scores: &[f64], truth: &[bool]) -> Option<f64> {
-    let mut scored: Vec<(f64, bool)> = scores.iter().copied().zip(truth.iter().copied()).collect();
-    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let positives = scored.iter().filter(|(_, positive)| *positive).count();
-    let negatives = scored.len() - positives;
-    if positives == 0 || negatives == 0 {
-        return None;
-    }
-    // Sum of the positives' ranks, averaging the ranks of tied scores.
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < scored.len() {
-        let mut j = i;
-        while j < scored.len() && scored[j].0 == scored[i].0 {
-            j += 1;
+    Ranking::new(scores, truth).auc(|_| 1.0)
+}
+
+/// One output's scores sorted once, so that the AUC of any weighting of the samples
+/// (a bootstrap resample) is a single pass instead of a sort.
+struct Ranking {
+    /// Runs of sample indices with equal scores, lowest score first.
+    ties: Vec<Vec<usize>>,
+    positive: Vec<bool>,
+}
+
+impl Ranking {
+    fn new(scores: &[f64], truth: &[bool]) -> Self {
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+        let mut ties: Vec<Vec<usize>> = Vec::new();
+        for index in order {
+            match ties.last_mut() {
+                Some(run) if scores[run[0]] == scores[index] => run.push(index),
+                _ => ties.push(vec![index]),
+            }
         }
-        let average_rank = (i + j + 1) as f64 / 2.0;
-        rank_sum += average_rank * scored[i..j].iter().filter(|(_, p)| *p).count() as f64;
-        i = j;
+        Ranking {
+            ties,
+            positive: truth.to_vec(),
+        }
     }
-    let (p, n) = (positives as f64, negatives as f64);
-    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+
+    /// The chance that a positive sample outscores a negative one (a tie counts half),
+    /// each sample counted `weight(index)` times: the rank statistic, in one pass.
+    fn auc(&self, weight: impl Fn(usize) -> f64) -> Option<f64> {
+        let (mut negatives_below, mut ordered_pairs, mut positives) = (0.0, 0.0, 0.0);
+        for run in &self.ties {
+            let (mut run_positives, mut run_negatives) = (0.0, 0.0);
+            for &index in run {
+                if self.positive[index] {
+                    run_positives += weight(index);
+                } else {
+                    run_negatives += weight(index);
+                }
+            }
+            ordered_pairs += run_positives * (negatives_below + run_negatives / 2.0);
+            negatives_below += run_negatives;
+            positives += run_positives;
+        }
+        (positives > 0.0 && negatives_below > 0.0)
+            .then(|| ordered_pairs / (positives * negatives_below))
+    }
 }
 
 /// One-vs-rest ROC AUC of each class from `probabilities[sample][class]`. None for a
@@ -242,6 +270,56 @@ pub struct TestMetrics {
     /// Mean one-vs-rest ROC AUC over the classes.
     #[serde(rename = "test_auc", default = "undefined")]
     pub auc: f64,
+    /// 95% intervals of the four scores (undefined in results of cellnets versions
+    /// before they were measured, and for independent labels).
+    #[serde(rename = "test_ci95", default)]
+    pub ci95: TestIntervals,
+}
+
+/// 95% intervals of a model's scores on a split: Wilson's for accuracy, a share of
+/// independent images; a percentile bootstrap over the images, stratified by true
+/// class (`statistics::RESAMPLES` resamples, seeded), for the others, which no formula
+/// covers.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TestIntervals {
+    pub accuracy: Interval,
+    pub balanced_accuracy: Interval,
+    pub macro_f1: Interval,
+    pub auc: Interval,
+}
+
+impl TestIntervals {
+    pub const UNDEFINED: TestIntervals = TestIntervals {
+        accuracy: Interval::UNDEFINED,
+        balanced_accuracy: Interval::UNDEFINED,
+        macro_f1: Interval::UNDEFINED,
+        auc: Interval::UNDEFINED,
+    };
+
+    /// (name, interval), in the order `TestMetrics::columns` shows the scores.
+    pub fn named(&self) -> [(&'static str, Interval); 4] {
+        [
+            ("accuracy", self.accuracy),
+            ("balanced_accuracy", self.balanced_accuracy),
+            ("macro_f1", self.macro_f1),
+            ("auc", self.auc),
+        ]
+    }
+
+    /// (`<name>_ci95_low`, bound) and (`<name>_ci95_high`, bound) of each score: the
+    /// columns tables add after the scores.
+    pub fn columns(&self) -> Vec<(String, f64)> {
+        self.named()
+            .iter()
+            .flat_map(|(name, interval)| {
+                [
+                    (format!("{name}_ci95_low"), interval.low),
+                    (format!("{name}_ci95_high"), interval.high),
+                ]
+            })
+            .collect()
+    }
 }
 
 fn undefined() -> f64 {
@@ -256,6 +334,7 @@ impl TestMetrics {
         balanced_accuracy: f64::NAN,
         macro_f1: f64::NAN,
         auc: f64::NAN,
+        ci95: TestIntervals::UNDEFINED,
     };
 
     /// (name, value), in the order tables show them.
@@ -298,15 +377,15 @@ pub enum Outcome {
 }
 
 impl TestReport {
-    /// Evaluates `model` (eval mode, no gradients) on every image of `split`.
-    pub fn of(model: &dyn tch::nn::ModuleT, split: &crate::data::Split) -> anyhow::Result<Self> {
+    /// Scores `logits`, a model's outputs for every image of `split` in order
+    /// (`train::predict`).
+    pub fn of(logits: &tch::Tensor, split: &crate::data::Split) -> anyhow::Result<Self> {
         use tch::{Device, Kind};
         let task = split.task;
-        let logits = crate::train::predict(model, &split.images);
         let outputs = logits.size()[1] as usize;
-        let loss = tch::no_grad(|| task.loss(&logits, &split.labels).double_value(&[]));
+        let loss = tch::no_grad(|| task.loss(logits, &split.labels).double_value(&[]));
         let flat = Vec::<f64>::try_from(
-            task.probabilities(&logits)
+            task.probabilities(logits)
                 .to_device(Device::Cpu)
                 .flatten(0, -1),
         )?;
@@ -347,6 +426,15 @@ impl TestReport {
     /// means over its labels), with balanced accuracy and macro F1 beside them (for
     /// labels: means of each label's).
     pub fn metrics(&self) -> TestMetrics {
+        TestMetrics {
+            ci95: self.intervals(),
+            ..self.point_estimates()
+        }
+    }
+
+    /// `metrics` without their intervals: what a validation split needs every epoch,
+    /// without a thousand resamples each time.
+    pub fn point_estimates(&self) -> TestMetrics {
         match &self.outcome {
             Outcome::Classes {
                 confusion, aucs, ..
@@ -355,10 +443,8 @@ impl TestReport {
                 accuracy: confusion.accuracy(),
                 balanced_accuracy: confusion.balanced_accuracy(),
                 macro_f1: confusion.macro_f1(),
-                auc: match self.task {
-                    Task::BinaryClass => aucs.get(1).copied().flatten().unwrap_or(f64::NAN),
-                    _ => macro_auc(aucs),
-                },
+                auc: self.task_auc(aucs),
+                ci95: TestIntervals::UNDEFINED,
             },
             Outcome::Labels { scores, .. } => {
                 let mean_of = |score: fn(&LabelScores) -> f64| {
@@ -371,8 +457,70 @@ impl TestReport {
                     balanced_accuracy: mean_of(|s| s.balanced_accuracy),
                     macro_f1: mean_of(|s| s.f1),
                     auc: macro_auc(&aucs),
+                    ci95: TestIntervals::UNDEFINED,
                 }
             }
+        }
+    }
+
+    /// The AUC the MedMNIST evaluator reports from each class's one-vs-rest AUC: a
+    /// binary task's ranks class 1, others take the mean.
+    fn task_auc(&self, aucs: &[Option<f64>]) -> f64 {
+        match self.task {
+            Task::BinaryClass => aucs.get(1).copied().flatten().unwrap_or(f64::NAN),
+            _ => macro_auc(aucs),
+        }
+    }
+
+    /// The scores' 95% intervals (see `TestIntervals`), for a task of classes. A
+    /// bootstrap resample draws each class's images from that class, so every class
+    /// keeps its count, its recall and its AUC stay defined, and the interval reflects
+    /// which images were drawn, not how many of each class.
+    fn intervals(&self) -> TestIntervals {
+        let Outcome::Classes {
+            truth,
+            predicted,
+            confusion,
+            ..
+        } = &self.outcome
+        else {
+            return TestIntervals::UNDEFINED;
+        };
+        let classes = confusion.matrix.len();
+        let right = truth.iter().zip(predicted).filter(|(t, p)| t == p).count();
+        let mut strata = vec![Vec::new(); classes];
+        for (index, &class) in truth.iter().enumerate() {
+            strata[class as usize].push(index);
+        }
+        let rankings: Vec<Ranking> = (0..classes)
+            .map(|class| {
+                let scores: Vec<f64> = self.probabilities.iter().map(|p| p[class]).collect();
+                let positive: Vec<bool> = truth.iter().map(|&t| t as usize == class).collect();
+                Ranking::new(&scores, &positive)
+            })
+            .collect();
+        let [balanced_accuracy, macro_f1, auc] =
+            bootstrap(&strata, RESAMPLES, BOOTSTRAP_SEED, |weights| {
+                let mut matrix = vec![vec![0; classes]; classes];
+                for ((&t, &p), &weight) in truth.iter().zip(predicted).zip(weights) {
+                    matrix[t as usize][p as usize] += u64::from(weight);
+                }
+                let resampled = Confusion { matrix };
+                let aucs: Vec<Option<f64>> = rankings
+                    .iter()
+                    .map(|ranking| ranking.auc(|index| f64::from(weights[index])))
+                    .collect();
+                [
+                    resampled.balanced_accuracy(),
+                    resampled.macro_f1(),
+                    self.task_auc(&aucs),
+                ]
+            });
+        TestIntervals {
+            accuracy: wilson(right as u64, truth.len() as u64),
+            balanced_accuracy,
+            macro_f1,
+            auc,
         }
     }
 
@@ -422,6 +570,21 @@ impl TestReport {
             .filter(|(p, t)| p.iter().zip(t.iter()).all(|(&p, &t)| (p > 0.5) == t))
             .count();
         Some(ratio(right as u64, truth.len() as u64))
+    }
+
+    /// Per image, whether the prediction is right: its class, or every one of its labels.
+    pub fn correct(&self) -> Vec<bool> {
+        match &self.outcome {
+            Outcome::Classes {
+                truth, predicted, ..
+            } => truth.iter().zip(predicted).map(|(t, p)| t == p).collect(),
+            Outcome::Labels { truth, .. } => self
+                .probabilities
+                .iter()
+                .zip(truth)
+                .map(|(p, t)| p.iter().zip(t).all(|(&p, &t)| (p > 0.5) == t))
+                .collect(),
+        }
     }
 
     /// For an ordinal task, the mean distance between the true and the predicted grade.
@@ -629,6 +792,104 @@ mod tests {
         };
         assert_eq!(report.most_confident_mistakes(10), [2, 3, 0]);
         assert_eq!(report.most_confident_mistakes(1), [2]);
+    }
+
+    /// A report of classes whose predictions reproduce `confusion`, each image's
+    /// probabilities a one-hot of its prediction.
+    fn report_of(confusion: &Confusion) -> TestReport {
+        let classes = confusion.matrix.len();
+        let (mut truth, mut predicted) = (Vec::new(), Vec::new());
+        for (t, row) in confusion.matrix.iter().enumerate() {
+            for (p, &count) in row.iter().enumerate() {
+                truth.extend(std::iter::repeat_n(t as i64, count as usize));
+                predicted.extend(std::iter::repeat_n(p as i64, count as usize));
+            }
+        }
+        let probabilities: Vec<Vec<f64>> = predicted
+            .iter()
+            .map(|&p| (0..classes).map(|c| f64::from(c as i64 == p)).collect())
+            .collect();
+        TestReport {
+            task: Task::MultiClass,
+            loss: 0.0,
+            outcome: Outcome::classes(truth, predicted, &probabilities),
+            probabilities,
+        }
+    }
+
+    #[test]
+    fn test_intervals_are_wilson_and_the_stratified_bootstrap() {
+        let confusion = study_mlp();
+        let metrics = report_of(&confusion).metrics();
+        let ci = metrics.ci95;
+        // 2978 of 3421 right.
+        assert_eq!(ci.accuracy, crate::statistics::wilson(2978, 3421));
+        // Resampling each class's images keeps each class's count, so balanced accuracy
+        // varies only by the recalls: its standard error is
+        // sqrt(sum r(1 - r) / n) / classes, and the bootstrap lands near that normal
+        // interval.
+        let per_class = confusion.per_class();
+        let variance: f64 = per_class
+            .iter()
+            .map(|s| s.recall * (1.0 - s.recall) / s.support as f64)
+            .sum::<f64>()
+            / 64.0;
+        let half = 1.959964 * variance.sqrt();
+        let balanced = metrics.balanced_accuracy;
+        assert!(
+            (ci.balanced_accuracy.low - (balanced - half)).abs() < 0.002
+                && (ci.balanced_accuracy.high - (balanced + half)).abs() < 0.002,
+            "{:?} against {balanced} +/- {half}",
+            ci.balanced_accuracy
+        );
+        for (name, interval) in ci.named() {
+            let value = metrics
+                .columns()
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap()
+                .1;
+            assert!(
+                interval.contains(value),
+                "{name}: {value} not in {interval:?}"
+            );
+        }
+        assert_eq!(
+            report_of(&confusion).metrics().ci95,
+            ci,
+            "seeded: reproducible"
+        );
+    }
+
+    #[test]
+    fn a_flawless_ranking_has_an_auc_interval_of_one() {
+        let confusion = Confusion {
+            matrix: vec![vec![30, 0], vec![0, 20]],
+        };
+        let ci = report_of(&confusion).metrics().ci95;
+        assert_eq!((ci.auc.low, ci.auc.high), (1.0, 1.0));
+        assert_eq!(
+            (ci.balanced_accuracy.low, ci.balanced_accuracy.high),
+            (1.0, 1.0)
+        );
+        assert_eq!(ci.accuracy.high, 1.0);
+    }
+
+    #[test]
+    fn weighted_auc_counts_each_sample_as_often_as_drawn() {
+        // Drawing sample 0 twice is the same as listing it twice.
+        let scores = [0.9, 0.8, 0.3, 0.8];
+        let truth = [true, false, true, false];
+        let twice = binary_auc(
+            &[0.9, 0.9, 0.8, 0.3, 0.8],
+            &[true, true, false, true, false],
+        );
+        let weighted = Ranking::new(&scores, &truth).auc(|i| if i == 0 { 2.0 } else { 1.0 });
+        assert_eq!(weighted, twice);
+        assert_eq!(
+            Ranking::new(&scores, &truth).auc(|i| f64::from(i != 0 && i != 2)),
+            None
+        );
     }
 
     #[test]

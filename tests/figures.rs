@@ -59,6 +59,8 @@ fn charts_render_as_png_and_svg() {
                 val_loss: 2.2 / t + 0.01 * t,
                 val_accuracy: 0.95 - 0.5 / t,
                 seconds: 1.0,
+                val_auc: 0.99 - 0.3 / t,
+                val_balanced_accuracy: 0.9 - 0.5 / t,
             }
         })
         .collect();
@@ -78,6 +80,8 @@ fn charts_render_as_png_and_svg() {
             val_loss: f64::INFINITY,
             val_accuracy: 0.1,
             seconds: 1.0,
+            val_auc: f64::NAN,
+            val_balanced_accuracy: 0.1,
         }],
         best_epoch: None,
     };

@@ -108,7 +108,7 @@ fn the_report_shows_every_stage_beside_the_study_and_links_only_files_that_exist
         .and_then(|rest| rest.split("\n## ").next())
         .unwrap()
         .lines()
-        .filter(|line| line.starts_with("| `"))
+        .filter(|line| line.starts_with("| `") && !line.contains("` vs `"))
         .collect();
     assert_eq!(finals.len(), 2, "{finals:?}");
     assert!(finals[0].starts_with("| `rate`: "), "{finals:?}");
@@ -324,4 +324,52 @@ fn eval_scores_a_saved_run_on_any_compatible_file_and_refuses_others() {
         !output.status.success() && stderr.contains("is not a finished run"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_report_gives_intervals_seeds_and_paired_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = run_study(
+        dir.path(),
+        "  - name: mlp
+    model: {kind: mlp, hidden: 4}
+    grid: {hidden: [4, 8]}
+    repeats: 2
+    report: {study: mlp}
+  - name: cnn
+    model: {kind: cnn, kernels: 2, kernel_size: 3}
+",
+    );
+    let markdown = std::fs::read_to_string(path).unwrap();
+    for needle in [
+        // The final models' table and the winner's test section carry intervals, and
+        // set the study's number against ours.
+        "In brackets, 95% intervals over the test images",
+        "our 95% interval)",
+        "Each configuration trained with 2 seeds.",
+        "| hidden=4 | 2 |",
+        "| hidden=8 | 2 |",
+        "The best mean val accuracy, hidden=",
+        "over its 2 seeds",
+        "Paired comparison on the same test images",
+        "| `mlp` vs `cnn` |",
+    ] {
+        assert!(markdown.contains(needle), "{needle}\n{markdown}");
+    }
+    let (header, rows) = read_table(&dir.path().join("out/cnn/summary.csv")).unwrap();
+    let column = |name: &str| header.iter().position(|c| c == name).unwrap();
+    let number = |name: &str| rows[0][column(name)].parse::<f64>().unwrap();
+    for metric in ["accuracy", "balanced_accuracy", "macro_f1", "auc"] {
+        let (low, high) = (
+            number(&format!("test_{metric}_ci95_low")),
+            number(&format!("test_{metric}_ci95_high")),
+        );
+        let value = number(&format!("test_{metric}"));
+        assert!(
+            low <= value && value <= high,
+            "{metric}: {low} {value} {high}"
+        );
+    }
+    // The columns of old tables keep their places; the new ones follow them.
+    assert!(column("reused_from") < column("test_accuracy_ci95_low"));
 }

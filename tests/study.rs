@@ -146,12 +146,52 @@ fn the_best_checkpoint_reloads_to_the_logged_val_accuracy() {
             .build(&vs.root(), data.input);
     vs.load(dir.path().join("out/mlp/run/best.safetensors"))
         .unwrap();
-    let reloaded = train::evaluate(model.as_ref(), &data.val);
+    let reloaded = train::evaluate(model.as_ref(), &data.val).unwrap();
     assert!(
         (reloaded.accuracy - logged).abs() < 1e-9,
         "{reloaded:?} vs {logged}"
     );
     assert!((reloaded.accuracy - summary.best.as_ref().unwrap().val_accuracy).abs() < 1e-9);
+}
+
+#[test]
+fn monitoring_val_auc_checkpoints_the_epoch_whose_auc_eval_reports() {
+    let dir = common::toy_project(
+        "  - name: mlp
+    model: {kind: mlp, hidden: 8}
+    training: {epochs: 4, monitor: val_auc, learning_rate: 0.001}
+",
+    );
+    let output = common::cellnets(dir.path(), &["experiments.yaml", "--device", "cpu"]);
+    assert!(output.status.success(), "{output:?}");
+    let (header, rows) = read_table(&dir.path().join("out/mlp/run/epochs.csv")).unwrap();
+    let column = |name: &str| header.iter().position(|c| c == name).unwrap();
+    let aucs: Vec<f64> = rows
+        .iter()
+        .map(|row| row[column("val_auc")].parse().unwrap())
+        .collect();
+    let best = aucs.iter().copied().fold(f64::MIN, f64::max);
+    let balanced: f64 = rows[0][column("val_balanced_accuracy")].parse().unwrap();
+    assert!((0.0..=1.0).contains(&balanced), "{balanced}");
+    assert!(
+        aucs.windows(2).any(|pair| pair[0] != pair[1]),
+        "a slow learning rate moves the AUC every epoch: {aucs:?}"
+    );
+
+    let output = common::cellnets(
+        dir.path(),
+        &["eval", "out/mlp/run", "--split", "val", "--device", "cpu"],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let (eval_header, metrics) =
+        read_table(&dir.path().join("out/mlp/run/eval/toy-val/metrics.csv")).unwrap();
+    let auc: f64 = metrics[0][eval_header.iter().position(|c| c == "auc").unwrap()]
+        .parse()
+        .unwrap();
+    assert!(
+        (auc - best).abs() < 1e-12,
+        "eval's val AUC {auc} is the best epoch's logged {best} ({aucs:?})"
+    );
 }
 
 #[test]
@@ -235,4 +275,95 @@ fn runs_of_a_stage_train_in_parallel_with_jobs() {
         .unwrap()
         .unwrap();
     assert!(winner.best_val_accuracy > 0.5, "{winner:?}");
+}
+
+#[test]
+fn repeats_train_each_configuration_per_seed_and_summarise_the_spread() {
+    let dir = tempfile::tempdir().unwrap();
+    let summaries = run_study(
+        dir.path(),
+        "  - name: mlp
+    model: {kind: mlp, hidden: 8}
+    training: {epochs: 2, seed: 5}
+    grid: {hidden: [4, 8]}
+    repeats: 3
+",
+    );
+    assert_eq!(summaries.len(), 6);
+    let (header, rows) = read_table(&dir.path().join("out/mlp/summary.csv")).unwrap();
+    let column = |name: &str| header.iter().position(|c| c == name).unwrap();
+    let mut names: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|row| {
+            (
+                row[column("run")].clone(),
+                row[column("configuration")].clone(),
+                row[column("seed")].clone(),
+            )
+        })
+        .collect();
+    names.sort();
+    let expected: Vec<(String, String, String)> = [4, 8]
+        .iter()
+        .flat_map(|hidden| {
+            (5..8).map(move |seed| {
+                (
+                    format!("hidden={hidden}-seed{seed}"),
+                    format!("hidden={hidden}"),
+                    seed.to_string(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(names, expected);
+    for run in &expected {
+        assert!(dir
+            .path()
+            .join("out/mlp")
+            .join(&run.0)
+            .join("best.safetensors")
+            .is_file());
+    }
+
+    let number = |row: &Vec<String>, name: &str| row[column(name)].parse::<f64>().unwrap();
+    let mut means = Vec::new();
+    for configuration in ["hidden=4", "hidden=8"] {
+        let members: Vec<&Vec<String>> = rows
+            .iter()
+            .filter(|row| row[column("configuration")] == configuration)
+            .collect();
+        let accuracies: Vec<f64> = members
+            .iter()
+            .map(|row| number(row, "test_accuracy"))
+            .collect();
+        let mean = accuracies.iter().sum::<f64>() / 3.0;
+        let sd = (accuracies.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+        for row in &members {
+            assert_eq!(row[column("seeds")], "3");
+            assert!((number(row, "test_accuracy_seeds_mean") - mean).abs() < 1e-12);
+            assert!((number(row, "test_accuracy_seeds_sd") - sd).abs() < 1e-12);
+            // Student's t with 2 degrees of freedom: 4.3027.
+            let half = 4.3027 * sd / 3f64.sqrt();
+            assert!((number(row, "test_accuracy_seeds_ci95_high") - (mean + half)).abs() < 1e-9);
+        }
+        let val: Vec<f64> = members
+            .iter()
+            .map(|row| number(row, "best_val_accuracy"))
+            .collect();
+        means.push((val.iter().sum::<f64>() / 3.0, configuration));
+    }
+    let best_mean = if means[1].0 > means[0].0 {
+        means[1].1
+    } else {
+        means[0].1
+    };
+    let winner = cellnets::outputs::winners::read_winner(&dir.path().join("out"), "mlp")
+        .unwrap()
+        .unwrap();
+    assert_eq!(winner.plan.configuration(), best_mean, "{means:?}");
+    assert_eq!(
+        winner.run,
+        format!("{best_mean}-seed5"),
+        "the first seed stands for it"
+    );
 }

@@ -253,7 +253,10 @@ impl SavedRun {
     pub fn evaluate(&self, data: &Dataset, split: &Split, device: Device) -> Result<TestReport> {
         let model = self.load(data.input, device)?;
         panic::catch_unwind(AssertUnwindSafe(|| {
-            TestReport::of(model.network.as_ref(), split)
+            TestReport::of(
+                &crate::train::predict(model.network.as_ref(), &split.images),
+                split,
+            )
         }))
         .map_err(|_| anyhow!("libtorch failed evaluating {}", self.label()))?
     }
@@ -347,12 +350,18 @@ fn write_eval(
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     report.write(dir)?;
-    let metrics = report.metrics().columns();
+    let scores = report.metrics();
+    let metrics: Vec<(String, f64)> = scores
+        .columns()
+        .iter()
+        .map(|&(name, value)| (name.to_string(), value))
+        .chain(scores.ci95.columns())
+        .collect();
     let header: Vec<String> = SOURCE_COLUMNS
         .into_iter()
         .chain(["images"])
-        .chain(metrics.iter().map(|(name, _)| *name))
         .map(String::from)
+        .chain(metrics.iter().map(|(name, _)| name.clone()))
         .collect();
     let row: Vec<String> = source
         .iter()
@@ -391,6 +400,21 @@ fn render_eval(source: &[String; 3], report: &TestReport, names: &[String]) -> S
         scores.macro_f1,
         scores.auc
     );
+    if scores.ci95.accuracy.is_defined() {
+        let intervals: Vec<String> = scores
+            .ci95
+            .named()
+            .iter()
+            .map(|(name, interval)| {
+                let name = name.replace('_', " ");
+                format!("{name} [{:.4}, {:.4}]", interval.low, interval.high)
+            })
+            .collect();
+        text += &format!(
+            "95% intervals (accuracy: Wilson; others: bootstrap over the images, by class): {}\n\n",
+            intervals.join("  ")
+        );
+    }
     if let Some(exact) = report.exact_match() {
         text += &format!("every label right (exact match) {exact:.4}\n\n");
     }

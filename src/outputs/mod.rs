@@ -2,8 +2,8 @@
 //! best checkpoint and result, `run_folder`), a stage's summary.csv (`summary`) and
 //! its winner.yaml (`winners`).
 //!
-//! May import `study`, `models`, `train` (the records it stores), `metrics` and
-//! `storage`.
+//! May import `study`, `models`, `train` (the records it stores), `metrics`,
+//! `statistics` (the spread across seeds) and `storage`.
 
 pub mod run_folder;
 pub mod summary;

@@ -203,8 +203,11 @@ impl RunFolder {
     /// The epoch table's rows as records; a row that does not parse (the one being
     /// written) is skipped.
     pub fn read_epochs(&self) -> Result<Vec<EpochRecord>> {
-        let (_, rows) = read_table(&self.epochs_csv())?;
-        Ok(rows.iter().filter_map(|row| parse_epoch_row(row)).collect())
+        let (header, rows) = read_table(&self.epochs_csv())?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| parse_epoch_row(&header, row))
+            .collect())
     }
 
     pub fn has_checkpoint(&self) -> bool {
@@ -435,6 +438,7 @@ impl RunFolder {
         summary.stage = plan.stage.clone();
         summary.run = plan.name.clone();
         summary.reused_from = Some(summary.reused_from.unwrap_or(origin));
+        summary.repeat_of = plan.repeat_of.clone();
         self.commit(&FinishedRun {
             plan: plan.clone(),
             data_md5: finished.data_md5,
@@ -528,6 +532,10 @@ const EPOCH_COLUMNS: [&str; 8] = [
     "seconds",
 ];
 
+/// The columns of `epochs.csv` after the hyperparameters: metrics measured since,
+/// added at the end so that tables read by position keep their columns.
+const LATER_EPOCH_COLUMNS: [&str; 2] = ["val_auc", "val_balanced_accuracy"];
+
 /// `epochs.csv`, written a row per epoch as it ends and flushed at once, so a crash
 /// loses at most the epoch in flight.
 pub struct EpochTable {
@@ -547,25 +555,35 @@ impl EpochTable {
             .iter()
             .map(|name| name.to_string())
             .chain(hyperparameters.iter().map(|(name, _)| name.clone()))
+            .chain(LATER_EPOCH_COLUMNS.iter().map(|name| name.to_string()))
             .collect();
         write_table(&path, &header, &[])?;
         Self::append_to(path, plan)
     }
 
     /// Continues an interrupted run's table after its first `epochs` epochs: later rows
-    /// (an epoch logged but never committed) are dropped.
+    /// (an epoch logged but never committed) are dropped. A table written before the
+    /// later columns existed gets them, empty in its old rows.
     pub fn resume_after(folder: &RunFolder, plan: &RunPlan, epochs: usize) -> Result<Self> {
         let path = folder.epochs_csv();
-        let (header, rows) = read_table(&path)?;
+        let (mut header, mut rows) = read_table(&path)?;
         let numbered = rows.len() >= epochs
-            && rows[..epochs]
-                .iter()
-                .zip(1..)
-                .all(|(row, n)| parse_epoch_row(row).is_some_and(|record| record.epoch == n));
+            && rows[..epochs].iter().zip(1..).all(|(row, n)| {
+                parse_epoch_row(&header, row).is_some_and(|record| record.epoch == n)
+            });
         if !numbered {
             anyhow::bail!("{} does not hold epochs 1 to {epochs}", path.display());
         }
-        write_table(&path, &header, &rows[..epochs])?;
+        for name in LATER_EPOCH_COLUMNS {
+            if !header.iter().any(|column| column == name) {
+                header.push(name.to_string());
+            }
+        }
+        rows.truncate(epochs);
+        for row in &mut rows {
+            row.resize(header.len(), String::new());
+        }
+        write_table(&path, &header, &rows)?;
         Self::append_to(path, plan)
     }
 
@@ -592,12 +610,17 @@ impl EpochTable {
             record.val_accuracy.to_string(),
             format!("{:.3}", record.seconds),
         ];
+        let later = [
+            record.val_auc.to_string(),
+            record.val_balanced_accuracy.to_string(),
+        ];
         let (names, hyperparameters) = self.fixed.split_at(2);
         let row = names
             .iter()
             .cloned()
             .chain(metrics)
-            .chain(hyperparameters.iter().cloned());
+            .chain(hyperparameters.iter().cloned())
+            .chain(later);
         let mut line = csv::WriterBuilder::new()
             .has_headers(false)
             .from_writer(Vec::new());
@@ -613,15 +636,77 @@ impl EpochTable {
     }
 }
 
-/// An epoch row of `epochs.csv` (stage, run, then the record's fields) read back.
-pub fn parse_epoch_row(row: &[String]) -> Option<EpochRecord> {
-    let number = |i: usize| f64::from_str(row.get(i)?).ok();
+/// An epoch row of `epochs.csv` read back by its `header`'s names. A later column a
+/// table lacks, or leaves empty, reads as undefined.
+pub fn parse_epoch_row(header: &[String], row: &[String]) -> Option<EpochRecord> {
+    let field = |name: &str| row.get(header.iter().position(|column| column == name)?);
+    let number = |name: &str| f64::from_str(field(name)?).ok();
+    let later = |name: &str| number(name).unwrap_or(f64::NAN);
     Some(EpochRecord {
-        epoch: row.get(2)?.parse().ok()?,
-        train_loss: number(3)?,
-        train_accuracy: number(4)?,
-        val_loss: number(5)?,
-        val_accuracy: number(6)?,
-        seconds: number(7)?,
+        epoch: field("epoch")?.parse().ok()?,
+        train_loss: number("train_loss")?,
+        train_accuracy: number("train_accuracy")?,
+        val_loss: number("val_loss")?,
+        val_accuracy: number("val_accuracy")?,
+        seconds: number("seconds")?,
+        val_auc: later("val_auc"),
+        val_balanced_accuracy: later("val_balanced_accuracy"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::study::{manifest, plan};
+
+    fn record(epoch: usize, val_auc: f64) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            train_loss: 1.0,
+            train_accuracy: 0.5,
+            val_loss: 0.9,
+            val_accuracy: 0.6,
+            seconds: 2.0,
+            val_auc,
+            val_balanced_accuracy: 0.55,
+        }
+    }
+
+    #[test]
+    fn an_epoch_table_from_before_val_auc_resumes_with_the_new_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = manifest::parse(
+            "dataset: {name: bloodmnist}\ndefaults: {epochs: 3}\nstages:\n  - name: mlp\n    \
+             model: {kind: mlp, hidden: 4}\n",
+        )
+        .unwrap();
+        let (stage, _) = plan::plan_all(&manifest, |_| Ok(None)).unwrap().remove(0);
+        let run = &stage.runs[0];
+        let folder = RunFolder::of(dir.path(), run);
+        folder.create().unwrap();
+        // An older cellnets wrote the metrics and the hyperparameters, and no val_auc.
+        let hyperparameters = run.hyperparameters();
+        let header: Vec<String> = EPOCH_COLUMNS
+            .iter()
+            .map(|name| name.to_string())
+            .chain(hyperparameters.iter().map(|(name, _)| name.clone()))
+            .collect();
+        let old_row: Vec<String> = ["mlp", "run", "1", "1.0", "0.5", "0.9", "0.6", "2.000"]
+            .map(String::from)
+            .into_iter()
+            .chain(hyperparameters.iter().map(|(_, value)| value.clone()))
+            .collect();
+        write_table(&folder.epochs_csv(), &header, &[old_row]).unwrap();
+
+        let mut table = EpochTable::resume_after(&folder, run, 1).unwrap();
+        table.append(&record(2, 0.75)).unwrap();
+        let epochs = folder.read_epochs().unwrap();
+        assert_eq!(epochs.len(), 2);
+        assert!(epochs[0].val_auc.is_nan() && epochs[0].val_balanced_accuracy.is_nan());
+        assert_eq!(epochs[0].val_accuracy, 0.6);
+        assert_eq!(epochs[1], record(2, 0.75));
+        let (header, rows) = read_table(&folder.epochs_csv()).unwrap();
+        assert_eq!(&header[header.len() - 2..], LATER_EPOCH_COLUMNS);
+        assert!(rows.iter().all(|row| row.len() == header.len()));
+    }
 }

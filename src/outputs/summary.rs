@@ -2,6 +2,7 @@
 //! its `result.yaml`.
 
 use crate::metrics::TestMetrics;
+use crate::statistics::Spread;
 use crate::storage::files::{read_table, write_table};
 use crate::train::{EpochRecord, Outcome};
 use anyhow::Result;
@@ -28,6 +29,9 @@ pub struct RunSummary {
     pub device: String,
     /// `stage/run` whose results this run took instead of training the same settings again.
     pub reused_from: Option<String>,
+    /// The configuration this run repeats with its own seed (`RunPlan::repeat_of`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_of: Option<String>,
 }
 
 impl RunSummary {
@@ -67,12 +71,47 @@ impl RunSummary {
             ]
             .map(|(name, value)| (name.to_string(), value)),
         );
+        // After every older column, so tables and notebooks that read columns by
+        // position keep working.
+        columns.extend(
+            [
+                ("best_val_auc", best(|record| record.val_auc.to_string())),
+                (
+                    "best_val_balanced_accuracy",
+                    best(|record| record.val_balanced_accuracy.to_string()),
+                ),
+            ]
+            .map(|(name, value)| (name.to_string(), value)),
+        );
+        columns.extend(
+            self.test
+                .ci95
+                .columns()
+                .into_iter()
+                .map(|(name, value)| (format!("test_{name}"), value.to_string())),
+        );
+        if let Some(configuration) = &self.repeat_of {
+            columns.push((CONFIGURATION.to_string(), configuration.clone()));
+        }
         columns
     }
 }
 
-/// Puts `summary` into `path`, replacing an earlier row of the same run. Columns are
-/// the union of old and new ones, so a table never misaligns.
+/// The column of a repeated run's configuration.
+const CONFIGURATION: &str = "configuration";
+
+/// Columns whose mean, standard deviation and 95% t-interval over a configuration's
+/// seeds every row of a repeated configuration carries.
+const ACROSS_SEEDS: [&str; 4] = [
+    "best_val_accuracy",
+    "best_val_auc",
+    "test_accuracy",
+    "test_balanced_accuracy",
+];
+
+/// Puts `summary` into `path`, replacing an earlier row of the same run, and renews
+/// the spread across seeds of its configuration's rows. Columns are the union of old
+/// and new ones, so a table never misaligns.
 pub fn record_summary(path: &Path, summary: &RunSummary) -> Result<()> {
     let (mut header, mut rows) = read_table(path)?;
     let new = summary.columns();
@@ -98,5 +137,57 @@ pub fn record_summary(path: &Path, summary: &RunSummary) -> Result<()> {
             })
             .collect(),
     );
+    if let Some(configuration) = &summary.repeat_of {
+        spread_across_seeds(configuration, &mut header, &mut rows);
+    }
     write_table(path, &header, &rows)
+}
+
+/// Sets `<column>_seeds_mean`, `_seeds_sd`, `_seeds_ci95_low` and `_seeds_ci95_high` of
+/// each `ACROSS_SEEDS` column, and `seeds` (the runs counted), on every row of
+/// `configuration`, from the values its rows hold now.
+fn spread_across_seeds(configuration: &str, header: &mut Vec<String>, rows: &mut [Vec<String>]) {
+    let Some(configuration_column) = header.iter().position(|name| name == CONFIGURATION) else {
+        return;
+    };
+    let members: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i][configuration_column] == configuration)
+        .collect();
+    let mut values = vec![("seeds".to_string(), members.len().to_string())];
+    for name in ACROSS_SEEDS {
+        let Some(column) = header.iter().position(|known| known == name) else {
+            continue;
+        };
+        let measured: Vec<f64> = members
+            .iter()
+            .filter_map(|&i| rows[i][column].parse::<f64>().ok())
+            .filter(|value| value.is_finite())
+            .collect();
+        let spread = Spread::of(&measured);
+        for (suffix, value) in [
+            ("mean", spread.mean),
+            ("sd", spread.standard_deviation),
+            ("ci95_low", spread.interval.low),
+            ("ci95_high", spread.interval.high),
+        ] {
+            values.push((format!("{name}_seeds_{suffix}"), value.to_string()));
+        }
+    }
+    for (name, _) in &values {
+        if !header.contains(name) {
+            header.push(name.clone());
+        }
+    }
+    for row in rows.iter_mut() {
+        row.resize(header.len(), String::new());
+    }
+    for (name, value) in values {
+        let column = header
+            .iter()
+            .position(|known| *known == name)
+            .expect("added above");
+        for &i in &members {
+            rows[i][column] = value.clone();
+        }
+    }
 }

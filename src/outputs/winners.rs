@@ -3,9 +3,11 @@
 
 use crate::outputs::run_folder::StageFolder;
 use crate::outputs::summary::RunSummary;
+use crate::statistics::Spread;
 use crate::storage::files::{read_yaml, write_yaml};
-use crate::study::manifest::Manifest;
+use crate::study::manifest::{Manifest, Monitor};
 use crate::study::plan::{self, RunPlan, StagePlan};
+use crate::train::{monitored, EpochRecord};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -39,27 +41,174 @@ pub fn plan_with_recorded_winners(
     })
 }
 
-/// Picks the stage's winner: the pinned run, else the highest best-epoch val accuracy
-/// (the first of equals). None when no run has a checkpoint.
-pub fn choose_winner(runs: &[(RunPlan, RunSummary)], pinned: Option<&str>) -> Option<Winner> {
+/// One configuration of a stage seen by the value its runs are ranked by: a run, or
+/// with `repeats` the runs of its seeds, those with a checkpoint.
+pub struct Configuration<'a> {
+    pub name: &'a str,
+    /// Its runs with a checkpoint, first seed first, each with its best epoch.
+    pub runs: Vec<(&'a RunPlan, &'a EpochRecord)>,
+    /// The ranking value across those runs.
+    pub spread: Spread,
+}
+
+/// The best-epoch value a stage's runs are ranked by: val accuracy, as the study chose
+/// its winners, unless every run monitors val AUC (or every run val balanced accuracy),
+/// the value MedMNIST's evaluator selects by. Runs monitoring different things are
+/// ranked by val accuracy, which every run has.
+pub fn ranked_by(runs: &[(RunPlan, RunSummary)]) -> Monitor {
+    let first = runs.first().map(|(plan, _)| plan.training.monitor);
+    match first {
+        Some(monitor @ (Monitor::ValAuc | Monitor::ValBalancedAccuracy))
+            if runs
+                .iter()
+                .all(|(plan, _)| plan.training.monitor == monitor) =>
+        {
+            monitor
+        }
+        _ => Monitor::ValAccuracy,
+    }
+}
+
+/// The stage's configurations with a checkpoint, in plan order, each with the spread
+/// of `monitor` over its seeds.
+pub fn configurations(runs: &[(RunPlan, RunSummary)], monitor: Monitor) -> Vec<Configuration<'_>> {
+    let mut found: Vec<Configuration> = Vec::new();
     // A run that diverged after good epochs keeps its best checkpoint and competes.
-    let mut usable = runs
+    for (plan, best) in runs
         .iter()
-        .filter_map(|(plan, summary)| Some((plan, summary.best.as_ref()?)));
-    let (plan, best) = match pinned {
-        Some(name) => usable.find(|(plan, _)| plan.name == name)?,
-        None => usable.reduce(|best, candidate| {
-            if candidate.1.val_accuracy > best.1.val_accuracy {
+        .filter_map(|(plan, summary)| Some((plan, summary.best.as_ref()?)))
+    {
+        match found.iter_mut().find(|c| c.name == plan.configuration()) {
+            Some(configuration) => configuration.runs.push((plan, best)),
+            None => found.push(Configuration {
+                name: plan.configuration(),
+                runs: vec![(plan, best)],
+                spread: Spread::of(&[]),
+            }),
+        }
+    }
+    for configuration in &mut found {
+        let values: Vec<f64> = configuration
+            .runs
+            .iter()
+            .map(|(_, best)| monitored(monitor, best))
+            .collect();
+        configuration.spread = Spread::of(&values);
+    }
+    found
+}
+
+/// Picks the stage's winner: the pinned run or configuration, else the configuration
+/// with the highest mean of the ranking value (`ranked_by`) over its seeds, the first
+/// of equals. The winner's run is the configuration's first seed with a checkpoint,
+/// never its luckiest, so a later stage starts from the seed the stage was given.
+/// None when no run has a checkpoint.
+pub fn choose_winner(runs: &[(RunPlan, RunSummary)], pinned: Option<&str>) -> Option<Winner> {
+    let configurations = configurations(runs, ranked_by(runs));
+    let chosen = match pinned {
+        Some(name) => configurations
+            .iter()
+            .find(|c| c.name == name || c.runs.iter().any(|(plan, _)| plan.name == name))?,
+        None => configurations.iter().reduce(|best, candidate| {
+            if candidate.spread.mean > best.spread.mean {
                 candidate
             } else {
                 best
             }
         })?,
     };
+    let (plan, best) = chosen
+        .runs
+        .iter()
+        .find(|(plan, _)| Some(plan.name.as_str()) == pinned)
+        .unwrap_or(&chosen.runs[0]);
     Some(Winner {
         run: plan.name.clone(),
         best_val_accuracy: best.val_accuracy,
         pinned: pinned.is_some(),
-        plan: plan.clone(),
+        plan: (*plan).clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::TestMetrics;
+    use crate::study::manifest::parse;
+
+    /// A stage with `repeats: 3` over two configurations, monitoring `monitor`.
+    fn runs(monitor: &str, values: [[f64; 3]; 2]) -> Vec<(RunPlan, RunSummary)> {
+        let manifest = parse(&format!(
+            "dataset: {{name: bloodmnist}}\ndefaults: {{epochs: 1, monitor: {monitor}}}\nstages:\n  \
+             - name: s\n    model: {{kind: mlp, hidden: 4}}\n    grid: {{hidden: [4, 8]}}\n    \
+             repeats: 3\n"
+        ))
+        .unwrap();
+        let (stage, _) = plan::plan_all(&manifest, |_| Ok(None)).unwrap().remove(0);
+        stage
+            .runs
+            .into_iter()
+            .zip(values.iter().flatten())
+            .map(|(plan, &value)| {
+                let best = EpochRecord {
+                    epoch: 1,
+                    train_loss: 1.0,
+                    train_accuracy: 0.5,
+                    val_loss: 1.0,
+                    val_accuracy: value,
+                    seconds: 1.0,
+                    val_auc: 1.0 - value,
+                    val_balanced_accuracy: value,
+                };
+                let summary = RunSummary {
+                    stage: plan.stage.clone(),
+                    run: plan.name.clone(),
+                    hyperparameters: Vec::new(),
+                    trainable_params: 0,
+                    frozen_params: 0,
+                    status: crate::train::Outcome::Finished,
+                    best: Some(best),
+                    test: TestMetrics::UNDEFINED,
+                    epochs: 1,
+                    seconds: 1.0,
+                    device: "cpu".into(),
+                    reused_from: None,
+                    repeat_of: plan.repeat_of.clone(),
+                };
+                (plan, summary)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_winner_has_the_best_mean_over_seeds_not_the_luckiest_seed() {
+        // hidden=4 has the single best seed (0.95) but the lower mean (0.70 vs 0.80).
+        let runs = runs("val_loss", [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]]);
+        let winner = choose_winner(&runs, None).unwrap();
+        assert_eq!(winner.run, "hidden=8-seed0");
+        assert_eq!(winner.best_val_accuracy, 0.80);
+        let configurations = configurations(&runs, ranked_by(&runs));
+        assert_eq!(configurations.len(), 2);
+        assert!((configurations[0].spread.mean - 0.70).abs() < 1e-12);
+        assert_eq!(configurations[1].spread.count, 3);
+        // A pinned configuration wins by its first seed.
+        let pinned = choose_winner(&runs, Some("hidden=4")).unwrap();
+        assert_eq!(
+            (pinned.run.as_str(), pinned.pinned),
+            ("hidden=4-seed0", true)
+        );
+    }
+
+    #[test]
+    fn runs_that_all_monitor_val_auc_are_ranked_by_it() {
+        // val_auc is 1 - val_accuracy here: the ranking turns over.
+        let values = [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]];
+        let by_auc = runs("val_auc", values);
+        assert_eq!(ranked_by(&by_auc), Monitor::ValAuc);
+        assert_eq!(choose_winner(&by_auc, None).unwrap().run, "hidden=4-seed0");
+        let by_loss = runs("val_loss", values);
+        assert_eq!(ranked_by(&by_loss), Monitor::ValAccuracy);
+        let mixed: Vec<_> = by_auc[..3].iter().chain(&by_loss[3..]).cloned().collect();
+        assert_eq!(ranked_by(&mixed), Monitor::ValAccuracy, "mixed monitors");
+    }
 }

@@ -1,6 +1,8 @@
 //! Small helpers for the report's markdown tables, and the number formats it shares
 //! with `cellnets list`.
 
+use crate::statistics::Interval;
+
 /// A markdown table.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut text = format!(
@@ -19,6 +21,36 @@ pub fn metric(value: Option<f64>) -> String {
     match value {
         Some(value) if value.is_finite() => format!("{value:.4}"),
         _ => "–".into(),
+    }
+}
+
+/// A metric with its 95% interval, `0.9073 [0.8975, 0.9167]`; the metric alone when
+/// the interval is undefined.
+pub fn with_interval(value: f64, interval: Interval) -> String {
+    if interval.is_defined() {
+        format!(
+            "{} [{}, {}]",
+            metric(Some(value)),
+            metric(Some(interval.low)),
+            metric(Some(interval.high))
+        )
+    } else {
+        metric(Some(value))
+    }
+}
+
+/// A reference number (the study's) and whether it lies in our 95% interval.
+pub fn against_interval(reference: Option<f64>, interval: Interval) -> String {
+    match reference {
+        Some(value) if value.is_finite() && interval.is_defined() => {
+            let place = if interval.contains(value) {
+                "inside"
+            } else {
+                "outside"
+            };
+            format!("{} ({place} our 95% interval)", metric(Some(value)))
+        }
+        _ => metric(reference),
     }
 }
 
@@ -53,6 +85,21 @@ mod tests {
         assert_eq!(count(0i64), "0");
         assert_eq!(metric(Some(f64::NAN)), "–");
         assert_eq!(metric(Some(0.87054)), "0.8705");
+        let interval = Interval {
+            low: 0.89751,
+            high: 0.91669,
+        };
+        assert_eq!(with_interval(0.90734, interval), "0.9073 [0.8975, 0.9167]");
+        assert_eq!(with_interval(0.9, Interval::UNDEFINED), "0.9000");
+        assert_eq!(
+            against_interval(Some(0.9088), interval),
+            "0.9088 (inside our 95% interval)"
+        );
+        assert_eq!(
+            against_interval(Some(0.93), interval),
+            "0.9300 (outside our 95% interval)"
+        );
+        assert_eq!(against_interval(None, interval), "–");
         assert_eq!(
             table(&["a", "b"], &[vec!["1".into(), "2".into()]]),
             "| a | b |\n|---|---|\n| 1 | 2 |\n"

@@ -113,7 +113,7 @@ pub fn bench(
                 &training,
             );
             let trained = Instant::now();
-            evaluate(model.as_ref(), &data.val);
+            evaluate(model.as_ref(), &data.val)?;
             if epoch > 0 {
                 train_times.push((trained - start).as_secs_f64());
                 val_times.push(trained.elapsed().as_secs_f64());

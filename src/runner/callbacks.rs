@@ -153,6 +153,8 @@ mod tests {
                 val_loss,
                 val_accuracy: 0.0,
                 seconds: 0.0,
+                val_auc: 0.5,
+                val_balanced_accuracy: 0.5,
             };
             stopper.on_epoch_end(&record).unwrap();
             stops.push(stopper.should_stop());

@@ -328,17 +328,22 @@ impl Session<'_> {
         with_lock(&StageFolder::new(out, &plan.name).lock(), || {
             write_winner(out, &plan.name, &winner)
         })?;
-        self.progress.note(&format!(
-            "stage {}: winner {} (best val accuracy {:.4}{})",
-            plan.name,
-            winner.run,
-            winner.best_val_accuracy,
-            if winner.pinned {
-                ", pinned by the manifest"
-            } else {
-                ""
-            }
-        ));
+        let pinned = if winner.pinned {
+            ", pinned by the manifest"
+        } else {
+            ""
+        };
+        self.progress.note(&match &winner.plan.repeat_of {
+            Some(configuration) => format!(
+                "stage {}: winner {configuration} (by its mean over its seeds{pinned}); its \
+                 first seed, {}, stands for it",
+                plan.name, winner.run
+            ),
+            None => format!(
+                "stage {}: winner {} (best val accuracy {:.4}{pinned})",
+                plan.name, winner.run, winner.best_val_accuracy
+            ),
+        });
         Ok(Settled::Winner(Box::new(winner)))
     }
 

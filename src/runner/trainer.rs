@@ -79,6 +79,7 @@ pub fn train(
         seconds: start.elapsed().as_secs_f64(),
         device: format!("{:?}{}", context.device, context.precision.label()).to_lowercase(),
         reused_from: None,
+        repeat_of: run.repeat_of.clone(),
     })
 }
 
@@ -288,7 +289,7 @@ fn test_best(
     let checkpoint = folder.checkpoint();
     vs.load(&checkpoint)
         .with_context(|| format!("cannot reload {}", checkpoint.display()))?;
-    let report = TestReport::of(network, test)?;
+    let report = TestReport::of(&crate::train::predict(network, &test.images), test)?;
     report.write(folder.dir())?;
     Ok(report.metrics())
 }

@@ -196,8 +196,13 @@ pub struct Stage {
     pub grid: Mapping,
     /// Replaces the manifest's `dataset` (or the `from` winner's) for this stage.
     pub dataset: Option<DatasetSpec>,
-    /// Pins this stage's winner to the named run instead of the best val accuracy.
+    /// Pins this stage's winner to the named run (or, with `repeats`, configuration)
+    /// instead of the best val accuracy.
     pub winner: Option<String>,
+    /// Trains each configuration this many times, with seeds `seed`, `seed + 1`, ...:
+    /// each a run of its own, named `<configuration>-seed<seed>`. One (the default)
+    /// trains each configuration once under its plain name.
+    pub repeats: Option<usize>,
     /// Starts layers from another stage's winning checkpoint.
     pub transfer: Option<Transfer>,
     /// What `cellnets report` shows for this stage; training ignores it.
@@ -338,12 +343,16 @@ pub enum Schedule {
     Multistep,
 }
 
-/// The validation metric whose best epoch is checkpointed.
+/// The validation metric whose best epoch is checkpointed and early stopping watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Monitor {
     ValLoss,
     ValAccuracy,
+    /// The MedMNIST evaluator's AUC, by which its benchmark selects epochs.
+    ValAuc,
+    /// Mean recall over the classes: a rare class counts as much as a common one.
+    ValBalancedAccuracy,
 }
 
 /// Training settings as written in `defaults` or a stage: any may be left out.
@@ -924,6 +933,23 @@ fn check_stage(stage: &Stage, earlier_stages: &HashSet<&str>) -> Result<()> {
             );
         }
     }
+    if stage.repeats == Some(0) {
+        bail!(
+            "stage `{}`: `repeats: 0` trains nothing; give 1 (the default) to train each \
+             configuration once, or more to train it with that many seeds",
+            stage.name
+        );
+    }
+    if stage.repeats.is_some_and(|repeats| repeats > 1)
+        && stage.grid.contains_key(Value::from("seed"))
+    {
+        bail!(
+            "stage `{}` has both `repeats` and a grid over `seed`: repeats already trains \
+             seeds seed, seed + 1, ..., so some seeds would train twice; set the first seed \
+             in `training: {{seed: ...}}` and drop `seed` from the grid",
+            stage.name
+        );
+    }
     if stage.report.mistakes > MAX_MISTAKES {
         bail!(
             "stage `{}`: `report.mistakes: {}` is more than {MAX_MISTAKES} pictures",
@@ -1274,6 +1300,44 @@ stages:
         let wrong_type = parse(&format!("{MINIMAL}    training: {{epochs: many}}\n")).unwrap_err();
         let message = format!("{wrong_type:#}");
         assert!(message.contains("line 7"), "{message}");
+    }
+
+    #[test]
+    fn monitors_and_repeats_are_checked_where_they_are_written() {
+        for monitor in [
+            "val_loss",
+            "val_accuracy",
+            "val_auc",
+            "val_balanced_accuracy",
+        ] {
+            let text = format!("{MINIMAL}    training: {{monitor: {monitor}}}\n");
+            assert!(parse(&text).is_ok(), "{monitor}");
+        }
+        let unknown = format!("{MINIMAL}    training: {{monitor: val_f1}}\n");
+        let message = format!("{:#}", parse(&unknown).unwrap_err());
+        assert!(
+            message.contains("val_f1")
+                && message.contains("val_auc")
+                && message.contains("val_balanced_accuracy")
+                && message.contains("line 7"),
+            "{message}"
+        );
+        let none = format!(
+            "{:#}",
+            parse(&format!("{MINIMAL}    repeats: 0\n")).unwrap_err()
+        );
+        assert!(
+            none.contains("repeats: 0") && none.contains("give 1"),
+            "{none}"
+        );
+        let seeds = format!("{MINIMAL}    repeats: 3\n    grid: {{seed: [1, 2]}}\n");
+        let both = format!("{:#}", parse(&seeds).unwrap_err());
+        assert!(
+            both.contains("repeats") && both.contains("drop `seed` from the grid"),
+            "{both}"
+        );
+        let negative = format!("{MINIMAL}    repeats: -2\n");
+        assert!(format!("{:#}", parse(&negative).unwrap_err()).contains("line 7"));
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct RunPlan {
     /// as Keras starts it; 3, optimizers of cellnets' own and per-run random draws.
     #[serde(default = "first_revision")]
     pub revision: u32,
+    /// The configuration this run repeats with a seed of its own, when its stage has
+    /// `repeats` above 1: the name the run would have alone. Not part of its identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_of: Option<String>,
 }
 
 /// Results written before runs recorded a revision were all trained by the first one.
@@ -43,6 +47,16 @@ pub struct StagePlan {
 }
 
 impl RunPlan {
+    /// The configuration the run trains: its name, less the seed suffix of a repeat.
+    pub fn configuration(&self) -> &str {
+        self.repeat_of.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Whether `name` (a run's, or a repeated configuration's) names this run.
+    fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.repeat_of.as_deref() == Some(name)
+    }
+
     /// Every model and training setting as (column, value), for tidy CSV tables.
     pub fn hyperparameters(&self) -> Vec<(String, String)> {
         let model = serde_yaml::to_value(&self.model).expect("a model spec serialises");
@@ -128,11 +142,11 @@ pub fn plan_all(
 }
 
 /// The run that stands in for a stage's winner before the stage has run: the pinned
-/// one, else the first.
+/// one (the first seed of a pinned configuration), else the first.
 pub fn provisional_winner(plan: &StagePlan) -> &RunPlan {
     plan.pinned_winner
         .as_ref()
-        .and_then(|name| plan.runs.iter().find(|run| &run.name == name))
+        .and_then(|name| plan.runs.iter().find(|run| run.answers_to(name)))
         .unwrap_or(&plan.runs[0])
 }
 
@@ -188,12 +202,15 @@ pub fn plan_stage(
                     .insert(Value::from(key.as_str()), value.clone());
             }
             let run = resolve_run(stage, &base_training, model, training, &dataset, &name);
-            run.with_context(|| format!("run `{name}`"))
+            run.and_then(|run| repeat(run, stage.repeats.unwrap_or(1)))
+                .with_context(|| format!("run `{name}`"))
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?
+        .concat();
     if let Some(pinned) = &stage.winner {
-        if !runs.iter().any(|run| &run.name == pinned) {
-            let names: Vec<&str> = runs.iter().map(|run| run.name.as_str()).collect();
+        if !runs.iter().any(|run| run.answers_to(pinned)) {
+            let mut names: Vec<&str> = runs.iter().map(RunPlan::configuration).collect();
+            names.dedup();
             bail!(
                 "the pinned winner `{pinned}` is not one of the stage's runs: {}",
                 names.join(", ")
@@ -205,6 +222,29 @@ pub fn plan_stage(
         runs,
         pinned_winner: stage.winner.clone(),
     })
+}
+
+/// The runs of one configuration: itself alone, or `repeats` runs with seeds counting
+/// up from its own, each named after its seed so that its folder says which it is.
+fn repeat(run: RunPlan, repeats: usize) -> Result<Vec<RunPlan>> {
+    if repeats <= 1 {
+        return Ok(vec![run]);
+    }
+    (0..repeats as u64)
+        .map(|offset| {
+            let seed = run.training.seed.checked_add(offset).ok_or_else(|| {
+                anyhow!(
+                    "seed {} plus {repeats} repeats passes the largest seed; choose a smaller seed",
+                    run.training.seed
+                )
+            })?;
+            let mut repeated = run.clone();
+            repeated.training.seed = seed;
+            repeated.name = format!("{}-seed{seed}", run.name);
+            repeated.repeat_of = Some(run.name.clone());
+            Ok(repeated)
+        })
+        .collect()
 }
 
 fn resolve_run(
@@ -228,6 +268,7 @@ fn resolve_run(
         training,
         dataset: dataset.clone(),
         transfer: stage.transfer.clone(),
+        repeat_of: None,
     })
 }
 
@@ -566,6 +607,48 @@ stages:
             .map(|run| run.training.learning_rate)
             .collect();
         assert_eq!(rates, [0.01, 0.001]);
+    }
+
+    #[test]
+    fn repeats_train_each_configuration_with_consecutive_seeds() {
+        let text = STEPWISE.replace(
+            "grid: {hidden: [16, 32]}",
+            "grid: {hidden: [16, 32]}\n    training: {seed: 7}\n    repeats: 3\n    winner: hidden=32",
+        );
+        let plans = plan_all(&parse(&text).unwrap(), |_| Ok(None)).unwrap();
+        let hidden = &plans[0].0;
+        let runs: Vec<(&str, &str, u64)> = hidden
+            .runs
+            .iter()
+            .map(|run| (run.name.as_str(), run.configuration(), run.training.seed))
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                ("hidden=16-seed7", "hidden=16", 7),
+                ("hidden=16-seed8", "hidden=16", 8),
+                ("hidden=16-seed9", "hidden=16", 9),
+                ("hidden=32-seed7", "hidden=32", 7),
+                ("hidden=32-seed8", "hidden=32", 8),
+                ("hidden=32-seed9", "hidden=32", 9),
+            ]
+        );
+        // A pinned configuration stands in by its first seed; the next stage, which does
+        // not repeat, starts from it under plain names.
+        assert_eq!(provisional_winner(hidden).name, "hidden=32-seed7");
+        let activation = &plans[1].0;
+        assert_eq!(activation.runs[0].name, "activation=relu");
+        assert_eq!(activation.runs[0].training.seed, 7);
+        assert_eq!(activation.runs[0].repeat_of, None);
+
+        // One repeat is no repeat: names and plans stay those of a stage without it.
+        let once = STEPWISE.replace(
+            "grid: {hidden: [16, 32]}",
+            "grid: {hidden: [16, 32]}\n    repeats: 1",
+        );
+        let once = plan_all(&parse(&once).unwrap(), |_| Ok(None)).unwrap();
+        let plain = plan_all(&parse(STEPWISE).unwrap(), |_| Ok(None)).unwrap();
+        assert_eq!(once[0].0.runs, plain[0].0.runs);
     }
 
     #[test]

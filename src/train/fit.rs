@@ -24,6 +24,16 @@ pub struct EpochRecord {
     pub val_loss: f64,
     pub val_accuracy: f64,
     pub seconds: f64,
+    /// The MedMNIST evaluator's AUC on the validation split (undefined in records of
+    /// cellnets versions before it was measured).
+    #[serde(default = "undefined")]
+    pub val_auc: f64,
+    #[serde(default = "undefined")]
+    pub val_balanced_accuracy: f64,
+}
+
+fn undefined() -> f64 {
+    f64::NAN
 }
 
 impl EpochRecord {
@@ -78,10 +88,7 @@ impl BestEpoch {
     /// Takes `record` if it improves on the best so far, and says whether it did. A
     /// value that is not finite never improves: a diverged epoch's weights are not kept.
     pub fn offer(&mut self, record: &EpochRecord) -> bool {
-        let value = |record: &EpochRecord| match self.monitor {
-            Monitor::ValLoss => -record.val_loss,
-            Monitor::ValAccuracy => record.val_accuracy,
-        };
+        let value = |record: &EpochRecord| monitored(self.monitor, record);
         let better = value(record).is_finite()
             && self
                 .record
@@ -95,6 +102,16 @@ impl BestEpoch {
 
     pub fn record(&self) -> Option<&EpochRecord> {
         self.record.as_ref()
+    }
+}
+
+/// `record`'s value of `monitor`, oriented so that higher is better (a loss negated).
+pub fn monitored(monitor: Monitor, record: &EpochRecord) -> f64 {
+    match monitor {
+        Monitor::ValLoss => -record.val_loss,
+        Monitor::ValAccuracy => record.val_accuracy,
+        Monitor::ValAuc => record.val_auc,
+        Monitor::ValBalancedAccuracy => record.val_balanced_accuracy,
     }
 }
 
@@ -218,7 +235,7 @@ pub fn fit(
         if stop.is_some() {
             break;
         }
-        let record = run_epoch(network, &mut optimizer, data, training, epoch);
+        let record = run_epoch(network, &mut optimizer, data, training, epoch)?;
         // A signal cut the epoch short: it is not committed, the last one stays.
         crate::train::stop::check()?;
         best.offer(&record);
@@ -256,7 +273,7 @@ fn run_epoch(
     data: &Dataset,
     training: &Training,
     epoch: usize,
-) -> EpochRecord {
+) -> Result<EpochRecord> {
     let start = Instant::now();
     let rate = learning_rate(training, epoch);
     let seed = training.seed.wrapping_add(epoch as u64 * 1_000_003);
@@ -272,15 +289,17 @@ fn run_epoch(
     });
     // Under `ema` the average is evaluated and committed; `fit` swaps it out after.
     optimizer.swap_in_average();
-    let val = evaluate(network.model, &data.val);
-    EpochRecord {
+    let val = evaluate(network.model, &data.val)?;
+    Ok(EpochRecord {
         epoch,
         train_loss,
         train_accuracy,
         val_loss: val.loss,
         val_accuracy: val.accuracy,
         seconds: start.elapsed().as_secs_f64(),
-    }
+        val_auc: val.auc,
+        val_balanced_accuracy: val.balanced_accuracy,
+    })
 }
 
 /// Why training must end after `last`, if it must: checked after every epoch and
@@ -477,6 +496,8 @@ mod tests {
             val_loss,
             val_accuracy,
             seconds: 0.0,
+            val_auc: f64::NAN,
+            val_balanced_accuracy: f64::NAN,
         }
     }
 
@@ -496,5 +517,22 @@ mod tests {
             by_accuracy.offer(&record(i + 1, 1.0, accuracy));
         }
         assert_eq!(by_accuracy.record().unwrap().epoch, 2);
+
+        let mut by_auc = BestEpoch::new(Monitor::ValAuc);
+        for (i, auc) in [0.8, f64::NAN, 0.9, 0.85].into_iter().enumerate() {
+            by_auc.offer(&EpochRecord {
+                val_auc: auc,
+                ..record(i + 1, 1.0, 0.9)
+            });
+        }
+        assert_eq!(by_auc.record().unwrap().epoch, 3);
+        let balanced = |epoch, value| EpochRecord {
+            val_balanced_accuracy: value,
+            ..record(epoch, 1.0, 0.5)
+        };
+        let mut by_balanced = BestEpoch::new(Monitor::ValBalancedAccuracy);
+        assert!(by_balanced.offer(&balanced(1, 0.6)));
+        assert!(!by_balanced.offer(&balanced(2, 0.6)), "equal is not better");
+        assert!(by_balanced.offer(&balanced(3, 0.7)));
     }
 }

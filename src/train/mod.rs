@@ -6,7 +6,7 @@
 //! (`stop`), and the debug check that a step's tensors share the run's device
 //! (`device`).
 //!
-//! May import `data`, `study`, `models` and `random`; files are the business of the
+//! May import `metrics` (an epoch's val AUC), `data`, `study`, `models` and `random`; files are the business of the
 //! callbacks and checkpointers that `runner` hands the loop.
 
 mod augment;
@@ -19,8 +19,8 @@ pub mod stop;
 mod targets;
 
 pub use fit::{
-    fit, BestEpoch, Callback, Checkpointer, EpochRecord, Fitted, Network, Outcome, ResumePoint,
-    Resumed,
+    fit, monitored, BestEpoch, Callback, Checkpointer, EpochRecord, Fitted, Network, Outcome,
+    ResumePoint, Resumed,
 };
 pub use optimizer::{Optimizer, OptimizerState};
 pub use step::{evaluate, learning_rate, predict, train_epoch, Evaluation, FusedInputDense};

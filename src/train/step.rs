@@ -7,6 +7,7 @@ use super::device;
 use super::optimizer::Optimizer;
 use super::targets;
 use crate::data::{Images, Split};
+use crate::metrics::TestReport;
 use crate::random;
 use crate::study::manifest::{Schedule, Training};
 use crate::study::task::Task;
@@ -208,29 +209,41 @@ impl BatchTargets {
     }
 }
 
-/// Mean loss and accuracy (of classes, or of every label decision) over a split.
+/// A model's scores on a whole split in eval mode: mean loss and accuracy (of classes,
+/// or of every label decision), and the AUC and balanced accuracy the MedMNIST
+/// evaluator would report for it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluation {
     pub loss: f64,
     pub accuracy: f64,
+    pub auc: f64,
+    pub balanced_accuracy: f64,
 }
 
-/// Loss and accuracy of `model` in eval mode over a whole split.
-pub fn evaluate(model: &dyn nn::ModuleT, split: &Split) -> Evaluation {
+/// Scores `model` in eval mode over a whole split. The AUC and balanced accuracy are
+/// `TestReport`'s, so an epoch's val AUC is what `cellnets eval` says of its weights.
+pub fn evaluate(model: &dyn nn::ModuleT, split: &Split) -> anyhow::Result<Evaluation> {
     let logits = predict(model, &split.images);
     let task = split.task;
     let device = split.labels.device();
     device::debug_assert_on(device, &[("logits", &logits), ("labels", &split.labels)]);
-    tch::no_grad(|| {
+    let (loss, accuracy) = tch::no_grad(|| {
         let correct = task.correct(&logits, &split.labels).double_value(&[]);
         let decisions = split.labels.numel();
         // In float32, as the mean libtorch took of it before: logged val accuracies
         // stay the same to the last digit.
         let accuracy = correct as f32 / decisions as f32;
-        Evaluation {
-            loss: task.loss(&logits, &split.labels).double_value(&[]),
-            accuracy: f64::from(accuracy),
-        }
+        (
+            task.loss(&logits, &split.labels).double_value(&[]),
+            f64::from(accuracy),
+        )
+    });
+    let scores = TestReport::of(&logits, split)?.point_estimates();
+    Ok(Evaluation {
+        loss,
+        accuracy,
+        auc: scores.auc,
+        balanced_accuracy: scores.balanced_accuracy,
     })
 }
 
@@ -421,7 +434,7 @@ mod tests {
                 &split,
                 &settings,
             );
-            let evaluation = evaluate(model.as_ref(), &split);
+            let evaluation = evaluate(model.as_ref(), &split).unwrap();
             assert!(
                 loss.is_finite() && evaluation.loss.is_finite(),
                 "{kind}: {loss} {evaluation:?}"

@@ -6,8 +6,9 @@
 use crate::figures::{HeatMap, MistakePanel};
 use crate::metrics::{ClassScores, Confusion};
 use crate::report::compute::{Mistake, TestedWinner};
-use crate::report::markdown::{count, metric, table};
+use crate::report::markdown::{against_interval, count, metric, table, with_interval};
 use crate::report::output::{Drawing, Section};
+use crate::statistics::mcnemar_exact;
 use crate::study::catalog;
 use crate::study::reference::{self, StudyModel};
 use crate::study::task::Task;
@@ -23,10 +24,11 @@ pub fn test_section(
 ) -> Section {
     let summary = &tested.finished.summary;
     let mut section = Section::text(format!(
-        "### Test results of the winner, {}\n\nThe best epoch's weights ({}) on the test split ({} images).\n\n",
+        "### Test results of the winner, {}\n\nThe best epoch's weights ({}) on the test split ({} images). In brackets, 95% intervals: Wilson's for accuracy; for the other scores, the 2.5th and 97.5th percentiles of {} bootstrap resamples of the test images, each class's images drawn from that class (seeded: the same predictions give the same interval). A number of the study outside our interval differs by more than the test images' sampling explains.\n\n",
         tested.label,
         summary.best.as_ref().map_or("–".into(), |b| format!("epoch {}", b.epoch)),
-        count(tested.report.len() as u64)
+        count(tested.report.len() as u64),
+        crate::statistics::RESAMPLES
     ));
     let study_header = theirs.map_or("study".into(), |m| format!("{} ({})", m.title, m.source));
     section.markdown += &table(
@@ -107,22 +109,29 @@ fn metric_rows(tested: &TestedWinner, theirs: Option<&StudyModel>) -> Vec<Vec<St
             } else {
                 "accuracy (mean over labels)"
             },
-            metric(Some(scores.accuracy)),
-            metric(study_test.map(|t| t.accuracy)),
+            with_interval(scores.accuracy, scores.ci95.accuracy),
+            against_interval(study_test.map(|t| t.accuracy), scores.ci95.accuracy),
         ),
         row(
             "balanced accuracy",
-            metric(Some(scores.balanced_accuracy)),
-            metric(study_test.and_then(|t| t.balanced_accuracy)),
+            with_interval(scores.balanced_accuracy, scores.ci95.balanced_accuracy),
+            against_interval(
+                study_test.and_then(|t| t.balanced_accuracy),
+                scores.ci95.balanced_accuracy,
+            ),
         ),
-        row("macro F1", metric(Some(scores.macro_f1)), "–".into()),
+        row(
+            "macro F1",
+            with_interval(scores.macro_f1, scores.ci95.macro_f1),
+            "–".into(),
+        ),
         row(
             match report.task {
                 Task::BinaryClass => "AUC (class 1)",
                 Task::MultiLabel => "AUC (mean over labels)",
                 _ => "one-vs-rest AUC",
             },
-            metric(Some(scores.auc)),
+            with_interval(scores.auc, scores.ci95.auc),
             "–".into(),
         ),
         row("loss", metric(Some(report.loss)), "–".into()),
@@ -285,13 +294,80 @@ pub fn final_row(stage: &str, tested: &TestedWinner, study: Option<&StudyModel>)
     vec![
         format!("`{stage}`: {}", plan.name),
         format!("{} of {}", summary.epochs, plan.training.epochs),
-        metric(Some(scores.accuracy)),
-        metric(study.map(|m| m.test.accuracy)),
-        metric(Some(scores.balanced_accuracy)),
-        metric(study.and_then(|m| m.test.balanced_accuracy)),
-        metric(Some(scores.macro_f1)),
-        metric(Some(scores.auc)),
+        with_interval(scores.accuracy, scores.ci95.accuracy),
+        against_interval(study.map(|m| m.test.accuracy), scores.ci95.accuracy),
+        with_interval(scores.balanced_accuracy, scores.ci95.balanced_accuracy),
+        against_interval(
+            study.and_then(|m| m.test.balanced_accuracy),
+            scores.ci95.balanced_accuracy,
+        ),
+        with_interval(scores.macro_f1, scores.ci95.macro_f1),
+        with_interval(scores.auc, scores.ci95.auc),
         count(summary.trainable_params),
         study.map_or(String::new(), |m| m.title.clone()),
     ]
+}
+
+/// McNemar's exact test between every two final models tested on the same images: of
+/// the images only one of the two gets right, how many each gets, and how likely so
+/// lopsided a split is if neither model were better. Empty with fewer than two.
+pub fn paired_comparisons(finals: &[(&str, &TestedWinner)]) -> String {
+    let mut rows = Vec::new();
+    for (i, (first_stage, first)) in finals.iter().enumerate() {
+        for (second_stage, second) in &finals[i + 1..] {
+            let same_images = first.finished.plan.dataset == second.finished.plan.dataset
+                && first.report.len() == second.report.len();
+            if !same_images {
+                continue;
+            }
+            let (only_first, only_second) = first
+                .report
+                .correct()
+                .iter()
+                .zip(second.report.correct())
+                .fold((0u64, 0u64), |(a, b), (&x, y)| {
+                    (a + u64::from(x && !y), b + u64::from(!x && y))
+                });
+            let p = mcnemar_exact(only_first, only_second);
+            let better = match only_first.cmp(&only_second) {
+                _ if p >= 0.05 => "neither (p ≥ 0.05)".to_string(),
+                std::cmp::Ordering::Greater => format!("`{first_stage}`"),
+                _ => format!("`{second_stage}`"),
+            };
+            rows.push(vec![
+                format!("`{first_stage}` vs `{second_stage}`"),
+                count(only_first),
+                count(only_second),
+                format_p(p),
+                better,
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "Paired comparison on the same test images (McNemar's exact test: only the images \
+         exactly one of the two models gets right count; p is the chance of a split at least \
+         this uneven if neither model were better):\n\n{}\n",
+        table(
+            &[
+                "models",
+                "only first right",
+                "only second right",
+                "p",
+                "better"
+            ],
+            &rows
+        )
+    )
+}
+
+/// A p-value to four decimals, or as a bound below them.
+fn format_p(p: f64) -> String {
+    if p < 1e-4 {
+        "< 0.0001".into()
+    } else {
+        format!("{p:.4}")
+    }
 }

@@ -49,6 +49,13 @@ pub fn report(
         }
     }
     report.markdown += &final_models(&final_rows, &sets);
+    let finals: Vec<(&str, &TestedWinner)> = stages
+        .iter()
+        .zip(tested)
+        .filter(|(stage, _)| stage.is_final)
+        .filter_map(|(stage, tested)| Some((stage.stage.name.as_str(), tested.as_ref()?)))
+        .collect();
+    report.markdown += &final_model::paired_comparisons(&finals);
     for overview in data {
         report.push(data_overview::section(overview));
     }
@@ -67,7 +74,8 @@ fn introduction(manifest_path: &Path) -> String {
         "# cellnets report: {manifest}\n\nEvery stage of the manifest, from the outputs in this \
          folder, with the numbers the reproduced study reported beside them where it reported \
          any (IA048 \"Atividade 3 – Redes Neurais\", UNICAMP, 2024). Val accuracy is the best \
-         epoch's; test results are those of the best-val-loss checkpoint. Regenerate with \
+         epoch's; test results are those of the checkpoint of each run's monitor (val loss unless \
+         the manifest names another). Regenerate with \
          `cellnets report {manifest}`.\n\n"
     )
 }
@@ -90,7 +98,14 @@ fn final_models(rows: &[Vec<String>], sets: &[&str]) -> String {
         "trainable",
         "study model",
     ];
-    let mut text = format!("## Final models\n\n{}\n", table(&header, rows));
+    let mut text = format!(
+        "## Final models\n\n{}\nIn brackets, 95% intervals over the test images: Wilson's for \
+         accuracy, a seeded bootstrap stratified by class ({} resamples) for the others; a study \
+         number outside ours differs by more than the choice of test images explains. They do \
+         not cover a different seed: a stage with `repeats` shows that spread.\n\n",
+        table(&header, rows),
+        crate::statistics::RESAMPLES
+    );
     for name in sets {
         let Some(set) = catalog::set(name) else {
             continue;

@@ -4,10 +4,15 @@
 use super::final_model;
 use crate::figures::{CategoryLines, Curves, HeatMap, Panel};
 use crate::outputs::run_folder::SUMMARY_CSV;
+use crate::outputs::summary::RunSummary;
+use crate::outputs::winners;
 use crate::report::compute::TestedWinner;
 use crate::report::gather::{RunResult, StageResults};
-use crate::report::markdown::{count, metric, table};
+use crate::report::markdown::{count, metric, table, with_interval};
 use crate::report::output::{Drawing, Section, REPORT_DIR};
+use crate::statistics::Spread;
+use crate::study::manifest::Monitor;
+use crate::study::plan::RunPlan;
 use crate::study::reference::StudyGrid;
 use crate::train::EpochRecord;
 
@@ -39,6 +44,7 @@ pub fn section(stage: &StageResults, tested: Option<&TestedWinner>) -> Section {
     section.markdown += &runs_table(stage);
     section.markdown += &format!("\nAll columns: [{SUMMARY_CSV}]({name}/{SUMMARY_CSV})\n\n");
     section.markdown += &winner_line(stage);
+    section.markdown += &seeds_table(stage);
     let folder = format!("{REPORT_DIR}/{name}");
     match stage.varied.as_slice() {
         [key] if stage.planned.len() > 1 => section.push(stepwise(stage, key, &folder)),
@@ -138,8 +144,11 @@ fn run_row(run: &RunResult, varied: &[String], won: bool) -> Vec<String> {
         best.map_or("–".into(), |b| b.epoch.to_string()),
         metric(best.map(|b| b.val_accuracy)),
         metric(best.map(|b| b.val_loss)),
-        metric(Some(summary.test.accuracy)),
-        metric(Some(summary.test.balanced_accuracy)),
+        with_interval(summary.test.accuracy, summary.test.ci95.accuracy),
+        with_interval(
+            summary.test.balanced_accuracy,
+            summary.test.ci95.balanced_accuracy,
+        ),
         metric(Some(summary.test.macro_f1)),
         metric(Some(summary.test.auc)),
         count(summary.trainable_params),
@@ -158,10 +167,32 @@ fn winner_line(stage: &StageResults) -> String {
     } else {
         ""
     };
-    let mut text = format!(
-        "Winner: **{}** (best val accuracy {:.4}{pinned}).",
-        winner.run, winner.best_val_accuracy
-    );
+    let mut text = match &winner.plan.repeat_of {
+        Some(configuration) => {
+            let runs: Vec<(RunPlan, RunSummary)> = stage
+                .finished
+                .iter()
+                .map(|run| (run.result.plan.clone(), run.result.summary.clone()))
+                .collect();
+            let monitor = winners::ranked_by(&runs);
+            let spread = winners::configurations(&runs, monitor)
+                .into_iter()
+                .find(|c| c.name == configuration)
+                .map(|c| c.spread);
+            format!(
+                "Winner: **{configuration}** (mean best {} {} over its {} seeds{pinned}); its \
+                 first seed, {}, stands for it in later stages.",
+                monitor_name(monitor),
+                metric(spread.map(|s| s.mean)),
+                spread.map_or(0, |s| s.count),
+                winner.run
+            )
+        }
+        None => format!(
+            "Winner: **{}** (best val accuracy {:.4}{pinned}).",
+            winner.run, winner.best_val_accuracy
+        ),
+    };
     if let Some(model) = stage.study {
         let choices: Vec<String> = stage
             .varied
@@ -173,6 +204,98 @@ fn winner_line(stage: &StageResults) -> String {
         }
     }
     text + "\n\n"
+}
+
+/// For a stage with `repeats`: each configuration's ranking value and test accuracy
+/// across its seeds, and whether the winner's lead over the runner-up is larger than
+/// the seeds' spread.
+fn seeds_table(stage: &StageResults) -> String {
+    if stage.plan.runs.iter().all(|run| run.repeat_of.is_none()) {
+        return String::new();
+    }
+    let runs: Vec<(RunPlan, RunSummary)> = stage
+        .finished
+        .iter()
+        .map(|run| (run.result.plan.clone(), run.result.summary.clone()))
+        .collect();
+    let monitor = winners::ranked_by(&runs);
+    let ranked = monitor_name(monitor);
+    let mut configurations = winners::configurations(&runs, monitor);
+    let spread_text = |spread: &Spread| {
+        format!(
+            "{} ± {} [{}, {}]",
+            metric(Some(spread.mean)),
+            metric(Some(spread.standard_deviation)),
+            metric(Some(spread.interval.low)),
+            metric(Some(spread.interval.high))
+        )
+    };
+    let rows: Vec<Vec<String>> = configurations
+        .iter()
+        .map(|configuration| {
+            let tests: Vec<f64> = configuration
+                .runs
+                .iter()
+                .filter_map(|(plan, _)| {
+                    let summary = &runs.iter().find(|(p, _)| p.name == plan.name)?.1;
+                    Some(summary.test.accuracy).filter(|a| a.is_finite())
+                })
+                .collect();
+            vec![
+                configuration.name.to_string(),
+                configuration.runs.len().to_string(),
+                spread_text(&configuration.spread),
+                spread_text(&Spread::of(&tests)),
+            ]
+        })
+        .collect();
+    let mut text = format!(
+        "Each configuration trained with {} seeds. Mean ± standard deviation across its \
+         seeds [95% interval of the mean, Student's t]:\n\n{}\n",
+        stage.stage.repeats.unwrap_or(1),
+        table(
+            &[
+                "configuration",
+                "seeds",
+                &format!("best {ranked}"),
+                "test acc"
+            ],
+            &rows
+        )
+    );
+    configurations.sort_by(|a, b| b.spread.mean.total_cmp(&a.spread.mean));
+    if let [first, second, ..] = configurations.as_slice() {
+        let lead = first.spread.mean - second.spread.mean;
+        let spread = first
+            .spread
+            .standard_deviation
+            .max(second.spread.standard_deviation);
+        let verdict = if lead > spread {
+            "larger than the spread across seeds: the ranking is unlikely to be a seed's luck"
+        } else if lead.is_finite() && spread.is_finite() {
+            "no larger than the spread across seeds: another set of seeds may well reverse it"
+        } else {
+            "not comparable with a spread: a configuration has fewer than two seeds"
+        };
+        text += &format!(
+            "The best mean {ranked}, {}'s, leads {}'s by {}, {verdict} (the larger standard \
+             deviation of the two is {}).\n\n",
+            first.name,
+            second.name,
+            metric(Some(lead)),
+            metric(Some(spread))
+        );
+    }
+    text
+}
+
+fn monitor_name(monitor: Monitor) -> &'static str {
+    match monitor {
+        Monitor::ValLoss => "val loss",
+        Monitor::ValAccuracy => "val accuracy",
+        Monitor::ValAuc => "val AUC",
+        Monitor::ValBalancedAccuracy => "val balanced accuracy",
+    }
 }
 
 /// Best val accuracy and loss against the one varied value.
@@ -361,6 +484,8 @@ mod tests {
             val_loss: 0.25,
             val_accuracy,
             seconds: 1.0,
+            val_auc: 0.9,
+            val_balanced_accuracy: 0.5,
         });
         let summary = RunSummary {
             stage: run.stage.clone(),
@@ -376,11 +501,13 @@ mod tests {
                 balanced_accuracy: 0.5,
                 macro_f1: 0.5,
                 auc: 0.75,
+                ci95: Default::default(),
             },
             epochs: 3,
             seconds: 7.0,
             device: "cpu".into(),
             reused_from: None,
+            repeat_of: None,
         };
         RunResult {
             name: run.name.clone(),
