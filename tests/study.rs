@@ -195,6 +195,47 @@ fn monitoring_val_auc_checkpoints_the_epoch_whose_auc_eval_reports() {
 }
 
 #[test]
+fn test_time_views_change_the_test_alone_and_eval_predicts_with_them() {
+    let dir = common::toy_project(
+        "  - name: plain
+    model: {kind: mlp, hidden: 8}
+    training: {epochs: 3}
+  - name: views
+    from: plain
+    training: {tta: [flips, rot90]}
+",
+    );
+    let output = common::cellnets(dir.path(), &["experiments.yaml", "--device", "cpu"]);
+    assert!(output.status.success(), "{output:?}");
+    let column = |table: &str, name: &str| -> Vec<String> {
+        let (header, rows) = read_table(&dir.path().join(table)).unwrap();
+        let at = header.iter().position(|c| c == name).unwrap();
+        rows.into_iter().map(|row| row[at].clone()).collect()
+    };
+    // Views change nothing in training...
+    for name in ["train_loss", "val_loss", "val_accuracy"] {
+        assert_eq!(
+            column("out/plain/run/epochs.csv", name),
+            column("out/views/run/epochs.csv", name)
+        );
+    }
+    // ...but the test averages eight views of each image.
+    let plain_loss = column("out/plain/summary.csv", "test_loss");
+    let views_loss = column("out/views/summary.csv", "test_loss");
+    assert_ne!(plain_loss, views_loss);
+    let output = common::cellnets(dir.path(), &["eval", "out/views/run", "--device", "cpu"]);
+    assert!(output.status.success(), "{output:?}");
+    let eval_loss: f64 = column("out/views/run/eval/toy-test/metrics.csv", "loss")[0]
+        .parse()
+        .unwrap();
+    let logged: f64 = views_loss[0].parse().unwrap();
+    assert!(
+        (eval_loss - logged).abs() < 1e-9,
+        "eval {eval_loss}, test {logged}"
+    );
+}
+
+#[test]
 fn a_learnable_problem_is_learned() {
     let dir = tempfile::tempdir().unwrap();
     let summaries = run_study(

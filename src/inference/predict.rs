@@ -7,6 +7,7 @@ use crate::data::images;
 use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
 use crate::storage::files::write_table;
+use crate::study::manifest::TestView;
 use crate::study::task::Task;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fmt::Write;
@@ -112,8 +113,16 @@ pub fn predict(
         let mut probabilities = if readable.is_empty() {
             Vec::new()
         } else {
-            classify(model.network.as_ref(), &readable, input, task, device)
-                .with_context(|| format!("libtorch failed predicting with {}", run.label()))?
+            let views = &run.plan.training.tta;
+            classify(
+                model.network.as_ref(),
+                &readable,
+                input,
+                task,
+                views,
+                device,
+            )
+            .with_context(|| format!("libtorch failed predicting with {}", run.label()))?
         }
         .into_iter();
         for (file, bytes) in chunk.iter().zip(prepared) {
@@ -142,6 +151,7 @@ fn classify(
     prepared: &[&[u8]],
     input: InputShape,
     task: Task,
+    views: &[TestView],
     device: Device,
 ) -> Result<Vec<Vec<f64>>> {
     let rows = prepared.len() as i64;
@@ -150,12 +160,15 @@ fn classify(
         let pixels = Tensor::from_slice(&bytes)
             .view([rows, input.height, input.width, input.channels])
             .to_device(device);
-        let logits = crate::train::predict(model, &crate::data::Images::Pixels(pixels));
-        task.probabilities(&logits)
-            .to_device(Device::Cpu)
-            .flatten(0, -1)
+        let images = crate::data::Images::Pixels(pixels);
+        let logits = crate::train::predict_with_views(model, &images, task, views)?;
+        anyhow::Ok(
+            task.probabilities(&logits)
+                .to_device(Device::Cpu)
+                .flatten(0, -1),
+        )
     }))
-    .map_err(|payload| anyhow!("{}", crate::panic_summary(payload.as_ref())))?;
+    .map_err(|payload| anyhow!("{}", crate::panic_summary(payload.as_ref())))??;
     let flat = Vec::<f64>::try_from(probabilities)?;
     Ok(flat
         .chunks(input.classes as usize)

@@ -252,11 +252,12 @@ impl SavedRun {
     /// the data fails with the reason.
     pub fn evaluate(&self, data: &Dataset, split: &Split, device: Device) -> Result<TestReport> {
         let model = self.load(data.input, device)?;
+        let views = &self.plan.training.tta;
         panic::catch_unwind(AssertUnwindSafe(|| {
-            TestReport::of(
-                &crate::train::predict(model.network.as_ref(), &split.images),
-                split,
-            )
+            let network = model.network.as_ref();
+            let logits =
+                crate::train::predict_with_views(network, &split.images, split.task, views)?;
+            TestReport::of(&logits, split)
         }))
         .map_err(|_| anyhow!("libtorch failed evaluating {}", self.label()))?
     }

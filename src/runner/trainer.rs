@@ -56,7 +56,7 @@ pub fn train(
     let network = stepping.network();
     let fitted = fit_with_callbacks(network, &vs, data, run, folder, resume, context)?;
     let test = match fitted.best {
-        Some(_) => test_best(folder, &mut vs, network.model, &data.test)?,
+        Some(_) => test_best(folder, &mut vs, network.model, &data.test, run)?,
         None => TestMetrics::UNDEFINED,
     };
     if fitted.outcome == Outcome::Diverged {
@@ -190,7 +190,10 @@ impl<'m> Stepping<'m> {
         progress: &Progress,
     ) -> Self {
         match built.model.split_frozen(&built.frozen) {
-            Some((extractor, rest)) if !run.training.varies_inputs() => {
+            // Test-time views need the images, not what frozen layers make of them.
+            Some((extractor, rest))
+                if !run.training.varies_inputs() && run.training.tta.is_empty() =>
+            {
                 let started = Instant::now();
                 let features = Box::new(precompute(extractor, data));
                 progress.note(&format!(
@@ -285,11 +288,14 @@ fn test_best(
     vs: &mut nn::VarStore,
     network: &dyn nn::ModuleT,
     test: &Split,
+    run: &RunPlan,
 ) -> Result<TestMetrics> {
     let checkpoint = folder.checkpoint();
     vs.load(&checkpoint)
         .with_context(|| format!("cannot reload {}", checkpoint.display()))?;
-    let report = TestReport::of(&crate::train::predict(network, &test.images), test)?;
+    let views = &run.training.tta;
+    let logits = crate::train::predict_with_views(network, &test.images, test.task, views)?;
+    let report = TestReport::of(&logits, test)?;
     report.write(folder.dir())?;
     Ok(report.metrics())
 }

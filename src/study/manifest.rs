@@ -329,6 +329,25 @@ impl Optimizer {
     }
 }
 
+/// A view of each test image that a prediction averages over (`tta`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestView {
+    /// The image and its mirror image.
+    Flips,
+    /// The image and its three quarter turns.
+    Rot90,
+}
+
+impl TestView {
+    pub fn name(self) -> &'static str {
+        match self {
+            TestView::Flips => "flips",
+            TestView::Rot90 => "rot90",
+        }
+    }
+}
+
 /// How the learning rate moves over the epochs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -445,6 +464,10 @@ pub struct TrainingOverrides {
     /// is what the run evaluates and keeps (0.999 is usual); 0 is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ema: Option<f64>,
+    /// Views of each image whose probabilities the run's predictions average: `[flips]`,
+    /// `[rot90]` or both; in its test, `eval`, the report and `predict`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tta: Option<Vec<TestView>>,
 }
 
 /// Fully resolved training settings of one run.
@@ -497,6 +520,8 @@ pub struct Training {
     pub warmup_epochs: usize,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ema: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tta: Vec<TestView>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -586,6 +611,7 @@ impl TrainingOverrides {
             cutmix: self.cutmix.or(base.cutmix),
             warmup_epochs: self.warmup_epochs.or(base.warmup_epochs),
             ema: self.ema.or(base.ema),
+            tta: self.tta.clone().or_else(|| base.tta.clone()),
         }
     }
 
@@ -629,6 +655,7 @@ impl TrainingOverrides {
             cutmix: self.cutmix.unwrap_or(0.0),
             warmup_epochs: self.warmup_epochs.unwrap_or(0),
             ema: self.ema.unwrap_or(0.0),
+            tta: self.tta.clone().unwrap_or_default(),
         };
         if !(1..=1_000_000).contains(&training.epochs) {
             return Err(InvalidTraining::Epochs(training.epochs));
@@ -691,6 +718,14 @@ impl TrainingOverrides {
                 return Err(InvalidTraining::MixingAlpha { name, alpha });
             }
         }
+        if let Some(view) = training
+            .tta
+            .iter()
+            .enumerate()
+            .find_map(|(i, view)| training.tta[..i].contains(view).then_some(view))
+        {
+            return Err(InvalidTraining::RepeatedView(*view));
+        }
         if training.warmup_epochs >= training.epochs {
             return Err(InvalidTraining::Warmup {
                 warmup: training.warmup_epochs,
@@ -738,6 +773,8 @@ pub enum InvalidTraining {
     Rotate(f64),
     #[error("{name} is a Beta(alpha, alpha) parameter between 0 (off) and 100, got {alpha} (0.2 to 1 is usual)")]
     MixingAlpha { name: &'static str, alpha: f64 },
+    #[error("tta lists {} twice: give each of flips and rot90 at most once", .0.name())]
+    RepeatedView(TestView),
     #[error("warmup_epochs ({warmup}) must be fewer than epochs ({epochs})")]
     Warmup { warmup: usize, epochs: usize },
 }
@@ -779,6 +816,7 @@ impl From<&Training> for TrainingOverrides {
             cutmix: Some(training.cutmix).filter(|&value| value > 0.0),
             warmup_epochs: Some(training.warmup_epochs).filter(|&value| value > 0),
             ema: Some(training.ema).filter(|&value| value > 0.0),
+            tta: Some(training.tta.clone()).filter(|views| !views.is_empty()),
         }
     }
 }
@@ -1203,6 +1241,9 @@ stages:
                 alpha: -1.0
             }
         );
+        let views = with("tta: [rot90, flips, rot90]");
+        assert_eq!(views, InvalidTraining::RepeatedView(TestView::Rot90));
+        assert!(views.to_string().contains("lists rot90 twice"), "{views}");
         let warmup = with("warmup_epochs: 20");
         assert!(matches!(warmup, InvalidTraining::Warmup { warmup: 20, .. }));
         assert!(warmup.to_string().contains("fewer than epochs"), "{warmup}");

@@ -3,7 +3,7 @@
 //! images (`augment`), its targets under label smoothing, mixup and cutmix (`targets`),
 //! the optimizers and their state (`optimizer`) with the weights' moving average
 //! (`average`), the request to stop at the next batch
-//! (`stop`), and the debug check that a step's tensors share the run's device
+//! (`stop`), test-time augmentation (`tta`), and the debug check that a step's tensors share the run's device
 //! (`device`).
 //!
 //! May import `metrics` (an epoch's val AUC), `data`, `study`, `models` and `random`; files are the business of the
@@ -17,6 +17,7 @@ mod optimizer;
 mod step;
 pub mod stop;
 mod targets;
+mod tta;
 
 pub use fit::{
     fit, monitored, BestEpoch, Callback, Checkpointer, EpochRecord, Fitted, Network, Outcome,
@@ -24,3 +25,4 @@ pub use fit::{
 };
 pub use optimizer::{Optimizer, OptimizerState};
 pub use step::{evaluate, learning_rate, predict, train_epoch, Evaluation, FusedInputDense};
+pub use tta::predict_with_views;
