@@ -228,20 +228,32 @@ pub fn label_scores(probabilities: &[Vec<f64>], truth: &[Vec<bool>]) -> Vec<Labe
     let labels = probabilities.first().map_or(0, Vec::len);
     (0..labels)
         .map(|label| {
-            let mut counts = LabelCounts::default();
-            for (p, t) in probabilities.iter().zip(truth) {
-                match (p[label] > 0.5, t[label]) {
-                    (true, true) => counts.true_positives += 1,
-                    (true, false) => counts.false_positives += 1,
-                    (false, true) => counts.false_negatives += 1,
-                    (false, false) => counts.true_negatives += 1,
-                }
-            }
+            let counts = label_counts(probabilities, truth, label, |_| 1);
             let scores: Vec<f64> = probabilities.iter().map(|p| p[label]).collect();
             let positive: Vec<bool> = truth.iter().map(|t| t[label]).collect();
             counts.scores(binary_auc(&scores, &positive))
         })
         .collect()
+}
+
+/// The decisions on `label`, each image counted `weight(index)` times.
+fn label_counts(
+    probabilities: &[Vec<f64>],
+    truth: &[Vec<bool>],
+    label: usize,
+    weight: impl Fn(usize) -> u64,
+) -> LabelCounts {
+    let mut counts = LabelCounts::default();
+    for (index, (p, t)) in probabilities.iter().zip(truth).enumerate() {
+        let count = match (p[label] > 0.5, t[label]) {
+            (true, true) => &mut counts.true_positives,
+            (true, false) => &mut counts.false_positives,
+            (false, true) => &mut counts.false_negatives,
+            (false, false) => &mut counts.true_negatives,
+        };
+        *count += weight(index);
+    }
+    counts
 }
 
 /// Mean of the defined AUCs.
@@ -472,19 +484,19 @@ impl TestReport {
         }
     }
 
-    /// The scores' 95% intervals (see `TestIntervals`), for a task of classes. A
+    /// The scores' 95% intervals (see `TestIntervals`). For a task of classes, a
     /// bootstrap resample draws each class's images from that class, so every class
     /// keeps its count, its recall and its AUC stay defined, and the interval reflects
     /// which images were drawn, not how many of each class.
     fn intervals(&self) -> TestIntervals {
-        let Outcome::Classes {
-            truth,
-            predicted,
-            confusion,
-            ..
-        } = &self.outcome
-        else {
-            return TestIntervals::UNDEFINED;
+        let (truth, predicted, confusion) = match &self.outcome {
+            Outcome::Classes {
+                truth,
+                predicted,
+                confusion,
+                ..
+            } => (truth, predicted, confusion),
+            Outcome::Labels { truth, .. } => return self.label_intervals(truth),
         };
         let classes = confusion.matrix.len();
         let right = truth.iter().zip(predicted).filter(|(t, p)| t == p).count();
@@ -518,6 +530,50 @@ impl TestReport {
             });
         TestIntervals {
             accuracy: wilson(right as u64, truth.len() as u64),
+            balanced_accuracy,
+            macro_f1,
+            auc,
+        }
+    }
+
+    /// A multi-label task's intervals, every one by the bootstrap over images: an
+    /// image's labels are drawn together, so its decisions are not the independent
+    /// trials Wilson's interval counts, and labels overlap, so images have no one
+    /// class to be stratified by.
+    fn label_intervals(&self, truth: &[Vec<bool>]) -> TestIntervals {
+        let labels = truth.first().map_or(0, Vec::len);
+        let images = vec![(0..truth.len()).collect::<Vec<usize>>()];
+        let rankings: Vec<Ranking> = (0..labels)
+            .map(|label| {
+                let scores: Vec<f64> = self.probabilities.iter().map(|p| p[label]).collect();
+                let positive: Vec<bool> = truth.iter().map(|t| t[label]).collect();
+                Ranking::new(&scores, &positive)
+            })
+            .collect();
+        let [accuracy, balanced_accuracy, macro_f1, auc] =
+            bootstrap(&images, RESAMPLES, BOOTSTRAP_SEED, |weights| {
+                let scores: Vec<LabelScores> = rankings
+                    .iter()
+                    .enumerate()
+                    .map(|(label, ranking)| {
+                        let weight = |index: usize| weights[index];
+                        label_counts(&self.probabilities, truth, label, |i| u64::from(weight(i)))
+                            .scores(ranking.auc(|i| f64::from(weight(i))))
+                    })
+                    .collect();
+                let mean_of = |score: fn(&LabelScores) -> f64| {
+                    mean(&scores.iter().map(score).collect::<Vec<f64>>())
+                };
+                let aucs: Vec<Option<f64>> = scores.iter().map(|s| s.auc).collect();
+                [
+                    mean_of(|s| s.accuracy),
+                    mean_of(|s| s.balanced_accuracy),
+                    mean_of(|s| s.f1),
+                    macro_auc(&aucs),
+                ]
+            });
+        TestIntervals {
+            accuracy,
             balanced_accuracy,
             macro_f1,
             auc,
@@ -792,6 +848,51 @@ mod tests {
         };
         assert_eq!(report.most_confident_mistakes(10), [2, 3, 0]);
         assert_eq!(report.most_confident_mistakes(1), [2]);
+    }
+
+    #[test]
+    fn multi_label_intervals_come_from_the_bootstrap_over_images() {
+        // One label, 400 images, 320 decisions right: the bootstrap of a share lands
+        // near its normal interval, 0.8 +/- 1.96 sqrt(0.8 * 0.2 / 400).
+        let truth: Vec<Vec<bool>> = (0..400).map(|i| vec![i % 2 == 0]).collect();
+        let probabilities: Vec<Vec<f64>> = (0..400)
+            .map(|i| {
+                let right = i % 5 != 0;
+                let says_yes = (i % 2 == 0) == right;
+                vec![if says_yes { 0.9 } else { 0.1 } - 0.0005 * (i % 7) as f64]
+            })
+            .collect();
+        let report = TestReport {
+            task: Task::MultiLabel,
+            loss: 0.0,
+            outcome: Outcome::Labels {
+                scores: label_scores(&probabilities, &truth),
+                truth,
+            },
+            probabilities,
+        };
+        let metrics = report.metrics();
+        assert!((metrics.accuracy - 0.8).abs() < 1e-12);
+        let half = 1.959964 * (0.8f64 * 0.2 / 400.0).sqrt();
+        let ci = metrics.ci95;
+        assert!(
+            (ci.accuracy.low - (0.8 - half)).abs() < 0.01
+                && (ci.accuracy.high - (0.8 + half)).abs() < 0.01,
+            "{:?} against 0.8 +/- {half}",
+            ci.accuracy
+        );
+        for (name, interval) in ci.named() {
+            let value = metrics
+                .columns()
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap()
+                .1;
+            assert!(
+                interval.contains(value),
+                "{name}: {value} not in {interval:?}"
+            );
+        }
     }
 
     /// A report of classes whose predictions reproduce `confusion`, each image's
