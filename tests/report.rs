@@ -38,7 +38,9 @@ fn write_report(dir: &Path) -> PathBuf {
         data_dir: dir.to_path_buf(),
         device: Device::Cpu,
     };
-    report::write(&manifest, &manifest_path, &settings).unwrap()
+    report::write(&manifest, &manifest_path, &settings)
+        .unwrap()
+        .markdown
 }
 
 /// The targets of the markdown's links and images.
