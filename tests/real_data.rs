@@ -38,6 +38,7 @@ stages:
         jobs: 1,
         threads: None,
         retry_failed: false,
+        tensorboard: false,
     };
     let summaries = runner::run(&manifest, &[], &settings).unwrap();
     let summary = &summaries[0];

@@ -25,6 +25,7 @@ fn run_study(dir: &Path, stages: &str) -> PathBuf {
         jobs: 1,
         threads: None,
         retry_failed: false,
+        tensorboard: false,
     };
     runner::run(&manifest, &[], &settings).unwrap();
     write_report(dir)

@@ -54,6 +54,7 @@ fn train(manifest_path: &Path, only: &[String], options: &TrainingOptions) -> Re
         jobs: options.jobs.into(),
         threads: options.threads.threads.map(usize::from),
         retry_failed: options.retry_failed,
+        tensorboard: options.tensorboard,
     };
     let sharing = runner::Sharing {
         shard: options.sharing.shard,

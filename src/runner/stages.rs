@@ -50,6 +50,8 @@ pub struct Settings {
     pub threads: Option<usize>,
     /// Retry runs that failed `FAILURES_BEFORE_GIVING_UP` times in a row.
     pub retry_failed: bool,
+    /// Write each run's scalars and hyperparameters as TensorBoard event files too.
+    pub tensorboard: bool,
 }
 
 /// How this process shares out/ with others.
@@ -583,6 +585,7 @@ impl Session<'_> {
             progress: &self.progress,
             transfer_checkpoint: transfer_checkpoint.as_deref(),
             claim: Some(claim),
+            tensorboard: self.settings.tensorboard,
         };
         // libtorch reports some failures (an allocation too large, say) as panics in tch.
         let summary = panic::catch_unwind(AssertUnwindSafe(|| {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod outputs;
+pub mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -106,6 +107,7 @@ pub fn run_library(
         jobs: 1,
         threads: None,
         retry_failed: false,
+        tensorboard: false,
     };
     cellnets::runner::run(&manifest, &[], &settings).unwrap()
 }
