@@ -32,10 +32,12 @@ pub fn page(title: &str, body: &str, data: Data) -> String {
         Data::Live => ("live", String::new()),
     };
     let title = escape_text(title);
+    // The empty icon keeps a browser from asking for /favicon.ico, a request to nothing
+    // from disk and a 404 from `serve`.
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{title}</title>\n<style>\n{UPLOT_CSS}\n{APP_CSS}\n</style>\n</head>\n<body>\n\
+         <title>{title}</title>\n<link rel=\"icon\" href=\"data:,\">\n<style>\n{UPLOT_CSS}\n{APP_CSS}\n</style>\n</head>\n<body>\n\
          <div id=\"app\" data-mode=\"{mode}\"></div>\n\
          <noscript><p class=\"note\">The interactive curves and tables need JavaScript; \
          the report below does not.</p></noscript>\n\
@@ -64,12 +66,34 @@ pub fn markdown_to_html(markdown: &str, figure: impl Fn(&str) -> Option<String>)
             Event::End(TagEnd::Image) if inside_replaced_image => inside_replaced_image = false,
             // The alt text of a replaced image: the figure has its own title.
             _ if inside_replaced_image => {}
+            Event::Html(raw) | Event::InlineHtml(raw) if !only_folding_tags(&raw) => {
+                events.push(Event::Text(raw))
+            }
             other => events.push(other),
         }
     }
     let mut out = String::new();
     html::push_html(&mut out, events.into_iter());
     out
+}
+
+/// Whether raw HTML in the markdown holds only the tags the report writes itself to
+/// fold long parts away (`<details>`, `<summary>`). Any other raw HTML comes from a
+/// name or path the report quotes (a manifest's path may hold `<script>`), and is shown
+/// as text.
+fn only_folding_tags(raw: &str) -> bool {
+    const ALLOWED: [&str; 4] = ["<details>", "</details>", "<summary>", "</summary>"];
+    let mut rest = raw;
+    while let Some(start) = rest.find('<') {
+        let tag = rest[start..]
+            .find('>')
+            .map(|end| &rest[start..=start + end]);
+        match tag {
+            Some(tag) if ALLOWED.contains(&tag) => rest = &rest[start + tag.len()..],
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// An SVG file's markup, ready to sit in HTML: without its XML declaration.
@@ -137,6 +161,27 @@ mod tests {
             !html.contains(">grid<"),
             "the alt text of a replaced image is dropped"
         );
+    }
+
+    #[test]
+    fn raw_html_other_than_the_reports_folding_tags_is_shown_as_text() {
+        let markdown = "# report: x</script><script>alert(1)</script><!--/m.yaml\n\n\
+                        <img src=x onerror=alert(2)>\n\n\
+                        <details><summary>curves</summary>\n\nbody\n\n</details>\n";
+        let html = markdown_to_html(markdown, |_| None);
+        assert!(
+            !html.contains("<script>") && !html.contains("<img"),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<details><summary>curves</summary>"),
+            "{html}"
+        );
+        assert!(html.contains("</details>"), "{html}");
     }
 
     #[test]
