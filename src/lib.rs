@@ -45,6 +45,9 @@ pub mod runner;
 /// report.md and its figures.
 pub mod report;
 
+/// `cellnets serve`: the study's page, live, over HTTP.
+pub mod serve;
+
 /// One file per subcommand.
 pub mod cli;
 
