@@ -172,11 +172,11 @@ impl Response {
             Body::Bytes(bytes) => bytes.len() as u64,
             Body::File(_, length) => *length,
         };
-        // No referrer: a token in the page's address must not leak to other sites.
         let cache = match self.cacheable {
             true => "private, max-age=5",
             false => "no-store",
         };
+        // No referrer: a token in the page's address must not leak to other sites.
         write!(
             stream,
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {length}\r\n\
