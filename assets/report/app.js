@@ -21,6 +21,8 @@
   var ui = { stage: null, metric: "val_accuracy", log: false, hidden: {}, sortKey: null, sortDir: -1 };
   var study = null;
   var lastText = null;
+  var lastViewKey = null;
+  var waitingToBeSeen = false;
   var charts = [];
 
   function withToken(path) {
@@ -51,6 +53,35 @@
 
   function runHash(stage, run) {
     return "#run=" + encodeURIComponent(stage) + "/" + encodeURIComponent(run);
+  }
+
+  function stageHash(stage) {
+    return "#stage=" + encodeURIComponent(stage);
+  }
+
+  // The page a hash names: a run's page, or the overview of a stage (by default the
+  // last one picked, else the first with an epoch).
+  function route() {
+    var run = /^#run=([^/]*)\/(.*)$/.exec(location.hash);
+    if (run) return { stage: decodeURIComponent(run[1]), run: decodeURIComponent(run[2]) };
+    var stage = /^#stage=(.*)$/.exec(location.hash);
+    if (stage) ui.stage = decodeURIComponent(stage[1]);
+    if (!stageByName(ui.stage)) {
+      var first = study.stages.filter(function (s) { return s.runs.some(function (r) { return r.epochs.epoch.length > 0; }); })[0] || study.stages[0];
+      ui.stage = first ? first.name : null;
+    }
+    return { stage: ui.stage, run: null };
+  }
+
+  // What the page shows of the study: a poll that changes none of it draws nothing, so
+  // a page open on a finished stage costs nothing while another stage trains.
+  function viewKey(page) {
+    var stages = study.stages.map(function (s) {
+      return [s.name, s.winner, s.provisional, s.runs.map(function (r) { return r.state; })];
+    });
+    var stage = stageByName(page.stage);
+    var shown = stage && page.run ? stage.runs.filter(function (r) { return r.name === page.run; }) : stage;
+    return JSON.stringify([page, stages, shown, stage && stage.mistakes]);
   }
 
   function stageByName(name) {
@@ -157,7 +188,7 @@
         ? el("a", { href: runHash(stage.name, stage.winner), text: stage.winner })
         : (stage.provisional ? "starts from a stage without a winner yet" : "–");
       body.append(el("tr", { class: stage.name === ui.stage ? "picked" : "" },
-        el("td", null, el("a", { href: "#", onclick: function (e) { e.preventDefault(); ui.stage = stage.name; render(); }, text: stage.name })),
+        el("td", null, el("a", { href: stageHash(stage.name), text: stage.name })),
         el("td", { text: count("finished") }), el("td", { text: count("training") }),
         el("td", { text: count("waiting") }), el("td", { text: count("diverged") }),
         el("td", { text: count("failed") }), el("td", { text: stage.runs.length }), el("td", null, winner)));
@@ -166,7 +197,7 @@
   }
 
   function controls(stage) {
-    var stagePick = el("select", { "aria-label": "stage", onchange: function (e) { ui.stage = e.target.value; render(); } });
+    var stagePick = el("select", { "aria-label": "stage", onchange: function (e) { location.hash = stageHash(e.target.value); } });
     study.stages.forEach(function (s) {
       var option = el("option", { value: s.name, text: s.name });
       if (s.name === stage.name) option.selected = true;
@@ -306,10 +337,6 @@
 
   function overview() {
     var stage = stageByName(ui.stage);
-    if (!stage) {
-      stage = study.stages.filter(function (s) { return s.runs.some(function (r) { return r.epochs.epoch.length > 0; }); })[0] || study.stages[0];
-      ui.stage = stage ? stage.name : null;
-    }
     var view = el("section", { class: "overview" }, el("h2", { text: "Stages" }), stageTable());
     if (!stage) return view;
     view.append(el("h2", { text: "Stage " + stage.name }), controls(stage), stageCurves(stage));
@@ -341,7 +368,7 @@
   function runPage(stageName, runName) {
     var stage = stageByName(stageName);
     var run = stage && stage.runs.filter(function (r) { return r.name === runName; })[0];
-    var back = el("p", null, el("a", { href: "#", text: "← all stages" }));
+    var back = el("p", null, el("a", { href: stageHash(stageName), text: "← all stages" }));
     if (!run) return el("section", null, back, el("p", { text: "No run " + stageName + "/" + runName + " in this study." }));
     var view = el("section", { class: "run" }, back, el("h2", { text: stage.name + " / " + run.name }),
       el("p", { text: stateText(run) + (run.note ? ": " + run.note : "") }));
@@ -382,21 +409,31 @@
     return view;
   }
 
+  function counts() {
+    root.dataset.epochs = String(totalEpochs());
+    root.dataset.runs = String(study.stages.reduce(function (n, s) { return n + s.runs.length; }, 0));
+  }
+
   function render() {
     if (!study) return;
     destroyCharts();
-    var match = /^#run=([^/]*)\/(.*)$/.exec(location.hash);
+    var page = route();
+    lastViewKey = viewKey(page);
     var heading = el("header", null, el("h1", { text: "cellnets: " + study.manifest }),
       el("p", { class: "note", text: live ? "live: updated " + new Date().toLocaleTimeString() + ", every " + POLL_MS / 1000 + " s" : "snapshot of the study when the report was written" }));
     if (live) heading.append(el("p", null, el("a", { href: withToken("files/report.html"), text: "the last written report.html" })));
-    var content = match ? runPage(decodeURIComponent(match[1]), decodeURIComponent(match[2])) : overview();
+    var content = page.run ? runPage(page.stage, page.run) : overview();
     root.replaceChildren(heading, content);
-    root.dataset.epochs = String(totalEpochs());
-    root.dataset.runs = String(study.stages.reduce(function (n, s) { return n + s.runs.length; }, 0));
-    document.getElementById("report").hidden = Boolean(match);
+    counts();
+    document.getElementById("report").hidden = Boolean(page.run);
   }
 
+  // A page in a hidden tab does not poll until it is seen again.
   function poll() {
+    if (document.hidden) {
+      waitingToBeSeen = true;
+      return;
+    }
     fetch(withToken("api/study"), { cache: "no-store" }).then(function (response) {
       if (!response.ok) throw new Error("the server answered " + response.status);
       return response.text();
@@ -404,7 +441,8 @@
       if (text !== lastText) {
         lastText = text;
         study = JSON.parse(text);
-        render();
+        counts();
+        if (viewKey(route()) !== lastViewKey) render();
       }
       root.dataset.polls = String(Number(root.dataset.polls || 0) + 1);
     }).catch(function (error) {
@@ -415,6 +453,12 @@
   }
 
   window.addEventListener("hashchange", render);
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden && waitingToBeSeen) {
+      waitingToBeSeen = false;
+      poll();
+    }
+  });
   if (live) {
     poll();
   } else {
