@@ -42,7 +42,7 @@ pub mod cluster;
 /// Stages, runs and callbacks wired together.
 pub mod runner;
 
-/// report.md and its figures.
+/// report.md, report.html and their figures.
 pub mod report;
 
 /// `cellnets serve`: the study's page, live, over HTTP.
