@@ -48,8 +48,11 @@ pub mod cluster;
 /// Stages, runs and callbacks wired together.
 pub mod runner;
 
-/// report.md and its figures.
+/// report.md, report.html and their figures.
 pub mod report;
+
+/// `cellnets serve`: the study's page, live, over HTTP.
+pub mod serve;
 
 /// One file per subcommand.
 pub mod cli;

@@ -107,7 +107,7 @@ fn a_folder_in_place_of_the_data_file_is_named_as_one() {
 #[test]
 fn stages_named_like_the_report_are_refused() {
     let dir = with_toy_data(&common::learnable_arrays());
-    for name in ["report", "report.md"] {
+    for name in ["report", "report.md", "report.html"] {
         common::write_manifest(
             dir.path(),
             &STAGE.replace("name: mlp", &format!("name: {name}")),

@@ -228,6 +228,7 @@ fn a_full_disk_while_writing_the_report_keeps_the_outputs_and_a_rerun_writes_it(
         "{message}"
     );
     assert!(!out.join("report.md").exists(), "no half report");
+    assert!(!out.join("report.html").exists(), "no half report page");
     assert_eq!(metrics(&out), before);
     check_consistent(&out);
 
@@ -241,4 +242,7 @@ fn a_full_disk_while_writing_the_report_keeps_the_outputs_and_a_rerun_writes_it(
     assert!(fs::read_to_string(out.join("report.md"))
         .unwrap()
         .contains("## Stage `s`"));
+    assert!(fs::read_to_string(out.join("report.html"))
+        .unwrap()
+        .contains("<h2>Stage <code>s</code></h2>"));
 }

@@ -39,6 +39,7 @@ stages:
         threads: None,
         retry_failed: false,
         precision: Default::default(),
+        tensorboard: false,
     };
     let summaries = runner::run(&manifest, &[], &settings).unwrap();
     let summary = &summaries[0];

@@ -26,6 +26,7 @@ fn run_study(dir: &Path, stages: &str) -> PathBuf {
         threads: None,
         retry_failed: false,
         precision: Default::default(),
+        tensorboard: false,
     };
     runner::run(&manifest, &[], &settings).unwrap();
     write_report(dir)
@@ -39,7 +40,9 @@ fn write_report(dir: &Path) -> PathBuf {
         data_dir: dir.to_path_buf(),
         device: Device::Cpu,
     };
-    report::write(&manifest, &manifest_path, &settings).unwrap()
+    report::write(&manifest, &manifest_path, &settings)
+        .unwrap()
+        .markdown
 }
 
 /// The targets of the markdown's links and images.

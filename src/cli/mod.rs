@@ -9,6 +9,7 @@ pub mod list;
 mod options;
 mod predict;
 mod report;
+mod serve;
 mod slurm;
 mod status;
 mod train;
@@ -69,6 +70,11 @@ enum Command {
     /// Writes out/report.md: every stage's tables and figures beside the study's
     /// numbers, the data overview, test confusion matrices and error analysis.
     Report(report::ReportArgs),
+    /// Serves the study's page on http://127.0.0.1:8022/, live while it trains: every
+    /// stage and run with its state, curves that grow as epochs land, the grid's heat
+    /// map, the winners, a table of hyperparameters against results and a page per run.
+    /// Read-only. On another --bind address every request needs the token in the URL.
+    Serve(serve::ServeArgs),
     /// Prints each stage's runs with their trainable and frozen parameter counts.
     List(list::ListArgs),
 }
@@ -99,6 +105,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Predict(args)) => predict::run(args),
         Some(Command::Export(args)) => export::run(args),
         Some(Command::Report(args)) => report::run(args),
+        Some(Command::Serve(args)) => serve::run(args),
         Some(Command::List(args)) => list::run(args),
     }
 }

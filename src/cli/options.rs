@@ -133,6 +133,10 @@ pub struct TrainingOptions {
     /// command fails naming them).
     #[arg(long)]
     pub retry_failed: bool,
+    /// Also write each run's scalars and hyperparameters as TensorBoard event files in
+    /// its folder (`tensorboard --logdir out` shows them, with the HParams plugin).
+    #[arg(long)]
+    pub tensorboard: bool,
     #[command(flatten)]
     pub sharing: SharingOptions,
 }

@@ -1,4 +1,4 @@
-//! `cellnets report`: writes out/report.md from a manifest's outputs.
+//! `cellnets report`: writes out/report.md and out/report.html from a manifest's outputs.
 
 use super::options::{DataOptions, DeviceOption, OutDir};
 use crate::report;
@@ -27,7 +27,8 @@ pub fn run(args: ReportArgs) -> Result<()> {
         data_dir: args.data.apply(),
         device: args.device.device()?,
     };
-    let path = report::write(&manifest, &args.manifest, &settings)?;
-    println!("wrote {}", path.display());
+    let written = report::write(&manifest, &args.manifest, &settings)?;
+    println!("wrote {}", written.markdown.display());
+    println!("wrote {}", written.html.display());
     Ok(())
 }

@@ -55,6 +55,7 @@ fn train(manifest_path: &Path, only: &[String], options: &TrainingOptions) -> Re
         threads: options.threads.threads.map(usize::from),
         retry_failed: options.retry_failed,
         precision: options.precision,
+        tensorboard: options.tensorboard,
     };
     options.precision.apply_to_process()?;
     let sharing = runner::Sharing {

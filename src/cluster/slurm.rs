@@ -53,6 +53,9 @@ pub struct JobOptions {
     /// Also submit runs that failed 3 times in a row, and let their tasks retry them.
     #[arg(long)]
     pub retry_failed: bool,
+    /// Tasks also write each run's TensorBoard event files (`--tensorboard`).
+    #[arg(long)]
+    pub tensorboard: bool,
     /// Seconds without a heartbeat after which a run's claim is taken over.
     #[arg(long = "claim-timeout", default_value_t = crate::cluster::claim::DEFAULT_TIMEOUT.as_secs())]
     pub claim_timeout_s: u64,
@@ -272,7 +275,7 @@ pub fn stage_script(job: &StageJob, options: &JobOptions, invocation: &Invocatio
          export OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}} MKL_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}}\n\
          exec {binary} only {stage} --manifest {manifest} --out {out} --data-dir {data}{memory} \
          --device {device} --shard \"${{SLURM_ARRAY_TASK_ID}}/{runs}\" --max-requeues {requeues} \
-         --claim-timeout {timeout} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"{precision}{retry}\n",
+         --claim-timeout {timeout} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"{precision}{retry}{tensorboard}\n",
         array = array_spec(&job.tasks, options.throttle),
         signal = options.signal_before,
         stage = job.stage,
@@ -288,6 +291,11 @@ pub fn stage_script(job: &StageJob, options: &JobOptions, invocation: &Invocatio
         precision = invocation.precision.flags(),
         retry = if options.retry_failed {
             " --retry-failed"
+        } else {
+            ""
+        },
+        tensorboard = if options.tensorboard {
+            " --tensorboard"
         } else {
             ""
         },
@@ -483,6 +491,7 @@ mod tests {
             signal_before: 120,
             max_requeues: 3,
             retry_failed: false,
+            tensorboard: false,
             claim_timeout_s: 600,
         };
         let mut invocation = Invocation {

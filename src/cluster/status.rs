@@ -37,7 +37,8 @@ pub enum RunState {
 }
 
 impl RunState {
-    fn label(&self) -> &'static str {
+    /// The word `cellnets status` prints for it.
+    pub fn label(&self) -> &'static str {
         match self {
             RunState::Finished => "finished",
             RunState::Diverged => "diverged",

@@ -1,20 +1,26 @@
 //! `cellnets report`: reads a manifest's outputs under out/ and writes out/report.md,
 //! with the figures under out/report/, setting every table and figure of the study
-//! beside the numbers it reported. Reads outputs and data only; trains nothing.
+//! beside the numbers it reported, and the same as one self-contained page,
+//! out/report.html. Reads outputs and data only; trains nothing.
 //!
 //! Three steps, each in a module of its own: `gather` reads every file it needs into
 //! plain structs, `compute` runs the tested winners on the test split, and `render`
-//! turns both into markdown and figures, which `output` writes.
+//! turns both into markdown and figures, which `output` writes. `html` makes the page of
+//! the markdown and figures, with the interactive part drawn from a `snapshot` of the
+//! outputs (which `cellnets serve` also hands out, live).
 
 mod compute;
 mod gather;
+pub mod html;
 pub(crate) mod markdown;
 mod output;
 mod render;
+pub mod snapshot;
 
+use crate::cluster::claim;
 use crate::study::manifest::Manifest;
 use anyhow::{bail, Result};
-pub use output::{REPORT_DIR, REPORT_MD, STAGES_CSV};
+pub use output::{REPORT_DIR, REPORT_HTML, REPORT_MD, STAGES_CSV};
 use std::path::{Path, PathBuf};
 use tch::Device;
 
@@ -24,8 +30,14 @@ pub struct Settings {
     pub device: Device,
 }
 
-/// Writes out/report.md for `manifest` (read from `manifest_path`); returns its path.
-pub fn write(manifest: &Manifest, manifest_path: &Path, settings: &Settings) -> Result<PathBuf> {
+/// The files `write` wrote.
+pub struct Written {
+    pub markdown: PathBuf,
+    pub html: PathBuf,
+}
+
+/// Writes out/report.md and out/report.html for `manifest` (read from `manifest_path`).
+pub fn write(manifest: &Manifest, manifest_path: &Path, settings: &Settings) -> Result<Written> {
     let out = &settings.out_dir;
     if !out.is_dir() {
         bail!(
@@ -41,5 +53,9 @@ pub fn write(manifest: &Manifest, manifest_path: &Path, settings: &Settings) -> 
     let tested = compute::test_winners(&stages, &mut data_files)?;
     let data = gather::data_overviews(&stages, &mut data_files)?;
     let report = render::report(manifest_path, &stages, &tested, &data);
-    output::write(out, &report)
+    let markdown = output::write(out, &report)?;
+    let snapshot = snapshot::gather(manifest, manifest_path, out, claim::DEFAULT_TIMEOUT)?;
+    let title = format!("cellnets report: {}", manifest_path.display());
+    let html = output::write_html(out, &report, &title, &snapshot::to_script_json(&snapshot))?;
+    Ok(Written { markdown, html })
 }

@@ -2,12 +2,14 @@
 //! tables it links, held as values until `write` puts them on disk. Rendering builds
 //! these without touching the file system, so it can be tested on its own.
 
+use super::html;
 use crate::figures::{self, CategoryLines, Curves, GroupedBars, HeatMap, MistakePanel, Montage};
 use crate::storage::files::{write_atomically, write_table};
 use anyhow::{Context, Result};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-pub use crate::storage::out_dir::{REPORT_DIR, REPORT_MD};
+pub use crate::storage::out_dir::{REPORT_DIR, REPORT_HTML, REPORT_MD};
 /// The manifest's stage order, for readers of the CSV files such as the notebook.
 pub const STAGES_CSV: &str = "stages.csv";
 
@@ -20,6 +22,13 @@ pub enum Drawing {
     /// Pictures only: a vector copy of pixels would add nothing.
     Montage(Montage),
     MistakePanel(MistakePanel),
+}
+
+impl Drawing {
+    /// Charts are also written as SVG; pictures only as PNG.
+    fn has_svg(&self) -> bool {
+        !matches!(self, Drawing::Montage(_) | Drawing::MistakePanel(_))
+    }
 }
 
 /// A figure to write as `folder/name.png` (and `.svg` for charts).
@@ -83,6 +92,34 @@ pub fn write(out: &Path, report: &Section) -> Result<PathBuf> {
     }
     let path = out.join(REPORT_MD);
     write_atomically(&path, |tmp| Ok(std::fs::write(tmp, &report.markdown)?))?;
+    Ok(path)
+}
+
+/// Writes `out/report.html`: the report's markdown as HTML with the figures `write` drew
+/// read back inline, and `data` (a snapshot's script-safe JSON) for the interactive
+/// part. Returns its path.
+pub fn write_html(out: &Path, report: &Section, title: &str, data: &str) -> Result<PathBuf> {
+    let mut inline = HashMap::new();
+    for figure in &report.figures {
+        let dir = out.join(&figure.folder);
+        let markup = if figure.drawing.has_svg() {
+            let path = dir.join(format!("{}.svg", figure.name));
+            let svg = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            html::inline_svg(&svg)
+        } else {
+            let path = dir.join(format!("{}.png", figure.name));
+            let png =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            html::inline_png(&png, &figure.name)
+        };
+        // report.md links each figure by its PNG, whichever form is inlined.
+        inline.insert(format!("{}/{}.png", figure.folder, figure.name), markup);
+    }
+    let body = html::markdown_to_html(&report.markdown, |target| inline.get(target).cloned());
+    let page = html::page(title, &body, html::Data::Inline(data));
+    let path = out.join(REPORT_HTML);
+    write_atomically(&path, |tmp| Ok(std::fs::write(tmp, page)?))?;
     Ok(path)
 }
 

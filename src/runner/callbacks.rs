@@ -1,11 +1,17 @@
-//! What a run trains with around the loop: its epoch table, early stopping, and the
-//! checkpointer that commits each epoch to the run's folder.
+//! What a run trains with around the loop: its epoch table, its TensorBoard events,
+//! early stopping, and the checkpointer that commits each epoch to the run's folder.
 
 use crate::cluster::claim::Claim;
 use crate::outputs::run_folder::{EpochTable, ResumeState, RunFolder};
+use crate::outputs::tensorboard::{
+    event_files, now_seconds, EventFile, Events, HParam, SessionStatus,
+};
+use crate::storage::files::remove_if_present;
 use crate::study::manifest::Monitor;
 use crate::study::plan::RunPlan;
-use crate::train::{BestEpoch, Callback, Checkpointer, EpochRecord, OptimizerState, ResumePoint};
+use crate::train::{
+    BestEpoch, Callback, Checkpointer, EpochRecord, OptimizerState, Outcome, ResumePoint,
+};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
@@ -47,6 +53,100 @@ impl Callback for EpochLog<'_> {
             .as_mut()
             .expect("on_start opens the table")
             .append(record)
+    }
+}
+
+/// With `--tensorboard`: the run's epochs and hyperparameters as a TensorBoard event
+/// file in its folder. Each start of the run writes a new file that holds everything
+/// committed so far (the epochs epochs.csv keeps), then removes the files of earlier
+/// starts, so a resumed run shows every epoch once: none lost, and none twice, even one
+/// that an interrupted process logged but never committed.
+pub struct TensorBoardLog<'a> {
+    folder: &'a RunFolder,
+    plan: &'a RunPlan,
+    file: Option<EventFile>,
+}
+
+impl<'a> TensorBoardLog<'a> {
+    pub fn new(folder: &'a RunFolder, plan: &'a RunPlan) -> Self {
+        TensorBoardLog {
+            folder,
+            plan,
+            file: None,
+        }
+    }
+
+    fn append(&mut self, events: &mut Events) -> Result<()> {
+        self.file
+            .as_mut()
+            .expect("on_start opens the event file")
+            .append(&events.take())
+    }
+}
+
+/// An epoch's metrics as TensorBoard scalars, under epochs.csv's column names. Its
+/// seconds are the milliseconds epochs.csv keeps, so an epoch replayed from the table on
+/// resume reads as it did when logged live.
+fn epoch_scalars(events: &mut Events, record: &EpochRecord) {
+    let seconds = format!("{:.3}", record.seconds)
+        .parse()
+        .unwrap_or(record.seconds);
+    let values = [
+        ("train_loss", record.train_loss),
+        ("train_accuracy", record.train_accuracy),
+        ("val_loss", record.val_loss),
+        ("val_accuracy", record.val_accuracy),
+        ("epoch_seconds", seconds),
+    ];
+    events.scalars(now_seconds(), record.epoch as i64, &values);
+}
+
+impl Callback for TensorBoardLog<'_> {
+    fn name(&self) -> &'static str {
+        "tensorboard"
+    }
+
+    fn on_start(&mut self, resumed: Option<&EpochRecord>) -> Result<()> {
+        let mut events = Events::default();
+        let now = now_seconds();
+        events.file_version(now);
+        let mut hparams = vec![("stage".to_string(), HParam::Text(self.plan.stage.clone()))];
+        hparams.extend(
+            self.plan
+                .hyperparameters()
+                .into_iter()
+                .map(|(name, value)| (name, HParam::parse(&value))),
+        );
+        events.session_start(now, &hparams);
+        if let Some(last) = resumed {
+            for record in self.folder.read_epochs()? {
+                if record.epoch <= last.epoch {
+                    epoch_scalars(&mut events, &record);
+                }
+            }
+        }
+        let earlier = event_files(self.folder.dir())?;
+        self.file = Some(EventFile::create(self.folder.dir(), &events.take())?);
+        for path in earlier {
+            remove_if_present(&path)?;
+        }
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, record: &EpochRecord) -> Result<()> {
+        let mut events = Events::default();
+        epoch_scalars(&mut events, record);
+        self.append(&mut events)
+    }
+
+    fn on_end(&mut self, outcome: Outcome) -> Result<()> {
+        let status = match outcome {
+            Outcome::Finished | Outcome::StoppedEarly => SessionStatus::Success,
+            Outcome::Diverged => SessionStatus::Failure,
+        };
+        let mut events = Events::default();
+        events.session_end(now_seconds(), status);
+        self.append(&mut events)
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Settings {
     pub retry_failed: bool,
     /// TF32, cuDNN's autotuner and bf16 autocast; `train` sets the process-wide ones.
     pub precision: Precision,
+    /// Write each run's scalars and hyperparameters as TensorBoard event files too.
+    pub tensorboard: bool,
 }
 
 /// How this process shares out/ with others.
@@ -592,6 +594,7 @@ impl Session<'_> {
             progress: &self.progress,
             transfer_checkpoint: transfer_checkpoint.as_deref(),
             claim: Some(claim),
+            tensorboard: self.settings.tensorboard,
         };
         // libtorch reports some failures (an allocation too large, say) as panics in tch.
         let summary = panic::catch_unwind(AssertUnwindSafe(|| {

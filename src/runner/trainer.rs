@@ -9,7 +9,9 @@ use crate::models::{count_parameters, Network as Model};
 use crate::outputs::run_folder::{ResumeState, RunFolder};
 use crate::outputs::summary::RunSummary;
 use crate::precision::{Bf16Autocast, Precision};
-use crate::runner::callbacks::{ClaimGuard, EarlyStopping, EpochLog, FolderCheckpointer};
+use crate::runner::callbacks::{
+    ClaimGuard, EarlyStopping, EpochLog, FolderCheckpointer, TensorBoardLog,
+};
 use crate::runner::progress::Progress;
 use crate::runner::transfer::{precompute, transfer_layers};
 use crate::study::plan::RunPlan;
@@ -28,6 +30,8 @@ pub struct RunContext<'a> {
     pub transfer_checkpoint: Option<&'a Path>,
     /// The run's claim, checked before every epoch is committed.
     pub claim: Option<&'a Claim>,
+    /// Also write the run's TensorBoard event files.
+    pub tensorboard: bool,
 }
 
 /// Trains `run` on `data` in `folder` and tests its best epoch. The result is not
@@ -259,6 +263,12 @@ fn fit_with_callbacks(
         .map(|guard| guard as &mut dyn Callback)
         .collect();
     callbacks.push(&mut log);
+    let mut tensorboard = context
+        .tensorboard
+        .then(|| TensorBoardLog::new(folder, run));
+    if let Some(tensorboard) = tensorboard.as_mut() {
+        callbacks.push(tensorboard);
+    }
     if let Some(stopper) = stopper.as_mut() {
         callbacks.push(stopper);
     }

@@ -3,6 +3,8 @@
 //! after one of them (see `manifest`).
 
 pub const REPORT_MD: &str = "report.md";
+/// The same report as one self-contained page, beside report.md.
+pub const REPORT_HTML: &str = "report.html";
 /// The folder beside report.md that holds its figures and tables.
 pub const REPORT_DIR: &str = "report";
 /// `cellnets slurm` writes its scripts and the tasks' logs here.

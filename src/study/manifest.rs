@@ -1000,7 +1000,12 @@ fn check_stage(stage: &Stage, earlier_stages: &HashSet<&str>) -> Result<()> {
 
 /// Entries that cellnets itself writes directly under out/ beside the stage folders.
 /// Names starting with `.` are already refused as folder names.
-const RESERVED_UNDER_OUT: [&str; 3] = [out_dir::REPORT_DIR, out_dir::REPORT_MD, out_dir::SLURM_DIR];
+const RESERVED_UNDER_OUT: [&str; 4] = [
+    out_dir::REPORT_DIR,
+    out_dir::REPORT_MD,
+    out_dir::REPORT_HTML,
+    out_dir::SLURM_DIR,
+];
 
 /// A stage's folder is out/<stage>: it must not be one of cellnets' own entries there.
 /// Compared ignoring case, since macOS and Windows file systems do.
@@ -1011,9 +1016,10 @@ fn check_not_reserved(stage: &str) -> Result<()> {
     {
         bail!(
             "a stage cannot be named `{stage}`: its results would go to out/{taken}, which \
-             cellnets writes itself (`cellnets report` out/{} and the figures in out/{}/, \
-             `cellnets slurm` out/{}/). Rename the stage",
+             cellnets writes itself (`cellnets report` out/{}, out/{} and the figures in \
+             out/{}/, `cellnets slurm` out/{}/). Rename the stage",
             out_dir::REPORT_MD,
+            out_dir::REPORT_HTML,
             out_dir::REPORT_DIR,
             out_dir::SLURM_DIR
         );

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod outputs;
+pub mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -107,6 +108,7 @@ pub fn run_library(
         threads: None,
         retry_failed: false,
         precision: Default::default(),
+        tensorboard: false,
     };
     cellnets::runner::run(&manifest, &[], &settings).unwrap()
 }
