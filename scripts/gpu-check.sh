@@ -11,7 +11,8 @@
 #   --device   cuda (default) or cpu, to try the script where there is no GPU
 #   --short    a few epochs and small grids: minutes on a laptop's CPU
 #   --results  where gpu-check.txt and the runs go (default: $OUT when set, else
-#              out/gpu-check); the folder is emptied first
+#              out/gpu-check): a new or empty folder, or an earlier check's, which is
+#              emptied first
 #   --only     some of: env tiny bench precision curves grid quick (default: all)
 #
 # Sized for one H200 in about 7 minutes at full settings; each section prints its wall
@@ -46,6 +47,11 @@ fi
 
 mkdir -p "$results"
 results=$(cd "$results" && pwd)
+# Only an earlier check's folder is emptied: --results out must not wipe a study.
+if [[ -n $(ls -A "$results") && ! -f $results/gpu-check.txt ]]; then
+    echo "$results holds other files: give --results a new or empty folder" >&2
+    exit 1
+fi
 find "$results" -mindepth 1 -delete
 report=$results/gpu-check.txt
 runs=$results/runs
