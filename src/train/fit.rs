@@ -287,6 +287,9 @@ fn run_epoch(
             training,
         )
     });
+    // An epoch cut short by a signal is dropped: no need to validate it first (a deep
+    // CNN's validation pass can outlast a scheduler's grace period).
+    crate::train::stop::check()?;
     // Under `ema` the average is evaluated and committed; `fit` swaps it out after.
     optimizer.swap_in_average();
     let val = evaluate(network.model, &data.val)?;
