@@ -96,6 +96,8 @@ fn epoch_scalars(events: &mut Events, record: &EpochRecord) {
         ("train_accuracy", record.train_accuracy),
         ("val_loss", record.val_loss),
         ("val_accuracy", record.val_accuracy),
+        ("val_auc", record.val_auc),
+        ("val_balanced_accuracy", record.val_balanced_accuracy),
         ("epoch_seconds", seconds),
     ];
     events.scalars(now_seconds(), record.epoch as i64, &values);
