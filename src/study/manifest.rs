@@ -533,6 +533,36 @@ fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
 }
 
 impl Training {
+    /// The training extras' values (augmentation, mixing, warm-up, test-time views).
+    fn check_extras(&self) -> Result<(), InvalidTraining> {
+        if self.crop_padding > 64 {
+            return Err(InvalidTraining::CropPadding(self.crop_padding));
+        }
+        if !(0.0..=180.0).contains(&self.rotate) {
+            return Err(InvalidTraining::Rotate(self.rotate));
+        }
+        for (name, alpha) in [("mixup", self.mixup), ("cutmix", self.cutmix)] {
+            if !(0.0..=100.0).contains(&alpha) {
+                return Err(InvalidTraining::MixingAlpha { name, alpha });
+            }
+        }
+        if let Some(view) = self
+            .tta
+            .iter()
+            .enumerate()
+            .find_map(|(i, view)| self.tta[..i].contains(view).then_some(view))
+        {
+            return Err(InvalidTraining::RepeatedView(*view));
+        }
+        if self.warmup_epochs >= self.epochs {
+            return Err(InvalidTraining::Warmup {
+                warmup: self.warmup_epochs,
+                epochs: self.epochs,
+            });
+        }
+        Ok(())
+    }
+
     /// Whether the optimizer is plain SGD: no state, no weight decay, a step of
     /// `-rate * gradient` under either rules.
     pub fn plain_sgd(&self) -> bool {
@@ -707,31 +737,7 @@ impl TrainingOverrides {
         if training.patience == Some(0) {
             return Err(InvalidTraining::ZeroPatience);
         }
-        if training.crop_padding > 64 {
-            return Err(InvalidTraining::CropPadding(training.crop_padding));
-        }
-        if !(0.0..=180.0).contains(&training.rotate) {
-            return Err(InvalidTraining::Rotate(training.rotate));
-        }
-        for (name, alpha) in [("mixup", training.mixup), ("cutmix", training.cutmix)] {
-            if !(0.0..=100.0).contains(&alpha) {
-                return Err(InvalidTraining::MixingAlpha { name, alpha });
-            }
-        }
-        if let Some(view) = training
-            .tta
-            .iter()
-            .enumerate()
-            .find_map(|(i, view)| training.tta[..i].contains(view).then_some(view))
-        {
-            return Err(InvalidTraining::RepeatedView(*view));
-        }
-        if training.warmup_epochs >= training.epochs {
-            return Err(InvalidTraining::Warmup {
-                warmup: training.warmup_epochs,
-                epochs: training.epochs,
-            });
-        }
+        training.check_extras()?;
         Ok(training)
     }
 }
