@@ -91,6 +91,36 @@ pub fn dropout(xs: &tch::Tensor, rate: f64, train: bool) -> tch::Tensor {
     xs * mask
 }
 
+/// Sebastiano Vigna's SplitMix64: a tiny seeded generator of well-mixed 64-bit numbers
+/// for draws that are not a run's (a folder data set's split, a bootstrap's
+/// resamples). It stays apart from libtorch's generator, so those draws never move a
+/// run's, and depends on the seed alone, not on a library's version.
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..bound`, by Lemire's multiply-shift (its bias, under 2^-50 for
+    /// test splits, is far below what a bootstrap can see).
+    pub fn below(&mut self, bound: usize) -> usize {
+        ((u128::from(self.next_u64()) * bound as u128) >> 64) as usize
+    }
+
+    /// Fisher-Yates.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

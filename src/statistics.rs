@@ -4,6 +4,8 @@
 //! scored on the same images. Pure arithmetic on plain numbers: what the numbers are
 //! is the business of `metrics` and the report.
 
+use crate::random::SplitMix64;
+
 /// The normal quantile of 0.975: a two-sided 95% interval is +/- this many standard
 /// errors.
 const Z_95: f64 = 1.959_963_984_540_054;
@@ -110,27 +112,6 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let below = rank.floor() as usize;
     let above = (below + 1).min(last);
     sorted[below] + (rank - below as f64) * (sorted[above] - sorted[below])
-}
-
-/// Sebastiano Vigna's SplitMix64: a tiny generator of well-mixed 64-bit numbers,
-/// enough for drawing resamples, kept apart from libtorch's streams so that computing
-/// an interval never moves a training run's draws.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..bound`, by Lemire's multiply-shift (its bias, under 2^-50 for
-    /// test splits, is far below what a bootstrap can see).
-    fn below(&mut self, bound: usize) -> usize {
-        ((u128::from(self.next()) * bound as u128) >> 64) as usize
-    }
 }
 
 /// Mean, sample standard deviation and Student's t 95% interval of the mean of values

@@ -7,6 +7,7 @@
 
 use crate::data::images;
 use crate::data::npz::{self, Arrays};
+use crate::random::SplitMix64;
 use crate::storage::files::write_atomically;
 use crate::study::manifest::{DatasetSpec, FolderSplit};
 use anyhow::{bail, Context, Result};
@@ -314,28 +315,6 @@ fn assign_splits(sources: &Sources, split: FolderSplit) -> Result<[Vec<usize>; 3
         random.shuffle(rows);
     }
     Ok(rows)
-}
-
-/// A small seeded generator (SplitMix64), so a split depends on the seed alone and not
-/// on a library's version.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Fisher-Yates.
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
-        }
-    }
 }
 
 #[cfg(test)]
