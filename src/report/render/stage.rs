@@ -169,11 +169,7 @@ fn winner_line(stage: &StageResults) -> String {
     };
     let mut text = match &winner.plan.repeat_of {
         Some(configuration) => {
-            let runs: Vec<(RunPlan, RunSummary)> = stage
-                .finished
-                .iter()
-                .map(|run| (run.result.plan.clone(), run.result.summary.clone()))
-                .collect();
+            let runs = finished_runs(stage);
             let monitor = winners::ranked_by(&runs);
             let spread = winners::configurations(&runs, monitor)
                 .into_iter()
@@ -206,6 +202,15 @@ fn winner_line(stage: &StageResults) -> String {
     text + "\n\n"
 }
 
+/// The stage's finished runs as `winners` ranks them: plan and summary.
+fn finished_runs(stage: &StageResults) -> Vec<(RunPlan, RunSummary)> {
+    stage
+        .finished
+        .iter()
+        .map(|run| (run.result.plan.clone(), run.result.summary.clone()))
+        .collect()
+}
+
 /// For a stage with `repeats`: each configuration's ranking value and test accuracy
 /// across its seeds, and whether the winner's lead over the runner-up is larger than
 /// the seeds' spread.
@@ -213,11 +218,7 @@ fn seeds_table(stage: &StageResults) -> String {
     if stage.plan.runs.iter().all(|run| run.repeat_of.is_none()) {
         return String::new();
     }
-    let runs: Vec<(RunPlan, RunSummary)> = stage
-        .finished
-        .iter()
-        .map(|run| (run.result.plan.clone(), run.result.summary.clone()))
-        .collect();
+    let runs = finished_runs(stage);
     let monitor = winners::ranked_by(&runs);
     let ranked = monitor_name(monitor);
     let mut configurations = winners::configurations(&runs, monitor);
