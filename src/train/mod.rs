@@ -26,3 +26,12 @@ pub use fit::{
 pub use optimizer::{Optimizer, OptimizerState};
 pub use step::{evaluate, learning_rate, predict, train_epoch, Evaluation, FusedInputDense};
 pub use tta::predict_with_views;
+
+/// A run's training settings from a YAML map, for the tests of the loop's parts.
+#[cfg(test)]
+fn training(text: &str) -> crate::study::manifest::Training {
+    serde_yaml::from_str::<crate::study::manifest::TrainingOverrides>(text)
+        .unwrap()
+        .resolve()
+        .unwrap()
+}

@@ -262,15 +262,8 @@ pub fn predict(model: &dyn nn::ModuleT, images: &Images) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::study::manifest::TrainingOverrides;
+    use crate::train::training;
     use tch::Device;
-
-    fn training(text: &str) -> Training {
-        serde_yaml::from_str::<TrainingOverrides>(text)
-            .unwrap()
-            .resolve()
-            .unwrap()
-    }
 
     #[test]
     fn the_fused_input_layer_step_is_plain_sgd() {

@@ -146,14 +146,7 @@ pub fn mixed(targets: &Tensor, own_share: f64) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::study::manifest::TrainingOverrides;
-
-    fn training(text: &str) -> Training {
-        serde_yaml::from_str::<TrainingOverrides>(text)
-            .unwrap()
-            .resolve()
-            .unwrap()
-    }
+    use crate::train::training;
 
     #[test]
     fn smoothing_puts_one_minus_e_plus_e_over_k_on_the_true_class() {
