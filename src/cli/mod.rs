@@ -68,7 +68,9 @@ enum Command {
     /// how to convert the TorchScript file in Python.
     Export(export::ExportArgs),
     /// Writes out/report.md: every stage's tables and figures beside the study's
-    /// numbers, the data overview, test confusion matrices and error analysis.
+    /// numbers, the data overview, test confusion matrices and error analysis; and
+    /// out/report.html, the same report as one self-contained page with interactive
+    /// curves.
     Report(report::ReportArgs),
     /// Serves the study's page on http://127.0.0.1:8022/, live while it trains: every
     /// stage and run with its state, curves that grow as epochs land, the grid's heat
