@@ -12,7 +12,7 @@ use crate::storage::files::{
 };
 use crate::study::plan::RunPlan;
 use crate::study::task::Task;
-use crate::train::{EpochRecord, OptimizerState, ResumePoint};
+use crate::train::{learning_rate, EpochRecord, OptimizerState, Outcome, ResumePoint};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -171,6 +171,21 @@ impl ResumeState {
     pub fn is_run_of(&self, plan: &RunPlan, data_md5: &str) -> bool {
         same_run(&self.plan, &self.data_md5, plan, data_md5)
     }
+
+    /// Whether the run continues from here as a run of `plan`: the same run, or one
+    /// whose budget (`epochs`) alone changed, not below the epochs trained, where each
+    /// epoch trained so far had the learning rate the new budget gives it (a cosine
+    /// schedule's depends on the budget; then the run trains again).
+    pub fn continues_as(&self, plan: &RunPlan, data_md5: &str) -> bool {
+        let trained = self.point.last.epoch;
+        let mut rebudgeted = self.plan.clone();
+        rebudgeted.training.epochs = plan.training.epochs;
+        same_run(&rebudgeted, &self.data_md5, plan, data_md5)
+            && plan.training.epochs >= trained
+            && (1..=trained).all(|epoch| {
+                learning_rate(&self.plan.training, epoch) == learning_rate(&plan.training, epoch)
+            })
+    }
 }
 
 /// out/<stage>/<run>/
@@ -277,9 +292,15 @@ impl RunFolder {
     /// The run's commit point: its result, written when every other file is complete;
     /// then the resume files, no longer needed, go.
     pub fn commit(&self, finished: &FinishedRun) -> Result<()> {
-        write_yaml(&self.result_yaml(), finished)?;
-        remove_if_present(&self.failed_yaml())?;
+        self.commit_continuable(finished)?;
         self.clear_resume()
+    }
+
+    /// Commits the result but keeps the resume point, from which a larger budget
+    /// continues the run (halving stages, whose runs may be promoted later).
+    pub fn commit_continuable(&self, finished: &FinishedRun) -> Result<()> {
+        write_yaml(&self.result_yaml(), finished)?;
+        remove_if_present(&self.failed_yaml())
     }
 
     fn failed_yaml(&self) -> PathBuf {
@@ -513,7 +534,9 @@ pub fn find_finished(
             continue;
         };
         let checkpoint_ok = finished.summary.best.is_none() || folder.has_checkpoint();
-        if finished.is_run_of(plan, data_md5) && checkpoint_ok {
+        // A halted run stopped short of its budget: it continues, it is not reused.
+        let halted = finished.summary.status == Outcome::Halted;
+        if finished.is_run_of(plan, data_md5) && checkpoint_ok && !halted {
             return Ok(Some((folder, finished)));
         }
     }
@@ -580,8 +603,16 @@ impl EpochTable {
             }
         }
         rows.truncate(epochs);
+        // A run continued under a larger budget shows the budget it trains to now in
+        // every row, as a run of that budget from the start would.
+        let current: Vec<(String, String)> = plan.hyperparameters();
         for row in &mut rows {
             row.resize(header.len(), String::new());
+            for (name, value) in &current {
+                if let Some(column) = header.iter().position(|column| column == name) {
+                    row[column] = value.clone();
+                }
+            }
         }
         write_table(&path, &header, &rows)?;
         Self::append_to(path, plan)

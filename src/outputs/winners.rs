@@ -56,12 +56,15 @@ pub struct Configuration<'a> {
 /// the value MedMNIST's evaluator selects by. Runs monitoring different things are
 /// ranked by val accuracy, which every run has.
 pub fn ranked_by(runs: &[(RunPlan, RunSummary)]) -> Monitor {
-    let first = runs.first().map(|(plan, _)| plan.training.monitor);
-    match first {
-        Some(monitor @ (Monitor::ValAuc | Monitor::ValBalancedAccuracy))
-            if runs
-                .iter()
-                .all(|(plan, _)| plan.training.monitor == monitor) =>
+    ranking_monitor(runs.iter().map(|(plan, _)| plan))
+}
+
+/// `ranked_by` for runs not yet finished: the value halving ranks them by at a rung.
+pub fn ranking_monitor<'a>(plans: impl Iterator<Item = &'a RunPlan>) -> Monitor {
+    let monitors: Vec<Monitor> = plans.map(|plan| plan.training.monitor).collect();
+    match monitors.first() {
+        Some(&monitor @ (Monitor::ValAuc | Monitor::ValBalancedAccuracy))
+            if monitors.iter().all(|&other| other == monitor) =>
         {
             monitor
         }
@@ -104,6 +107,13 @@ pub fn configurations(runs: &[(RunPlan, RunSummary)], monitor: Monitor) -> Vec<C
 /// never its luckiest, so a later stage starts from the seed the stage was given.
 /// None when no run has a checkpoint.
 pub fn choose_winner(runs: &[(RunPlan, RunSummary)], pinned: Option<&str>) -> Option<Winner> {
+    // Halving's losers stopped short of the budget the winner is chosen at.
+    let runs: Vec<(RunPlan, RunSummary)> = runs
+        .iter()
+        .filter(|(_, summary)| summary.status != crate::train::Outcome::Halted)
+        .cloned()
+        .collect();
+    let runs = runs.as_slice();
     let configurations = configurations(runs, ranked_by(runs));
     let chosen = match pinned {
         Some(name) => configurations

@@ -143,8 +143,10 @@ impl Callback for TensorBoardLog<'_> {
 
     fn on_end(&mut self, outcome: Outcome) -> Result<()> {
         let status = match outcome {
-            Outcome::Finished | Outcome::StoppedEarly => SessionStatus::Success,
+            Outcome::Finished | Outcome::StoppedEarly | Outcome::Halted => SessionStatus::Success,
             Outcome::Diverged => SessionStatus::Failure,
+            // The session goes on when the run continues.
+            Outcome::Paused => return Ok(()),
         };
         let mut events = Events::default();
         events.session_end(now_seconds(), status);
@@ -196,6 +198,39 @@ impl Callback for EarlyStopping {
         *self = serde_yaml::from_value(state.clone())
             .context("the resume point holds no early-stopping state")?;
         Ok(())
+    }
+}
+
+/// Pauses a run after epoch `until`, a rung of successive halving: the loop commits
+/// that epoch as any other, and the run continues from it when promoted.
+pub struct PauseAt {
+    pub until: usize,
+    last: usize,
+}
+
+impl PauseAt {
+    pub fn new(until: usize) -> Self {
+        PauseAt { until, last: 0 }
+    }
+}
+
+impl Callback for PauseAt {
+    fn name(&self) -> &'static str {
+        "pause"
+    }
+
+    fn on_start(&mut self, resumed: Option<&EpochRecord>) -> Result<()> {
+        self.last = resumed.map_or(0, |record| record.epoch);
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, record: &EpochRecord) -> Result<()> {
+        self.last = record.epoch;
+        Ok(())
+    }
+
+    fn should_pause(&self) -> bool {
+        self.last >= self.until
     }
 }
 

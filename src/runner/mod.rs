@@ -1,5 +1,5 @@
 //! Where the pieces are wired together: a manifest's stages in order, each run claimed,
-//! trained and summarised (`stages`); one run from its plan to its files (`trainer`);
+//! trained and summarised (`stages`); a halving stage's runs rung by rung (`halving`); one run from its plan to its files (`trainer`);
 //! the callbacks that connect the I/O-free loop to files and claims (`callbacks`,
 //! `progress`); features of an earlier stage's frozen layers (`transfer`); and timing
 //! epochs (`bench`).
@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod callbacks;
+mod halving;
 pub mod progress;
 mod stages;
 pub mod trainer;

@@ -176,10 +176,10 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
     })
 }
 
-struct Session<'a> {
-    settings: &'a Settings,
-    sharing: &'a Sharing,
-    progress: Progress,
+pub(super) struct Session<'a> {
+    pub(super) settings: &'a Settings,
+    pub(super) sharing: &'a Sharing,
+    pub(super) progress: Progress,
     /// Winners of the stages run so far in this invocation.
     winners: HashMap<String, Winner>,
     /// Stages run in this invocation whose other runs other processes still train.
@@ -187,12 +187,26 @@ struct Session<'a> {
     /// Under `--fresh`, when the retraining began: results committed before do not count.
     fresh_since: Option<SystemTime>,
     /// Runs skipped for failing too often in a row, as `stage/run`.
-    given_up: Mutex<Vec<String>>,
+    pub(super) given_up: Mutex<Vec<String>>,
+}
+
+/// What an attempt on a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Task {
+    /// Train it to its budget, or reuse a finished run of its settings.
+    Whole,
+    /// A halving stage's step: train it until epoch `until`, pausing there below its
+    /// budget; its resume point stays after it ends, for a larger budget to continue.
+    Rung { until: usize },
+    /// Commit a run paused at a rung as halted there.
+    Halt,
 }
 
 /// What became of a run this process tried to complete.
-enum Done {
+pub(super) enum Done {
     Finished,
+    /// It trained to its rung and paused there.
+    Paused,
     /// Another process or thread holds its claim.
     Held(Holder),
     /// Another process took the claim over while this one trained it.
@@ -232,7 +246,15 @@ impl Session<'_> {
         StageFolder::new(out, &plan.name).create()?;
         let mine = self.my_share(&plan.runs);
         self.progress.start_stage(&plan.name, mine.len());
-        for (run, done) in mine.iter().zip(self.run_all(&mine, datasets)?) {
+        let done = match &plan.halving {
+            Some(rungs) => self.run_halving(&plan, rungs, datasets)?,
+            None => mine
+                .iter()
+                .cloned()
+                .zip(self.run_all(&mine, datasets)?)
+                .collect(),
+        };
+        for (run, done) in &done {
             match done {
                 Done::Held(holder) => self.progress.note(&format!(
                     "{}/{}: {} trains it; skipped",
@@ -242,13 +264,13 @@ impl Session<'_> {
                 )),
                 Done::Lost(lost) => self.progress.note(&format!("{lost}")),
                 Done::GaveUp(failure) => {
-                    self.progress.note(&given_up(run, &failure));
+                    self.progress.note(&given_up(run, failure));
                     self.given_up
                         .lock()
                         .expect("no panic holds it")
                         .push(format!("{}/{}", run.stage, run.name));
                 }
-                Done::Finished => {}
+                Done::Finished | Done::Paused => {}
             }
         }
         self.progress.finish_stage();
@@ -381,12 +403,19 @@ impl Session<'_> {
                     given_up(&run, &failure)
                 );
             }
-            let mine: Vec<RunPlan> = self
-                .my_share(&plan.runs)
-                .into_iter()
-                .filter(|run| unfinished.iter().any(|other| other.name == run.name))
-                .collect();
-            self.run_all(&mine, datasets)?;
+            match &plan.halving {
+                Some(rungs) => {
+                    self.run_halving(plan, rungs, datasets)?;
+                }
+                None => {
+                    let mine: Vec<RunPlan> = self
+                        .my_share(&plan.runs)
+                        .into_iter()
+                        .filter(|run| unfinished.iter().any(|other| other.name == run.name))
+                        .collect();
+                    self.run_all(&mine, datasets)?;
+                }
+            }
             let holders = self.live_holders(&unfinished)?;
             if !holders.is_empty() {
                 last_live = Instant::now();
@@ -417,7 +446,7 @@ impl Session<'_> {
     }
 
     /// Who holds live claims on `runs`.
-    fn live_holders(&self, runs: &[RunPlan]) -> Result<Vec<String>> {
+    pub(super) fn live_holders(&self, runs: &[RunPlan]) -> Result<Vec<String>> {
         let mut holders = Vec::new();
         for run in runs {
             let path = RunFolder::of(&self.settings.out_dir, run).claim_file();
@@ -434,7 +463,7 @@ impl Session<'_> {
     /// recording each summary as it arrives; returns what became of each, in order.
     fn run_all(&self, runs: &[RunPlan], datasets: &Datasets) -> Result<Vec<Done>> {
         let attempt = |run: &RunPlan, data: &Dataset| {
-            self.attempt(run, data)
+            self.attempt(run, data, Task::Whole)
                 .with_context(|| format!("run {}/{} failed", run.stage, run.name))
         };
         let jobs = self.settings.jobs.clamp(1, runs.len().max(1));
@@ -485,10 +514,10 @@ impl Session<'_> {
             .collect())
     }
 
-    /// Claims `run` and completes it, unless another process or thread holds it or it
-    /// failed too often in a row. A failure (not a signal, not a lost claim) is recorded
-    /// in the run's folder before the error goes on.
-    fn attempt(&self, run: &RunPlan, data: &Dataset) -> Result<Done> {
+    /// Claims `run` and does `task` on it, unless another process or thread holds it or
+    /// it failed too often in a row. A failure (not a signal, not a lost claim) is
+    /// recorded in the run's folder before the error goes on.
+    pub(super) fn attempt(&self, run: &RunPlan, data: &Dataset, task: Task) -> Result<Done> {
         crate::train::stop::check()?;
         let folder = RunFolder::of(&self.settings.out_dir, run);
         if let Some((_, failure)) = self.gave_up_on(std::slice::from_ref(run)) {
@@ -511,7 +540,7 @@ impl Session<'_> {
                 stale.describe()
             ));
         }
-        let summary = match self.complete(run, data, &claim) {
+        let summary = match self.complete(run, data, &claim, task) {
             Ok(summary) => summary,
             Err(error) => {
                 return match error.downcast::<ClaimLost>() {
@@ -527,6 +556,9 @@ impl Session<'_> {
                     }
                 };
             }
+        };
+        let Some(summary) = summary else {
+            return Ok(Done::Paused);
         };
         self.record(&summary)?;
         drop(claim);
@@ -548,7 +580,7 @@ impl Session<'_> {
     }
 
     /// The first of `runs` that failed too often in a row to be retried now, with why.
-    fn gave_up_on(&self, runs: &[RunPlan]) -> Option<(RunPlan, Failure)> {
+    pub(super) fn gave_up_on(&self, runs: &[RunPlan]) -> Option<(RunPlan, Failure)> {
         if self.settings.retry_failed {
             return None;
         }
@@ -581,10 +613,19 @@ impl Session<'_> {
         })
     }
 
-    /// Reuses a finished run with the same settings and data, or trains one.
-    fn complete(&self, run: &RunPlan, data: &Dataset, claim: &Claim) -> Result<RunSummary> {
-        if let Some(summary) = self.reuse(run, data)? {
-            return Ok(summary);
+    /// Does `task` on `run`: reuses a finished run with the same settings and data, or
+    /// trains it (none when it paused at a rung), or halts it. Commits what ended.
+    fn complete(
+        &self,
+        run: &RunPlan,
+        data: &Dataset,
+        claim: &Claim,
+        task: Task,
+    ) -> Result<Option<RunSummary>> {
+        if task != Task::Halt {
+            if let Some(summary) = self.reuse(run, data)? {
+                return Ok(Some(summary));
+            }
         }
         let folder = RunFolder::of(&self.settings.out_dir, run);
         let transfer_checkpoint = self.transfer_checkpoint(run)?;
@@ -595,10 +636,15 @@ impl Session<'_> {
             transfer_checkpoint: transfer_checkpoint.as_deref(),
             claim: Some(claim),
             tensorboard: self.settings.tensorboard,
+            pause_at: match task {
+                Task::Rung { until } if until < run.training.epochs => Some(until),
+                _ => None,
+            },
         };
         // libtorch reports some failures (an allocation too large, say) as panics in tch.
-        let summary = panic::catch_unwind(AssertUnwindSafe(|| {
-            trainer::train(run, data, &folder, &context)
+        let summary = panic::catch_unwind(AssertUnwindSafe(|| match task {
+            Task::Halt => trainer::halt(run, data, &folder, &context).map(Some),
+            _ => trainer::train(run, data, &folder, &context),
         }))
         .unwrap_or_else(|payload| {
             Err(anyhow!(
@@ -606,15 +652,22 @@ impl Session<'_> {
                 crate::panic_summary(payload.as_ref())
             ))
         })?;
+        let Some(summary) = summary else {
+            return Ok(None);
+        };
         claim.check_held()?;
-        folder.commit(&FinishedRun {
+        let finished = FinishedRun {
             plan: run.clone(),
             data_md5: data.md5.clone(),
             summary: summary.clone(),
             input: Some(data.input),
             task: Some(data.task),
-        })?;
-        Ok(summary)
+        };
+        match task {
+            Task::Whole => folder.commit(&finished)?,
+            Task::Rung { .. } | Task::Halt => folder.commit_continuable(&finished)?,
+        }
+        Ok(Some(summary))
     }
 
     /// The summary of a finished run with the same settings and data, taken into this
@@ -647,7 +700,7 @@ impl Session<'_> {
 }
 
 /// What a run skipped for its failures says.
-fn given_up(run: &RunPlan, failure: &Failure) -> String {
+pub(super) fn given_up(run: &RunPlan, failure: &Failure) -> String {
     format!(
         "{}/{} {}; not retried: fix the cause, then rerun with --retry-failed",
         run.stage,
@@ -657,14 +710,14 @@ fn given_up(run: &RunPlan, failure: &Failure) -> String {
 }
 
 /// `a, b, c`: run names for messages.
-fn names(runs: &[RunPlan]) -> String {
+pub(super) fn names(runs: &[RunPlan]) -> String {
     runs.iter()
         .map(|run| run.name.as_str())
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn dataset_for<'d>(datasets: &'d Datasets, run: &RunPlan) -> &'d Dataset {
+pub(super) fn dataset_for<'d>(datasets: &'d Datasets, run: &RunPlan) -> &'d Dataset {
     datasets
         .opened(&run.dataset)
         .expect("every run's dataset was opened")

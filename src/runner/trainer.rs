@@ -10,7 +10,7 @@ use crate::outputs::run_folder::{ResumeState, RunFolder};
 use crate::outputs::summary::RunSummary;
 use crate::precision::{Bf16Autocast, Precision};
 use crate::runner::callbacks::{
-    ClaimGuard, EarlyStopping, EpochLog, FolderCheckpointer, TensorBoardLog,
+    ClaimGuard, EarlyStopping, EpochLog, FolderCheckpointer, PauseAt, TensorBoardLog,
 };
 use crate::runner::progress::Progress;
 use crate::runner::transfer::{precompute, transfer_layers};
@@ -32,16 +32,20 @@ pub struct RunContext<'a> {
     pub claim: Option<&'a Claim>,
     /// Also write the run's TensorBoard event files.
     pub tensorboard: bool,
+    /// Pause the run after this epoch (a rung of successive halving) instead of
+    /// training it to the end.
+    pub pause_at: Option<usize>,
 }
 
-/// Trains `run` on `data` in `folder` and tests its best epoch. The result is not
-/// committed here: the caller writes it once the summary is recorded.
+/// Trains `run` on `data` in `folder` and tests its best epoch; none when it paused at
+/// `context.pause_at`. The result is not committed here: the caller writes it once the
+/// summary is recorded.
 pub fn train(
     run: &RunPlan,
     data: &Dataset,
     folder: &RunFolder,
     context: &RunContext,
-) -> Result<RunSummary> {
+) -> Result<Option<RunSummary>> {
     let resume = ready_folder(folder, run, data, context.progress)?;
     let start = Instant::now();
     let bf16 = context.precision.bf16;
@@ -59,6 +63,9 @@ pub fn train(
     let data = stepping.data().unwrap_or(data);
     let network = stepping.network();
     let fitted = fit_with_callbacks(network, &vs, data, run, folder, resume, context)?;
+    if fitted.outcome == Outcome::Paused {
+        return Ok(None);
+    }
     let test = match fitted.best {
         Some(_) => test_best(folder, &mut vs, network.model, &data.test, run)?,
         None => TestMetrics::UNDEFINED,
@@ -69,8 +76,66 @@ pub fn train(
             run.stage, run.name, fitted.epochs
         ));
     }
-    let (trainable_params, frozen_params) = count_parameters(&vs);
-    Ok(RunSummary {
+    let summary = summarise(run, &vs, context, fitted, test);
+    Ok(Some(RunSummary {
+        seconds: start.elapsed().as_secs_f64(),
+        ..summary
+    }))
+}
+
+/// Ends a run paused at a rung that was not promoted: tests its best epoch so far and
+/// returns its summary, `halted` at its last committed epoch. Its resume point stays,
+/// so a later budget or halving that promotes it continues it.
+pub fn halt(
+    run: &RunPlan,
+    data: &Dataset,
+    folder: &RunFolder,
+    context: &RunContext,
+) -> Result<RunSummary> {
+    let state = folder
+        .read_resume()?
+        .filter(|state| state.continues_as(run, &data.md5))
+        .with_context(|| {
+            format!(
+                "{}/{} has no resume point of its settings to halt at",
+                run.stage, run.name
+            )
+        })?;
+    let _autocast = context
+        .precision
+        .bf16
+        .then(|| Bf16Autocast::enter(context.device))
+        .transpose()?;
+    let mut vs = nn::VarStore::new(context.device);
+    let built = build(run, data, &vs, context)?;
+    let fitted = Fitted {
+        outcome: Outcome::Halted,
+        epochs: state.point.last.epoch,
+        best: state.point.best.record().cloned(),
+    };
+    let test = match fitted.best {
+        Some(_) => test_best(folder, &mut vs, built.model.as_ref(), &data.test, run)?,
+        None => TestMetrics::UNDEFINED,
+    };
+    let seconds = folder
+        .read_epochs()?
+        .iter()
+        .map(|epoch| epoch.seconds)
+        .sum();
+    let summary = summarise(run, &vs, context, fitted, test);
+    Ok(RunSummary { seconds, ..summary })
+}
+
+/// A run's summary line, its seconds left at zero for the caller.
+fn summarise(
+    run: &RunPlan,
+    vs: &nn::VarStore,
+    context: &RunContext,
+    fitted: Fitted,
+    test: TestMetrics,
+) -> RunSummary {
+    let (trainable_params, frozen_params) = count_parameters(vs);
+    RunSummary {
         stage: run.stage.clone(),
         run: run.name.clone(),
         hyperparameters: run.hyperparameters(),
@@ -80,11 +145,11 @@ pub fn train(
         best: fitted.best,
         test,
         epochs: fitted.epochs,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: 0.0,
         device: format!("{:?}{}", context.device, context.precision.label()).to_lowercase(),
         reused_from: None,
         repeat_of: run.repeat_of.clone(),
-    })
+    }
 }
 
 /// An interrupted run of the same settings, found in its folder.
@@ -109,13 +174,16 @@ fn ready_folder(
         ));
         None
     });
+    // A run whose budget alone grew continues from its resume point, which halving
+    // stages keep after their runs end.
+    let continues = state
+        .as_ref()
+        .is_some_and(|state| state.continues_as(run, &data.md5));
     let foreign = match folder.read_result() {
-        Ok(Some(result)) => (!result.is_run_of(run, &data.md5))
+        Ok(Some(result)) => (!result.is_run_of(run, &data.md5) && !continues)
             .then(|| "its settings or data changed since it ran".to_string()),
-        Ok(None) => state
-            .as_ref()
-            .filter(|state| !state.is_run_of(run, &data.md5))
-            .map(|_| "its settings or data changed since it was interrupted".to_string()),
+        Ok(None) => (state.is_some() && !continues)
+            .then(|| "its settings or data changed since it was interrupted".to_string()),
         Err(error) => Some(format!("its result cannot be read ({error:#})")),
     };
     if let Some(reason) = &foreign {
@@ -273,6 +341,10 @@ fn fit_with_callbacks(
         callbacks.push(stopper);
     }
     callbacks.push(&mut bar);
+    let mut pause = context.pause_at.map(PauseAt::new);
+    if let Some(pause) = pause.as_mut() {
+        callbacks.push(pause);
+    }
     let mut checkpointer = FolderCheckpointer {
         folder,
         plan: run,

@@ -3,6 +3,7 @@
 
 use crate::models::ModelSpec;
 use crate::storage::out_dir;
+use crate::study::search::{Halving, Sample};
 use crate::study::task::Task;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
@@ -205,6 +206,10 @@ pub struct Stage {
     pub repeats: Option<usize>,
     /// Starts layers from another stage's winning checkpoint.
     pub transfer: Option<Transfer>,
+    /// Draws configurations at random, crossed with the grid's cells.
+    pub sample: Option<Sample>,
+    /// Successive halving: rungs at which only the best runs train on.
+    pub halving: Option<Halving>,
     /// What `cellnets report` shows for this stage; training ignores it.
     #[serde(default)]
     pub report: StageReport,
@@ -993,6 +998,29 @@ fn check_stage(stage: &Stage, earlier_stages: &HashSet<&str>) -> Result<()> {
              in `training: {{seed: ...}}` and drop `seed` from the grid",
             stage.name
         );
+    }
+    if let Some(sample) = &stage.sample {
+        sample
+            .distributions(&GRID_KEYS, &stage.grid)
+            .with_context(|| format!("stage `{}`", stage.name))?;
+    }
+    if let Some(halving) = &stage.halving {
+        halving
+            .check()
+            .with_context(|| format!("stage `{}`", stage.name))?;
+        if stage.winner.is_some() {
+            bail!(
+                "stage `{}` has both `halving` and a pinned `winner`: the pinned run may be \
+                 halted before the budget; drop one of them",
+                stage.name
+            );
+        }
+        if stage.repeats.is_some_and(|repeats| repeats > 1) {
+            bail!(
+                "stage `{}` has both `halving` and `repeats`: halving ranks single runs at                  each rung, not configurations over seeds; drop one of them",
+                stage.name
+            );
+        }
     }
     if stage.report.mistakes > MAX_MISTAKES {
         bail!(

@@ -4,8 +4,9 @@
 use crate::models::ModelSpec;
 use crate::study::manifest::{
     check_path_safe_name, DatasetSpec, Manifest, Stage, Training, TrainingOverrides, Transfer,
-    TRAINING_KEYS,
+    GRID_KEYS, TRAINING_KEYS,
 };
+use crate::study::search::{short_text, Halving};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
@@ -44,6 +45,28 @@ pub struct StagePlan {
     pub runs: Vec<RunPlan>,
     /// The run pinned as winner by the manifest, if any.
     pub pinned_winner: Option<String>,
+    /// Successive halving over the runs, when the stage asks for it.
+    pub halving: Option<Rungs>,
+}
+
+/// A halving stage's rungs: the epochs after which it decides which runs train on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rungs {
+    pub halving: Halving,
+    /// Ascending; the last is the runs' full budget.
+    pub epochs: Vec<usize>,
+}
+
+impl Rungs {
+    /// The first rung above `epoch`, the one a run that trained `epoch` epochs trains to
+    /// next; none at the budget.
+    pub fn next_after(&self, epoch: usize) -> Option<usize> {
+        self.epochs.iter().copied().find(|&rung| rung > epoch)
+    }
+
+    pub fn budget(&self) -> usize {
+        *self.epochs.last().expect("a budget ends every rung list")
+    }
 }
 
 impl RunPlan {
@@ -178,17 +201,9 @@ pub fn plan_stage(
     }
     let model = serde_yaml::to_value(model)?;
     let training = serde_yaml::to_value(&stage.training)?;
-    let runs = grid_cells(&stage.grid)?
+    let runs = configurations(stage)?
         .into_iter()
-        .map(|cell| {
-            let name = if cell.is_empty() {
-                "run".to_string()
-            } else {
-                cell.iter()
-                    .map(|(key, value)| format!("{key}={}", scalar_text(value)))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
+        .map(|(name, cell)| {
             let (mut model, mut training) = (model.clone(), training.clone());
             for (key, value) in &cell {
                 let target = if TRAINING_KEYS.contains(&key.as_str()) {
@@ -217,11 +232,72 @@ pub fn plan_stage(
             );
         }
     }
+    let halving = stage
+        .halving
+        .map(|halving| rungs(halving, &runs))
+        .transpose()?;
     Ok(StagePlan {
         name: stage.name.clone(),
         runs,
         pinned_winner: stage.winner.clone(),
+        halving,
     })
+}
+
+/// The rungs of a halving stage over `runs`, which must be several with one budget.
+fn rungs(halving: Halving, runs: &[RunPlan]) -> Result<Rungs> {
+    if runs.len() < 2 {
+        bail!(
+            "`halving` needs several runs to choose among, and the stage has {}: give it a \
+             grid or a `sample`, or remove `halving`",
+            runs.len()
+        );
+    }
+    let budget = runs[0].training.epochs;
+    if runs.iter().any(|run| run.training.epochs != budget) {
+        bail!(
+            "under `halving` every run has the stage's `epochs` as its budget, which the \
+             rungs divide: take `epochs` out of the grid and the sample"
+        );
+    }
+    Ok(Rungs {
+        epochs: halving.rungs(budget)?,
+        halving,
+    })
+}
+
+/// The stage's configurations, each named, with the settings it sets: the grid's cells
+/// in the order written, each crossed with the sampled configurations when the stage
+/// samples (named `<cell>,sample=<i>,<key>=<value>...`, values shortened in the name
+/// only); one unnamed configuration (`run`) when the stage has neither.
+fn configurations(stage: &Stage) -> Result<Vec<(String, Cell)>> {
+    let sampled = match &stage.sample {
+        Some(sample) => sample.draw(&sample.distributions(&GRID_KEYS, &stage.grid)?),
+        None => vec![Vec::new()],
+    };
+    let mut configurations = Vec::new();
+    for cell in grid_cells(&stage.grid)? {
+        for (i, draw) in sampled.iter().enumerate() {
+            let mut parts: Vec<String> = cell
+                .iter()
+                .map(|(key, value)| format!("{key}={}", scalar_text(value)))
+                .collect();
+            if stage.sample.is_some() {
+                parts.push(format!("sample={}", i + 1));
+                parts.extend(
+                    draw.iter()
+                        .map(|(key, value)| format!("{key}={}", short_text(value))),
+                );
+            }
+            let name = if parts.is_empty() {
+                "run".to_string()
+            } else {
+                parts.join(",")
+            };
+            configurations.push((name, [cell.clone(), draw.clone()].concat()));
+        }
+    }
+    Ok(configurations)
 }
 
 /// The runs of one configuration: itself alone, or `repeats` runs with seeds counting
@@ -272,9 +348,12 @@ fn resolve_run(
     })
 }
 
+/// The settings one configuration sets, as (key, value).
+type Cell = Vec<(String, Value)>;
+
 /// The cartesian product of the grid's value lists, in the order written; one empty
 /// cell when there is no grid.
-fn grid_cells(grid: &Mapping) -> Result<Vec<Vec<(String, Value)>>> {
+fn grid_cells(grid: &Mapping) -> Result<Vec<Cell>> {
     let mut cells = vec![Vec::new()];
     for (key, values) in grid {
         let key = key

@@ -51,6 +51,12 @@ pub enum Outcome {
     StoppedEarly,
     /// A train or validation loss became NaN or infinite.
     Diverged,
+    /// A callback paused it (at a rung of successive halving): it continues from its
+    /// last epoch when trained again.
+    Paused,
+    /// Paused at a rung and not promoted: the runner's verdict on a paused run, never
+    /// the loop's. The run keeps its resume point, so it can still continue.
+    Halted,
 }
 
 impl Outcome {
@@ -59,6 +65,8 @@ impl Outcome {
             Outcome::Finished => "finished",
             Outcome::StoppedEarly => "stopped_early",
             Outcome::Diverged => "diverged",
+            Outcome::Paused => "paused",
+            Outcome::Halted => "halted",
         }
     }
 }
@@ -131,6 +139,12 @@ pub trait Callback {
 
     /// Asked after every epoch; true ends training early.
     fn should_stop(&self) -> bool {
+        false
+    }
+
+    /// Asked after every epoch; true ends this invocation's training, to be continued.
+    /// Stopping early, which ends the run, comes first.
+    fn should_pause(&self) -> bool {
         false
     }
 
@@ -314,6 +328,8 @@ fn stop_reason(last: Option<&EpochRecord>, callbacks: &[&mut dyn Callback]) -> O
         Some(Outcome::Diverged)
     } else if callbacks.iter().any(|callback| callback.should_stop()) {
         Some(Outcome::StoppedEarly)
+    } else if callbacks.iter().any(|callback| callback.should_pause()) {
+        Some(Outcome::Paused)
     } else {
         None
     }

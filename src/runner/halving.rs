@@ -1,0 +1,183 @@
+//! A halving stage's runs, rung by rung. Each worker (a `--jobs` thread, a `--shard`ed
+//! process, a SLURM task) reads where the stage stands from its runs' folders, takes
+//! the next step it may (train a run to its next rung, or halt one a rung left behind),
+//! claims that run for it, and reads again. With nothing to take, a worker of a
+//! synchronous stage waits for the rung others are finishing; under ASHA it stops, and
+//! whoever trains last finishes the stage.
+
+use super::stages::{dataset_for, given_up, names, Done, Session, Task};
+use crate::data::Datasets;
+use crate::outputs::rungs::{read_stands, standing, Standing, Step};
+use crate::study::plan::{RunPlan, Rungs, StagePlan};
+use crate::study::search::HalvingMode;
+use anyhow::{bail, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+impl Session<'_> {
+    /// Works on a halving stage with `--jobs` workers until nothing is left that this
+    /// process may do; returns what became of each run it took, step by step.
+    pub(super) fn run_halving(
+        &self,
+        plan: &StagePlan,
+        rungs: &Rungs,
+        datasets: &Datasets,
+    ) -> Result<Vec<(RunPlan, Done)>> {
+        let workers = self.settings.jobs.clamp(1, plan.runs.len());
+        if workers == 1 {
+            return self.halving_worker(plan, rungs, datasets, &AtomicBool::new(false));
+        }
+        let failed = AtomicBool::new(false);
+        let results: Vec<Result<Vec<(RunPlan, Done)>>> = thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    // Tensors may move between threads but not be shared.
+                    let own = datasets.shallow_clone();
+                    let failed = &failed;
+                    scope.spawn(move || {
+                        let result = self.halving_worker(plan, rungs, &own, failed);
+                        failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                        result
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("a worker does not panic"))
+                .collect()
+        });
+        let mut done = Vec::new();
+        for result in results {
+            done.extend(result?);
+        }
+        Ok(done)
+    }
+
+    fn halving_worker(
+        &self,
+        plan: &StagePlan,
+        rungs: &Rungs,
+        datasets: &Datasets,
+        failed: &AtomicBool,
+    ) -> Result<Vec<(RunPlan, Done)>> {
+        let timeout = self.sharing.claim_timeout;
+        let poll = (timeout / 20).clamp(Duration::from_millis(200), Duration::from_secs(5));
+        let mut done = Vec::new();
+        let mut last_live = Instant::now();
+        let mut last_note: Option<Instant> = None;
+        while !failed.load(Ordering::Relaxed) {
+            crate::train::stop::check()?;
+            let standing = self.standing(plan, rungs, datasets)?;
+            if standing.done() {
+                break;
+            }
+            if let Some(outcome) = self.take_step(plan, &standing, datasets)? {
+                done.push(outcome);
+                continue;
+            }
+            if rungs.halving.mode == HalvingMode::Async {
+                // The runs others train will reach their rungs and go on from there.
+                break;
+            }
+            let open: Vec<RunPlan> = standing
+                .steps
+                .iter()
+                .map(|step| plan.runs[step.position()].clone())
+                .collect();
+            let holders = self.live_holders(&open)?;
+            if !holders.is_empty() {
+                last_live = Instant::now();
+            } else if last_live.elapsed() > timeout {
+                bail!(
+                    "stage `{}`: runs {} have not reached their rung and no process has \
+                     trained them for {} s: run them (`cellnets only {}`, with the --shard \
+                     that takes them), then rerun this",
+                    plan.name,
+                    names(&open),
+                    timeout.as_secs(),
+                    plan.name
+                );
+            }
+            if last_note.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                let rung = standing.rungs.last().map_or(0, |rung| rung.epoch);
+                self.progress.note(&format!(
+                    "stage {}: waiting for rung {rung} (epoch {rung}): {} run(s) to reach it \
+                     ({}){}",
+                    plan.name,
+                    open.len(),
+                    names(&open),
+                    if holders.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", trained by {}", holders.join("; "))
+                    }
+                ));
+                last_note = Some(Instant::now());
+            }
+            thread::sleep(poll);
+        }
+        Ok(done)
+    }
+
+    /// Where the stage stands; under ASHA, with the runs still waiting halted once no
+    /// process trains any run of the stage.
+    fn standing(&self, plan: &StagePlan, rungs: &Rungs, datasets: &Datasets) -> Result<Standing> {
+        let md5 = |run: &RunPlan| dataset_for(datasets, run).md5.clone();
+        let stands = read_stands(&self.settings.out_dir, &plan.runs, md5)?;
+        let standing = standing(rungs, &plan.runs, &stands, false);
+        if rungs.halving.mode == HalvingMode::Sync || !standing.steps.is_empty() {
+            return Ok(standing);
+        }
+        let unended: Vec<RunPlan> = plan
+            .runs
+            .iter()
+            .zip(&stands)
+            .filter(|(_, stand)| !stand.ended())
+            .map(|(run, _)| run.clone())
+            .collect();
+        let settled = self.live_holders(&unended)?.is_empty();
+        Ok(self::standing(rungs, &plan.runs, &stands, settled))
+    }
+
+    /// Takes the first step of this process's share that no one else holds; none when
+    /// there is none.
+    fn take_step(
+        &self,
+        plan: &StagePlan,
+        standing: &Standing,
+        datasets: &Datasets,
+    ) -> Result<Option<(RunPlan, Done)>> {
+        let mine = standing
+            .steps
+            .iter()
+            .filter(|step| self.sharing.shard.takes(step.position()));
+        for step in mine {
+            let run = &plan.runs[step.position()];
+            let task = match *step {
+                Step::Train { until, .. } => Task::Rung { until },
+                Step::Halt { .. } => Task::Halt,
+            };
+            match self.attempt(run, dataset_for(datasets, run), task)? {
+                Done::Held(_) => continue,
+                Done::GaveUp(failure) => {
+                    let why = given_up(run, &failure);
+                    if plan.halving.as_ref().map(|rungs| rungs.halving.mode)
+                        == Some(HalvingMode::Sync)
+                    {
+                        bail!("stage `{}`: its rung cannot decide: {why}", plan.name);
+                    }
+                    let name = format!("{}/{}", run.stage, run.name);
+                    let mut skipped = self.given_up.lock().expect("no panic holds it");
+                    if !skipped.contains(&name) {
+                        self.progress.note(&why);
+                        skipped.push(name);
+                    }
+                    continue;
+                }
+                outcome => return Ok(Some((run.clone(), outcome))),
+            }
+        }
+        Ok(None)
+    }
+}
