@@ -380,3 +380,47 @@ fn sampled_runs_are_reproducible_and_halted_runs_continue_when_the_budget_grows(
         "{fates:?}"
     );
 }
+
+#[test]
+fn a_shard_alone_waits_for_its_rung_then_says_which_runs_no_one_trains() {
+    let dir = study_dir(&study(SYNC));
+    let output = cellnets(dir.path())
+        .args(["--threads", "1", "--shard", "0/2", "--claim-timeout", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("learning_rate=0.003, learning_rate=0.03, learning_rate=0.3 have not reached their rung")
+            && stderr.contains("with the --shard that takes them"),
+        "{stderr}"
+    );
+    let status = common::outputs::cellnets_command(dir.path())
+        .args(["status", "--runs"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("rates: 0 finished, 0 training, 3 waiting, 0 diverged, 0 failed, 3 paused at a rung, 0 halted; rungs at epochs 1, 3, 9 (sync, reduction 3) (of 6)"),
+        "{status}"
+    );
+    assert!(
+        status.contains(
+            "paused    learning_rate=0.001  epoch 1/9 committed; waiting for the rung of epoch 1"
+        ),
+        "{status}"
+    );
+
+    // A process without a shard takes the rest; status then says who was halted where.
+    run(dir.path(), &[]);
+    let status = common::outputs::cellnets_command(dir.path())
+        .args(["status", "--runs"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("1 finished") && status.contains("5 halted"),
+        "{status}"
+    );
+    assert!(status.contains("halted    learning_rate="), "{status}");
+}

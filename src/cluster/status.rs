@@ -4,9 +4,10 @@
 
 use crate::cluster::claim;
 use crate::outputs::run_folder::{Failure, RunFolder};
+use crate::outputs::rungs::{read_stands, standing};
 use crate::outputs::winners;
 use crate::study::manifest::Manifest;
-use crate::study::plan::RunPlan;
+use crate::study::plan::{RunPlan, StagePlan};
 use crate::train::Outcome;
 use anyhow::Result;
 use std::fmt::Write;
@@ -34,6 +35,15 @@ pub enum RunState {
         failure: Failure,
         epoch: Option<usize>,
     },
+    /// Halving: at the rung of epoch `epoch`, which has not decided (or under ASHA, not
+    /// promoted it yet).
+    Paused {
+        epoch: usize,
+    },
+    /// Halving: a rung left it behind at epoch `epoch`.
+    Halted {
+        epoch: usize,
+    },
 }
 
 impl RunState {
@@ -45,6 +55,8 @@ impl RunState {
             RunState::Training { .. } => "training",
             RunState::Waiting { .. } => "waiting",
             RunState::Failed { .. } => "failed",
+            RunState::Paused { .. } => "paused",
+            RunState::Halted { .. } => "halted",
         }
     }
 }
@@ -106,17 +118,31 @@ pub fn describe(
     let plans = winners::plan_with_recorded_winners(manifest, out_dir)?;
     let mut text = String::new();
     for (stage, provisional) in &plans {
-        let mut states = Vec::new();
-        for run in &stage.runs {
-            states.push((run, run_state(out_dir, run, claim_timeout)?));
-        }
+        let states = stage_states(out_dir, stage, claim_timeout)?;
         let count = |label: &str| states.iter().filter(|(_, s)| s.label() == label).count();
         let winner = winners::read_winner(out_dir, &stage.name)?
             .map(|winner| format!(", winner {}", winner.run))
             .unwrap_or_default();
+        let halving = match &stage.halving {
+            Some(rungs) => format!(
+                ", {} paused at a rung, {} halted; rungs at epochs {} ({}, reduction {})",
+                count("paused"),
+                count("halted"),
+                rungs
+                    .epochs
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                rungs.halving.mode.name(),
+                rungs.halving.reduction
+            ),
+            None => String::new(),
+        };
         writeln!(
             text,
-            "{}: {} finished, {} training, {} waiting, {} diverged, {} failed (of {}){winner}{}",
+            "{}: {} finished, {} training, {} waiting, {} diverged, {} failed{halving} (of \
+             {}){winner}{}",
             stage.name,
             count("finished"),
             count("training"),
@@ -140,6 +166,48 @@ pub fn describe(
     Ok(text)
 }
 
+/// Where each run of `stage` stands; a halving stage's runs paused at a rung that has
+/// not promoted them, and those halted, are told apart from runs waiting to train and
+/// finished ones.
+fn stage_states<'p>(
+    out_dir: &Path,
+    stage: &'p StagePlan,
+    claim_timeout: Duration,
+) -> Result<Vec<(&'p RunPlan, RunState)>> {
+    let halving = match &stage.halving {
+        Some(rungs) => {
+            // Status reads no data file: each result counts for the data it names.
+            let stands = read_stands(out_dir, &stage.runs, |_| None)?;
+            Some((standing(rungs, &stage.runs, &stands, false), stands))
+        }
+        None => None,
+    };
+    let mut states = Vec::new();
+    for (position, run) in stage.runs.iter().enumerate() {
+        let state = run_state(out_dir, run, claim_timeout)?;
+        let state = match (&halving, state) {
+            (Some((_, stands)), RunState::Finished)
+                if stands[position].result == Some(Outcome::Halted) =>
+            {
+                RunState::Halted {
+                    epoch: stands[position].trained,
+                }
+            }
+            (
+                Some((standing, stands)),
+                RunState::Waiting {
+                    stale_claim: None, ..
+                },
+            ) if standing.waiting.contains(&position) => RunState::Paused {
+                epoch: stands[position].trained,
+            },
+            (_, state) => state,
+        };
+        states.push((run, state));
+    }
+    Ok(states)
+}
+
 /// What a run's line says after its name, or none when `detail` leaves it out.
 fn run_detail(out_dir: &Path, run: &RunPlan, state: &RunState, detail: Detail) -> Option<String> {
     let epochs = run.training.epochs;
@@ -150,6 +218,13 @@ fn run_detail(out_dir: &Path, run: &RunPlan, state: &RunState, detail: Detail) -
     Some(match state {
         RunState::Finished if detail == Detail::EveryRun => String::new(),
         RunState::Finished => return None,
+        RunState::Paused { epoch } => {
+            format!("epoch {epoch}/{epochs} committed; waiting for the rung of epoch {epoch}")
+        }
+        RunState::Halted { epoch } if detail == Detail::EveryRun => {
+            format!("at epoch {epoch}/{epochs}: not among the best at its rung")
+        }
+        RunState::Halted { .. } => return None,
         RunState::Diverged => "a loss became NaN or infinite".to_string(),
         RunState::Training { holder, epoch } => {
             let pace = Pace::of(&RunFolder::of(out_dir, run))

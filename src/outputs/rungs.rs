@@ -26,20 +26,21 @@ pub struct Stand {
 }
 
 impl Stand {
-    /// Reads `run`'s folder under `out_dir`, for data of `data_md5`.
-    pub fn read(out_dir: &Path, run: &RunPlan, data_md5: &str) -> Result<Stand> {
+    /// Reads `run`'s folder under `out_dir`, for data of `data_md5` (any data when
+    /// none: each file then counts for the data it names).
+    pub fn read(out_dir: &Path, run: &RunPlan, data_md5: Option<&str>) -> Result<Stand> {
         let folder = RunFolder::of(out_dir, run);
         let result = folder
             .read_result()
             .ok()
             .flatten()
-            .filter(|result| result.is_run_of(run, data_md5));
+            .filter(|result| result.is_run_of(run, data_md5.unwrap_or(&result.data_md5)));
         let resumed = folder
             .peek_resume()
             .ok()
             .flatten()
             .map(|(state, _)| state)
-            .filter(|state| state.continues_as(run, data_md5));
+            .filter(|state| state.continues_as(run, data_md5.unwrap_or(&state.data_md5)));
         let trained = match (&resumed, &result) {
             (Some(state), _) => state.point.last.epoch,
             (None, Some(result)) => result.summary.epochs,
@@ -129,14 +130,15 @@ impl Standing {
     }
 }
 
-/// Reads every run of a halving stage; `md5` gives each run's data checksum.
+/// Reads every run of a halving stage; `md5` gives each run's data checksum, when
+/// known.
 pub fn read_stands(
     out_dir: &Path,
     runs: &[RunPlan],
-    md5: impl Fn(&RunPlan) -> String,
+    md5: impl Fn(&RunPlan) -> Option<String>,
 ) -> Result<Vec<Stand>> {
     runs.iter()
-        .map(|run| Stand::read(out_dir, run, &md5(run)))
+        .map(|run| Stand::read(out_dir, run, md5(run).as_deref()))
         .collect()
 }
 
