@@ -4,7 +4,9 @@
 //! and requeues itself, one is SIGKILLed and its stale claim taken over when the
 //! unfinished runs are resubmitted. Every run trains once, resumes where it stopped,
 //! and the epochs match a single process's bit for bit (one libtorch thread each).
-//! `CELLNETS_SLURM_TEST=skip` skips it where SLURM cannot be installed.
+//! A halving stage's tasks are workers that take runs rung by rung and end as one
+//! process ends the stage. `CELLNETS_SLURM_TEST=skip` skips these where SLURM cannot be
+//! installed.
 
 mod common;
 
@@ -31,6 +33,9 @@ struct Cluster {
     dir: tempfile::TempDir,
     conf: PathBuf,
 }
+
+/// The cluster's daemons listen on fixed ports: one test's cluster at a time.
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Cluster {
     fn start() -> Cluster {
@@ -186,6 +191,9 @@ fn a_study_through_slurm_survives_requeues_signals_and_a_kill() {
         eprintln!("CELLNETS_SLURM_TEST=skip: the SLURM test is skipped");
         return;
     }
+    let _alone = ONE_CLUSTER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let started = Instant::now();
     let cluster = Cluster::start();
     let dir = study_dir(STUDY);
@@ -347,4 +355,52 @@ fn a_study_through_slurm_survives_requeues_signals_and_a_kill() {
         String::from_utf8_lossy(&straight.stderr)
     );
     assert_same_metrics(&metrics(&out), &metrics(&straight_dir.path().join("out")));
+}
+
+const HALVING: &str = "  - name: rates
+    model: {kind: mlp, hidden: 16}
+    training: {epochs: 9}
+    grid: {learning_rate: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]}
+    halving: {min_epochs: 1, reduction: 3}
+";
+
+#[test]
+fn a_halving_stage_through_slurm_ends_as_one_process_ends_it() {
+    if std::env::var("CELLNETS_SLURM_TEST").is_ok_and(|value| value == "skip") {
+        eprintln!("CELLNETS_SLURM_TEST=skip: the SLURM test is skipped");
+        return;
+    }
+    let _alone = ONE_CLUSTER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let cluster = Cluster::start();
+    let dir = study_dir(HALVING);
+    let out = dir.path().join("out");
+    let straight = study_dir(HALVING);
+    let output = cellnets(straight.path())
+        .args(["--threads", "1"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+
+    let submitted = submit(dir.path(), &cluster);
+    let stdout = String::from_utf8_lossy(&submitted.stdout).to_string();
+    job_of(&stdout, "rates");
+    let script = std::fs::read_to_string(out.join("slurm/01-rates.sbatch")).unwrap();
+    assert!(
+        script.contains(" --leave-when-idle ") && !script.contains("--shard"),
+        "{script}"
+    );
+    wait_until(
+        "the halving stage to end",
+        Duration::from_secs(300),
+        &out,
+        &cluster,
+        || cluster.run("squeue", &["-h", "-o", "%i"]).trim().is_empty(),
+    );
+    let logs = all_logs(&out, &cluster);
+    assert_eq!(check_consistent(&out), 6, "{logs}");
+    assert!(out.join("rates/winner.yaml").is_file(), "{logs}");
+    assert!(claims(&out).is_empty(), "claims left: {:?}", claims(&out));
+    assert_same_metrics(&metrics(&out), &metrics(&straight.path().join("out")));
 }

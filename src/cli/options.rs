@@ -149,6 +149,11 @@ pub struct SharingOptions {
     /// that no other process holds.
     #[arg(long, default_value = "0/1")]
     pub shard: Shard,
+    /// Halving stages: stop, instead of waiting, when every run left to train at a rung
+    /// is held by another process (each of `cellnets slurm`'s tasks does, so that an idle
+    /// task gives its allocation back). Those processes train the rungs after it.
+    #[arg(long, conflicts_with = "shard")]
+    pub leave_when_idle: bool,
     #[command(flatten)]
     pub claims: ClaimTimeout,
     /// Under SLURM: how often a task stopped by SIGUSR1 or SIGTERM requeues itself.

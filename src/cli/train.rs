@@ -61,6 +61,7 @@ fn train(manifest_path: &Path, only: &[String], options: &TrainingOptions) -> Re
     let sharing = runner::Sharing {
         shard: options.sharing.shard,
         claim_timeout: options.sharing.claims.duration(),
+        leave_when_idle: options.sharing.leave_when_idle,
     };
     interrupt::install()?;
     match runner::run_shared(&manifest, only, &settings, &sharing) {

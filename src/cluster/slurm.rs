@@ -108,6 +108,9 @@ pub struct StageJob {
     pub runs: usize,
     pub after: Vec<String>,
     pub script: PathBuf,
+    /// A halving stage: each task is a worker that takes whichever run may train next,
+    /// rung by rung, and leaves when nothing is left for it.
+    pub workers: bool,
 }
 
 /// The jobs for `only` (every stage when empty) under `out_dir`: stages with unfinished
@@ -159,6 +162,7 @@ pub fn plan_jobs(
             tasks,
             after,
             script: folder.join(format!("{:02}-{}.sbatch", position + 1, stage.name)),
+            workers: plan.halving.is_some(),
         });
     }
     Ok((jobs, given_up))
@@ -268,18 +272,31 @@ pub fn stage_script(job: &StageJob, options: &JobOptions, invocation: &Invocatio
         "#SBATCH --array={array}\n\
          #SBATCH --signal=B:USR1@{signal}\n\
          #SBATCH --requeue\n\
-         # Stage `{stage}`: task K trains run K of its {runs}. On SIGUSR1 (the time limit is\n\
+         # Stage `{stage}`: {share}. On SIGUSR1 (the time limit is\n\
          # near) or SIGTERM, cellnets stops at the next batch, keeps the last committed\n\
          # epoch, requeues this task (at most {requeues} times) and exits; the requeued task\n\
          # resumes. libtorch uses the task's CPUs, not the whole node's.\n\
          export OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}} MKL_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}}\n\
          exec {binary} only {stage} --manifest {manifest} --out {out} --data-dir {data}{memory} \
-         --device {device} --shard \"${{SLURM_ARRAY_TASK_ID}}/{runs}\" --max-requeues {requeues} \
+         --device {device} {take} --max-requeues {requeues} \
          --claim-timeout {timeout} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"{precision}{retry}{tensorboard}\n",
         array = array_spec(&job.tasks, options.throttle),
+        share = if job.workers {
+            format!(
+                "each task is a worker that trains whichever of its {} runs may\n# train \
+                 next, rung by rung, and leaves when the rest are held by others",
+                job.runs
+            )
+        } else {
+            format!("task K trains run K of its {}", job.runs)
+        },
+        take = if job.workers {
+            "--leave-when-idle".to_string()
+        } else {
+            format!("--shard \"${{SLURM_ARRAY_TASK_ID}}/{}\"", job.runs)
+        },
         signal = options.signal_before,
         stage = job.stage,
-        runs = job.runs,
         requeues = options.max_requeues,
         binary = quote(&invocation.binary),
         manifest = quote(&invocation.manifest),
@@ -509,6 +526,7 @@ mod tests {
             runs: 1,
             after: Vec::new(),
             script: "/out/slurm/s.sh".into(),
+            workers: false,
         };
         let budget = "--data-dir '/data' --data-memory 1073741824 ";
         assert!(stage_script(&job, &options, &invocation).contains(budget));
@@ -519,5 +537,11 @@ mod tests {
         invocation.precision.bf16 = true;
         assert!(stage_script(&job, &options, &invocation).contains("\" --bf16\n"));
         assert!(!report_script(&options, &invocation).contains("--bf16"));
+        let workers = StageJob {
+            workers: true,
+            ..job.clone()
+        };
+        let script = stage_script(&workers, &options, &invocation);
+        assert!(script.contains(" --leave-when-idle ") && !script.contains("--shard"));
     }
 }

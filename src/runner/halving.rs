@@ -86,7 +86,9 @@ impl Session<'_> {
                 .map(|step| plan.runs[step.position()].clone())
                 .collect();
             let holders = self.live_holders(&open)?;
-            if !holders.is_empty() {
+            if !holders.is_empty() && self.sharing.leave_when_idle {
+                break;
+            } else if !holders.is_empty() {
                 last_live = Instant::now();
             } else if last_live.elapsed() > timeout {
                 bail!(

@@ -65,6 +65,9 @@ pub struct Sharing {
     /// A claim silent this long is taken over; and a process waiting for another's
     /// runs gives up after this long without any live claim on them.
     pub claim_timeout: Duration,
+    /// A halving stage's worker stops instead of waiting for a rung whose open runs
+    /// other processes hold: they go on to the next rungs, which have fewer runs.
+    pub leave_when_idle: bool,
 }
 
 impl Default for Sharing {
@@ -72,6 +75,7 @@ impl Default for Sharing {
         Sharing {
             shard: Shard::ALL,
             claim_timeout: claim::DEFAULT_TIMEOUT,
+            leave_when_idle: false,
         }
     }
 }
