@@ -424,3 +424,56 @@ fn a_shard_alone_waits_for_its_rung_then_says_which_runs_no_one_trains() {
     );
     assert!(status.contains("halted    learning_rate="), "{status}");
 }
+
+#[test]
+fn the_report_shows_each_rungs_values_and_decisions_and_the_epochs_saved() {
+    let dir = study_dir(&study(SYNC));
+    let out = dir.path().join("out");
+    run(dir.path(), &[]);
+    let output = common::outputs::cellnets_command(dir.path())
+        .args(["report", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("Synchronous halving, reduction 3: rungs at epochs 1, 3, 9")
+            && report
+                .contains("**16 epochs** trained, against 54 for every run to the budget (30%)"),
+        "{report}"
+    );
+    let header = "| run | epoch 1 | epoch 3 | epoch 9 | epochs | outcome |";
+    assert!(report.contains(header), "{report}");
+    let names = names();
+    let fates = fates(&out, &names);
+    for (name, status, epochs) in &fates {
+        let row = report
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("no rung row for {name}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        match (status.as_str(), epochs) {
+            ("halted", 1) => {
+                assert!(
+                    cells[2].ends_with(" halted") && cells[3].is_empty(),
+                    "{row}"
+                )
+            }
+            ("halted", 3) => assert!(
+                cells[2].ends_with(" on") && cells[3].ends_with(" halted"),
+                "{row}"
+            ),
+            _ => assert!(
+                cells[2].ends_with(" on") && cells[3].ends_with(" on") && cells[6] == "winner",
+                "{row}"
+            ),
+        }
+        assert_eq!(cells[5], epochs.to_string(), "{row}");
+    }
+    assert!(out.join("report/rates/rungs.png").is_file());
+    assert!(out.join("report/rates/rungs.svg").is_file());
+}

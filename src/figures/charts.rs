@@ -458,3 +458,83 @@ impl Figure for HeatMap {
         Ok(())
     }
 }
+
+/// A halving stage's val accuracy curves in one chart: the rungs as vertical lines, the
+/// runs a rung halted faded, the runs that went on to the budget drawn in colour.
+pub struct RungCurves {
+    pub title: String,
+    pub runs: Vec<RunCurve>,
+    pub rungs: Vec<usize>,
+    pub y_desc: String,
+}
+
+/// One run of `RungCurves`.
+pub struct RunCurve {
+    pub name: String,
+    /// (epoch, value).
+    pub points: Vec<(usize, f64)>,
+    /// Whether it trained to the budget (else a rung halted it, or it waits).
+    pub reached_budget: bool,
+}
+
+impl Figure for RungCurves {
+    fn size(&self) -> (u32, u32) {
+        (900, 520)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let area = area.titled(&self.title, font(20.0))?;
+        let last = self.rungs.last().copied().unwrap_or(1).max(2) as i32;
+        let values = self.runs.iter().flat_map(|run| &run.points);
+        let finite: Vec<f64> = values.map(|&(_, v)| v).filter(|v| v.is_finite()).collect();
+        let low = finite.iter().copied().fold(1.0, f64::min).min(1.0);
+        let high = finite.iter().copied().fold(0.0, f64::max).max(low + 1e-3);
+        let margin = (high - low) * 0.05;
+        let mut chart = ChartBuilder::on(&area)
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(1..last, (low - margin)..(high + margin))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc(self.y_desc.as_str())
+            .label_style(font(13.0))
+            .axis_desc_style(font(14.0))
+            .light_line_style(WHITE)
+            .draw()?;
+        for &rung in &self.rungs {
+            chart.draw_series(std::iter::once(PathElement::new(
+                [(rung as i32, low - margin), (rung as i32, high + margin)],
+                NEUTRAL.stroke_width(1),
+            )))?;
+        }
+        let points = |points: &[(usize, f64)]| -> Vec<(i32, f64)> {
+            points
+                .iter()
+                .filter(|(_, v)| v.is_finite())
+                .map(|&(epoch, v)| (epoch as i32, v))
+                .collect()
+        };
+        // The faded runs first, so the ones that went on are drawn over them.
+        for run in self.runs.iter().filter(|run| !run.reached_budget) {
+            let faded = NEUTRAL.mix(0.6);
+            let points = points(&run.points);
+            // A run halted at the first rung has one point: no line, so a dot ends each.
+            let end = points.last().copied();
+            chart.draw_series(LineSeries::new(points, faded.stroke_width(1)))?;
+            chart.draw_series(end.map(|end| Circle::new(end, 3, faded.filled())))?;
+        }
+        let survivors = self.runs.iter().filter(|run| run.reached_budget);
+        for (i, run) in survivors.enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(points(&run.points), color.stroke_width(2)))?
+                .label(run.name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
+    }
+}

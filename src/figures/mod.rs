@@ -5,7 +5,7 @@
 mod charts;
 mod pictures;
 
-pub use charts::{CategoryLines, Curves, GroupedBars, HeatMap, Panel};
+pub use charts::{CategoryLines, Curves, GroupedBars, HeatMap, Panel, RunCurve, RungCurves};
 pub use pictures::{MistakePanel, Montage, Picture};
 
 use crate::storage::files::write_atomically;

@@ -7,9 +7,10 @@ use crate::figures::Picture;
 use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
 use crate::outputs::run_folder::{Failure, FinishedRun, RunFolder, StageFolder};
+use crate::outputs::rungs::{read_stands, standing, Stand, Standing};
 use crate::outputs::winners::{self, read_winner, Winner};
 use crate::study::manifest::{DatasetSpec, Manifest, Stage, Validation};
-use crate::study::plan::{RunPlan, StagePlan};
+use crate::study::plan::{RunPlan, Rungs, StagePlan};
 use crate::study::reference::{self, StudyModel};
 use crate::train::EpochRecord;
 use anyhow::{Context, Result};
@@ -64,6 +65,16 @@ pub struct StageResults<'a> {
     /// The winner's saved run, when the report tests it: a final model, or one whose
     /// mistakes the manifest asks to see.
     pub to_test: Option<SavedRun>,
+    /// A halving stage's rungs, as its runs' folders show them.
+    pub halving: Option<Halved>,
+}
+
+/// Where a halving stage's runs stand, rung by rung.
+pub struct Halved {
+    pub rungs: Rungs,
+    /// Each planned run's stand, in plan order.
+    pub stands: Vec<Stand>,
+    pub standing: Standing,
 }
 
 impl StageResults<'_> {
@@ -131,7 +142,19 @@ fn stage_results<'a>(
         }
         _ => None,
     };
+    let halving = match &plan.halving {
+        Some(rungs) => {
+            let stands = read_stands(out, &plan.runs, |_| None)?;
+            Some(Halved {
+                standing: standing(rungs, &plan.runs, &stands, false),
+                rungs: rungs.clone(),
+                stands,
+            })
+        }
+        None => None,
+    };
     Ok(StageResults {
+        halving,
         stage,
         plan,
         planned: plan.runs.iter().map(RunSettings::of).collect(),

@@ -3,7 +3,9 @@
 //! these without touching the file system, so it can be tested on its own.
 
 use super::html;
-use crate::figures::{self, CategoryLines, Curves, GroupedBars, HeatMap, MistakePanel, Montage};
+use crate::figures::{
+    self, CategoryLines, Curves, GroupedBars, HeatMap, MistakePanel, Montage, RungCurves,
+};
 use crate::storage::files::{write_atomically, write_table};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -22,6 +24,7 @@ pub enum Drawing {
     /// Pictures only: a vector copy of pixels would add nothing.
     Montage(Montage),
     MistakePanel(MistakePanel),
+    RungCurves(RungCurves),
 }
 
 impl Drawing {
@@ -136,5 +139,6 @@ fn save(drawing: &Drawing, dir: &Path, name: &str) -> Result<PathBuf> {
         Drawing::GroupedBars(figure) => figures::save(figure, dir, name),
         Drawing::Montage(figure) => figures::save_png(figure, dir, name),
         Drawing::MistakePanel(figure) => figures::save_png(figure, dir, name),
+        Drawing::RungCurves(figure) => figures::save(figure, dir, name),
     }
 }

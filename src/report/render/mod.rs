@@ -3,6 +3,7 @@
 
 mod data_overview;
 mod final_model;
+mod halving;
 mod stage;
 
 use super::compute::TestedWinner;

@@ -51,6 +51,9 @@ pub fn section(stage: &StageResults, tested: Option<&TestedWinner>) -> Section {
         [first, second] => section.push(grid(stage, (first, second), &folder)),
         _ => {}
     }
+    if let Some(halved) = &stage.halving {
+        section.push(super::halving::section(stage, halved, &folder));
+    }
     section.push(curves(stage, &folder));
     if let Some(tested) = tested {
         let theirs = stage.study.filter(|_| stage.is_final);
@@ -552,6 +555,7 @@ mod tests {
                 plan: run.clone(),
             }),
             to_test: None,
+            halving: None,
         }
     }
 
