@@ -411,3 +411,63 @@ fn a_truncated_npz_is_named() {
     let stderr = fails(dir.path(), &["experiments.yaml"]);
     assert_mentions(&stderr, &["toy.npz is damaged"]);
 }
+
+#[test]
+fn bad_halving_and_sampling_are_refused_before_anything_trains() {
+    let grid = "  - name: s\n    model: {kind: mlp, hidden: 4}\n    grid: {hidden: [4, 8]}\n";
+    for (extra, expected) in [
+        ("    halving: {min_epochs: 0}\n", "`halving.min_epochs: 0`"),
+        (
+            "    halving: {min_epochs: 2}\n",
+            "must be below the stage's epochs (2)",
+        ),
+        ("    halving: {reduction: 1}\n", "`halving.reduction: 1`"),
+        (
+            "    sample: {count: 0, space: {dropout: {uniform: [0, 0.5]}}}\n",
+            "`sample.count: 0`",
+        ),
+        (
+            "    sample: {count: 2, space: {dropout: {uniform: [0.5, 0]}}}\n",
+            "ends reversed",
+        ),
+        (
+            "    sample: {count: 2, space: {learning_rate: {loguniform: [0, 0.1]}}}\n",
+            "bounds above 0",
+        ),
+        (
+            "    sample: {count: 2, space: {hidden: {int: [4, 8]}}}\n",
+            "`hidden` is both in the grid and in `sample.space`",
+        ),
+        (
+            "    sample: {count: 2, space: {colour: {choice: [1, 2]}}}\n",
+            "no setting a grid may vary",
+        ),
+        (
+            "    halving: {}\n    repeats: 2\n",
+            "both `halving` and `repeats`",
+        ),
+    ] {
+        let dir = with_toy_data(&common::learnable_arrays());
+        common::write_manifest(dir.path(), &format!("{grid}{extra}"));
+        let stderr = fails(dir.path(), &["--device", "cpu"]);
+        assert_mentions(&stderr, &["stage `s`", expected]);
+    }
+    let dir = with_toy_data(&common::learnable_arrays());
+    common::write_manifest(
+        dir.path(),
+        &format!("{grid}    halving: {{mode: sometimes}}\n"),
+    );
+    let stderr = fails(dir.path(), &["--device", "cpu"]);
+    assert_mentions(
+        &stderr,
+        &["halving.mode: unknown variant `sometimes`", "line 7"],
+    );
+    let one_run = "  - name: s\n    model: {kind: mlp, hidden: 4}\n    halving: {}\n";
+    let dir = with_toy_data(&common::learnable_arrays());
+    common::write_manifest(dir.path(), one_run);
+    let stderr = fails(dir.path(), &["--device", "cpu"]);
+    assert_mentions(
+        &stderr,
+        &["stage `s`", "`halving` needs several runs", "has 1"],
+    );
+}
