@@ -158,98 +158,85 @@ pub fn standing(
     }
 }
 
+impl Standing {
+    fn empty() -> Standing {
+        Standing {
+            rungs: Vec::new(),
+            steps: Vec::new(),
+            waiting: Vec::new(),
+            halted: Vec::new(),
+        }
+    }
+
+    /// Halts `position` (a step, unless its halted result is committed already).
+    fn halt(&mut self, position: usize, stand: &Stand) {
+        self.halted.push(position);
+        if stand.result != Some(Outcome::Halted) {
+            self.steps.push(Step::Halt { position });
+        }
+    }
+
+    fn train(&mut self, positions: &[usize], until: usize) {
+        let steps = positions
+            .iter()
+            .map(|&position| Step::Train { position, until });
+        self.steps.extend(steps);
+    }
+}
+
 /// Each rung decides once every run it promoted from the rung before has reached it
-/// (or ended before it); then the best ceil(n/K) of the n that reached it go on.
+/// (or ended before it); then the best ceil(n/K) of the n that reached it go on, and the
+/// rest are halted. The last rung, the budget, only trains its runs to the end.
 fn synchronous(rungs: &Rungs, stands: &[Stand], ranking: Monitor) -> Standing {
-    let mut standing = Standing {
-        rungs: Vec::new(),
-        steps: Vec::new(),
-        waiting: Vec::new(),
-        halted: Vec::new(),
-    };
-    let budget = rungs.budget();
+    let mut standing = Standing::empty();
     let mut participants: Vec<usize> = (0..stands.len()).collect();
     for &rung in &rungs.epochs {
-        let mut pending = Vec::new();
-        let mut reached = Vec::new();
-        for &position in &participants {
-            let stand = &stands[position];
-            if stand.ended() && stand.trained < rung {
-                continue;
-            }
-            if stand.trained >= rung {
-                reached.push((position, stand.value_at(rung, ranking)));
-            } else {
-                pending.push(position);
-            }
-        }
-        if rung == budget {
-            // The last rung: train the survivors to the end, and commit those there.
-            for &(position, _) in &reached {
-                if stands[position]
-                    .result
-                    .is_none_or(|outcome| !is_final(outcome))
-                {
-                    standing.steps.push(Step::Train {
-                        position,
-                        until: budget,
-                    });
-                }
-            }
-            standing
-                .steps
-                .extend(pending.iter().map(|&position| Step::Train {
-                    position,
-                    until: budget,
-                }));
-            standing.rungs.push(RungView {
-                epoch: rung,
-                promoted: Vec::new(),
-                decided: pending.is_empty(),
-                reached,
-            });
-            break;
-        }
-        if !pending.is_empty() {
-            standing
-                .steps
-                .extend(pending.iter().map(|&position| Step::Train {
-                    position,
-                    until: rung,
-                }));
-            standing.waiting.extend(
-                reached
-                    .iter()
-                    .filter(|(position, _)| !stands[*position].ended())
-                    .map(|&(position, _)| position),
-            );
-            standing.rungs.push(RungView {
-                epoch: rung,
-                reached,
-                promoted: Vec::new(),
-                decided: false,
-            });
-            break;
-        }
-        let keep = rungs.halving.keeps(reached.len());
-        let mut promoted = best_positions(&reached, keep);
-        promoted.sort_unstable();
-        for &(position, _) in &reached {
-            let stand = &stands[position];
-            if !promoted.contains(&position) && !stand.ended() {
-                standing.halted.push(position);
-                if stand.result != Some(Outcome::Halted) {
-                    standing.steps.push(Step::Halt { position });
-                }
-            }
-        }
-        participants = promoted.clone();
-        standing.rungs.push(RungView {
+        // A run that ended before the rung leaves without taking a place.
+        let (reached, pending): (Vec<usize>, Vec<usize>) = participants
+            .iter()
+            .filter(|&&position| !(stands[position].ended() && stands[position].trained < rung))
+            .partition(|&&position| stands[position].trained >= rung);
+        let reached: Vec<(usize, f64)> = reached
+            .into_iter()
+            .map(|position| (position, stands[position].value_at(rung, ranking)))
+            .collect();
+        let mut view = RungView {
             epoch: rung,
             reached,
-            promoted,
-            decided: true,
-        });
+            promoted: Vec::new(),
+            decided: pending.is_empty(),
+        };
+        standing.train(&pending, rung);
+        if rung == rungs.budget() {
+            // Trained to the end, its result not yet committed.
+            let uncommitted: Vec<usize> = view
+                .reached
+                .iter()
+                .map(|&(position, _)| position)
+                .filter(|&position| !stands[position].result.is_some_and(is_final))
+                .collect();
+            standing.train(&uncommitted, rung);
+        } else if !view.decided {
+            let waiting = view.reached.iter().map(|&(position, _)| position);
+            standing
+                .waiting
+                .extend(waiting.filter(|&position| !stands[position].ended()));
+        } else {
+            let keep = rungs.halving.keeps(view.reached.len());
+            view.promoted = best_positions(&view.reached, keep);
+            view.promoted.sort_unstable();
+            for &(position, _) in &view.reached {
+                if !view.promoted.contains(&position) && !stands[position].ended() {
+                    standing.halt(position, &stands[position]);
+                }
+            }
+            participants = view.promoted.clone();
+        }
+        let decided = view.decided;
+        standing.rungs.push(view);
+        if !decided || rung == rungs.budget() {
+            break;
+        }
     }
     standing
 }
@@ -257,105 +244,72 @@ fn synchronous(rungs: &Rungs, stands: &[Stand], ranking: Monitor) -> Standing {
 /// ASHA: a run paused at a rung goes on as soon as it is among the best ceil(n/K) of
 /// the n runs that have reached that rung so far; promotions are never taken back.
 /// Promotions come first (the highest rung first), then runs cut short between rungs,
-/// then runs not started.
+/// then runs not started; once nothing is left to train and no process trains any run
+/// (`settled_elsewhere`), the runs still waiting are halted.
 fn asynchronous(
     rungs: &Rungs,
     stands: &[Stand],
     ranking: Monitor,
     settled_elsewhere: bool,
 ) -> Standing {
-    let mut standing = Standing {
-        rungs: Vec::new(),
-        steps: Vec::new(),
-        waiting: Vec::new(),
-        halted: Vec::new(),
-    };
+    let mut standing = Standing::empty();
     let budget = rungs.budget();
     let mut promotions = Vec::new();
     for (index, &rung) in rungs.epochs.iter().enumerate() {
-        let reached: Vec<(usize, f64)> = stands
-            .iter()
-            .enumerate()
-            .filter(|(_, stand)| stand.trained >= rung)
-            .map(|(position, stand)| (position, stand.value_at(rung, ranking)))
+        let reached: Vec<(usize, f64)> = (0..stands.len())
+            .filter(|&position| stands[position].trained >= rung)
+            .map(|position| (position, stands[position].value_at(rung, ranking)))
             .collect();
-        if rung == budget {
-            standing.rungs.push(RungView {
-                epoch: rung,
-                reached,
-                promoted: Vec::new(),
-                decided: true,
-            });
-            break;
-        }
         let best = best_positions(&reached, rungs.halving.keeps(reached.len()));
-        let mut promoted = Vec::new();
-        for &(position, _) in &reached {
+        let mut view = RungView {
+            epoch: rung,
+            reached,
+            promoted: Vec::new(),
+            decided: rung == budget,
+        };
+        for &(position, _) in view.reached.iter().filter(|_| rung < budget) {
             let stand = &stands[position];
-            let went_on = stand.trained > rung;
             let paused_here = stand.trained == rung && !stand.ended();
-            if went_on {
-                promoted.push(position);
-            } else if paused_here && best.contains(&position) {
-                promoted.push(position);
+            if stand.trained > rung || paused_here && best.contains(&position) {
+                view.promoted.push(position);
+            }
+            if paused_here && best.contains(&position) {
                 promotions.push((index, position, rungs.epochs[index + 1]));
             } else if paused_here {
                 standing.waiting.push(position);
             }
         }
-        standing.rungs.push(RungView {
-            epoch: rung,
-            reached,
-            promoted,
-            decided: false,
-        });
+        standing.rungs.push(view);
     }
     // The highest rung's promotions first: they are nearest to a finished run.
     promotions.sort_by_key(|&(index, position, _)| (std::cmp::Reverse(index), position));
-    standing.steps.extend(
-        promotions
-            .into_iter()
-            .map(|(_, position, until)| Step::Train { position, until }),
-    );
-    let mut cut_short = Vec::new();
-    let mut not_started = Vec::new();
-    for (position, stand) in stands.iter().enumerate() {
-        if stand.ended() || rungs.epochs.contains(&stand.trained) && stand.trained != budget {
-            continue;
-        }
-        if stand.trained >= budget {
-            // Trained to the end, its result not yet committed.
-            cut_short.push(Step::Train {
-                position,
-                until: budget,
-            });
-        } else if stand.trained == 0 {
-            not_started.push(Step::Train {
-                position,
-                until: rungs.epochs[0],
-            });
-        } else {
-            let until = rungs.next_after(stand.trained).unwrap_or(budget);
-            cut_short.push(Step::Train { position, until });
-        }
+    for (_, position, until) in promotions {
+        standing.train(&[position], until);
     }
-    standing.steps.extend(cut_short);
-    standing.steps.extend(not_started);
+    let unpaused = |stand: &Stand| {
+        !stand.ended() && (stand.trained == budget || !rungs.epochs.contains(&stand.trained))
+    };
+    let (started, unstarted): (Vec<usize>, Vec<usize>) = (0..stands.len())
+        .filter(|&position| unpaused(&stands[position]))
+        .partition(|&position| stands[position].trained > 0);
+    for position in started {
+        let until = rungs.next_after(stands[position].trained).unwrap_or(budget);
+        standing.train(&[position], until);
+    }
+    standing.train(&unstarted, rungs.epochs[0]);
     if standing.steps.is_empty() && settled_elsewhere {
         for position in std::mem::take(&mut standing.waiting) {
-            standing.halted.push(position);
-            if stands[position].result != Some(Outcome::Halted) {
-                standing.steps.push(Step::Halt { position });
-            }
+            standing.halt(position, &stands[position]);
         }
     } else {
-        // A run halted before, now waiting again (a later ASHA pass may promote it).
-        standing.halted.extend(
-            standing
-                .waiting
-                .iter()
-                .filter(|&&position| stands[position].result == Some(Outcome::Halted)),
-        );
+        // Halted before, waiting again: a later arrival may still promote it.
+        let halted_before = |&&position: &&usize| stands[position].result == Some(Outcome::Halted);
+        standing.halted = standing
+            .waiting
+            .iter()
+            .filter(halted_before)
+            .copied()
+            .collect();
     }
     standing
 }
