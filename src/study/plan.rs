@@ -2,6 +2,7 @@
 //! earlier stage's winner), grids expanded into one run per cell.
 
 use crate::models::ModelSpec;
+use crate::study::ensemble::Ensemble;
 use crate::study::manifest::{
     check_path_safe_name, DatasetSpec, Manifest, Stage, Training, TrainingOverrides, Transfer,
     TRAINING_KEYS,
@@ -44,6 +45,8 @@ pub struct StagePlan {
     pub runs: Vec<RunPlan>,
     /// The run pinned as winner by the manifest, if any.
     pub pinned_winner: Option<String>,
+    /// An ensemble stage's members; such a stage plans no runs.
+    pub ensemble: Option<Ensemble>,
 }
 
 impl RunPlan {
@@ -132,6 +135,11 @@ pub fn plan_all(
         };
         let plan = plan_stage(manifest, stage, start.as_ref())
             .with_context(|| format!("stage `{}`", stage.name))?;
+        if let Some(ensemble) = &plan.ensemble {
+            crate::study::ensemble::check_members(&stage.name, ensemble, |name| {
+                planned.get(name).map(|(plan, _)| plan)
+            })?;
+        }
         planned.insert(&stage.name, (plan, provisional));
         order.push(stage.name.as_str());
     }
@@ -156,6 +164,14 @@ pub fn plan_stage(
     stage: &Stage,
     start: Option<&RunPlan>,
 ) -> Result<StagePlan> {
+    if let Some(ensemble) = &stage.ensemble {
+        return Ok(StagePlan {
+            name: stage.name.clone(),
+            runs: Vec::new(),
+            pinned_winner: None,
+            ensemble: Some(ensemble.clone()),
+        });
+    }
     let (model, base_training, dataset) = match (&stage.model, start) {
         (Some(model), _) => (model, manifest.defaults.clone(), &manifest.dataset),
         (None, Some(winner)) => (
@@ -221,6 +237,7 @@ pub fn plan_stage(
         name: stage.name.clone(),
         runs,
         pinned_winner: stage.winner.clone(),
+        ensemble: None,
     })
 }
 
