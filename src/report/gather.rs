@@ -6,6 +6,7 @@ use crate::data::{Dataset, Datasets, Images};
 use crate::figures::Picture;
 use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
+use crate::outputs::ensemble::EnsembleResult;
 use crate::outputs::run_folder::{Failure, FinishedRun, RunFolder, StageFolder};
 use crate::outputs::winners::{self, read_winner, Winner};
 use crate::study::manifest::{DatasetSpec, Manifest, Stage, Validation};
@@ -64,6 +65,33 @@ pub struct StageResults<'a> {
     /// The winner's saved run, when the report tests it: a final model, or one whose
     /// mistakes the manifest asks to see.
     pub to_test: Option<SavedRun>,
+    /// An ensemble stage's result, once tested.
+    pub ensemble: Option<EnsembleView>,
+}
+
+/// An ensemble stage's tested result, with its members' own.
+pub struct EnsembleView {
+    pub result: EnsembleResult,
+    /// Each member as `stage/run`, with its result when it can be read.
+    pub members: Vec<(String, Option<FinishedRun>)>,
+}
+
+/// The ensemble of stage `stage`, once tested, with its members' results.
+fn read_ensemble(out: &Path, stage: &str) -> Result<Option<EnsembleView>> {
+    let Some(result) =
+        crate::outputs::ensemble::read(&crate::outputs::ensemble::folder(out, stage))?
+    else {
+        return Ok(None);
+    };
+    let members = result
+        .members
+        .iter()
+        .map(|member| {
+            let finished = RunFolder::at(out.join(member)).read_result().ok().flatten();
+            (member.clone(), finished)
+        })
+        .collect();
+    Ok(Some(EnsembleView { result, members }))
 }
 
 impl StageResults<'_> {
@@ -147,6 +175,10 @@ fn stage_results<'a>(
         failed,
         winner,
         to_test,
+        ensemble: match plan.ensemble {
+            Some(_) => read_ensemble(out, &stage.name)?,
+            None => None,
+        },
     })
 }
 

@@ -552,6 +552,7 @@ mod tests {
                 plan: run.clone(),
             }),
             to_test: None,
+            ensemble: None,
         }
     }
 
