@@ -3,8 +3,9 @@
 
 mod common;
 
+use cellnets::inference::ensemble::Saved;
 use cellnets::inference::predict;
-use cellnets::inference::saved::SavedRun;
+use cellnets::inference::saved::{Predictor, SavedRun};
 use cellnets::storage::files::read_table;
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 use std::path::{Path, PathBuf};
@@ -134,7 +135,7 @@ fn odd_and_broken_files_are_predicted_or_named_with_the_reason() {
     std::fs::write(path("notes.png"), "these are my notes, not an image\n").unwrap();
     let missing = path("missing.png");
 
-    let saved = SavedRun::open(&run).unwrap();
+    let saved = Saved::Run(Box::new(SavedRun::open(&run).unwrap()));
     let mut named: Vec<PathBuf> = std::fs::read_dir(&files)
         .unwrap()
         .map(|entry| entry.unwrap().path())

@@ -2,7 +2,8 @@
 
 use super::options::{DataOptions, DeviceOption};
 use crate::data;
-use crate::inference::saved::{self, EvalSplit, SavedRun};
+use crate::inference::ensemble::Saved;
+use crate::inference::saved::{self, EvalSplit};
 use anyhow::Result;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -25,8 +26,8 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let saved = SavedRun::open_best_so_far(&args.run)?;
-    let spec = &saved.plan.dataset;
+    let saved = Saved::open_best_so_far(&args.run)?;
+    let spec = saved.dataset();
     let device = args.device.device()?;
     let data_dir = args.data_options.apply();
     let data = match &args.data {

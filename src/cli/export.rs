@@ -1,7 +1,7 @@
 //! `cellnets export`: writes a saved run's model as TorchScript.
 
+use crate::inference::ensemble::Saved;
 use crate::inference::export::{self, Format};
-use crate::inference::saved::SavedRun;
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -18,10 +18,8 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {
-    let saved = SavedRun::open(&args.run)?;
-    let output = args
-        .output
-        .unwrap_or_else(|| saved.folder.dir().join("model.pt"));
+    let saved = Saved::open(&args.run)?;
+    let output = args.output.unwrap_or_else(|| saved.dir().join("model.pt"));
     export::export(&saved, args.format, &output)?;
     println!("wrote {}", output.display());
     Ok(())

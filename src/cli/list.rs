@@ -41,6 +41,17 @@ pub fn describe(manifest: &Manifest, data_dir: &Path, out_dir: &Path) -> Result<
     let mut shapes: Vec<(DatasetSpec, (InputShape, Task))> = Vec::new();
     let mut text = String::new();
     for (stage, provisional) in &plans {
+        if let Some(ensemble) = &stage.ensemble {
+            let members = serde_yaml::to_string(ensemble)?;
+            writeln!(
+                text,
+                "{}: an ensemble (trains nothing; tests the mean of its members' \
+                 probabilities): {}",
+                stage.name,
+                members.trim().replace('\n', " ")
+            )?;
+            continue;
+        }
         let first = &stage.runs[0];
         let (input, task) = match shapes.iter().find(|(spec, _)| *spec == first.dataset) {
             Some((_, shape)) => *shape,

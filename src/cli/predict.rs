@@ -1,8 +1,8 @@
 //! `cellnets predict`: classifies image files with a saved run.
 
 use super::options::DeviceOption;
+use crate::inference::ensemble::Saved;
 use crate::inference::predict;
-use crate::inference::saved::SavedRun;
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -25,7 +25,7 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let saved = SavedRun::open(&args.run)?;
+    let saved = Saved::open(&args.run)?;
     let device = args.device.device()?;
     let text = predict::run(&saved, &args.images, &args.output, args.top.into(), device)?;
     print!("{text}");

@@ -6,6 +6,7 @@
 //! `--submit` does the same and prints the job ids. Rerun after failures: only what is
 //! unfinished is submitted again.
 
+use crate::outputs::ensemble::folder as ensemble_folder;
 use crate::outputs::run_folder::{Failure, RunFolder};
 use crate::outputs::winners;
 use crate::precision::Precision;
@@ -133,11 +134,11 @@ pub fn plan_jobs(
             .find(|(plan, _)| plan.name == stage.name)
             .expect("every stage is planned");
         let after: Vec<String> = sources(stage)
-            .filter(|source| jobs.iter().any(|job| &job.stage == *source))
-            .cloned()
+            .filter(|source| jobs.iter().any(|job| job.stage == *source))
+            .map(String::from)
             .collect();
         for source in sources(stage) {
-            let submitted = jobs.iter().any(|job| &job.stage == source);
+            let submitted = jobs.iter().any(|job| job.stage == source);
             if !submitted && winners::read_winner(out_dir, source)?.is_none() {
                 bail!(
                     "stage `{}` starts from stage `{source}`, which has no winner and is not \
@@ -148,7 +149,14 @@ pub fn plan_jobs(
             }
         }
         // A source still training may change the winner these runs start from.
-        let tasks = if after.is_empty() {
+        let tasks = if plan.ensemble.is_some() {
+            // One task tests it, after its members' stages; again when they retrain.
+            let tested = crate::outputs::ensemble::read(&ensemble_folder(out_dir, &plan.name));
+            match after.is_empty() && tested.is_ok_and(|result| result.is_some()) {
+                true => Vec::new(),
+                false => vec![0],
+            }
+        } else if after.is_empty() {
             unfinished(plan, out_dir, retry_failed, &mut given_up)?
         } else {
             (0..plan.runs.len()).collect()
@@ -158,7 +166,7 @@ pub fn plan_jobs(
         }
         jobs.push(StageJob {
             stage: stage.name.clone(),
-            runs: plan.runs.len(),
+            runs: plan.runs.len().max(1),
             tasks,
             after,
             script: folder.join(format!("{:02}-{}.sbatch", position + 1, stage.name)),
@@ -168,9 +176,19 @@ pub fn plan_jobs(
     Ok((jobs, given_up))
 }
 
-fn sources(stage: &Stage) -> impl Iterator<Item = &String> {
-    let transfer = stage.transfer.as_ref().map(|transfer| &transfer.from);
-    stage.from.iter().chain(transfer)
+/// The stages whose runs `stage` needs: `from`, `transfer` and an ensemble's members.
+fn sources(stage: &Stage) -> impl Iterator<Item = &str> {
+    let transfer = stage
+        .transfer
+        .as_ref()
+        .map(|transfer| transfer.from.as_str());
+    let members = stage.ensemble.iter().flat_map(|ensemble| ensemble.stages());
+    stage
+        .from
+        .as_deref()
+        .into_iter()
+        .chain(transfer)
+        .chain(members)
 }
 
 /// Positions of the stage's runs without a result of their settings, less those that

@@ -118,6 +118,10 @@ pub fn describe(
     let plans = winners::plan_with_recorded_winners(manifest, out_dir)?;
     let mut text = String::new();
     for (stage, provisional) in &plans {
+        if stage.ensemble.is_some() {
+            writeln!(text, "{}", ensemble_line(out_dir, &stage.name)?)?;
+            continue;
+        }
         let states = stage_states(out_dir, stage, claim_timeout)?;
         let count = |label: &str| states.iter().filter(|(_, s)| s.label() == label).count();
         let winner = winners::read_winner(out_dir, &stage.name)?
@@ -293,6 +297,28 @@ pub fn human_duration(duration: Duration) -> String {
             format!("{} h {:02} min", minutes / 60, minutes % 60)
         }
     }
+}
+
+/// An ensemble stage's line: its test scores once tested, else that it waits.
+fn ensemble_line(out_dir: &Path, stage: &str) -> Result<String> {
+    let folder = crate::outputs::ensemble::folder(out_dir, stage);
+    Ok(match crate::outputs::ensemble::read(&folder)? {
+        Some(result) => {
+            let test = &result.summary.test;
+            format!(
+                "{stage}: ensemble of {} runs tested: accuracy {:.4}, balanced accuracy {:.4}, \
+                 AUC {:.4} ({})",
+                result.members.len(),
+                test.accuracy,
+                test.balanced_accuracy,
+                test.auc,
+                result.members.join(", ")
+            )
+        }
+        None => {
+            format!("{stage}: ensemble not tested yet (tested once its members' stages finish)")
+        }
+    })
 }
 
 #[cfg(test)]

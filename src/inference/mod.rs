@@ -1,10 +1,11 @@
 //! A finished (or interrupted) run put to use: opened from its folder and evaluated on
 //! a data file (`saved`), classifying image files (`predict`), and written out as
-//! TorchScript (`export`).
+//! TorchScript (`export`); an ensemble of runs, used the same ways (`ensemble`).
 //!
 //! May import `outputs`, `metrics`, `figures`, `train`, `data`, `models`, `study` and
 //! `storage`.
 
+pub mod ensemble;
 pub mod export;
 pub mod predict;
 pub mod saved;

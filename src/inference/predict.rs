@@ -1,9 +1,11 @@
-//! `cellnets predict`: a saved run's best checkpoint classifies image files. Each file
+//! `cellnets predict`: a saved run's best checkpoint (or an ensemble's members, their
+//! probabilities averaged) classifies image files. Each file
 //! is prepared as the run's training data was (see `images`), the model runs in
 //! batches on the chosen device, and every file gets a row: its class probabilities,
 //! or why it could not be read. One bad file never stops the others.
 
 use crate::data::images;
+use crate::inference::ensemble::Saved;
 use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
 use crate::storage::files::write_table;
@@ -61,7 +63,7 @@ pub fn files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// `output`, and returns the text for the terminal. Fails only when no file could be
 /// predicted (the CSV is written first, with every file's reason).
 pub fn run(
-    saved: &SavedRun,
+    saved: &Saved,
     inputs: &[PathBuf],
     output: &Path,
     top: usize,
@@ -70,7 +72,7 @@ pub fn run(
     let files = files(inputs)?;
     let input = saved.input_shape()?;
     let predictions = predict(saved, input, &files, device)?;
-    let names = crate::data::image_folder::class_names(&saved.plan.dataset, input.classes as usize);
+    let names = crate::data::image_folder::class_names(saved.dataset(), input.classes as usize);
     let task = saved.task();
     write_csv(output, &predictions, &names, task)?;
     let predicted = predictions.iter().filter(|p| p.outcome.is_ok()).count();
@@ -93,8 +95,43 @@ pub fn run(
     Ok(text)
 }
 
-/// Predicts every file with `run`'s best checkpoint on `device`, for images of `input`.
+/// Predicts every file with `saved` on `device`, for images of `input`: a run's best
+/// checkpoint, or the mean of an ensemble's members' probabilities.
 pub fn predict(
+    saved: &Saved,
+    input: InputShape,
+    files: &[PathBuf],
+    device: Device,
+) -> Result<Vec<Prediction>> {
+    let ensemble = match saved {
+        Saved::Run(run) => return predict_run(run, input, files, device),
+        Saved::Ensemble(ensemble) => ensemble,
+    };
+    let mut mean = predict_run(&ensemble.members[0], input, files, device)?;
+    for member in &ensemble.members[1..] {
+        // Members read the same files the same way: the same ones fail.
+        for (sum, prediction) in mean
+            .iter_mut()
+            .zip(predict_run(member, input, files, device)?)
+        {
+            if let (Ok(sum), Ok(probabilities)) = (&mut sum.outcome, prediction.outcome) {
+                sum.iter_mut()
+                    .zip(probabilities)
+                    .for_each(|(sum, p)| *sum += p);
+            }
+        }
+    }
+    let members = ensemble.members.len() as f64;
+    for prediction in &mut mean {
+        if let Ok(sum) = &mut prediction.outcome {
+            sum.iter_mut().for_each(|sum| *sum /= members);
+        }
+    }
+    Ok(mean)
+}
+
+/// Predicts every file with `run`'s best checkpoint on `device`, for images of `input`.
+fn predict_run(
     run: &SavedRun,
     input: InputShape,
     files: &[PathBuf],

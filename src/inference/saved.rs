@@ -4,6 +4,7 @@
 
 use crate::data::{Dataset, Split};
 use crate::figures::{self, HeatMap};
+use crate::inference::ensemble::Saved;
 use crate::metrics::TestReport;
 use crate::models::{InputShape, Network};
 use crate::outputs::run_folder::{FinishedRun, RunFolder, CHECKPOINT, RESULT_YAML};
@@ -247,17 +248,28 @@ impl SavedRun {
             )
         })
     }
+}
 
-    /// The model's predictions on `split`, summarised; a checkpoint that does not fit
-    /// the data fails with the reason.
-    pub fn evaluate(&self, data: &Dataset, split: &Split, device: Device) -> Result<TestReport> {
-        let model = self.load(data.input, device)?;
+/// A saved model that predicts: a run, or an ensemble of runs.
+pub trait Predictor {
+    /// Its logits for the images of `split` (of `input`), with test-time views.
+    fn logits(&self, split: &Split, input: InputShape, device: Device) -> Result<Tensor>;
+
+    /// Its predictions on `split`, summarised; a checkpoint that does not fit the data
+    /// fails with the reason.
+    fn evaluate(&self, data: &Dataset, split: &Split, device: Device) -> Result<TestReport> {
+        TestReport::of(&self.logits(split, data.input, device)?, split)
+    }
+}
+
+impl Predictor for SavedRun {
+    /// The model's logits, with its own test-time views (`tta`).
+    fn logits(&self, split: &Split, input: InputShape, device: Device) -> Result<Tensor> {
+        let model = self.load(input, device)?;
         let views = &self.plan.training.tta;
+        let (images, task) = (&split.images, split.task);
         panic::catch_unwind(AssertUnwindSafe(|| {
-            let network = model.network.as_ref();
-            let logits =
-                crate::train::predict_with_views(network, &split.images, split.task, views)?;
-            TestReport::of(&logits, split)
+            crate::train::predict_with_views(model.network.as_ref(), images, task, views)
         }))
         .map_err(|_| anyhow!("libtorch failed evaluating {}", self.label()))?
     }
@@ -296,39 +308,42 @@ impl EvalSplit {
     }
 }
 
-/// Evaluates `run` on `split` of `data`, writes the tables and the confusion heat map
-/// into `<run>/eval/<file>-<split>/`, and returns a text summary for the terminal.
-pub fn eval(run: &SavedRun, data: &Dataset, split: EvalSplit, device: Device) -> Result<String> {
-    let report = run.evaluate(data, split.of(data), device)?;
+/// Evaluates `saved` (a run or an ensemble) on `split` of `data`, writes the tables and the confusion heat map
+/// into `<folder>/eval/<file>-<split>/`, and returns a text summary for the terminal.
+pub fn eval(saved: &Saved, data: &Dataset, split: EvalSplit, device: Device) -> Result<String> {
+    let report = saved.evaluate(data, split.of(data), device)?;
     let stem = data
         .path
         .file_stem()
         .map_or("data".into(), |stem| stem.to_string_lossy().into_owned());
-    let dir = run
-        .folder
+    let dir = saved
         .dir()
         .join("eval")
         .join(format!("{stem}-{}", split.name()));
     let names =
-        crate::data::image_folder::class_names(&run.plan.dataset, data.input.classes as usize);
+        crate::data::image_folder::class_names(saved.dataset(), data.input.classes as usize);
     let source = [
-        run.label(),
+        saved.label(),
         data.path.display().to_string(),
         split.name().to_string(),
     ];
     write_eval(&dir, &source, &report, &names)?;
     let mut text = String::new();
-    if let Progress::Unfinished {
+    let progress = match saved {
+        Saved::Run(run) => Some(&run.progress),
+        Saved::Ensemble(_) => None,
+    };
+    if let Some(&Progress::Unfinished {
         last_epoch,
         epochs,
         best_epoch,
-    } = run.progress
+    }) = progress
     {
         let best = best_epoch.map_or(String::new(), |epoch| format!(" (epoch {epoch})"));
         text += &format!(
             "{} has not finished (epoch {last_epoch} of {epochs} committed): scored at its best \
              epoch so far{best}\n\n",
-            run.label()
+            saved.label()
         );
     }
     text += &render_eval(&source, &report, &names);

@@ -140,6 +140,29 @@ pub fn choose_winner(runs: &[(RunPlan, RunSummary)], pinned: Option<&str>) -> Op
     })
 }
 
+/// The `count` best runs with a checkpoint, best first: ranked one by one by the value
+/// that picks a stage's winner (`ranked_by`), the earlier of equals first, and in a
+/// halving stage the runs that reached the budget before halted ones. An ensemble
+/// `{top: K}` takes these.
+pub fn top_runs(runs: &[(RunPlan, RunSummary)], count: usize) -> Vec<&RunPlan> {
+    let monitor = ranked_by(runs);
+    let mut ranked: Vec<(&RunPlan, bool, f64)> = runs
+        .iter()
+        .filter_map(|(plan, summary)| {
+            let halted = summary.status == crate::train::Outcome::Halted;
+            Some((plan, halted, monitored(monitor, summary.best.as_ref()?)))
+        })
+        .collect();
+    // Runs that reached the budget before those a halving rung left behind; a stable
+    // sort keeps plan order among equals.
+    ranked.sort_by(|a, b| a.1.cmp(&b.1).then(b.2.total_cmp(&a.2)));
+    ranked
+        .into_iter()
+        .take(count)
+        .map(|(plan, _, _)| plan)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +243,20 @@ mod tests {
         assert_eq!(ranked_by(&by_loss), Monitor::ValAccuracy);
         let mixed: Vec<_> = by_auc[..3].iter().chain(&by_loss[3..]).cloned().collect();
         assert_eq!(ranked_by(&mixed), Monitor::ValAccuracy, "mixed monitors");
+    }
+
+    #[test]
+    fn an_ensemble_takes_the_best_runs_one_by_one_by_the_winners_value() {
+        let by_loss = runs("val_loss", [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]]);
+        let names: Vec<&str> = top_runs(&by_loss, 3)
+            .iter()
+            .map(|plan| plan.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["hidden=4-seed0", "hidden=8-seed1", "hidden=8-seed0"]
+        );
+        let by_auc = runs("val_auc", [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]]);
+        assert_eq!(top_runs(&by_auc, 1)[0].name, "hidden=4-seed2");
     }
 }

@@ -6,7 +6,7 @@ use super::gather::{first_of, picture, StageResults};
 use crate::data::Dataset;
 use crate::data::Datasets;
 use crate::figures::Picture;
-use crate::inference::saved::SavedRun;
+use crate::inference::saved::{Predictor, SavedRun};
 use crate::metrics::{Outcome, TestReport};
 use crate::outputs::run_folder::FinishedRun;
 use anyhow::{Context, Result};

@@ -6,6 +6,7 @@ use crate::data::{Dataset, Datasets, Images};
 use crate::figures::Picture;
 use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
+use crate::outputs::ensemble::EnsembleResult;
 use crate::outputs::run_folder::{Failure, FinishedRun, RunFolder, StageFolder};
 use crate::outputs::rungs::{read_stands, standing, Stand, Standing};
 use crate::outputs::winners::{self, read_winner, Winner};
@@ -67,6 +68,8 @@ pub struct StageResults<'a> {
     pub to_test: Option<SavedRun>,
     /// A halving stage's rungs, as its runs' folders show them.
     pub halving: Option<Halved>,
+    /// An ensemble stage's result, once tested.
+    pub ensemble: Option<EnsembleView>,
 }
 
 /// Where a halving stage's runs stand, rung by rung.
@@ -75,6 +78,31 @@ pub struct Halved {
     /// Each planned run's stand, in plan order.
     pub stands: Vec<Stand>,
     pub standing: Standing,
+}
+
+/// An ensemble stage's tested result, with its members' own.
+pub struct EnsembleView {
+    pub result: EnsembleResult,
+    /// Each member as `stage/run`, with its result when it can be read.
+    pub members: Vec<(String, Option<FinishedRun>)>,
+}
+
+/// The ensemble of stage `stage`, once tested, with its members' results.
+fn read_ensemble(out: &Path, stage: &str) -> Result<Option<EnsembleView>> {
+    let Some(result) =
+        crate::outputs::ensemble::read(&crate::outputs::ensemble::folder(out, stage))?
+    else {
+        return Ok(None);
+    };
+    let members = result
+        .members
+        .iter()
+        .map(|member| {
+            let finished = RunFolder::at(out.join(member)).read_result().ok().flatten();
+            (member.clone(), finished)
+        })
+        .collect();
+    Ok(Some(EnsembleView { result, members }))
 }
 
 impl StageResults<'_> {
@@ -170,6 +198,10 @@ fn stage_results<'a>(
         failed,
         winner,
         to_test,
+        ensemble: match plan.ensemble {
+            Some(_) => read_ensemble(out, &stage.name)?,
+            None => None,
+        },
     })
 }
 

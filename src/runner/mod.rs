@@ -2,12 +2,13 @@
 //! trained and summarised (`stages`); a halving stage's runs rung by rung (`halving`); one run from its plan to its files (`trainer`);
 //! the callbacks that connect the I/O-free loop to files and claims (`callbacks`,
 //! `progress`); features of an earlier stage's frozen layers (`transfer`); and timing
-//! epochs (`bench`).
+//! epochs (`bench`); an ensemble stage's members tested together (`ensemble`).
 //!
 //! May import every folder except `report` and `cli`.
 
 pub mod bench;
 pub mod callbacks;
+pub mod ensemble;
 mod halving;
 pub mod progress;
 mod stages;

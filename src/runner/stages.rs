@@ -19,9 +19,11 @@ use crate::outputs::run_folder::{
 use crate::outputs::summary::{record_summary, RunSummary};
 use crate::outputs::winners::{self, read_winner, write_winner, Winner};
 use crate::precision::Precision;
+use crate::runner::ensemble;
 use crate::runner::progress::Progress;
 use crate::runner::trainer::{self, RunContext};
 use crate::storage::files::{can_write_in, is_disk_full};
+use crate::study::ensemble::Ensemble;
 use crate::study::manifest::{Manifest, Stage};
 use crate::study::plan::{self, RunPlan, StagePlan};
 use crate::train::stop::Interrupted;
@@ -101,9 +103,14 @@ pub fn run_shared(
     check_sources(&selected, out)?;
     // Every data file is opened before anything is written, so a bad one fails first.
     let mut datasets = Datasets::new(&settings.data_dir, settings.device);
+    // An ensemble stage tests on its members' data.
+    let needed = |stage: &Stage, name: &str| {
+        let members = stage.ensemble.as_ref().map(|ensemble| ensemble.stages());
+        stage.name == name || members.is_some_and(|stages| stages.contains(&name))
+    };
     let selected_runs = provisional
         .iter()
-        .filter(|(plan, _)| selected.iter().any(|stage| stage.name == plan.name))
+        .filter(|(plan, _)| selected.iter().any(|stage| needed(stage, &plan.name)))
         .flat_map(|(plan, _)| &plan.runs);
     for run in selected_runs {
         datasets.open(&run.dataset)?;
@@ -150,9 +157,19 @@ pub fn run_shared(
 /// run before.
 fn check_sources(selected: &[&Stage], out: &Path) -> Result<()> {
     for (i, stage) in selected.iter().enumerate() {
-        let transfer = stage.transfer.as_ref().map(|transfer| &transfer.from);
-        for source in stage.from.iter().chain(transfer) {
-            let runs_first = selected[..i].iter().any(|earlier| &earlier.name == source);
+        let transfer = stage
+            .transfer
+            .as_ref()
+            .map(|transfer| transfer.from.as_str());
+        let members = stage.ensemble.iter().flat_map(|ensemble| ensemble.stages());
+        for source in stage
+            .from
+            .as_deref()
+            .into_iter()
+            .chain(transfer)
+            .chain(members)
+        {
+            let runs_first = selected[..i].iter().any(|earlier| earlier.name == source);
             if !runs_first && read_winner(out, source)?.is_none() {
                 bail!(
                     "stage `{}` needs the winner of stage `{source}`, which has not run \
@@ -235,6 +252,9 @@ impl Session<'_> {
         stage: &Stage,
         datasets: &Datasets,
     ) -> Result<Vec<RunSummary>> {
+        if let Some(ensemble) = &stage.ensemble {
+            return self.run_ensemble(manifest, &stage.name, ensemble, datasets);
+        }
         let transfer = stage.transfer.as_ref().map(|transfer| &transfer.from);
         for source in stage.from.iter().chain(transfer) {
             let winner = self.winner_or_wait(source, datasets)?;
@@ -295,6 +315,48 @@ impl Session<'_> {
             }
         }
         self.finished_summaries(&plan, datasets)
+    }
+
+    /// Tests an ensemble stage once its members' stages have finished (waiting for
+    /// other processes' runs as a `from` stage does); the process whose shard takes a
+    /// stage's first run does it. Reruns re-test it: that takes seconds, and members
+    /// may have been retrained.
+    fn run_ensemble(
+        &mut self,
+        manifest: &Manifest,
+        stage: &str,
+        ensemble: &Ensemble,
+        datasets: &Datasets,
+    ) -> Result<Vec<RunSummary>> {
+        for source in ensemble.stages() {
+            let winner = self.winner_or_wait(source, datasets)?;
+            self.winners.insert(source.to_string(), winner);
+        }
+        if !self.sharing.shard.takes(0) {
+            return Ok(Vec::new());
+        }
+        let out = &self.settings.out_dir;
+        let plans = winners::plan_with_recorded_winners(manifest, out)?;
+        let plans: Vec<StagePlan> = plans.into_iter().map(|(plan, _)| plan).collect();
+        let members = ensemble::members(stage, ensemble, &plans, |run| {
+            self.result_of(run, dataset_for(datasets, run))
+        })?;
+        let data = dataset_for(datasets, &members[0].0);
+        StageFolder::new(out, stage).create()?;
+        let summary = ensemble::evaluate(out, stage, &members, data, self.settings.device)
+            .with_context(|| format!("stage `{stage}`"))?;
+        self.record_row(&summary)?;
+        let test = &summary.test;
+        self.progress.note(&format!(
+            "stage {stage}: the mean of {} runs' probabilities: test accuracy {:.4}, balanced \
+             accuracy {:.4}, AUC {:.4} ({:.0} s)",
+            members.len(),
+            test.accuracy,
+            test.balanced_accuracy,
+            test.auc,
+            summary.seconds
+        ));
+        Ok(vec![summary])
     }
 
     /// The runs of `runs` that this process's shard takes.
@@ -600,12 +662,17 @@ impl Session<'_> {
 
     /// Adds a finished run to its stage's summary and to the progress display.
     fn record(&self, summary: &RunSummary) -> Result<()> {
+        self.record_row(summary)?;
+        self.progress.finish_run(summary);
+        Ok(())
+    }
+
+    /// Puts a summary into its stage's summary.csv, under the stage's lock.
+    fn record_row(&self, summary: &RunSummary) -> Result<()> {
         let stage = StageFolder::new(&self.settings.out_dir, &summary.stage);
         with_lock(&stage.lock(), || {
             record_summary(&stage.summary_csv(), summary)
-        })?;
-        self.progress.finish_run(summary);
-        Ok(())
+        })
     }
 
     fn winner(&self, stage: &str) -> Result<Winner> {

@@ -14,6 +14,36 @@ pub struct Catalog {
     /// Method key -> its name in the benchmark's table, in the table's order.
     pub baseline_methods: Ordered,
     pub sets: BTreeMap<String, MedMnistSet>,
+    /// Set -> MedMNIST+'s best published test accuracies on it, by image side.
+    #[serde(default)]
+    pub medmnist_plus: BTreeMap<String, Vec<PlusResult>>,
+}
+
+/// A MedMNIST+ test accuracy (Doerrich et al. 2024) at one image side.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlusResult {
+    pub size: u32,
+    pub acc: f64,
+}
+
+/// Where the MedMNIST+ numbers come from, for the report.
+pub const MEDMNIST_PLUS: &str = "MedMNIST+ (Doerrich et al., Sci Rep 2025, arXiv:2404.15786; \
+                                 best ImageNet-pretrained network trained end to end)";
+
+/// The line that sets a set's MedMNIST+ accuracies beside a report's; empty when it has none.
+pub fn medmnist_plus_line(name: &str) -> String {
+    let Some(results) = catalog().medmnist_plus.get(name) else {
+        return String::new();
+    };
+    let by_size: Vec<String> = results
+        .iter()
+        .map(|result| format!("{:.3} at {}x{}", result.acc, result.size, result.size))
+        .collect();
+    format!(
+        "Published {name} test accuracies of {MEDMNIST_PLUS}: {}.\n\n",
+        by_size.join(", ")
+    )
 }
 
 #[derive(Debug, Deserialize)]

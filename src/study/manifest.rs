@@ -213,6 +213,8 @@ pub struct Stage {
     /// What `cellnets report` shows for this stage; training ignores it.
     #[serde(default)]
     pub report: StageReport,
+    /// Trains nothing: tests the mean of these runs' probabilities (`study::ensemble`).
+    pub ensemble: Option<crate::study::ensemble::Ensemble>,
 }
 
 /// How `cellnets report` presents a stage.
@@ -865,14 +867,29 @@ pub fn parse(text: &str) -> Result<Manifest> {
         check_path_safe_name(&dataset.name).context("bad dataset name")?;
     }
     let mut seen = HashSet::new();
+    let mut ensembles = HashSet::new();
     for stage in &manifest.stages {
-        check_stage(stage, &seen)?;
-        if !seen.insert(stage.name.as_str()) {
+        crate::study::ensemble::check_not_started_from(stage, &ensembles)?;
+        match &stage.ensemble {
+            Some(ensemble) => {
+                check_path_safe_name(&stage.name).context("bad stage name")?;
+                check_not_reserved(&stage.name)?;
+                crate::study::ensemble::check(stage, ensemble, &seen, &ensembles)?;
+            }
+            None => check_stage(stage, &seen)?,
+        }
+        // `seen` holds the stages that train, which `from`, `transfer` and members name.
+        let name = stage.name.as_str();
+        if seen.contains(name) || ensembles.contains(name) {
             bail!(
                 "two stages are named `{}`: stage names must be unique",
                 stage.name
             );
         }
+        match stage.ensemble {
+            Some(_) => ensembles.insert(name),
+            None => seen.insert(name),
+        };
     }
     Ok(manifest)
 }
@@ -1065,7 +1082,8 @@ fn check_not_reserved(stage: &str) -> Result<()> {
 /// start of the file (serde_yaml leaves out line 1 column 1, so an unknown key on the
 /// first line had none), and for an unknown key, the known one it nearly spells.
 fn explain_yaml_error(error: serde_yaml::Error) -> anyhow::Error {
-    let mut message = error.to_string();
+    use crate::study::ensemble::{FORMS, UNTAGGED_ERROR};
+    let mut message = error.to_string().replace(UNTAGGED_ERROR, FORMS);
     if let Some(location) = error.location() {
         let at = format!("at line {} column {}", location.line(), location.column());
         if !message.contains(&at) {

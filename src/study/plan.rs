@@ -2,6 +2,7 @@
 //! earlier stage's winner), grids expanded into one run per cell.
 
 use crate::models::ModelSpec;
+use crate::study::ensemble::Ensemble;
 use crate::study::manifest::{
     check_path_safe_name, DatasetSpec, Manifest, Stage, Training, TrainingOverrides, Transfer,
     GRID_KEYS, TRAINING_KEYS,
@@ -47,6 +48,8 @@ pub struct StagePlan {
     pub pinned_winner: Option<String>,
     /// Successive halving over the runs, when the stage asks for it.
     pub halving: Option<Rungs>,
+    /// An ensemble stage's members; such a stage plans no runs.
+    pub ensemble: Option<Ensemble>,
 }
 
 /// A halving stage's rungs: the epochs after which it decides which runs train on.
@@ -155,6 +158,11 @@ pub fn plan_all(
         };
         let plan = plan_stage(manifest, stage, start.as_ref())
             .with_context(|| format!("stage `{}`", stage.name))?;
+        if let Some(ensemble) = &plan.ensemble {
+            crate::study::ensemble::check_members(&stage.name, ensemble, |name| {
+                planned.get(name).map(|(plan, _)| plan)
+            })?;
+        }
         planned.insert(&stage.name, (plan, provisional));
         order.push(stage.name.as_str());
     }
@@ -179,6 +187,15 @@ pub fn plan_stage(
     stage: &Stage,
     start: Option<&RunPlan>,
 ) -> Result<StagePlan> {
+    if let Some(ensemble) = &stage.ensemble {
+        return Ok(StagePlan {
+            name: stage.name.clone(),
+            runs: Vec::new(),
+            pinned_winner: None,
+            halving: None,
+            ensemble: Some(ensemble.clone()),
+        });
+    }
     let (model, base_training, dataset) = match (&stage.model, start) {
         (Some(model), _) => (model, manifest.defaults.clone(), &manifest.dataset),
         (None, Some(winner)) => (
@@ -241,6 +258,7 @@ pub fn plan_stage(
         runs,
         pinned_winner: stage.winner.clone(),
         halving,
+        ensemble: None,
     })
 }
 

@@ -25,7 +25,7 @@ pub use fit::{
 };
 pub use optimizer::{Optimizer, OptimizerState};
 pub use step::{evaluate, learning_rate, predict, train_epoch, Evaluation, FusedInputDense};
-pub use tta::predict_with_views;
+pub use tta::{logits_of, predict_with_views};
 
 /// A run's training settings from a YAML map, for the tests of the loop's parts.
 #[cfg(test)]

@@ -79,8 +79,9 @@ fn transforms(views: &[TestView]) -> Vec<(bool, i64)> {
         .collect()
 }
 
-/// Logits whose probabilities under `task` are `probabilities`.
-fn logits_of(task: Task, probabilities: &Tensor) -> Tensor {
+/// Logits whose probabilities under `task` are `probabilities`: what a mean of
+/// probabilities (over views, or an ensemble's members) is handed on as.
+pub fn logits_of(task: Task, probabilities: &Tensor) -> Tensor {
     // The smallest float32 above zero that is not subnormal: an average of exactly 0
     // would be a logit of minus infinity.
     let tiny = f64::from(f32::MIN_POSITIVE);

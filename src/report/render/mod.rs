@@ -2,6 +2,7 @@
 //! `gather` read and `compute` evaluated. Pure: nothing here reads or writes a file.
 
 mod data_overview;
+mod ensemble;
 mod final_model;
 mod halving;
 mod stage;
@@ -61,7 +62,10 @@ pub fn report(
         report.push(data_overview::section(overview));
     }
     for (stage, tested) in stages.iter().zip(tested) {
-        report.push(stage::section(stage, tested.as_ref()));
+        report.push(match stage.plan.ensemble {
+            Some(_) => ensemble::section(stage),
+            None => stage::section(stage, tested.as_ref()),
+        });
     }
     report
         .tables
@@ -108,25 +112,32 @@ fn final_models(rows: &[Vec<String>], sets: &[&str]) -> String {
         crate::statistics::RESAMPLES
     );
     for name in sets {
-        let Some(set) = catalog::set(name) else {
-            continue;
-        };
-        let published: Vec<String> = catalog::method_keys()
-            .filter_map(|key| {
-                let accuracy = set.baselines.get(key)?.acc?;
-                Some(format!(
-                    "{} {}",
-                    catalog::method_name(key)?,
-                    metric(Some(accuracy))
-                ))
-            })
-            .collect();
-        text += &format!(
-            "Published {name} test accuracies (MedMNIST v2 benchmark): {}.\n\n",
-            published.join(", ")
-        );
+        text += &published(name);
     }
     text
+}
+
+/// The MedMNIST v2 benchmark's and MedMNIST+'s published test accuracies on set `name`;
+/// empty for a set that is none of theirs.
+fn published(name: &str) -> String {
+    let Some(set) = catalog::set(name) else {
+        return String::new();
+    };
+    let published: Vec<String> = catalog::method_keys()
+        .filter_map(|key| {
+            let accuracy = set.baselines.get(key)?.acc?;
+            Some(format!(
+                "{} {}",
+                catalog::method_name(key)?,
+                metric(Some(accuracy))
+            ))
+        })
+        .collect();
+    format!(
+        "Published {name} test accuracies (MedMNIST v2 benchmark): {}.\n\n{}",
+        published.join(", "),
+        catalog::medmnist_plus_line(name)
+    )
 }
 
 /// The manifest's stage order, which file times cannot tell: a stage rerun later would

@@ -556,6 +556,7 @@ mod tests {
             }),
             to_test: None,
             halving: None,
+            ensemble: None,
         }
     }
 
