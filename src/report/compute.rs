@@ -43,6 +43,37 @@ impl Mistake {
     }
 }
 
+/// An ensemble stage's ensemble, evaluated on the test split.
+pub struct TestedEnsemble {
+    pub dataset: crate::study::manifest::DatasetSpec,
+    pub report: TestReport,
+}
+
+/// Each ensemble stage's ensemble tested again, in the order of `stages` (none for other
+/// stages and for ensembles not tested yet).
+pub fn test_ensembles(
+    stages: &[StageResults],
+    files: &mut Datasets,
+) -> Result<Vec<Option<TestedEnsemble>>> {
+    stages
+        .iter()
+        .map(|stage| {
+            let Some(saved) = stage.ensemble.as_ref().and_then(|view| view.saved.as_ref()) else {
+                return Ok(None);
+            };
+            let device = files.device();
+            let data = files.open(saved.dataset())?;
+            let report = saved
+                .evaluate(data, &data.test, device)
+                .with_context(|| format!("report of stage `{}`", stage.stage.name))?;
+            Ok(Some(TestedEnsemble {
+                dataset: saved.dataset().clone(),
+                report,
+            }))
+        })
+        .collect()
+}
+
 /// Each stage's tested winner, in the order of `stages`.
 pub fn test_winners(
     stages: &[StageResults],

@@ -4,6 +4,7 @@
 
 use crate::data::{Dataset, Datasets, Images};
 use crate::figures::Picture;
+use crate::inference::ensemble::SavedEnsemble;
 use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
 use crate::outputs::ensemble::EnsembleResult;
@@ -85,15 +86,18 @@ pub struct EnsembleView {
     pub result: EnsembleResult,
     /// Each member as `stage/run`, with its result when it can be read.
     pub members: Vec<(String, Option<FinishedRun>)>,
+    /// The ensemble to test again, for the final models and their paired comparisons;
+    /// none when a member cannot be opened.
+    pub saved: Option<SavedEnsemble>,
 }
 
 /// The ensemble of stage `stage`, once tested, with its members' results.
 fn read_ensemble(out: &Path, stage: &str) -> Result<Option<EnsembleView>> {
-    let Some(result) =
-        crate::outputs::ensemble::read(&crate::outputs::ensemble::folder(out, stage))?
-    else {
+    let folder = crate::outputs::ensemble::folder(out, stage);
+    let Some(result) = crate::outputs::ensemble::read(&folder)? else {
         return Ok(None);
     };
+    let saved = SavedEnsemble::open(&folder).ok();
     let members = result
         .members
         .iter()
@@ -102,7 +106,11 @@ fn read_ensemble(out: &Path, stage: &str) -> Result<Option<EnsembleView>> {
             (member.clone(), finished)
         })
         .collect();
-    Ok(Some(EnsembleView { result, members }))
+    Ok(Some(EnsembleView {
+        result,
+        members,
+        saved,
+    }))
 }
 
 impl StageResults<'_> {

@@ -51,8 +51,9 @@ pub fn write(manifest: &Manifest, manifest_path: &Path, settings: &Settings) -> 
     let plans = gather::plans(manifest, out)?;
     let stages = gather::stages(manifest, &plans, out)?;
     let tested = compute::test_winners(&stages, &mut data_files)?;
+    let ensembles = compute::test_ensembles(&stages, &mut data_files)?;
     let data = gather::data_overviews(&stages, &mut data_files)?;
-    let report = render::report(manifest_path, &stages, &tested, &data);
+    let report = render::report(manifest_path, &stages, &tested, &ensembles, &data);
     let markdown = output::write(out, &report)?;
     let snapshot = snapshot::gather(manifest, manifest_path, out, claim::DEFAULT_TIMEOUT)?;
     let title = format!("cellnets report: {}", manifest_path.display());

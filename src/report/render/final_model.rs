@@ -4,12 +4,13 @@
 //! final-models table.
 
 use crate::figures::{HeatMap, MistakePanel};
-use crate::metrics::{ClassScores, Confusion};
+use crate::metrics::{ClassScores, Confusion, TestReport};
 use crate::report::compute::{Mistake, TestedWinner};
 use crate::report::markdown::{against_interval, count, metric, table, with_interval};
 use crate::report::output::{Drawing, Section};
 use crate::statistics::mcnemar_exact;
 use crate::study::catalog;
+use crate::study::manifest::DatasetSpec;
 use crate::study::reference::{self, StudyModel};
 use crate::study::task::Task;
 
@@ -287,6 +288,28 @@ fn mistake_panel(mistake: &Mistake, names: &[String]) -> MistakePanel {
     }
 }
 
+/// An ensemble's row of the final-models table: its members' parameters together.
+pub fn ensemble_row(
+    stage: &str,
+    members: usize,
+    report: &TestReport,
+    trainable: i64,
+) -> Vec<String> {
+    let scores = report.metrics();
+    vec![
+        format!("`{stage}`: ensemble of {members}"),
+        "their own".to_string(),
+        with_interval(scores.accuracy, scores.ci95.accuracy),
+        String::new(),
+        with_interval(scores.balanced_accuracy, scores.ci95.balanced_accuracy),
+        String::new(),
+        with_interval(scores.macro_f1, scores.ci95.macro_f1),
+        with_interval(scores.auc, scores.ci95.auc),
+        count(trainable),
+        String::new(),
+    ]
+}
+
 /// The winner's row of the final-models table.
 pub fn final_row(stage: &str, tested: &TestedWinner, study: Option<&StudyModel>) -> Vec<String> {
     let scores = tested.report.metrics();
@@ -308,15 +331,24 @@ pub fn final_row(stage: &str, tested: &TestedWinner, study: Option<&StudyModel>)
     ]
 }
 
-/// McNemar's exact test between every two final models tested on the same images: of
-/// the images only one of the two gets right, how many each gets, and how likely so
-/// lopsided a split is if neither model were better. Empty with fewer than two.
-pub fn paired_comparisons(finals: &[(&str, &TestedWinner)]) -> String {
+/// A final model as the paired comparisons see it: its stage, data and test predictions.
+pub struct Compared<'a> {
+    pub stage: &'a str,
+    pub dataset: &'a DatasetSpec,
+    pub report: &'a TestReport,
+}
+
+/// McNemar's exact test between every two final models (ensembles too) tested on the
+/// same images: of the images only one of the two gets right, how many each gets, and
+/// how likely so lopsided a split is if neither model were better. Empty with fewer
+/// than two.
+pub fn paired_comparisons(finals: &[Compared]) -> String {
     let mut rows = Vec::new();
-    for (i, (first_stage, first)) in finals.iter().enumerate() {
-        for (second_stage, second) in &finals[i + 1..] {
-            let same_images = first.finished.plan.dataset == second.finished.plan.dataset
-                && first.report.len() == second.report.len();
+    for (i, first) in finals.iter().enumerate() {
+        for second in &finals[i + 1..] {
+            let (first_stage, second_stage) = (first.stage, second.stage);
+            let same_images =
+                first.dataset == second.dataset && first.report.len() == second.report.len();
             if !same_images {
                 continue;
             }

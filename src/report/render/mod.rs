@@ -7,11 +7,14 @@ mod final_model;
 mod halving;
 mod stage;
 
-use super::compute::TestedWinner;
+use super::compute::{TestedEnsemble, TestedWinner};
 use super::gather::{DataOverview, StageResults};
 use super::markdown::{metric, table};
 use super::output::{Section, TableFile, REPORT_DIR, STAGES_CSV};
+use crate::metrics::TestReport;
 use crate::study::catalog;
+use crate::study::manifest::DatasetSpec;
+use final_model::Compared;
 use std::path::Path;
 
 /// The whole report: the final models, the data files, then stage by stage.
@@ -20,44 +23,59 @@ pub fn report(
     manifest_path: &Path,
     stages: &[StageResults],
     tested: &[Option<TestedWinner>],
+    ensembles: &[Option<TestedEnsemble>],
     data: &[DataOverview],
 ) -> Section {
     let mut report = Section::text(introduction(manifest_path));
     // A stage tested only for its error analysis is no final model.
-    let final_rows: Vec<Vec<String>> = stages
+    let finals: Vec<(&StageResults, Final)> = stages
         .iter()
-        .zip(tested)
+        .zip(tested.iter().zip(ensembles))
         .filter(|(stage, _)| stage.is_final)
-        .filter_map(|(stage, tested)| {
-            let tested = tested.as_ref()?;
-            Some(final_model::final_row(
-                &stage.stage.name,
-                tested,
-                stage.study,
-            ))
+        .filter_map(|(stage, (tested, ensemble))| {
+            let one = match (tested, ensemble) {
+                (Some(tested), _) => Final::Winner(tested),
+                (None, Some(ensemble)) => Final::Ensemble(ensemble),
+                (None, None) => return None,
+            };
+            Some((stage, one))
+        })
+        .collect();
+    let final_rows: Vec<Vec<String>> = finals
+        .iter()
+        .map(|(stage, one)| match one {
+            Final::Winner(tested) => final_model::final_row(&stage.stage.name, tested, stage.study),
+            Final::Ensemble(ensemble) => {
+                let view = stage
+                    .ensemble
+                    .as_ref()
+                    .expect("a tested ensemble has a view");
+                final_model::ensemble_row(
+                    &stage.stage.name,
+                    view.members.len(),
+                    &ensemble.report,
+                    view.result.summary.trainable_params,
+                )
+            }
         })
         .collect();
     let mut sets: Vec<&str> = Vec::new();
-    for tested in stages
-        .iter()
-        .zip(tested)
-        .filter(|(stage, _)| stage.is_final)
-    {
-        if let Some(tested) = tested.1 {
-            let name = tested.finished.plan.dataset.name.as_str();
-            if !sets.contains(&name) {
-                sets.push(name);
-            }
+    for (_, one) in &finals {
+        let name = one.dataset().name.as_str();
+        if !sets.contains(&name) {
+            sets.push(name);
         }
     }
     report.markdown += &final_models(&final_rows, &sets);
-    let finals: Vec<(&str, &TestedWinner)> = stages
+    let compared: Vec<Compared> = finals
         .iter()
-        .zip(tested)
-        .filter(|(stage, _)| stage.is_final)
-        .filter_map(|(stage, tested)| Some((stage.stage.name.as_str(), tested.as_ref()?)))
+        .map(|(stage, one)| Compared {
+            stage: &stage.stage.name,
+            dataset: one.dataset(),
+            report: one.report(),
+        })
         .collect();
-    report.markdown += &final_model::paired_comparisons(&finals);
+    report.markdown += &final_model::paired_comparisons(&compared);
     for overview in data {
         report.push(data_overview::section(overview));
     }
@@ -83,6 +101,28 @@ fn introduction(manifest_path: &Path) -> String {
          the manifest names another). Regenerate with \
          `cellnets report {manifest}`.\n\n"
     )
+}
+
+/// A final model: a stage's tested winner, or an ensemble stage's ensemble.
+enum Final<'a> {
+    Winner(&'a TestedWinner),
+    Ensemble(&'a TestedEnsemble),
+}
+
+impl Final<'_> {
+    fn dataset(&self) -> &DatasetSpec {
+        match self {
+            Final::Winner(tested) => &tested.finished.plan.dataset,
+            Final::Ensemble(ensemble) => &ensemble.dataset,
+        }
+    }
+
+    fn report(&self) -> &TestReport {
+        match self {
+            Final::Winner(tested) => &tested.report,
+            Final::Ensemble(ensemble) => &ensemble.report,
+        }
+    }
 }
 
 /// The table of final models, with the MedMNIST v2 benchmark's published test
