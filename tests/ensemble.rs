@@ -119,8 +119,14 @@ fn an_ensembles_probabilities_are_the_mean_of_its_members_and_it_is_reported_lik
     );
     assert!(markdown.contains("**mixed/ensemble**"), "{markdown}");
     // Among the final models, and paired with each other final model on the same images.
-    assert!(markdown.contains("| `mixed`: ensemble of 2 | their own |"), "{markdown}");
-    assert!(markdown.contains("| `top`: ensemble of 2 | their own |"), "{markdown}");
+    assert!(
+        markdown.contains("| `mixed`: ensemble of 2 | their own |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| `top`: ensemble of 2 | their own |"),
+        "{markdown}"
+    );
     assert!(markdown.contains("| `cnn` vs `mixed` |"), "{markdown}");
     assert!(markdown.contains("| `mixed` vs `top` |"), "{markdown}");
     assert!(out.join("report/mixed/confusion.png").is_file());

@@ -214,6 +214,10 @@ fn halving_keeps_the_best_third_at_each_rung_and_the_winner_trains_as_a_straight
     // A rerun trains nothing: every run is finished or halted.
     let rerun = run(dir.path(), &[]);
     assert!(!rerun.contains("epoch 1/9"), "{rerun}");
+    // --fresh trains the stage again from the start, kept resume points and all.
+    let fresh = run(dir.path(), &["--fresh"]);
+    assert_eq!(fresh.matches(" epoch 1/9:").count(), 6, "{fresh}");
+    assert_same_metrics(&check_halved(&out), &tables);
 }
 
 #[test]

@@ -181,7 +181,7 @@ fn stage_states<'p>(
     let halving = match &stage.halving {
         Some(rungs) => {
             // Status reads no data file: each result counts for the data it names.
-            let stands = read_stands(out_dir, &stage.runs, |_| None)?;
+            let stands = read_stands(out_dir, &stage.runs, |_| None, None)?;
             Some((standing(rungs, &stage.runs, &stands, false), stands))
         }
         None => None,

@@ -281,12 +281,13 @@ impl RunFolder {
     /// under `--fresh`, only results of the retraining under way count, whichever
     /// process committed them.
     pub fn finished_since(&self, time: Option<SystemTime>) -> bool {
-        let Some(time) = time else {
-            return true;
-        };
-        fs::metadata(self.result_yaml())
-            .and_then(|meta| meta.modified())
-            .is_ok_and(|committed| committed >= time)
+        written_since(&self.result_yaml(), time)
+    }
+
+    /// Whether its resume point was committed at or after `time` (any, with `None`): a
+    /// halving stage's run keeps one after it ends, which `--fresh` must not resume.
+    pub fn resumable_since(&self, time: Option<SystemTime>) -> bool {
+        written_since(&self.state_yaml(), time)
     }
 
     /// The run's commit point: its result, written when every other file is complete;
@@ -497,6 +498,16 @@ impl RunFolder {
         }
         Ok(())
     }
+}
+
+/// Whether `path` was written at or after `time`; always, with `None`.
+fn written_since(path: &Path, time: Option<SystemTime>) -> bool {
+    let Some(time) = time else {
+        return true;
+    };
+    fs::metadata(path)
+        .and_then(|meta| meta.modified())
+        .is_ok_and(|written| written >= time)
 }
 
 fn is_best(point: &ResumePoint) -> bool {

@@ -11,6 +11,7 @@ use crate::study::search::{best_positions, HalvingMode};
 use crate::train::{monitored, BestEpoch, EpochRecord, Outcome};
 use anyhow::Result;
 use std::path::Path;
+use std::time::SystemTime;
 
 /// One run of a halving stage as its folder shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,19 +28,27 @@ pub struct Stand {
 
 impl Stand {
     /// Reads `run`'s folder under `out_dir`, for data of `data_md5` (any data when
-    /// none: each file then counts for the data it names).
-    pub fn read(out_dir: &Path, run: &RunPlan, data_md5: Option<&str>) -> Result<Stand> {
+    /// none: each file then counts for the data it names); under `--fresh`, only what
+    /// was committed `since` the retraining began.
+    pub fn read(
+        out_dir: &Path,
+        run: &RunPlan,
+        data_md5: Option<&str>,
+        since: Option<SystemTime>,
+    ) -> Result<Stand> {
         let folder = RunFolder::of(out_dir, run);
         let result = folder
             .read_result()
             .ok()
             .flatten()
+            .filter(|_| folder.finished_since(since))
             .filter(|result| result.is_run_of(run, data_md5.unwrap_or(&result.data_md5)));
         let resumed = folder
             .peek_resume()
             .ok()
             .flatten()
             .map(|(state, _)| state)
+            .filter(|_| folder.resumable_since(since))
             .filter(|state| state.continues_as(run, data_md5.unwrap_or(&state.data_md5)));
         let trained = match (&resumed, &result) {
             (Some(state), _) => state.point.last.epoch,
@@ -131,14 +140,15 @@ impl Standing {
 }
 
 /// Reads every run of a halving stage; `md5` gives each run's data checksum, when
-/// known.
+/// known; `since` is when a `--fresh` retraining began.
 pub fn read_stands(
     out_dir: &Path,
     runs: &[RunPlan],
     md5: impl Fn(&RunPlan) -> Option<String>,
+    since: Option<SystemTime>,
 ) -> Result<Vec<Stand>> {
     runs.iter()
-        .map(|run| Stand::read(out_dir, run, md5(run).as_deref()))
+        .map(|run| Stand::read(out_dir, run, md5(run).as_deref(), since))
         .collect()
 }
 

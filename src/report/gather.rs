@@ -180,7 +180,7 @@ fn stage_results<'a>(
     };
     let halving = match &plan.halving {
         Some(rungs) => {
-            let stands = read_stands(out, &plan.runs, |_| None)?;
+            let stands = read_stands(out, &plan.runs, |_| None, None)?;
             Some(Halved {
                 standing: standing(rungs, &plan.runs, &stands, false),
                 rungs: rungs.clone(),

@@ -126,7 +126,7 @@ impl Session<'_> {
     /// process trains any run of the stage.
     fn standing(&self, plan: &StagePlan, rungs: &Rungs, datasets: &Datasets) -> Result<Standing> {
         let md5 = |run: &RunPlan| Some(dataset_for(datasets, run).md5.clone());
-        let stands = read_stands(&self.settings.out_dir, &plan.runs, md5)?;
+        let stands = read_stands(&self.settings.out_dir, &plan.runs, md5, self.fresh_since)?;
         let standing = standing(rungs, &plan.runs, &stands, false);
         if rungs.halving.mode == HalvingMode::Sync || !standing.steps.is_empty() {
             return Ok(standing);

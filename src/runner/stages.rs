@@ -206,7 +206,7 @@ pub(super) struct Session<'a> {
     /// Stages run in this invocation whose other runs other processes still train.
     unsettled: HashMap<String, StagePlan>,
     /// Under `--fresh`, when the retraining began: results committed before do not count.
-    fresh_since: Option<SystemTime>,
+    pub(super) fresh_since: Option<SystemTime>,
     /// Runs skipped for failing too often in a row, as `stage/run`.
     pub(super) given_up: Mutex<Vec<String>>,
 }
@@ -699,6 +699,11 @@ impl Session<'_> {
             }
         }
         let folder = RunFolder::of(&self.settings.out_dir, run);
+        if matches!(task, Task::Rung { .. }) && !folder.resumable_since(self.fresh_since) {
+            // Under --fresh a halving run's kept resume point is from before the
+            // retraining: it starts over instead.
+            folder.clear_resume()?;
+        }
         let transfer_checkpoint = self.transfer_checkpoint(run)?;
         let context = RunContext {
             device: self.settings.device,
