@@ -335,6 +335,18 @@ fn sampled_runs_are_reproducible_and_halted_runs_continue_when_the_budget_grows(
         "the same seed draws the same runs"
     );
     assert!(drawn[0].starts_with("sample=1,learning_rate="), "{drawn:?}");
+    let list = common::outputs::cellnets_command(dir.path())
+        .arg("list")
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains(
+            "halving: rungs at epochs 1, 3 (sync, reduction 3); 10 epochs if no run stops \
+             early, against 18 for every run to the budget"
+        ),
+        "{list}"
+    );
     let other = study_dir(&SAMPLED.replace("seed: 11", "seed: 12"));
     assert!(listed(other.path())
         .iter()

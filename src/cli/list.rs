@@ -7,6 +7,7 @@ use crate::outputs::winners;
 use crate::report::markdown::count;
 use crate::runner::transfer::freeze;
 use crate::study::manifest::{DatasetSpec, Manifest};
+use crate::study::search::HalvingMode;
 use crate::study::task::Task;
 use anyhow::Result;
 use clap::Args;
@@ -74,6 +75,22 @@ pub fn describe(manifest: &Manifest, data_dir: &Path, out_dir: &Path) -> Result<
             input.classes,
             first.training.epochs,
         )?;
+        if let Some(rungs) = &stage.halving {
+            let runs = stage.runs.len();
+            // ASHA promotes early arrivals against fewer rivals, so it may train more.
+            let bound = match rungs.halving.mode {
+                HalvingMode::Sync => "",
+                HalvingMode::Async => "at least ",
+            };
+            writeln!(
+                text,
+                "  halving: {}; {bound}{} epochs if no run stops early, against {} for every \
+                 run to the budget",
+                rungs.describe(),
+                rungs.planned_epochs(runs),
+                runs * rungs.budget()
+            )?;
+        }
         if *provisional {
             let source = manifest
                 .stages

@@ -129,17 +129,10 @@ pub fn describe(
             .unwrap_or_default();
         let halving = match &stage.halving {
             Some(rungs) => format!(
-                ", {} paused at a rung, {} halted; rungs at epochs {} ({}, reduction {})",
+                ", {} paused at a rung, {} halted; {}",
                 count("paused"),
                 count("halted"),
-                rungs
-                    .epochs
-                    .iter()
-                    .map(usize::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                rungs.halving.mode.name(),
-                rungs.halving.reduction
+                rungs.describe()
             ),
             None => String::new(),
         };

@@ -70,6 +70,31 @@ impl Rungs {
     pub fn budget(&self) -> usize {
         *self.epochs.last().expect("a budget ends every rung list")
     }
+
+    /// The epochs `runs` runs train under synchronous halving when none stops early:
+    /// every run to the first rung, the best ceil(n/K) of them on to each next one.
+    pub fn planned_epochs(&self, runs: usize) -> usize {
+        let mut alive = runs;
+        let mut previous = 0;
+        let mut epochs = 0;
+        for &rung in &self.epochs {
+            epochs += alive * (rung - previous);
+            alive = self.halving.keeps(alive);
+            previous = rung;
+        }
+        epochs
+    }
+
+    /// `rungs at epochs 1, 3, 9 (sync, reduction 3)`.
+    pub fn describe(&self) -> String {
+        let epochs: Vec<String> = self.epochs.iter().map(usize::to_string).collect();
+        format!(
+            "rungs at epochs {} ({}, reduction {})",
+            epochs.join(", "),
+            self.halving.mode.name(),
+            self.halving.reduction
+        )
+    }
 }
 
 impl RunPlan {

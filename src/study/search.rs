@@ -334,6 +334,16 @@ mod tests {
         assert_eq!(halving(1, 3).keeps(6), 2);
         assert_eq!(halving(1, 3).keeps(7), 3);
         assert_eq!(halving(1, 3).keeps(1), 1);
+        let rungs = crate::study::plan::Rungs {
+            halving: halving(1, 3),
+            epochs: halving(1, 3).rungs(27).unwrap(),
+        };
+        // The study's CNN grid: 20 runs to 1, 7 to 3, 3 to 9, 1 to 27.
+        assert_eq!(rungs.planned_epochs(20), 20 + 7 * 2 + 3 * 6 + 18);
+        assert_eq!(
+            rungs.describe(),
+            "rungs at epochs 1, 3, 9, 27 (sync, reduction 3)"
+        );
     }
 
     #[test]
