@@ -397,6 +397,15 @@ fn sampled_runs_are_reproducible_and_halted_runs_continue_when_the_budget_grows(
     );
 }
 
+/// What `cellnets status --runs` prints.
+fn status_of(dir: &Path) -> String {
+    let output = common::outputs::cellnets_command(dir)
+        .args(["status", "--runs"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[test]
 fn a_shard_alone_waits_for_its_rung_then_says_which_runs_no_one_trains() {
     let dir = study_dir(&study(SYNC));
@@ -411,11 +420,7 @@ fn a_shard_alone_waits_for_its_rung_then_says_which_runs_no_one_trains() {
             && stderr.contains("with the --shard that takes them"),
         "{stderr}"
     );
-    let status = common::outputs::cellnets_command(dir.path())
-        .args(["status", "--runs"])
-        .output()
-        .unwrap();
-    let status = String::from_utf8_lossy(&status.stdout);
+    let status = status_of(dir.path());
     assert!(
         status.contains("rates: 0 finished, 0 training, 3 waiting, 0 diverged, 0 failed, 3 paused at a rung, 0 halted; rungs at epochs 1, 3, 9 (sync, reduction 3) (of 6)"),
         "{status}"
@@ -429,11 +434,7 @@ fn a_shard_alone_waits_for_its_rung_then_says_which_runs_no_one_trains() {
 
     // A process without a shard takes the rest; status then says who was halted where.
     run(dir.path(), &[]);
-    let status = common::outputs::cellnets_command(dir.path())
-        .args(["status", "--runs"])
-        .output()
-        .unwrap();
-    let status = String::from_utf8_lossy(&status.stdout);
+    let status = status_of(dir.path());
     assert!(
         status.contains("1 finished") && status.contains("5 halted"),
         "{status}"

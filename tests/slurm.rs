@@ -34,8 +34,20 @@ struct Cluster {
     conf: PathBuf,
 }
 
-/// The cluster's daemons listen on fixed ports: one test's cluster at a time.
-static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The cluster's daemons listen on fixed ports: one test's cluster at a time. None
+/// when `CELLNETS_SLURM_TEST=skip`.
+fn one_cluster() -> Option<std::sync::MutexGuard<'static, ()>> {
+    static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if std::env::var("CELLNETS_SLURM_TEST").is_ok_and(|value| value == "skip") {
+        eprintln!("CELLNETS_SLURM_TEST=skip: the SLURM test is skipped");
+        return None;
+    }
+    Some(
+        ONE_CLUSTER
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    )
+}
 
 impl Cluster {
     fn start() -> Cluster {
@@ -187,13 +199,9 @@ fn finished_times(out: &Path) -> HashMap<PathBuf, SystemTime> {
 
 #[test]
 fn a_study_through_slurm_survives_requeues_signals_and_a_kill() {
-    if std::env::var("CELLNETS_SLURM_TEST").is_ok_and(|value| value == "skip") {
-        eprintln!("CELLNETS_SLURM_TEST=skip: the SLURM test is skipped");
+    let Some(_alone) = one_cluster() else {
         return;
-    }
-    let _alone = ONE_CLUSTER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    };
     let started = Instant::now();
     let cluster = Cluster::start();
     let dir = study_dir(STUDY);
@@ -366,13 +374,9 @@ const HALVING: &str = "  - name: rates
 
 #[test]
 fn a_halving_stage_through_slurm_ends_as_one_process_ends_it() {
-    if std::env::var("CELLNETS_SLURM_TEST").is_ok_and(|value| value == "skip") {
-        eprintln!("CELLNETS_SLURM_TEST=skip: the SLURM test is skipped");
+    let Some(_alone) = one_cluster() else {
         return;
-    }
-    let _alone = ONE_CLUSTER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    };
     let cluster = Cluster::start();
     let dir = study_dir(HALVING);
     let out = dir.path().join("out");

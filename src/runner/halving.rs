@@ -5,7 +5,7 @@
 //! synchronous stage waits for the rung others are finishing; under ASHA it stops, and
 //! whoever trains last finishes the stage.
 
-use super::stages::{dataset_for, given_up, names, Done, Session, Task};
+use super::stages::{dataset_for, given_up, names, trained_by, Done, Session, Task};
 use crate::data::Datasets;
 use crate::outputs::rungs::{read_stands, standing, Standing, Step};
 use crate::study::plan::{RunPlan, Rungs, StagePlan};
@@ -104,16 +104,12 @@ impl Session<'_> {
             if last_note.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
                 let rung = standing.rungs.last().map_or(0, |rung| rung.epoch);
                 self.progress.note(&format!(
-                    "stage {}: waiting for rung {rung} (epoch {rung}): {} run(s) to reach it \
+                    "stage {}: waiting for the rung at epoch {rung}: {} run(s) to reach it \
                      ({}){}",
                     plan.name,
                     open.len(),
                     names(&open),
-                    if holders.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", trained by {}", holders.join("; "))
-                    }
+                    trained_by(&holders)
                 ));
                 last_note = Some(Instant::now());
             }

@@ -499,11 +499,7 @@ impl Session<'_> {
                     "waiting for stage {stage}: {} run(s) not finished ({}){}",
                     unfinished.len(),
                     names(&unfinished),
-                    if holders.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", trained by {}", holders.join("; "))
-                    }
+                    trained_by(&holders)
                 ));
                 last_note = Some(Instant::now());
             }
@@ -783,6 +779,14 @@ pub(super) fn given_up(run: &RunPlan, failure: &Failure) -> String {
         run.name,
         failure.describe()
     )
+}
+
+/// `, trained by <holder>; <holder>` for a waiting message; empty without holders.
+pub(super) fn trained_by(holders: &[String]) -> String {
+    match holders {
+        [] => String::new(),
+        _ => format!(", trained by {}", holders.join("; ")),
+    }
 }
 
 /// `a, b, c`: run names for messages.
