@@ -171,6 +171,17 @@ fn check_halved(out: &Path) -> Vec<(String, Vec<Vec<String>>)> {
     assert_eq!(check_consistent(out), 6);
     for (name, status, epochs) in &fates {
         assert_eq!(curve(out, name).len(), *epochs, "{name}: {status}");
+        // Its resume point stays, for a larger budget to continue it: one slot.
+        let slots = std::fs::read_dir(out.join("rates").join(name))
+            .unwrap()
+            .flatten()
+            .filter(|entry| {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                file.starts_with("resume-") && !file.contains("optimizer")
+            })
+            .count();
+        assert_eq!(slots, 1, "{name}");
+        assert!(out.join("rates").join(name).join("state.yaml").is_file());
     }
     let winner = std::fs::read_to_string(out.join("rates/winner.yaml")).unwrap();
     let finished = &fates

@@ -298,10 +298,17 @@ impl RunFolder {
     }
 
     /// Commits the result but keeps the resume point, from which a larger budget
-    /// continues the run (halving stages, whose runs may be promoted later).
+    /// continues the run (halving stages, whose runs may be promoted later). Only the
+    /// slot the resume point names stays: the other holds an older epoch.
     pub fn commit_continuable(&self, finished: &FinishedRun) -> Result<()> {
         write_yaml(&self.result_yaml(), finished)?;
-        remove_if_present(&self.failed_yaml())
+        remove_if_present(&self.failed_yaml())?;
+        if let Ok(Some(state)) = read_yaml::<ResumeState>(&self.state_yaml()) {
+            let older = state.point.last.epoch + 1;
+            remove_if_present(&self.slot(older))?;
+            remove_if_present(&self.optimizer_slot(older))?;
+        }
+        Ok(())
     }
 
     fn failed_yaml(&self) -> PathBuf {
