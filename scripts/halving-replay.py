@@ -4,8 +4,9 @@
     scripts/halving-replay.py out/cnn_grid [--budget 27] [--settings 1,3 3,3 1,2 1,4]
                               [--monitor val_loss]
 
-Reads each run's epochs.csv under the stage folder and, for each (min_epochs, reduction)
-setting, applies cellnets' rule (src/outputs/rungs.rs) to the recorded curves: at each
+Reads each run's epochs.csv under the stage folder (a stage without early stopping) and,
+for each (min_epochs, reduction) setting, applies cellnets' rule (src/outputs/rungs.rs)
+to the recorded curves: at each
 rung the value of a run is the val accuracy of its best epoch so far by the monitor,
 and the best ceil(n / reduction) of the n runs go on. Since a promoted run continues
 bit for bit, these are the decisions a halving stage of the same settings makes (with

@@ -195,8 +195,9 @@ impl Standing {
 }
 
 /// Each rung decides once every run it promoted from the rung before has reached it
-/// (or ended before it); then the best ceil(n/K) of the n that reached it go on, and the
-/// rest are halted. The last rung, the budget, only trains its runs to the end.
+/// (or ended before it); then the best ceil(n/K) of the n that reached it and can
+/// still train go on, and the rest are halted. The last rung, the budget, only trains
+/// its runs to the end.
 fn synchronous(rungs: &Rungs, stands: &[Stand], ranking: Monitor) -> Standing {
     let mut standing = Standing::empty();
     let mut participants: Vec<usize> = (0..stands.len()).collect();
@@ -232,11 +233,22 @@ fn synchronous(rungs: &Rungs, stands: &[Stand], ranking: Monitor) -> Standing {
                 .waiting
                 .extend(waiting.filter(|&position| !stands[position].ended()));
         } else {
-            let keep = rungs.halving.keeps(view.reached.len());
-            view.promoted = best_positions(&view.reached, keep);
+            // A run that ended at the rung (early stopping) trains no more: it takes no
+            // place. One that ended later went on from here.
+            let ended_here = |position: usize| {
+                let stand = &stands[position];
+                stand.ended() && stand.trained <= rung
+            };
+            let alive: Vec<(usize, f64)> = view
+                .reached
+                .iter()
+                .filter(|&&(position, _)| !ended_here(position))
+                .copied()
+                .collect();
+            view.promoted = best_positions(&alive, rungs.halving.keeps(alive.len()));
             view.promoted.sort_unstable();
-            for &(position, _) in &view.reached {
-                if !view.promoted.contains(&position) && !stands[position].ended() {
+            for &(position, _) in &alive {
+                if !view.promoted.contains(&position) {
                     standing.halt(position, &stands[position]);
                 }
             }
@@ -430,17 +442,20 @@ mod tests {
     }
 
     #[test]
-    fn a_run_that_stopped_early_leaves_the_rung_without_a_place() {
+    fn a_run_that_stopped_early_takes_no_place_at_the_rung() {
         let rungs = rungs(HalvingMode::Sync);
         let stands = vec![
             stand(1, 0.9, Some(Outcome::StoppedEarly)),
             stand(1, 0.1, None),
             stand(1, 0.2, None),
+            stand(1, 0.3, None),
+            stand(1, 0.4, None),
         ];
         let standing = standing(&rungs, &[], &stands, false);
-        // It reached the rung and ranks first, but trains no more: 1 of 3 places.
-        assert_eq!(standing.rungs[0].promoted, [0]);
+        // It ranks first but trains no more: the 4 others share ceil(4/3) = 2 places.
+        assert_eq!(standing.rungs[0].promoted, [3, 4]);
         assert_eq!(standing.halted, [1, 2]);
+        assert_eq!(standing.rungs[0].reached.len(), 5);
     }
 
     #[test]
