@@ -442,6 +442,10 @@ fn a_shard_alone_waits_for_its_rung_then_says_which_runs_no_one_trains() {
         ),
         "{status}"
     );
+    assert!(
+        status.contains("waiting   learning_rate=0.003  no epoch committed (next rung: epoch 1)"),
+        "{status}"
+    );
 
     // A process without a shard takes the rest; status then says who was halted where.
     run(dir.path(), &[]);

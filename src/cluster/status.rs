@@ -123,7 +123,7 @@ pub fn describe(
             continue;
         }
         let states = stage_states(out_dir, stage, claim_timeout)?;
-        let count = |label: &str| states.iter().filter(|(_, s)| s.label() == label).count();
+        let count = |label: &str| states.iter().filter(|(_, s, _)| s.label() == label).count();
         let winner = winners::read_winner(out_dir, &stage.name)?
             .map(|winner| format!(", winner {}", winner.run))
             .unwrap_or_default();
@@ -153,8 +153,8 @@ pub fn describe(
                 ""
             }
         )?;
-        for (run, state) in &states {
-            if let Some(detail) = run_detail(out_dir, run, state, detail) {
+        for (run, state, rung) in &states {
+            if let Some(detail) = run_detail(out_dir, run, state, *rung, detail) {
                 let line = format!("  {:<9} {}  {detail}", state.label(), run.name);
                 writeln!(text, "{}", line.trim_end())?;
             }
@@ -163,14 +163,14 @@ pub fn describe(
     Ok(text)
 }
 
-/// Where each run of `stage` stands; a halving stage's runs paused at a rung that has
-/// not promoted them, and those halted, are told apart from runs waiting to train and
-/// finished ones.
+/// Where each run of `stage` stands, with, in a halving stage, the rung it trains
+/// toward; a halving stage's runs paused at a rung that has not promoted them, and
+/// those halted, are told apart from runs waiting to train and finished ones.
 fn stage_states<'p>(
     out_dir: &Path,
     stage: &'p StagePlan,
     claim_timeout: Duration,
-) -> Result<Vec<(&'p RunPlan, RunState)>> {
+) -> Result<Vec<(&'p RunPlan, RunState, Option<usize>)>> {
     let halving = match &stage.halving {
         Some(rungs) => {
             // Status reads no data file: each result counts for the data it names.
@@ -200,17 +200,32 @@ fn stage_states<'p>(
             },
             (_, state) => state,
         };
-        states.push((run, state));
+        let rung = match (&stage.halving, &halving) {
+            (Some(rungs), Some((_, stands))) => rungs.next_after(stands[position].trained),
+            _ => None,
+        };
+        states.push((run, state, rung));
     }
     Ok(states)
 }
 
-/// What a run's line says after its name, or none when `detail` leaves it out.
-fn run_detail(out_dir: &Path, run: &RunPlan, state: &RunState, detail: Detail) -> Option<String> {
+/// What a run's line says after its name, or none when `detail` leaves it out; `rung`
+/// is the epoch a halving stage's run trains toward now.
+fn run_detail(
+    out_dir: &Path,
+    run: &RunPlan,
+    state: &RunState,
+    rung: Option<usize>,
+    detail: Detail,
+) -> Option<String> {
     let epochs = run.training.epochs;
+    let toward = match rung {
+        Some(rung) if rung < epochs => format!(" (next rung: epoch {rung})"),
+        _ => String::new(),
+    };
     let at = |epoch: &Option<usize>| match epoch {
-        Some(epoch) => format!("epoch {epoch}/{epochs} committed"),
-        None => "no epoch committed".to_string(),
+        Some(epoch) => format!("epoch {epoch}/{epochs} committed{toward}"),
+        None => format!("no epoch committed{toward}"),
     };
     Some(match state {
         RunState::Finished if detail == Detail::EveryRun => String::new(),
@@ -224,8 +239,11 @@ fn run_detail(out_dir: &Path, run: &RunPlan, state: &RunState, detail: Detail) -
         RunState::Halted { .. } => return None,
         RunState::Diverged => "a loss became NaN or infinite".to_string(),
         RunState::Training { holder, epoch } => {
+            // A halving run's time left is to its next rung, where it may stop.
+            let until = rung.unwrap_or(epochs);
+            let remaining = until.saturating_sub(epoch.unwrap_or(0));
             let pace = Pace::of(&RunFolder::of(out_dir, run))
-                .map(|pace| format!("; {}", pace.describe(epochs - epoch.unwrap_or(0))))
+                .map(|pace| format!("; {}", pace.describe(remaining)))
                 .unwrap_or_default();
             format!("{}, by {holder}{pace}", at(epoch))
         }
