@@ -49,9 +49,7 @@ pub fn train(
     let resume = ready_folder(folder, run, data, context.progress)?;
     let start = Instant::now();
     let bf16 = context.precision.bf16;
-    let _autocast = bf16
-        .then(|| Bf16Autocast::enter(context.device))
-        .transpose()?;
+    let _autocast = autocast(context)?;
     let mut vs = nn::VarStore::new(context.device);
     let built = build(run, data, &vs, context)?;
     if let Some(resumed) = &resume {
@@ -66,10 +64,7 @@ pub fn train(
     if fitted.outcome == Outcome::Paused {
         return Ok(None);
     }
-    let test = match fitted.best {
-        Some(_) => test_best(folder, &mut vs, network.model, &data.test, run)?,
-        None => TestMetrics::UNDEFINED,
-    };
+    let test = test_best(folder, &mut vs, network.model, &data.test, run, &fitted)?;
     if fitted.outcome == Outcome::Diverged {
         context.progress.note(&format!(
             "{}/{}: the loss became NaN or infinite at epoch {}: stopped and marked diverged",
@@ -101,11 +96,7 @@ pub fn halt(
                 run.stage, run.name
             )
         })?;
-    let _autocast = context
-        .precision
-        .bf16
-        .then(|| Bf16Autocast::enter(context.device))
-        .transpose()?;
+    let _autocast = autocast(context)?;
     let mut vs = nn::VarStore::new(context.device);
     let built = build(run, data, &vs, context)?;
     let fitted = Fitted {
@@ -113,10 +104,14 @@ pub fn halt(
         epochs: state.point.last.epoch,
         best: state.point.best.record().cloned(),
     };
-    let test = match fitted.best {
-        Some(_) => test_best(folder, &mut vs, built.model.as_ref(), &data.test, run)?,
-        None => TestMetrics::UNDEFINED,
-    };
+    let test = test_best(
+        folder,
+        &mut vs,
+        built.model.as_ref(),
+        &data.test,
+        run,
+        &fitted,
+    )?;
     let seconds = folder
         .read_epochs()?
         .iter()
@@ -364,14 +359,19 @@ fn fit_with_callbacks(
     )
 }
 
-/// Reloads the best epoch's weights, tests them and writes the test tables.
+/// Reloads the best epoch's weights, tests them and writes the test tables; undefined
+/// scores when no epoch was usable (a run that diverged at once).
 fn test_best(
     folder: &RunFolder,
     vs: &mut nn::VarStore,
     network: &dyn nn::ModuleT,
     test: &Split,
     run: &RunPlan,
+    fitted: &Fitted,
 ) -> Result<TestMetrics> {
+    if fitted.best.is_none() {
+        return Ok(TestMetrics::UNDEFINED);
+    }
     let checkpoint = folder.checkpoint();
     vs.load(&checkpoint)
         .with_context(|| format!("cannot reload {}", checkpoint.display()))?;
@@ -380,4 +380,13 @@ fn test_best(
     let report = TestReport::of(&logits, test)?;
     report.write(folder.dir())?;
     Ok(report.metrics())
+}
+
+/// This thread's bf16 autocast while the guard lives, under `--bf16`.
+fn autocast(context: &RunContext) -> Result<Option<Bf16Autocast>> {
+    context
+        .precision
+        .bf16
+        .then(|| Bf16Autocast::enter(context.device))
+        .transpose()
 }
