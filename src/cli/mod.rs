@@ -44,9 +44,10 @@ enum Command {
     /// and, with --submit, submits them. Rerun it after failures: only what has not
     /// finished is submitted.
     Slurm(slurm::SlurmArgs),
-    /// Prints a line per stage (runs finished, training, waiting, diverged, failed; the
-    /// winner) and each run training (with its pace), diverged, failed or left with a
-    /// stale claim, from the files under out/; --runs lists every run.
+    /// Prints a line per stage (runs finished, training, waiting, diverged, failed; for
+    /// a halving stage its rungs and the runs paused at a rung or halted; the winner) and
+    /// each run training (with its pace), diverged, failed or left with a stale claim,
+    /// from the files under out/; --runs lists every run.
     Status(status::StatusArgs),
     /// Times training epochs of the study's models on the real data (batch 32, SGD or
     /// another optimizer).
@@ -54,18 +55,20 @@ enum Command {
     /// Evaluates a saved run's best checkpoint on a data file: prints accuracy, balanced
     /// accuracy, macro F1, AUC and per-class scores, and writes them with the confusion
     /// matrix to <run>/eval/<file>-<split>/. A run that has not finished is scored at its
-    /// best epoch so far.
+    /// best epoch so far; an ensemble (out/<stage>/ensemble) by its members' mean.
     Eval(eval::EvalArgs),
     /// Classifies image files (PNG, JPEG, TIFF, BMP, any size) with a saved run's best
     /// checkpoint. Each image is centre-cropped to a square, resized to the run's image
     /// size and converted to its channels, as MedMNIST prepared its images; the CSV has
     /// one row per file: the predicted class, every class's probability, or why the
-    /// file could not be read.
+    /// file could not be read. An ensemble (out/<stage>/ensemble) averages its members'
+    /// probabilities.
     Predict(predict::PredictArgs),
     /// Writes a saved run's model as a TorchScript file (torch.jit.load in PyTorch): it
     /// takes float images (N, C, H, W) in [0, 1], prepared as `predict` prepares them,
-    /// and returns class logits. ONNX is not available through libtorch; the error says
-    /// how to convert the TorchScript file in Python.
+    /// and returns class logits (an ensemble's: the log of its members' mean
+    /// probabilities). ONNX is not available through libtorch; the error says how to
+    /// convert the TorchScript file in Python.
     Export(export::ExportArgs),
     /// Writes out/report.md: every stage's tables and figures beside the study's
     /// numbers, the data overview, test confusion matrices and error analysis; and
