@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """The shape of cellnets' code, for reviews and CI: which folders of src/ import which
 (from `crate::` paths, and `cellnets::` paths in main.rs, outside tests), any import
-cycles among them, imports that run against the layer order of lib.rs, and the
-longest functions (tests excluded).
+cycles among them or among the modules inside a folder, imports that run against the
+layer order of lib.rs, and the longest functions (tests excluded).
 
     python3 scripts/code_shape.py [--longest N] [--modules] [--check]
 
 A folder (or a single-file module) of src/ is a unit. lib.rs declares the units from
 the bottom up; a unit may import only units declared before it. --check exits 1 when
-an import runs the other way or the units form a cycle.
+an import runs the other way, the units form a cycle, or modules do (`super::`,
+`self::` and `crate::` paths alike, a folder's mod.rs re-exporting its files included).
 """
 import argparse
 import collections
@@ -73,6 +74,58 @@ def imports(level):
             if target != unit and target in units:
                 graph[module if level == "modules" else unit][target].add(module)
     return graph
+
+
+def module_graph():
+    """module path -> {module paths it refers to}, each reference resolved to the
+    module that defines what it names: the circles a unit graph cannot see, such as two
+    files of one folder importing each other. An item a folder's mod.rs re-exports from
+    one of its files (`pub use spec::InputShape`) counts as that file's."""
+    found = [(module, source) for _, module, _, source in sources() if module != "main"]
+    known = {module for module, _ in found}
+    re_exported = {}  # "models::InputShape" -> "models::spec"
+    for module, source in found:
+        for child, items in re.findall(
+            r"^pub use ([a-z_][a-z0-9_]*)::(\{[^}]*\}|\w+);", source, re.M
+        ):
+            for item in re.findall(r"\w+", items):
+                re_exported[f"{module}::{item}"] = f"{module}::{child}"
+    graph = collections.defaultdict(set)
+    for module, source in found:
+        here = module.split("::")
+        is_folder = os.path.isfile(os.path.join(SRC, *here, "mod.rs"))
+        parent = here[:-1]
+        for prefix, chain, group in re.findall(
+            r"\b(crate|super|self)((?:::[a-z_][a-z0-9_]*)*)(?:::(\{[^}]*\}|[A-Z]\w*))?", source
+        ):
+            if not chain and not group:
+                continue  # the word alone, or `self.` in a method
+            base = {"crate": [], "super": parent, "self": here}[prefix]
+            segments = base + [part for part in chain.split("::") if part]
+            items = re.findall(r"[A-Za-z_]\w*(?:::\w+)*", group) if group else [""]
+            for item in items:
+                path = segments + [part for part in item.split("::") if part and part != "self"]
+                target = longest_known(path, known)
+                if target and len(path) > len(target.split("::")):
+                    named = "::".join(path[: len(target.split("::")) + 1])
+                    target = re_exported.get(named, target)
+                if target and target != module:
+                    graph[module].add(target)
+        # A folder's mod.rs naming its own files: `pub use checks::{...}`.
+        if is_folder:
+            for child in re.findall(r"^\s*(?:pub(?:\([a-z]+\))? )?use ([a-z_][a-z0-9_]*)::", source, re.M):
+                target = "::".join(here + [child])
+                if target in known:
+                    graph[module].add(target)
+    return graph
+
+
+def longest_known(segments, known):
+    for end in range(len(segments), 0, -1):
+        candidate = "::".join(segments[:end])
+        if candidate in known:
+            return candidate
+    return None
 
 
 def cycles(graph):
@@ -144,6 +197,9 @@ def main():
             print(f"  {module:28} -> {', '.join(sorted(modules[module]))}")
     found = cycles(graph)
     print("cycles:", "; ".join(" -> ".join(c) for c in found) if found else "none")
+    module_cycles = cycles(module_graph())
+    print("module cycles:", "; ".join(" -> ".join(c) for c in module_cycles) if module_cycles else "none")
+    found += module_cycles
     wrong = against_layers(graph, order)
     print("imports against the layers:", "none" if not wrong else "")
     for unit, target, modules in wrong:

@@ -6,6 +6,9 @@
 //! declared before it here, never one after (`scripts/code_shape.py --check` holds CI
 //! to that), so the layers read from the disk up to the command line.
 
+/// Messages for the person running cellnets, from any layer (the progress bars listen).
+pub mod notes;
+
 /// Atomic writes, tables, the fixed names under out/.
 pub mod storage;
 

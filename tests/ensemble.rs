@@ -86,7 +86,7 @@ fn an_ensembles_probabilities_are_the_mean_of_its_members_and_it_is_reported_lik
     assert_eq!(rows[0][members], "cnn/seed=1 flipped/run");
 
     // The top two of `cnn` are both its runs, best first.
-    let top = cellnets::outputs::ensemble::read(&out.join("top/ensemble"))
+    let top = cellnets::outputs::ensemble::read_ensemble_result(&out.join("top/ensemble"))
         .unwrap()
         .unwrap();
     let mut members = top.members.clone();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use cellnets::inference::ensemble::Saved;
+use cellnets::inference::eval::Saved;
 use cellnets::inference::predict;
 use cellnets::inference::saved::{Predictor, SavedRun};
 use cellnets::storage::files::read_table;
@@ -79,7 +79,7 @@ fn predictions_from_png_files_equal_eval_on_the_same_rows() {
     assert_eq!(header.last().unwrap(), "error");
     assert_eq!(table.len(), rows as usize);
     let names = cellnets::study::reference::class_names("toy", common::CLASSES as usize);
-    let cellnets::metrics::Outcome::Classes { predicted, .. } = &report.outcome else {
+    let cellnets::metrics::TaskOutcome::Classes { predicted, .. } = &report.outcome else {
         panic!("toy labels are classes")
     };
     for (row, cells) in table.iter().enumerate() {

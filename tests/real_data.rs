@@ -30,7 +30,7 @@ stages:
     )
     .unwrap();
     let out = tempfile::tempdir().unwrap();
-    let settings = runner::Settings {
+    let settings = runner::TrainSettings {
         out_dir: out.path().to_path_buf(),
         data_dir,
         device: Device::Cpu,

@@ -17,7 +17,7 @@ fn run_study(dir: &Path, stages: &str) -> PathBuf {
     let manifest_path = dir.join("experiments.yaml");
     std::fs::write(&manifest_path, text).unwrap();
     let manifest = manifest::load(&manifest_path).unwrap();
-    let settings = runner::Settings {
+    let settings = runner::TrainSettings {
         out_dir: dir.join("out"),
         data_dir: dir.to_path_buf(),
         device: Device::Cpu,
@@ -35,7 +35,7 @@ fn run_study(dir: &Path, stages: &str) -> PathBuf {
 fn write_report(dir: &Path) -> PathBuf {
     let manifest_path = dir.join("experiments.yaml");
     let manifest = manifest::load(&manifest_path).unwrap();
-    let settings = report::Settings {
+    let settings = report::ReportSettings {
         out_dir: dir.join("out"),
         data_dir: dir.to_path_buf(),
         device: Device::Cpu,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use cellnets::metrics::{binary_auc, label_scores, one_vs_rest_auc, Outcome, TestReport};
+use cellnets::metrics::{binary_auc, label_scores, one_vs_rest_auc, TaskOutcome, TestReport};
 use cellnets::storage::files::read_table;
 use cellnets::study::task::Task;
 use std::path::Path;
@@ -112,7 +112,7 @@ fn rows(values: &[&[f64]]) -> Vec<Vec<f64>> {
 
 fn class_report(task: Task, probabilities: Vec<Vec<f64>>, truth: Vec<i64>) -> TestReport {
     let predicted = probabilities.iter().map(|row| argmax(row)).collect();
-    let outcome = Outcome::classes(truth, predicted, &probabilities);
+    let outcome = TaskOutcome::classes(truth, predicted, &probabilities);
     TestReport {
         task,
         loss: 0.25,
@@ -189,7 +189,7 @@ fn multi_label_metrics_follow_the_medmnist_evaluator() {
         task: Task::MultiLabel,
         loss: 0.5,
         probabilities: probabilities.clone(),
-        outcome: Outcome::Labels {
+        outcome: TaskOutcome::Labels {
             truth: truth.clone(),
             scores: label_scores(&probabilities, &truth),
         },

@@ -2,8 +2,7 @@
 
 use super::options::{DataOptions, DeviceOption};
 use crate::data;
-use crate::inference::ensemble::Saved;
-use crate::inference::saved::{self, EvalSplit};
+use crate::inference::eval::{self, EvalSplit, Saved};
 use anyhow::Result;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -34,6 +33,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
         Some(file) => data::load(file, spec, file.parent().unwrap_or(Path::new(".")), device)?,
         None => data::open(&data_dir, spec, device)?,
     };
-    print!("{}", saved::eval(&saved, &data, args.split, device)?);
+    print!("{}", eval::eval(&saved, &data, args.split, device)?);
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `cellnets export`: writes a saved run's model as TorchScript.
 
-use crate::inference::ensemble::Saved;
+use crate::inference::eval::Saved;
 use crate::inference::export::{self, Format};
 use anyhow::Result;
 use clap::Args;

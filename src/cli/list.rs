@@ -1,19 +1,10 @@
 //! `cellnets list`: each stage's runs with their parameter counts, without training.
 
 use super::options::{DataDir, OutDir};
-use crate::data;
-use crate::models::{count_parameters, InputShape};
-use crate::outputs::winners;
-use crate::report::markdown::count;
-use crate::runner::transfer::freeze;
-use crate::study::manifest::{DatasetSpec, Manifest};
-use crate::study::search::HalvingMode;
-use crate::study::task::Task;
+use crate::report::listing::describe;
 use anyhow::Result;
 use clap::Args;
-use std::fmt::Write;
-use std::path::{Path, PathBuf};
-use tch::{nn, Device};
+use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ListArgs {
@@ -33,102 +24,4 @@ pub fn run(args: ListArgs) -> Result<()> {
         describe(&manifest, &args.data.resolve(), args.out.path())?
     );
     Ok(())
-}
-
-/// A table per stage: run name, trainable and frozen parameters. Stages that start
-/// from a winner not yet recorded under `out_dir` are shown from a provisional one.
-pub fn describe(manifest: &Manifest, data_dir: &Path, out_dir: &Path) -> Result<String> {
-    let plans = winners::plan_with_recorded_winners(manifest, out_dir)?;
-    let mut shapes: Vec<(DatasetSpec, (InputShape, Task))> = Vec::new();
-    let mut text = String::new();
-    for (stage, provisional) in &plans {
-        if let Some(ensemble) = &stage.ensemble {
-            let members = serde_yaml::to_string(ensemble)?;
-            writeln!(
-                text,
-                "{}: an ensemble (trains nothing; tests the mean of its members' \
-                 probabilities): {}",
-                stage.name,
-                members.trim().replace('\n', " ")
-            )?;
-            continue;
-        }
-        let first = &stage.runs[0];
-        let (input, task) = match shapes.iter().find(|(spec, _)| *spec == first.dataset) {
-            Some((_, shape)) => *shape,
-            None => {
-                let shape = data::probe(data_dir, &first.dataset)?;
-                shapes.push((first.dataset.clone(), shape));
-                shape
-            }
-        };
-        let outputs = task.outputs_noun();
-        writeln!(
-            text,
-            "{}: {} run(s) on {} ({}x{}x{}, {} {outputs}), {} epochs",
-            stage.name,
-            stage.runs.len(),
-            first.dataset.file_name(),
-            input.channels,
-            input.height,
-            input.width,
-            input.classes,
-            first.training.epochs,
-        )?;
-        if let Some(rungs) = &stage.halving {
-            let runs = stage.runs.len();
-            // ASHA promotes early arrivals against fewer rivals, so it may train more.
-            let bound = match rungs.halving.mode {
-                HalvingMode::Sync => "",
-                HalvingMode::Async => "at least ",
-            };
-            writeln!(
-                text,
-                "  halving: {}; {bound}{} epochs if no run stops early, against {} for every \
-                 run to the budget",
-                rungs.describe(),
-                rungs.planned_epochs(runs),
-                runs * rungs.budget()
-            )?;
-        }
-        if *provisional {
-            let source = manifest
-                .stages
-                .iter()
-                .find(|s| s.name == stage.name)
-                .and_then(|s| s.from.as_deref())
-                .unwrap_or_default();
-            writeln!(
-                text,
-                "  (`{source}` has not run: shown from its pinned or first run until it has a winner)"
-            )?;
-        }
-        let width = stage
-            .runs
-            .iter()
-            .map(|run| run.name.len())
-            .max()
-            .unwrap_or(0);
-        writeln!(
-            text,
-            "  {:width$}  {:>12}  {:>12}",
-            "run", "trainable", "frozen"
-        )?;
-        for run in &stage.runs {
-            let vs = nn::VarStore::new(Device::Cpu);
-            run.model.build(&vs.root(), input);
-            if let Some(transfer) = run.transfer.as_ref().filter(|transfer| transfer.freeze) {
-                freeze(&vs, &transfer.layers)?;
-            }
-            let (trainable, frozen) = count_parameters(&vs);
-            writeln!(
-                text,
-                "  {:width$}  {:>12}  {:>12}",
-                run.name,
-                count(trainable),
-                count(frozen)
-            )?;
-        }
-    }
-    Ok(text)
 }

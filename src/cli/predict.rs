@@ -1,7 +1,7 @@
 //! `cellnets predict`: classifies image files with a saved run.
 
 use super::options::DeviceOption;
-use crate::inference::ensemble::Saved;
+use crate::inference::eval::Saved;
 use crate::inference::predict;
 use anyhow::Result;
 use clap::Args;

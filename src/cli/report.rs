@@ -22,7 +22,7 @@ pub struct ReportArgs {
 
 pub fn run(args: ReportArgs) -> Result<()> {
     let manifest = manifest::load(&args.manifest)?;
-    let settings = report::Settings {
+    let settings = report::ReportSettings {
         out_dir: args.out.path().to_path_buf(),
         data_dir: args.data.apply(),
         device: args.device.device()?,

@@ -29,7 +29,7 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let manifest = manifest::load(&args.manifest)?;
-    let settings = serve::Settings {
+    let settings = serve::ServeSettings {
         out_dir: args.out.path().to_path_buf(),
         bind: args.bind,
         port: args.port,

@@ -46,7 +46,7 @@ pub struct Stopped(interrupt::Requeue);
 
 fn train(manifest_path: &Path, only: &[String], options: &TrainingOptions) -> Result<()> {
     let manifest = manifest::load(manifest_path)?;
-    let settings = runner::Settings {
+    let settings = runner::TrainSettings {
         data_dir: options.data.apply(),
         out_dir: options.out.path().to_path_buf(),
         device: options.device.device()?,

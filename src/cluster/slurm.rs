@@ -6,7 +6,7 @@
 //! `--submit` does the same and prints the job ids. Rerun after failures: only what is
 //! unfinished is submitted again.
 
-use crate::outputs::ensemble::folder as ensemble_folder;
+use crate::outputs::ensemble::{ensemble_folder, read_ensemble_result};
 use crate::outputs::run_folder::{Failure, RunFolder};
 use crate::outputs::winners;
 use crate::precision::Precision;
@@ -151,7 +151,7 @@ pub fn plan_jobs(
         // A source still training may change the winner these runs start from.
         let tasks = if plan.ensemble.is_some() {
             // One task tests it, after its members' stages; again when they retrain.
-            let tested = crate::outputs::ensemble::read(&ensemble_folder(out_dir, &plan.name));
+            let tested = read_ensemble_result(&ensemble_folder(out_dir, &plan.name));
             match after.is_empty() && tested.is_ok_and(|result| result.is_some()) {
                 true => Vec::new(),
                 false => vec![0],
@@ -213,7 +213,7 @@ fn unfinished(
             _ if finished => {}
             Some(failure) if !retry_failed => {
                 left_out = true;
-                given_up.push(format!("{}/{} {}", run.stage, run.name, failure.describe()));
+                given_up.push(format!("{} {}", run.id(), failure.describe()));
             }
             _ => positions.push(position),
         }

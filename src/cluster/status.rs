@@ -312,11 +312,12 @@ pub fn human_duration(duration: Duration) -> String {
 
 /// An ensemble stage's line: its test scores once tested, else that it waits.
 fn ensemble_line(out_dir: &Path, stage: &str) -> Result<String> {
-    let folder = crate::outputs::ensemble::folder(out_dir, stage);
-    Ok(match crate::outputs::ensemble::read(&folder)? {
-        Some(result) => {
-            let test = &result.summary.test;
-            format!(
+    let folder = crate::outputs::ensemble::ensemble_folder(out_dir, stage);
+    Ok(
+        match crate::outputs::ensemble::read_ensemble_result(&folder)? {
+            Some(result) => {
+                let test = &result.summary.test;
+                format!(
                 "{stage}: ensemble of {} runs tested: accuracy {:.4}, balanced accuracy {:.4}, \
                  AUC {:.4} ({})",
                 result.members.len(),
@@ -325,11 +326,12 @@ fn ensemble_line(out_dir: &Path, stage: &str) -> Result<String> {
                 test.auc,
                 result.members.join(", ")
             )
-        }
-        None => {
-            format!("{stage}: ensemble not tested yet (tested once its members' stages finish)")
-        }
-    })
+            }
+            None => {
+                format!("{stage}: ensemble not tested yet (tested once its members' stages finish)")
+            }
+        },
+    )
 }
 
 #[cfg(test)]

@@ -40,13 +40,13 @@ pub fn uncompressed(npz: &Npz, array: &Array, md5: &str, dir: &Path) -> Result<P
             dir.display()
         )
     })?;
-    eprintln!(
+    crate::notes::say(&format!(
         "writing an uncompressed copy of {}'s {} ({} MB) to {}",
         npz.path.display(),
         array.name,
         array.data_bytes() >> 20,
         path.display()
-    );
+    ));
     crate::storage::files::write_atomically(&path, |part| {
         let file = std::fs::File::create(part)?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);

@@ -174,13 +174,13 @@ pub fn load(path: &Path, spec: &DatasetSpec, data_dir: &Path, device: Device) ->
     let budget = memory_budget();
     let on_disk = pixel_bytes > budget;
     if on_disk {
-        eprintln!(
+        crate::notes::say(&format!(
             "{}: its {} MB of pixels exceed the data memory budget of {} MB \
              (--data-memory); reading them from disk per batch",
             path.display(),
             pixel_bytes >> 20,
             budget >> 20
-        );
+        ));
     }
     let [height, width, channels] = file.row_shape;
     let cache_dir = on_disk.then(|| cache::cache_dir(data_dir));
@@ -431,11 +431,11 @@ fn check_against_catalog(
     let rows = splits.map(|(images, _)| images.rows());
     let official = [set.samples.train, set.samples.val, set.samples.test];
     if rows != official {
-        eprintln!(
+        crate::notes::say(&format!(
             "note: this {name} file's splits hold {rows:?} images, the official ones \
              {official:?} (train, val, test): results are not comparable image for image \
              with published ones"
-        );
+        ));
     }
     Ok(())
 }

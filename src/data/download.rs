@@ -67,7 +67,7 @@ pub fn fetch(url: &str, dest: &Path, expected_md5: Option<&str>) -> Result<()> {
     };
     bar.set_message(format!("downloading {}", dest.display()));
     if bar.is_hidden() {
-        eprintln!("downloading {url} to {}", dest.display());
+        crate::notes::say(&format!("downloading {url} to {}", dest.display()));
     }
 
     // Of a name of its own: the tasks of a SLURM array may all download the file at once.

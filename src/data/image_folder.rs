@@ -41,12 +41,12 @@ pub fn cached_npz(data_dir: &Path, spec: &DatasetSpec) -> Result<PathBuf> {
     if path.is_file() {
         return Ok(path);
     }
-    eprintln!(
+    crate::notes::say(&format!(
         "reading {} images of {} into {}",
         sources.files.len(),
         folder.display(),
         path.display()
-    );
+    ));
     let arrays = build_arrays(&sources, spec)?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;

@@ -1,6 +1,6 @@
 //! Line, bar and heat-map charts.
 
-use super::{
+use super::draw::{
     blues, category_axis, category_label, centered, draw_title, font, DrawResult, Figure, BAD,
     CATEGORY, NEUTRAL, PALETTE, TRAIN, VAL,
 };

@@ -2,7 +2,7 @@
 //! panel (a mistaken sample beside training examples of both classes, with the model's
 //! class probabilities).
 
-use super::{
+use super::draw::{
     category_axis, category_label, centered, draw_title, font, DrawResult, Figure, BAD, CATEGORY,
     GOOD, NEUTRAL,
 };

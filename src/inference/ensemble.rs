@@ -2,11 +2,10 @@
 //! member with its own test-time views), evaluated, predicting and exported like one
 //! run. `Saved` is either, as `cellnets eval`, `predict` and `export` open them.
 
-use crate::data::{Dataset, Split};
+use crate::data::Split;
 use crate::inference::saved::{Predictor, SavedRun};
-use crate::metrics::TestReport;
 use crate::models::InputShape;
-use crate::outputs::ensemble::{self as record, ENSEMBLE_YAML};
+use crate::outputs::ensemble::{read_ensemble_result, ENSEMBLE_YAML};
 use crate::study::manifest::DatasetSpec;
 use crate::study::task::Task;
 use anyhow::{bail, Context, Result};
@@ -60,7 +59,7 @@ impl SavedEnsemble {
     /// The evaluated ensemble in `dir` (out/<stage>/ensemble): its members are read
     /// from their folders under the same out/.
     pub fn open(dir: &Path) -> Result<Self> {
-        let result = record::read(dir)?
+        let result = read_ensemble_result(dir)?
             .with_context(|| format!("{} holds no {ENSEMBLE_YAML}", dir.display()))?;
         let stage_dir = dir
             .parent()
@@ -109,73 +108,5 @@ impl Predictor for SavedEnsemble {
         }
         let mean = sum.expect("two or more members") / self.members.len() as f64;
         Ok(crate::train::logits_of(split.task, &mean))
-    }
-}
-
-/// A run or an ensemble, as `cellnets eval`, `predict` and `export` take either.
-pub enum Saved {
-    Run(Box<SavedRun>),
-    Ensemble(SavedEnsemble),
-}
-
-impl Saved {
-    /// The finished run or evaluated ensemble in `path` (a folder, or a run's
-    /// best.safetensors).
-    pub fn open(path: &Path) -> Result<Self> {
-        match path.join(ENSEMBLE_YAML).is_file() {
-            true => SavedEnsemble::open(path).map(Saved::Ensemble),
-            false => SavedRun::open(path).map(|run| Saved::Run(Box::new(run))),
-        }
-    }
-
-    /// `open`, reading an unfinished run at its best epoch so far.
-    pub fn open_best_so_far(path: &Path) -> Result<Self> {
-        match path.join(ENSEMBLE_YAML).is_file() {
-            true => SavedEnsemble::open(path).map(Saved::Ensemble),
-            false => SavedRun::open_best_so_far(path).map(|run| Saved::Run(Box::new(run))),
-        }
-    }
-
-    pub fn label(&self) -> String {
-        match self {
-            Saved::Run(run) => run.label(),
-            Saved::Ensemble(ensemble) => ensemble.label.clone(),
-        }
-    }
-
-    /// Its folder under out/.
-    pub fn dir(&self) -> &Path {
-        match self {
-            Saved::Run(run) => run.folder.dir(),
-            Saved::Ensemble(ensemble) => &ensemble.dir,
-        }
-    }
-
-    pub fn dataset(&self) -> &DatasetSpec {
-        match self {
-            Saved::Run(run) => &run.plan.dataset,
-            Saved::Ensemble(ensemble) => ensemble.dataset(),
-        }
-    }
-
-    pub fn task(&self) -> Task {
-        match self {
-            Saved::Run(run) => run.task(),
-            Saved::Ensemble(ensemble) => ensemble.task(),
-        }
-    }
-
-    pub fn input_shape(&self) -> Result<InputShape> {
-        match self {
-            Saved::Run(run) => run.input_shape(),
-            Saved::Ensemble(ensemble) => ensemble.input_shape(),
-        }
-    }
-
-    pub fn evaluate(&self, data: &Dataset, split: &Split, device: Device) -> Result<TestReport> {
-        match self {
-            Saved::Run(run) => run.evaluate(data, split, device),
-            Saved::Ensemble(ensemble) => ensemble.evaluate(data, split, device),
-        }
     }
 }

@@ -3,7 +3,8 @@
 //! PyTorch (`torch.jit.load`) and libtorch load without cellnets. ONNX is refused with
 //! the reason: libtorch's C++ API, all tch reaches, has no ONNX exporter.
 
-use crate::inference::ensemble::{Saved, SavedEnsemble};
+use crate::inference::ensemble::SavedEnsemble;
+use crate::inference::eval::Saved;
 use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
 use anyhow::{anyhow, bail, Result};

@@ -1,11 +1,12 @@
-//! A finished (or interrupted) run put to use: opened from its folder and evaluated on
-//! a data file (`saved`), classifying image files (`predict`), and written out as
-//! TorchScript (`export`); an ensemble of runs, used the same ways (`ensemble`).
+//! A finished (or interrupted) run put to use: opened from its folder (`saved`), an
+//! ensemble of runs (`ensemble`), either one scored on a data file (`eval`),
+//! classifying image files (`predict`) and written out as TorchScript (`export`).
 //!
 //! May import `outputs`, `metrics`, `figures`, `train`, `data`, `models`, `study` and
 //! `storage`.
 
 pub mod ensemble;
+pub mod eval;
 pub mod export;
 pub mod predict;
 pub mod saved;

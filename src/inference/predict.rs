@@ -5,7 +5,7 @@
 //! or why it could not be read. One bad file never stops the others.
 
 use crate::data::images;
-use crate::inference::ensemble::Saved;
+use crate::inference::eval::Saved;
 use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
 use crate::storage::files::write_table;

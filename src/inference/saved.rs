@@ -3,12 +3,9 @@
 //! (`cellnets eval`, and the figures of `cellnets report`).
 
 use crate::data::{Dataset, Split};
-use crate::figures::{self, HeatMap};
-use crate::inference::ensemble::Saved;
 use crate::metrics::TestReport;
 use crate::models::{InputShape, Network};
 use crate::outputs::run_folder::{FinishedRun, RunFolder, CHECKPOINT, RESULT_YAML};
-use crate::storage::files::write_table;
 use crate::study::plan::RunPlan;
 use crate::study::task::Task;
 use anyhow::{anyhow, bail, Context, Result};
@@ -20,7 +17,7 @@ use tch::{nn, Device, Tensor};
 pub struct SavedRun {
     pub folder: RunFolder,
     pub plan: RunPlan,
-    pub progress: Progress,
+    pub progress: Completion,
     /// The best epoch's weights: best.safetensors, or while the run has not finished and
     /// its last committed epoch is its best, that epoch's resume weights (best.safetensors
     /// catches up only when the run goes on, and reading must not write).
@@ -28,7 +25,7 @@ pub struct SavedRun {
 }
 
 /// How far a saved run trained.
-pub enum Progress {
+pub enum Completion {
     Finished(Box<FinishedRun>),
     /// Still training or interrupted: the last epoch it committed, of how many, and the
     /// best epoch so far, whose weights are scored.
@@ -58,7 +55,7 @@ impl SavedRun {
     /// one.
     pub fn open(path: &Path) -> Result<Self> {
         let run = Self::open_best_so_far(path)?;
-        if let Progress::Unfinished { last_epoch, .. } = run.progress {
+        if let Completion::Unfinished { last_epoch, .. } = run.progress {
             bail!(
                 "{} has not finished (epoch {last_epoch} of {} committed; it has no \
                  {RESULT_YAML}): it finishes when its manifest runs again. `cellnets eval` \
@@ -91,7 +88,7 @@ impl SavedRun {
             return Ok(SavedRun {
                 plan: finished.plan.clone(),
                 weights: folder.checkpoint(),
-                progress: Progress::Finished(Box::new(finished)),
+                progress: Completion::Finished(Box::new(finished)),
                 folder,
             });
         }
@@ -110,7 +107,7 @@ impl SavedRun {
             );
         }
         Ok(SavedRun {
-            progress: Progress::Unfinished {
+            progress: Completion::Unfinished {
                 last_epoch: state.point.last.epoch,
                 epochs: state.plan.training.epochs,
                 best_epoch: state.point.best.record().map(|best| best.epoch),
@@ -124,8 +121,8 @@ impl SavedRun {
     /// Its result, once it has finished.
     pub fn finished(&self) -> Option<&FinishedRun> {
         match &self.progress {
-            Progress::Finished(finished) => Some(finished),
-            Progress::Unfinished { .. } => None,
+            Completion::Finished(finished) => Some(finished),
+            Completion::Unfinished { .. } => None,
         }
     }
 
@@ -136,7 +133,7 @@ impl SavedRun {
     }
 
     pub fn label(&self) -> String {
-        format!("{}/{}", self.plan.stage, self.plan.name)
+        self.plan.id().to_string()
     }
 
     /// Rebuilds the model for images of `input` and loads the best checkpoint into it.
@@ -273,189 +270,4 @@ impl Predictor for SavedRun {
         }))
         .map_err(|_| anyhow!("libtorch failed evaluating {}", self.label()))?
     }
-}
-
-/// Which split of a file `cellnets eval` scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum EvalSplit {
-    /// The file's official test split.
-    Test,
-    /// The images the run trained on: the first part of the study's holdout, or the
-    /// official train split under `validation: official`.
-    #[value(name = "train")]
-    HoldoutTrain,
-    /// The images the run validated on: the rest of the holdout, or the official val
-    /// split.
-    #[value(name = "val")]
-    HoldoutVal,
-}
-
-impl EvalSplit {
-    pub fn name(self) -> &'static str {
-        match self {
-            EvalSplit::Test => "test",
-            EvalSplit::HoldoutTrain => "train",
-            EvalSplit::HoldoutVal => "val",
-        }
-    }
-
-    pub fn of(self, data: &Dataset) -> &Split {
-        match self {
-            EvalSplit::Test => &data.test,
-            EvalSplit::HoldoutTrain => &data.train,
-            EvalSplit::HoldoutVal => &data.val,
-        }
-    }
-}
-
-/// Evaluates `saved` (a run or an ensemble) on `split` of `data`, writes the tables and the confusion heat map
-/// into `<folder>/eval/<file>-<split>/`, and returns a text summary for the terminal.
-pub fn eval(saved: &Saved, data: &Dataset, split: EvalSplit, device: Device) -> Result<String> {
-    let report = saved.evaluate(data, split.of(data), device)?;
-    let stem = data
-        .path
-        .file_stem()
-        .map_or("data".into(), |stem| stem.to_string_lossy().into_owned());
-    let dir = saved
-        .dir()
-        .join("eval")
-        .join(format!("{stem}-{}", split.name()));
-    let names =
-        crate::data::image_folder::class_names(saved.dataset(), data.input.classes as usize);
-    let source = [
-        saved.label(),
-        data.path.display().to_string(),
-        split.name().to_string(),
-    ];
-    write_eval(&dir, &source, &report, &names)?;
-    let mut text = String::new();
-    let progress = match saved {
-        Saved::Run(run) => Some(&run.progress),
-        Saved::Ensemble(_) => None,
-    };
-    if let Some(&Progress::Unfinished {
-        last_epoch,
-        epochs,
-        best_epoch,
-    }) = progress
-    {
-        let best = best_epoch.map_or(String::new(), |epoch| format!(" (epoch {epoch})"));
-        text += &format!(
-            "{} has not finished (epoch {last_epoch} of {epochs} committed): scored at its best \
-             epoch so far{best}\n\n",
-            saved.label()
-        );
-    }
-    text += &render_eval(&source, &report, &names);
-    let written = match report.confusion() {
-        Some(_) => "metrics.csv, confusion.csv, per_class.csv and confusion.png/svg",
-        None => "metrics.csv and per_class.csv (per label)",
-    };
-    text += &format!("\nwrote {written} to {}\n", dir.display());
-    Ok(text)
-}
-
-/// The evaluated run, data file and split: the first columns of `metrics.csv`.
-const SOURCE_COLUMNS: [&str; 3] = ["run", "data", "split"];
-
-fn write_eval(
-    dir: &Path,
-    source: &[String; 3],
-    report: &TestReport,
-    names: &[String],
-) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    report.write(dir)?;
-    let scores = report.metrics();
-    let metrics: Vec<(String, f64)> = scores
-        .columns()
-        .iter()
-        .map(|&(name, value)| (name.to_string(), value))
-        .chain(scores.ci95.columns())
-        .collect();
-    let header: Vec<String> = SOURCE_COLUMNS
-        .into_iter()
-        .chain(["images"])
-        .map(String::from)
-        .chain(metrics.iter().map(|(name, _)| name.clone()))
-        .collect();
-    let row: Vec<String> = source
-        .iter()
-        .cloned()
-        .chain([report.len().to_string()])
-        .chain(metrics.iter().map(|(_, value)| value.to_string()))
-        .collect();
-    write_table(&dir.join("metrics.csv"), &header, &[row])?;
-    let [run, data, split] = source;
-    let stem = Path::new(data)
-        .file_stem()
-        .unwrap_or_default()
-        .to_string_lossy();
-    let title = format!("{run} on {stem} ({split})");
-    if let Some(confusion) = report.confusion() {
-        figures::save(
-            &HeatMap::confusion(title, &confusion.matrix, names),
-            dir,
-            "confusion",
-        )?;
-    }
-    Ok(())
-}
-
-/// The scores as the terminal shows them: the totals, then a line per class or label.
-fn render_eval(source: &[String; 3], report: &TestReport, names: &[String]) -> String {
-    let [run, data, split] = source;
-    let scores = report.metrics();
-    let mut text = format!(
-        "{run} on {data} ({split} split, {} images)\n\
-         loss {:.4}  accuracy {:.4}  balanced accuracy {:.4}  macro F1 {:.4}  AUC {:.4}\n\n",
-        report.len(),
-        scores.loss,
-        scores.accuracy,
-        scores.balanced_accuracy,
-        scores.macro_f1,
-        scores.auc
-    );
-    if scores.ci95.accuracy.is_defined() {
-        let intervals: Vec<String> = scores
-            .ci95
-            .named()
-            .iter()
-            .map(|(name, interval)| {
-                let name = name.replace('_', " ");
-                format!("{name} [{:.4}, {:.4}]", interval.low, interval.high)
-            })
-            .collect();
-        text += &format!(
-            "95% intervals (accuracy: Wilson; others: bootstrap over the images, by class): {}\n\n",
-            intervals.join("  ")
-        );
-    }
-    if let Some(exact) = report.exact_match() {
-        text += &format!("every label right (exact match) {exact:.4}\n\n");
-    }
-    if let Some(error) = report.mean_absolute_error() {
-        text += &format!("mean absolute grade error {error:.4}\n\n");
-    }
-    text += &format!(
-        "{:<18} {:>7} {:>9} {:>7} {:>7} {:>7}\n",
-        report.task.output_noun(),
-        if report.task.has_classes() {
-            "support"
-        } else {
-            "positives"
-        },
-        "precision",
-        "recall",
-        "f1",
-        "auc"
-    );
-    for (name, (scores, auc)) in names.iter().zip(report.per_output()) {
-        let auc = auc.map_or("-".into(), |auc| format!("{auc:.4}"));
-        text += &format!(
-            "{name:<18} {:>7} {:>9.4} {:>7.4} {:>7.4} {auc:>7}\n",
-            scores.support, scores.precision, scores.recall, scores.f1
-        );
-    }
-    text
 }

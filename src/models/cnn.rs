@@ -1,4 +1,5 @@
-use super::{conv, mlp::dense, InputShape, Network, Pool};
+use super::mlp::dense;
+use super::network::{conv, InputShape, Network, Pool};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 

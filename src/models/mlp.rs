@@ -1,4 +1,4 @@
-use super::{glorot_uniform, Activation, InputShape, Network};
+use super::network::{glorot_uniform, Activation, InputShape, Network};
 use tch::{nn, Tensor};
 
 /// The study's multilayer perceptron: one hidden layer, dropout, a linear output.

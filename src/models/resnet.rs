@@ -1,5 +1,6 @@
 use super::batch_norm::pytorch_batch_norm;
-use super::{conv, mlp::dense, InputShape, Network};
+use super::mlp::dense;
+use super::network::{conv, InputShape, Network};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 

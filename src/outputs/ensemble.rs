@@ -35,7 +35,7 @@ pub struct EnsembleResult {
 }
 
 /// The folder of `stage`'s ensemble under `out_dir`.
-pub fn folder(out_dir: &Path, stage: &str) -> PathBuf {
+pub fn ensemble_folder(out_dir: &Path, stage: &str) -> PathBuf {
     StageFolder::new(out_dir, stage)
         .run(ENSEMBLE_RUN)
         .dir()
@@ -43,11 +43,11 @@ pub fn folder(out_dir: &Path, stage: &str) -> PathBuf {
 }
 
 /// The ensemble result in `dir`; none before it was evaluated.
-pub fn read(dir: &Path) -> Result<Option<EnsembleResult>> {
+pub fn read_ensemble_result(dir: &Path) -> Result<Option<EnsembleResult>> {
     read_yaml(&dir.join(ENSEMBLE_YAML))
 }
 
 /// Writes the result into `dir`, which holds the test tables already.
-pub fn write(dir: &Path, result: &EnsembleResult) -> Result<()> {
+pub fn write_ensemble_result(dir: &Path, result: &EnsembleResult) -> Result<()> {
     write_yaml(&dir.join(ENSEMBLE_YAML), result)
 }

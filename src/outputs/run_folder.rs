@@ -462,7 +462,7 @@ impl RunFolder {
             return Ok(finished.summary);
         }
         self.copy_run(source, plan)?;
-        let origin = format!("{}/{}", finished.plan.stage, finished.plan.name);
+        let origin = finished.plan.id().to_string();
         let mut summary = finished.summary;
         summary.stage = plan.stage.clone();
         summary.run = plan.name.clone();

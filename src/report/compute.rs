@@ -7,7 +7,7 @@ use crate::data::Dataset;
 use crate::data::Datasets;
 use crate::figures::Picture;
 use crate::inference::saved::{Predictor, SavedRun};
-use crate::metrics::{Outcome, TestReport};
+use crate::metrics::{TaskOutcome, TestReport};
 use crate::outputs::run_folder::FinishedRun;
 use anyhow::{Context, Result};
 
@@ -126,7 +126,7 @@ fn most_confident_mistakes(
         picture(&data.train.images, first.unwrap_or(0))
     };
     let mut mistakes = Vec::new();
-    let Outcome::Classes {
+    let TaskOutcome::Classes {
         truth, predicted, ..
     } = &report.outcome
     else {

@@ -9,11 +9,12 @@ use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
 use crate::outputs::ensemble::EnsembleResult;
 use crate::outputs::run_folder::{Failure, FinishedRun, RunFolder, StageFolder};
-use crate::outputs::rungs::{read_stands, standing, Stand, Standing};
+use crate::outputs::rungs::{read_stands, standing, Stand};
 use crate::outputs::winners::{self, read_winner, Winner};
 use crate::study::manifest::{DatasetSpec, Manifest, Stage, Validation};
-use crate::study::plan::{RunPlan, Rungs, StagePlan};
+use crate::study::plan::{RunPlan, StagePlan};
 use crate::study::reference::{self, StudyModel};
+use crate::study::search::rungs::{Rungs, Standing};
 use crate::train::EpochRecord;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -93,8 +94,8 @@ pub struct EnsembleView {
 
 /// The ensemble of stage `stage`, once tested, with its members' results.
 fn read_ensemble(out: &Path, stage: &str) -> Result<Option<EnsembleView>> {
-    let folder = crate::outputs::ensemble::folder(out, stage);
-    let Some(result) = crate::outputs::ensemble::read(&folder)? else {
+    let folder = crate::outputs::ensemble::ensemble_folder(out, stage);
+    let Some(result) = crate::outputs::ensemble::read_ensemble_result(&folder)? else {
         return Ok(None);
     };
     let saved = SavedEnsemble::open(&folder).ok();

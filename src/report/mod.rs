@@ -12,6 +12,7 @@
 mod compute;
 mod gather;
 pub mod html;
+pub mod listing;
 pub(crate) mod markdown;
 mod output;
 mod render;
@@ -24,7 +25,7 @@ pub use output::{REPORT_DIR, REPORT_HTML, REPORT_MD, STAGES_CSV};
 use std::path::{Path, PathBuf};
 use tch::Device;
 
-pub struct Settings {
+pub struct ReportSettings {
     pub out_dir: PathBuf,
     pub data_dir: PathBuf,
     pub device: Device,
@@ -37,7 +38,11 @@ pub struct Written {
 }
 
 /// Writes out/report.md and out/report.html for `manifest` (read from `manifest_path`).
-pub fn write(manifest: &Manifest, manifest_path: &Path, settings: &Settings) -> Result<Written> {
+pub fn write(
+    manifest: &Manifest,
+    manifest_path: &Path,
+    settings: &ReportSettings,
+) -> Result<Written> {
     let out = &settings.out_dir;
     if !out.is_dir() {
         bail!(

@@ -50,7 +50,7 @@ pub struct RunView {
     /// Why it failed, or whose stale claim it carries.
     pub note: Option<String>,
     pub planned_epochs: usize,
-    pub epochs: Curves,
+    pub epochs: EpochColumns,
     pub result: Option<ResultView>,
     /// The test confusion matrix of a finished class task (rows: true class).
     pub confusion: Option<Vec<Vec<u64>>>,
@@ -59,7 +59,7 @@ pub struct RunView {
 /// A run's epoch table by column. Single precision: the page plots and prints four
 /// decimals, and half the digits keep a page of a few hundred runs small.
 #[derive(Debug, Default, Serialize)]
-pub struct Curves {
+pub struct EpochColumns {
     pub epoch: Vec<usize>,
     pub train_loss: Vec<f32>,
     pub train_accuracy: Vec<f32>,
@@ -68,12 +68,12 @@ pub struct Curves {
     pub seconds: Vec<f32>,
 }
 
-impl Curves {
+impl EpochColumns {
     fn of(records: &[EpochRecord]) -> Self {
         let column = |pick: fn(&EpochRecord) -> f64| -> Vec<f32> {
             records.iter().map(|r| pick(r) as f32).collect()
         };
-        Curves {
+        EpochColumns {
             epoch: records.iter().map(|r| r.epoch).collect(),
             train_loss: column(|r| r.train_loss),
             train_accuracy: column(|r| r.train_accuracy),
@@ -188,7 +188,7 @@ fn run_view(out: &Path, run: &RunPlan, claim_timeout: Duration) -> Result<RunVie
         holder,
         note,
         planned_epochs: run.training.epochs,
-        epochs: Curves::of(&epochs),
+        epochs: EpochColumns::of(&epochs),
         result: result.as_ref().map(ResultView::of),
         confusion,
     })

@@ -118,11 +118,11 @@ pub fn bench(
                 train_times.push((trained - start).as_secs_f64());
                 val_times.push(trained.elapsed().as_secs_f64());
             }
-            eprintln!(
+            crate::notes::say(&format!(
                 "{name}: epoch {epoch}/{epochs}{} {:.3} s",
                 if epoch == 0 { " (warm-up)" } else { "" },
                 (trained - start).as_secs_f64()
-            );
+            ));
         }
         let epoch_seconds = median(&mut train_times);
         results.push(BenchResult {

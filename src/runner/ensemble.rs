@@ -6,7 +6,7 @@
 use crate::data::Dataset;
 use crate::inference::ensemble::SavedEnsemble;
 use crate::inference::saved::{Predictor, SavedRun};
-use crate::outputs::ensemble::{self as record, EnsembleResult};
+use crate::outputs::ensemble::{ensemble_folder, write_ensemble_result, EnsembleResult};
 use crate::outputs::run_folder::RunFolder;
 use crate::outputs::summary::RunSummary;
 use crate::outputs::winners;
@@ -92,7 +92,7 @@ pub fn evaluate(
     device: Device,
 ) -> Result<RunSummary> {
     let start = Instant::now();
-    let dir = record::folder(out, stage);
+    let dir = ensemble_folder(out, stage);
     let saved = members
         .iter()
         .map(|(plan, _)| SavedRun::open(RunFolder::of(out, plan).dir()))
@@ -103,7 +103,7 @@ pub fn evaluate(
     report.write(&dir)?;
     let names: Vec<String> = members
         .iter()
-        .map(|(plan, _)| format!("{}/{}", plan.stage, plan.name))
+        .map(|(plan, _)| plan.id().to_string())
         .collect();
     let summary = RunSummary {
         stage: stage.to_string(),
@@ -123,7 +123,7 @@ pub fn evaluate(
         reused_from: None,
         repeat_of: None,
     };
-    record::write(
+    write_ensemble_result(
         &dir,
         &EnsembleResult {
             members: names,

@@ -5,10 +5,11 @@
 //! synchronous stage waits for the rung others are finishing; under ASHA it stops, and
 //! whoever trains last finishes the stage.
 
-use super::stages::{dataset_for, given_up, names, trained_by, Done, Session, Task};
+use super::session::{dataset_for, given_up, names, trained_by, Done, Goal, Session};
 use crate::data::Datasets;
-use crate::outputs::rungs::{read_stands, standing, Standing, Step};
-use crate::study::plan::{RunPlan, Rungs, StagePlan};
+use crate::outputs::rungs::{read_stands, standing};
+use crate::study::plan::{RunPlan, StagePlan};
+use crate::study::search::rungs::{Rungs, Standing, Step};
 use crate::study::search::HalvingMode;
 use anyhow::{bail, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,11 +153,11 @@ impl Session<'_> {
             .filter(|step| self.sharing.shard.takes(step.position()));
         for step in mine {
             let run = &plan.runs[step.position()];
-            let task = match *step {
-                Step::Train { until, .. } => Task::Rung { until },
-                Step::Halt { .. } => Task::Halt,
+            let goal = match *step {
+                Step::Train { until, .. } => Goal::Rung { until },
+                Step::Halt { .. } => Goal::Halt,
             };
-            match self.attempt(run, dataset_for(datasets, run), task)? {
+            match self.attempt(run, dataset_for(datasets, run), goal)? {
                 Done::Held(_) => continue,
                 Done::GaveUp(failure) => {
                     let why = given_up(run, &failure);
@@ -165,11 +166,10 @@ impl Session<'_> {
                     {
                         bail!("stage `{}`: its rung cannot decide: {why}", plan.name);
                     }
-                    let name = format!("{}/{}", run.stage, run.name);
                     let mut skipped = self.given_up.lock().expect("no panic holds it");
-                    if !skipped.contains(&name) {
+                    if !skipped.contains(&run.id()) {
                         self.progress.note(&why);
-                        skipped.push(name);
+                        skipped.push(run.id());
                     }
                     continue;
                 }

@@ -1,6 +1,7 @@
 //! Progress on stderr: a bar over a stage's runs and one over the current run's epochs
 //! with the latest metrics and an ETA; plain log lines when stderr is not a terminal.
 
+use crate::notes;
 use crate::outputs::summary::RunSummary;
 use crate::train::{Callback, EpochRecord};
 use anyhow::Result;
@@ -10,6 +11,8 @@ use std::io::IsTerminal;
 pub struct Progress {
     bars: Option<MultiProgress>,
     stage: ProgressBar,
+    /// The bars print the library's notes (`crate::notes`) above themselves.
+    _notes: Option<notes::Listening>,
 }
 
 impl Default for Progress {
@@ -24,9 +27,15 @@ impl Progress {
         let bars = std::io::stderr()
             .is_terminal()
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let _notes = bars.clone().map(|bars| {
+            notes::listen(move |line| {
+                let _ = bars.println(line);
+            })
+        });
         Progress {
             bars,
             stage: ProgressBar::hidden(),
+            _notes,
         }
     }
 

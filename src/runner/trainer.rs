@@ -5,7 +5,7 @@
 use crate::cluster::claim::Claim;
 use crate::data::{Dataset, Split};
 use crate::metrics::{TestMetrics, TestReport};
-use crate::models::{count_parameters, Network as Model};
+use crate::models::{count_parameters, Network};
 use crate::outputs::run_folder::{ResumeState, RunFolder};
 use crate::outputs::summary::RunSummary;
 use crate::precision::{Bf16Autocast, Precision};
@@ -15,7 +15,7 @@ use crate::runner::callbacks::{
 use crate::runner::progress::Progress;
 use crate::runner::transfer::{precompute, transfer_layers};
 use crate::study::plan::RunPlan;
-use crate::train::{fit, Callback, Fitted, FusedInputDense, Network, Outcome, Resumed};
+use crate::train::{fit, Callback, Fitted, FusedInputDense, Learner, Outcome, Resumed};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::time::Instant;
@@ -67,8 +67,9 @@ pub fn train(
     let test = test_best(folder, &mut vs, network.model, &data.test, run, &fitted)?;
     if fitted.outcome == Outcome::Diverged {
         context.progress.note(&format!(
-            "{}/{}: the loss became NaN or infinite at epoch {}: stopped and marked diverged",
-            run.stage, run.name, fitted.epochs
+            "{}: the loss became NaN or infinite at epoch {}: stopped and marked diverged",
+            run.id(),
+            fitted.epochs
         ));
     }
     let summary = summarise(run, &vs, context, fitted, test);
@@ -92,8 +93,8 @@ pub fn halt(
         .filter(|state| state.continues_as(run, &data.md5))
         .with_context(|| {
             format!(
-                "{}/{} has no resume point of its settings to halt at",
-                run.stage, run.name
+                "{} has no resume point of its settings to halt at",
+                run.id()
             )
         })?;
     let _autocast = autocast(context)?;
@@ -162,7 +163,7 @@ fn ready_folder(
     data: &Dataset,
     progress: &Progress,
 ) -> Result<Option<ToResume>> {
-    let label = format!("{}/{}", run.stage, run.name);
+    let label = run.id();
     let state = folder.read_resume().unwrap_or_else(|error| {
         progress.note(&format!(
             "{label}: its resume point cannot be read ({error:#}); restarting from epoch 1"
@@ -215,7 +216,7 @@ fn ready_folder(
 
 /// A model whose parameters live in a VarStore, with its transferred layers.
 struct Built {
-    model: Box<dyn Model>,
+    model: Box<dyn Network>,
     /// The path prefixes of the layers transferred and frozen.
     frozen: Vec<String>,
 }
@@ -245,7 +246,7 @@ enum Stepping<'m> {
         features: Box<Dataset>,
     },
     /// The whole model every batch, with the fused first-layer step when it applies.
-    Whole(Network<'m>),
+    Whole(Learner<'m>),
 }
 
 impl<'m> Stepping<'m> {
@@ -264,15 +265,14 @@ impl<'m> Stepping<'m> {
                 let started = Instant::now();
                 let features = Box::new(precompute(extractor, data));
                 progress.note(&format!(
-                    "{}/{}: outputs of the frozen {} computed once ({:.1} s), not every epoch",
-                    run.stage,
-                    run.name,
+                    "{}: outputs of the frozen {} computed once ({:.1} s), not every epoch",
+                    run.id(),
                     built.frozen.join(", "),
                     started.elapsed().as_secs_f64()
                 ));
                 Stepping::Precomputed { rest, features }
             }
-            _ => Stepping::Whole(Network {
+            _ => Stepping::Whole(Learner {
                 model: built.model.as_ref(),
                 // The fused update adds a bf16 product into float32 weights in place,
                 // which autocast does not convert.
@@ -285,9 +285,9 @@ impl<'m> Stepping<'m> {
         }
     }
 
-    fn network(&self) -> Network<'m> {
+    fn network(&self) -> Learner<'m> {
         match self {
-            Stepping::Precomputed { rest, .. } => Network {
+            Stepping::Precomputed { rest, .. } => Learner {
                 model: *rest,
                 fused: None,
             },
@@ -305,7 +305,7 @@ impl<'m> Stepping<'m> {
 }
 
 fn fit_with_callbacks(
-    network: Network,
+    network: Learner,
     vs: &nn::VarStore,
     data: &Dataset,
     run: &RunPlan,

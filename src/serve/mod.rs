@@ -35,7 +35,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A snapshot younger than this is handed out again instead of reading out/ anew.
 const SNAPSHOT_REUSE: Duration = Duration::from_secs(1);
 
-pub struct Settings {
+pub struct ServeSettings {
     pub out_dir: PathBuf,
     pub bind: IpAddr,
     /// 0 lets the system pick a free port.
@@ -63,7 +63,11 @@ struct State {
 
 impl Server {
     /// Binds `settings.bind:port`, with a token unless the address is a loopback one.
-    pub fn bind(manifest: Manifest, manifest_path: &Path, settings: &Settings) -> Result<Self> {
+    pub fn bind(
+        manifest: Manifest,
+        manifest_path: &Path,
+        settings: &ServeSettings,
+    ) -> Result<Self> {
         let root = settings.out_dir.canonicalize().with_context(|| {
             format!(
                 "{} does not exist: run the manifest first, or give its folder with --out",

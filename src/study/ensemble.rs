@@ -2,11 +2,8 @@
 //! Such a stage trains nothing: it tests the mean of its members' probabilities. This
 //! file holds what the manifest and the plan know of it; `runner` evaluates it.
 
-use crate::study::manifest::Stage;
-use crate::study::plan::StagePlan;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 
 /// The members of an ensemble stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,128 +61,20 @@ pub fn split_member(member: &str) -> (&str, &str) {
     member.split_once('/').unwrap_or((member, ""))
 }
 
-/// Checks an ensemble stage on its own: no training keys, two or more members from
-/// earlier stages that train (`trainers`; `ensembles` are the earlier ensemble stages).
-pub fn check(
-    stage: &Stage,
-    ensemble: &Ensemble,
-    trainers: &HashSet<&str>,
-    ensembles: &HashSet<&str>,
-) -> Result<()> {
-    let name = &stage.name;
-    let set = [
-        ("model", stage.model.is_some()),
-        ("from", stage.from.is_some()),
-        ("training", stage.training != Default::default()),
-        ("grid", !stage.grid.is_empty()),
-        ("dataset", stage.dataset.is_some()),
-        ("winner", stage.winner.is_some()),
-        ("repeats", stage.repeats.is_some()),
-        ("transfer", stage.transfer.is_some()),
-        ("sample", stage.sample.is_some()),
-        ("halving", stage.halving.is_some()),
-        ("report.study", stage.report.study.is_some()),
-        ("report.mistakes", stage.report.mistakes > 0),
-    ];
-    if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
-        bail!(
-            "stage `{name}` has both `ensemble` and `{key}`: an ensemble stage trains nothing, \
-             it tests the mean of its members' probabilities; remove `{key}` (set it on the \
-             members' stages)"
-        );
-    }
-    match ensemble {
-        Ensemble::Runs(runs) => {
-            if runs.len() < 2 {
-                bail!(
-                    "stage `{name}`: `ensemble` lists {} run(s); an ensemble needs two or more \
-                     (`[stage/run, stage/run]`)",
-                    runs.len()
-                );
-            }
-            let mut seen = HashSet::new();
-            for member in runs {
-                let (source, run) = split_member(member);
-                if run.is_empty() || run.contains('/') {
-                    bail!(
-                        "stage `{name}`: ensemble member `{member}` is not `stage/run` (a run's \
-                         folder under out/, such as `cnn/seed=1`)"
-                    );
-                }
-                if !seen.insert(member) {
-                    bail!("stage `{name}`: ensemble member `{member}` is listed twice");
-                }
-                check_source(name, source, trainers, ensembles)?;
-            }
-        }
-        Ensemble::Top(top) => {
-            if top.top < 2 {
-                bail!(
-                    "stage `{name}`: `ensemble: {{top: {}}}`: an ensemble needs two or more \
-                     runs; give `top: 2` or more (one run alone is its stage's winner)",
-                    top.top
-                );
-            }
-            check_source(name, &top.of, trainers, ensembles)?;
-        }
-    }
-    Ok(())
-}
-
-fn check_source(
-    name: &str,
-    source: &str,
-    trainers: &HashSet<&str>,
-    ensembles: &HashSet<&str>,
-) -> Result<()> {
-    if ensembles.contains(source) {
-        bail!(
-            "stage `{name}` takes runs of `{source}`, an ensemble stage: an ensemble's members \
-             are trained runs; list the runs of `{source}`'s members instead"
-        );
-    }
-    if !trainers.contains(source) {
-        bail!(
-            "stage `{name}` takes runs of `{source}`, which is not an earlier stage of the \
-             manifest"
-        );
-    }
-    Ok(())
-}
-
-/// A stage that `from` or `transfer` names must train: an ensemble has no winning run.
-pub fn check_not_started_from(stage: &Stage, ensembles: &HashSet<&str>) -> Result<()> {
-    let transfer = stage.transfer.as_ref().map(|transfer| &transfer.from);
-    if let Some(source) = stage
-        .from
-        .iter()
-        .chain(transfer)
-        .find(|source| ensembles.contains(source.as_str()))
-    {
-        bail!(
-            "stage `{}` starts from `{source}`, an ensemble stage, which has no winning run \
-             to start from; start from one of its members' stages",
-            stage.name
-        );
-    }
-    Ok(())
-}
-
 /// Checks an ensemble's members against the plans of their stages: each named run is
-/// one of its stage's runs, and a stage has at least `top` runs.
+/// one of its stage's runs, and a stage has at least `top` runs. `runs_of` gives a
+/// stage's planned run names (none for a stage not planned).
 pub fn check_members<'p>(
     name: &str,
     ensemble: &Ensemble,
-    planned: impl Fn(&str) -> Option<&'p StagePlan>,
+    runs_of: impl Fn(&str) -> Vec<&'p str>,
 ) -> Result<()> {
-    let runs_of = |stage: &str| planned(stage).map_or(&[][..], |plan| &plan.runs[..]);
     match ensemble {
         Ensemble::Runs(members) => {
             for member in members {
                 let (stage, run) = split_member(member);
-                let runs = runs_of(stage);
-                if !runs.iter().any(|planned| planned.name == run) {
-                    let names: Vec<&str> = runs.iter().map(|run| run.name.as_str()).collect();
+                let names = runs_of(stage);
+                if !names.contains(&run) {
                     bail!(
                         "stage `{name}`: ensemble member `{member}` is not a run of stage \
                          `{stage}`, whose runs are: {}",

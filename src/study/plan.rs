@@ -7,6 +7,7 @@ use crate::study::manifest::{
     check_path_safe_name, DatasetSpec, Manifest, Stage, Training, TrainingOverrides, Transfer,
     GRID_KEYS, TRAINING_KEYS,
 };
+use crate::study::search::rungs::Rungs;
 use crate::study::search::{short_text, Halving};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,20 @@ pub struct RunPlan {
     pub repeat_of: Option<String>,
 }
 
+/// A run's identity across a study: its stage and its name, shown as `stage/run` (its
+/// folder under out/, and how ensembles and messages name it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RunId {
+    pub stage: String,
+    pub run: String,
+}
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{}/{}", self.stage, self.run)
+    }
+}
+
 /// Results written before runs recorded a revision were all trained by the first one.
 fn first_revision() -> u32 {
     1
@@ -52,52 +67,15 @@ pub struct StagePlan {
     pub ensemble: Option<Ensemble>,
 }
 
-/// A halving stage's rungs: the epochs after which it decides which runs train on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rungs {
-    pub halving: Halving,
-    /// Ascending; the last is the runs' full budget.
-    pub epochs: Vec<usize>,
-}
-
-impl Rungs {
-    /// The first rung above `epoch`, the one a run that trained `epoch` epochs trains to
-    /// next; none at the budget.
-    pub fn next_after(&self, epoch: usize) -> Option<usize> {
-        self.epochs.iter().copied().find(|&rung| rung > epoch)
-    }
-
-    pub fn budget(&self) -> usize {
-        *self.epochs.last().expect("a budget ends every rung list")
-    }
-
-    /// The epochs `runs` runs train under synchronous halving when none stops early:
-    /// every run to the first rung, the best ceil(n/K) of them on to each next one.
-    pub fn planned_epochs(&self, runs: usize) -> usize {
-        let mut alive = runs;
-        let mut previous = 0;
-        let mut epochs = 0;
-        for &rung in &self.epochs {
-            epochs += alive * (rung - previous);
-            alive = self.halving.keeps(alive);
-            previous = rung;
-        }
-        epochs
-    }
-
-    /// `rungs at epochs 1, 3, 9 (sync, reduction 3)`.
-    pub fn describe(&self) -> String {
-        let epochs: Vec<String> = self.epochs.iter().map(usize::to_string).collect();
-        format!(
-            "rungs at epochs {} ({}, reduction {})",
-            epochs.join(", "),
-            self.halving.mode.name(),
-            self.halving.reduction
-        )
-    }
-}
-
 impl RunPlan {
+    /// `stage/run`: which run this is, wherever it is named.
+    pub fn id(&self) -> RunId {
+        RunId {
+            stage: self.stage.clone(),
+            run: self.name.clone(),
+        }
+    }
+
     /// The configuration the run trains: its name, less the seed suffix of a repeat.
     pub fn configuration(&self) -> &str {
         self.repeat_of.as_deref().unwrap_or(&self.name)
@@ -185,7 +163,9 @@ pub fn plan_all(
             .with_context(|| format!("stage `{}`", stage.name))?;
         if let Some(ensemble) = &plan.ensemble {
             crate::study::ensemble::check_members(&stage.name, ensemble, |name| {
-                planned.get(name).map(|(plan, _)| plan)
+                planned.get(name).map_or(Vec::new(), |(plan, _)| {
+                    plan.runs.iter().map(|run| run.name.as_str()).collect()
+                })
             })?;
         }
         planned.insert(&stage.name, (plan, provisional));
@@ -449,7 +429,7 @@ fn scalar_text(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::study::manifest::{parse, Optimizer, TrainingOverrides, GRID_KEYS};
+    use crate::study::manifest::{parse, OptimizerKind, TrainingOverrides, GRID_KEYS};
 
     /// Plans of the stages named in `only`, with no winner recorded anywhere.
     fn plan(manifest: &Manifest, only: &[String]) -> Result<Vec<StagePlan>> {
@@ -504,7 +484,7 @@ stages:
         let plans = plan(&parse(STUDY).unwrap(), &["optimizer".into()]).unwrap();
         assert_eq!(plans.len(), 1);
         let adam = &plans[0].runs[1];
-        assert_eq!(adam.training.optimizer, Optimizer::Adam);
+        assert_eq!(adam.training.optimizer, OptimizerKind::Adam);
         assert_eq!(adam.training.learning_rate, 0.001);
         assert_eq!((adam.training.epochs, adam.training.seed), (2, 7));
     }

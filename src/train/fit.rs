@@ -201,7 +201,7 @@ pub struct Fitted {
 /// What the loop trains: the network, and the fused step of its first layer when it
 /// applies.
 #[derive(Clone, Copy)]
-pub struct Network<'a> {
+pub struct Learner<'a> {
     pub model: &'a dyn nn::ModuleT,
     pub fused: Option<FusedInputDense<'a>>,
 }
@@ -213,7 +213,7 @@ pub struct Network<'a> {
 /// and the epoch alone (`random::with_stream`), so a resumed run continues exactly as
 /// it would have, and runs trained side by side do not disturb each other.
 pub fn fit(
-    network: Network,
+    network: Learner,
     vs: &nn::VarStore,
     data: &Dataset,
     training: &Training,
@@ -282,7 +282,7 @@ pub fn fit(
 
 /// Trains and validates epoch `epoch` (1-based).
 fn run_epoch(
-    network: Network,
+    network: Learner,
     optimizer: &mut Optimizer,
     data: &Dataset,
     training: &Training,
@@ -451,7 +451,7 @@ mod tests {
             optimizer: OptimizerState::default(),
         });
         let (vs, model, data, training) = tiny();
-        let network = Network {
+        let network = Learner {
             model: model.as_ref(),
             fused: None,
         };

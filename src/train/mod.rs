@@ -20,7 +20,7 @@ mod targets;
 mod tta;
 
 pub use fit::{
-    fit, monitored, BestEpoch, Callback, Checkpointer, EpochRecord, Fitted, Network, Outcome,
+    fit, monitored, BestEpoch, Callback, Checkpointer, EpochRecord, Fitted, Learner, Outcome,
     ResumePoint, Resumed,
 };
 pub use optimizer::{Optimizer, OptimizerState};

@@ -14,7 +14,7 @@
 //!   step); PyTorch adds `wd p` to the gradient (L2), except AdamW, which decouples it.
 
 use super::average::WeightAverage;
-use crate::study::manifest::{Optimizer as Kind, Training, UpdateRules};
+use crate::study::manifest::{OptimizerKind, Training, UpdateRules};
 use anyhow::{bail, Result};
 use tch::{nn, Device, Tensor};
 
@@ -83,16 +83,16 @@ impl Rule {
             value.or(default).expect("the optimizer has this setting")
         };
         match training.optimizer {
-            Kind::Sgd => Rule::Sgd {
+            OptimizerKind::Sgd => Rule::Sgd {
                 momentum: training.momentum,
                 nesterov: training.nesterov,
             },
-            Kind::Adam | Kind::Adamw => Rule::Adam {
+            OptimizerKind::Adam | OptimizerKind::Adamw => Rule::Adam {
                 beta_1: setting(training.beta_1, defaults.beta_1),
                 beta_2: setting(training.beta_2, defaults.beta_2),
                 epsilon: setting(training.epsilon, defaults.epsilon),
             },
-            Kind::Rmsprop => Rule::Rmsprop {
+            OptimizerKind::Rmsprop => Rule::Rmsprop {
                 rho: setting(training.rho, defaults.rho),
                 momentum: training.momentum,
                 epsilon: setting(training.epsilon, defaults.epsilon),
@@ -132,7 +132,9 @@ impl Optimizer {
         let rate = training.weight_decay;
         let decay = match (training.update_rules, training.optimizer) {
             _ if rate == 0.0 => Decay::None,
-            (UpdateRules::Keras, _) | (UpdateRules::Pytorch, Kind::Adamw) => Decay::Decoupled(rate),
+            (UpdateRules::Keras, _) | (UpdateRules::Pytorch, OptimizerKind::Adamw) => {
+                Decay::Decoupled(rate)
+            }
             (UpdateRules::Pytorch, _) => Decay::Coupled(rate),
         };
         Optimizer {
@@ -426,7 +428,7 @@ fn rmsprop(
 mod tests {
     use super::*;
     use crate::study::manifest::TrainingOverrides;
-    use tch::Kind as TensorKind;
+    use tch::Kind;
 
     fn training(text: &str) -> Training {
         serde_yaml::from_str::<TrainingOverrides>(&format!("{{epochs: 1, {text}}}"))
@@ -447,15 +449,15 @@ mod tests {
     ) -> f64 {
         let keras = t.update_rules == UpdateRules::Keras;
         let wd = t.weight_decay;
-        let decoupled = keras || t.optimizer == Kind::Adamw;
+        let decoupled = keras || t.optimizer == OptimizerKind::Adamw;
         let (mut p, g) = if decoupled {
             (p - p * wd * lr, g)
         } else {
             (p, g + wd * p)
         };
         match t.optimizer {
-            Kind::Sgd if t.momentum == 0.0 => p -= lr * g,
-            Kind::Sgd => {
+            OptimizerKind::Sgd if t.momentum == 0.0 => p -= lr * g,
+            OptimizerKind::Sgd => {
                 let mu = t.momentum;
                 if keras {
                     state[0] = mu * state[0] - lr * g;
@@ -474,7 +476,7 @@ mod tests {
                         };
                 }
             }
-            Kind::Adam | Kind::Adamw => {
+            OptimizerKind::Adam | OptimizerKind::Adamw => {
                 let (b1, b2, eps) = (t.beta_1.unwrap(), t.beta_2.unwrap(), t.epsilon.unwrap());
                 state[0] = b1 * state[0] + (1.0 - b1) * g;
                 state[1] = b2 * state[1] + (1.0 - b2) * g * g;
@@ -485,7 +487,7 @@ mod tests {
                     p -= lr / c1 * state[0] / ((state[1] / c2).sqrt() + eps);
                 }
             }
-            Kind::Rmsprop => {
+            OptimizerKind::Rmsprop => {
                 let (rho, eps, mu) = (t.rho.unwrap(), t.epsilon.unwrap(), t.momentum);
                 state[1] = rho * state[1] + (1.0 - rho) * g * g;
                 let scaled = if keras {
@@ -523,7 +525,7 @@ mod tests {
         for step in 1..=300 {
             let lr = t.learning_rate * (1.0 - 0.15 * (step / 50) as f64);
             let residual = a_tensor.mv(&p) - &b_tensor;
-            let loss = (&residual * &residual).sum(TensorKind::Double) * 0.5;
+            let loss = (&residual * &residual).sum(Kind::Double) * 0.5;
             optimizer.backward_step(&loss, lr, &[]);
             let r: Vec<f64> = (0..6)
                 .map(|row| {
@@ -586,12 +588,12 @@ mod tests {
         );
         let weights = vs.root().randn("w", &[37, 29], 0.0, 1.0);
         let mine = ours.root().var_copy("w", &weights);
-        let target = Tensor::randn([37, 29], (TensorKind::Float, Device::Cpu));
+        let target = Tensor::randn([37, 29], (Kind::Float, Device::Cpu));
         let mut libtorch = nn::Sgd::default().build(&vs, 0.0137).unwrap();
         let mut cellnets = Optimizer::new(&ours, &training("learning_rate: 0.0137"));
         for _ in 0..20 {
-            libtorch.backward_step(&(&weights * &target).sin().sum(TensorKind::Float));
-            let loss = (&mine * &target).sin().sum(TensorKind::Float);
+            libtorch.backward_step(&(&weights * &target).sin().sum(Kind::Float));
+            let loss = (&mine * &target).sin().sum(Kind::Float);
             cellnets.backward_step(&loss, 0.0137, &[]);
         }
         assert!(mine.equal(&weights));
@@ -602,7 +604,7 @@ mod tests {
         let t = training("optimizer: adam, learning_rate: 0.1");
         let step = |vs: &nn::VarStore, optimizer: &mut Optimizer| {
             let p = vs.variables()["p"].shallow_clone();
-            optimizer.backward_step(&(&p * &p).sum(TensorKind::Float), t.learning_rate, &[]);
+            optimizer.backward_step(&(&p * &p).sum(Kind::Float), t.learning_rate, &[]);
         };
         let vs = nn::VarStore::new(Device::Cpu);
         let _ = vs

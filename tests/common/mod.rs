@@ -99,7 +99,7 @@ pub fn run_library(
         write_npz(dir, "toy.npz", &learnable_arrays());
     }
     let manifest = cellnets::study::manifest::load(&write_manifest(dir, stages)).unwrap();
-    let settings = cellnets::runner::Settings {
+    let settings = cellnets::runner::TrainSettings {
         out_dir: dir.join("out"),
         data_dir: dir.to_path_buf(),
         device: Device::Cpu,

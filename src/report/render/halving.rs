@@ -2,12 +2,12 @@
 //! the epochs spent against the full grid, and every run's curve with the rungs marked.
 
 use crate::figures::{RunCurve, RungCurves};
-use crate::outputs::rungs::RungView;
 use crate::outputs::winners::ranking_monitor;
 use crate::report::gather::{Halved, StageResults};
 use crate::report::markdown::{metric, table};
 use crate::report::output::{Drawing, Section};
 use crate::study::manifest::Monitor;
+use crate::study::search::rungs::RungView;
 use crate::study::search::HalvingMode;
 use crate::train::{monitored, Outcome};
 

@@ -1,6 +1,9 @@
 //! Searching a stage's configurations: `sample` draws them at random from ranges,
 //! `halving` spends epochs only on those that can still win (successive halving, with
-//! every rung's decision waiting for all its runs, or ASHA's, which never waits).
+//! every rung's decision waiting for all its runs, or ASHA's, which never waits); the
+//! rungs and the promotion rule are in `rungs`.
+
+pub mod rungs;
 
 use crate::random::SplitMix64;
 use anyhow::{bail, Result};
@@ -334,7 +337,7 @@ mod tests {
         assert_eq!(halving(1, 3).keeps(6), 2);
         assert_eq!(halving(1, 3).keeps(7), 3);
         assert_eq!(halving(1, 3).keeps(1), 1);
-        let rungs = crate::study::plan::Rungs {
+        let rungs = rungs::Rungs {
             halving: halving(1, 3),
             epochs: halving(1, 3).rungs(27).unwrap(),
         };
