@@ -1,7 +1,10 @@
-//! Classification metrics from a confusion matrix (rows = true class, columns =
-//! predicted) and from class probabilities. Classes without samples or predictions
-//! give defined values, never a division by zero: a ratio with an empty denominator is
-//! 0, and a class without positives (or negatives) has no AUC and is left out of means.
+//! Accuracy, balanced accuracy, F1, AUC, the confusion matrix and per-class scores,
+//! with their 95% intervals (`TestReport`, `TestMetrics`); below `train`, which scores
+//! every epoch's validation split with them. They come from a confusion matrix (rows =
+//! true class, columns = predicted) and from class probabilities. Classes without
+//! samples or predictions give defined values, never a division by zero: a ratio with
+//! an empty denominator is 0, and a class without positives (or negatives) has no AUC
+//! and is left out of means.
 
 use crate::statistics::{bootstrap, wilson, Interval, BOOTSTRAP_SEED, RESAMPLES};
 use crate::storage::files::write_table;

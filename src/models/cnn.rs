@@ -1,3 +1,5 @@
+//! The study's shallow CNN: one convolution, ReLU, pooling and a linear head.
+
 use super::{conv, mlp::dense, InputShape, Network, Pool};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;

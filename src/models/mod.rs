@@ -1,7 +1,7 @@
-//! The models a manifest can name. Each is a struct implementing `nn::ModuleT` whose
-//! parameters live under named `VarStore` paths (`hidden`, `output`, `conv`, `head`),
-//! so a checkpoint is readable and a layer can be frozen by its path prefix. `spec`
-//! holds the manifest's description of a model and what every model shares.
+//! The models a manifest can name, each an `nn::ModuleT` with its parameters under
+//! named `VarStore` paths. The names (`hidden`, `output`, `conv`, `head`) make a
+//! checkpoint readable and let a layer be frozen by its path prefix. `spec` holds the
+//! manifest's description of a model and what every model shares.
 //!
 //! May import `random` only (dropout draws from the run's stream).
 

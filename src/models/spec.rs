@@ -1,6 +1,5 @@
-//! The study's models. Each is a struct implementing `nn::ModuleT` whose parameters
-//! live under named `VarStore` paths (`hidden`, `output`, `conv`, `head`), so a
-//! checkpoint is readable and a layer can be frozen by its path prefix.
+//! What every model shares: `ModelSpec` (a model as the manifest describes it), the
+//! `Network` trait, `InputShape`, activations and pooling.
 
 use super::{DenseCnn, Mlp, ResNet18, ResNet9, ShallowCnn};
 use serde::{Deserialize, Serialize};

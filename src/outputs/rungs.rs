@@ -1,7 +1,8 @@
 //! Where a halving stage stands, read from its runs' folders: how far each run has
-//! trained, its value at each rung, and what may happen next. Every decision is a
-//! function of the committed epochs alone, so the processes sharing out/ (and
-//! `cellnets status`, and the report) reach the same ones without talking.
+//! trained, its value at each rung, the rungs' decisions (synchronous and ASHA) and
+//! what may happen next. Every decision is a function of the committed epochs alone, so
+//! the processes sharing out/ (and `cellnets status`, and the report) reach the same
+//! ones without talking.
 
 use crate::outputs::run_folder::RunFolder;
 use crate::outputs::winners::ranking_monitor;

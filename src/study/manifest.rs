@@ -1,5 +1,5 @@
-//! The YAML manifest, deserialised into typed structs. Unknown keys and wrong types
-//! are errors that name the file, line and column.
+//! The YAML manifest, deserialised into typed structs and checked: unknown keys and
+//! wrong types are errors that name the file, line and column.
 
 use crate::models::ModelSpec;
 use crate::storage::out_dir;

@@ -1,6 +1,7 @@
-//! Searching a stage's configurations: `sample` draws them at random from ranges,
-//! `halving` spends epochs only on those that can still win (successive halving, with
-//! every rung's decision waiting for all its runs, or ASHA's, which never waits).
+//! `sample` (draws from ranges) and `halving` (rungs, the best-first rule): how a stage
+//! searches its configurations. `sample` draws them at random from ranges; `halving`
+//! spends epochs only on those that can still win (successive halving, with every
+//! rung's decision waiting for all its runs, or ASHA's, which never waits).
 
 use crate::random::SplitMix64;
 use anyhow::{bail, Result};
