@@ -1,3 +1,6 @@
+//! The `cellnets` binary: parses the command line, hands it to `cli`, and reports how
+//! it ended. A libtorch error, which tch raises as a panic, is reported in one line.
+
 use cellnets::cli::{self, Cli, Stopped};
 use cellnets::cluster::interrupt;
 use clap::Parser;

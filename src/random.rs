@@ -1,6 +1,7 @@
-//! Each run's random draws (its initial weights, shuffles, dropout masks, augmentation)
-//! come from seeds of its own, so that a run's numbers never depend on what else trains
-//! at the same time (`--jobs`).
+//! Each run's own random draws (per-draw seeds under one lock) and dropout; SplitMix64
+//! for draws that are not a run's (splits, bootstraps). A run's draws (its initial
+//! weights, shuffles, dropout masks, augmentation) come from seeds of its own, so that
+//! its numbers never depend on what else trains at the same time (`--jobs`).
 //!
 //! libtorch keeps one generator per device for the whole process, and tch exposes no
 //! other generator, only `manual_seed`. So every draw takes the process-wide lock,

@@ -1,8 +1,10 @@
-//! How far a measured number can be trusted: 95% intervals (Wilson's for a proportion,
-//! a seeded, stratified percentile bootstrap for anything else computed from test
-//! images, Student's t across repeated seeds) and McNemar's exact test of two models
-//! scored on the same images. Pure arithmetic on plain numbers: what the numbers are
-//! is the business of `metrics` and the report.
+//! 95% intervals (Wilson, seeded stratified bootstrap, Student's t across seeds) and
+//! McNemar's exact test, on plain numbers. They say how far a measured number can be
+//! trusted: Wilson's interval for a proportion, a seeded, stratified percentile
+//! bootstrap for anything else computed from test images, Student's t across repeated
+//! seeds, and McNemar's exact test of two models scored on the same images. Pure
+//! arithmetic on plain numbers: what the numbers are is the business of `metrics` and
+//! the report.
 
 use crate::random::SplitMix64;
 

@@ -1,6 +1,6 @@
-//! The command line: one file per subcommand, each parsing its options (groups shared
-//! by several commands live in `options`) and calling the library. `main.rs` only
-//! parses and reports how the command ended.
+//! The command line (clap): one file per subcommand, each parsing its options and
+//! calling the library. Options that several commands share are grouped in `options`;
+//! `main.rs` only parses and reports how the command ended.
 
 mod bench;
 mod eval;

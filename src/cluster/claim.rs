@@ -1,10 +1,11 @@
-//! Claims on runs, so that several cellnets processes (threads of one, processes on one
-//! machine, or machines sharing out/ over NFS) train each run once. A claim is a file
-//! created exclusively (`O_EXCL`, which NFS honours where `flock` may not) beside the
-//! run's folder, naming its holder; a thread of the holder refreshes its modification
-//! time while the run trains. A claim is stale when its holder is a process of this
-//! host that is gone, or when its heartbeat is older than the timeout (the holder's
-//! machine died or lost the file system); a stale claim is taken over.
+//! A run's claim file: exclusive create, heartbeat, stale takeover. Claims let several
+//! cellnets processes (threads of one, processes on one machine, or machines sharing
+//! out/ over NFS) train each run once. A claim is a file created exclusively (`O_EXCL`,
+//! which NFS honours where `flock` may not) beside the run's folder, naming its holder;
+//! a thread of the holder refreshes its modification time while the run trains. A claim
+//! is stale when its holder is a process of this host that is gone, or when its
+//! heartbeat is older than the timeout (the holder's machine died or lost the file
+//! system); a stale claim is taken over.
 
 pub use crate::cluster::process::Holder;
 use crate::storage::files::{read_yaml, set_modified};

@@ -1,12 +1,12 @@
-//! `--fresh` across processes. `--fresh` retrains the runs whose results were committed
-//! before the retraining began, and reuses those committed since. Several processes
-//! started with `--fresh` on one out/ are one retraining: each registers while it runs
-//! (a claim of its own under out/.fresh/, with its heartbeat, named after the instant it
-//! started, in nanoseconds), and takes as its cutoff the earliest start among the live
-//! registrations, its own included. So a process
-//! that starts after another has already committed a run reuses that run instead of
-//! training it again. A registration whose process is gone (or silent past the claim
-//! timeout) no longer counts, and is removed.
+//! `--fresh` across processes: several started on one out/ are one retraining.
+//! `--fresh` retrains the runs whose results were committed before the retraining
+//! began, and reuses those committed since. Several processes started with `--fresh` on
+//! one out/ are one retraining: each registers while it runs (a claim of its own under
+//! out/.fresh/, with its heartbeat, named after the instant it started, in
+//! nanoseconds), and takes as its cutoff the earliest start among the live
+//! registrations, its own included. So a process that starts after another has already
+//! committed a run reuses that run instead of training it again. A registration whose
+//! process is gone (or silent past the claim timeout) no longer counts, and is removed.
 
 use crate::cluster::claim::{self, Attempt, Claim};
 use crate::cluster::process::Holder;

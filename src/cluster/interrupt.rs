@@ -1,8 +1,8 @@
-//! Stopping on SIGTERM or SIGUSR1 (SLURM's warning before a time limit or preemption):
-//! the training loop stops at the next batch, the epoch in flight is dropped (the last
-//! committed one stays the resume point), claims are released, and under SLURM the
-//! process requeues its own array task and exits with `EXIT_CODE`. A second signal
-//! ends the process at once.
+//! SIGTERM and SIGUSR1 (SLURM's warning before a time limit or preemption): stop at a
+//! batch, requeue the SLURM task, exit 75. The training loop stops at the next batch,
+//! the epoch in flight is dropped (the last committed one stays the resume point),
+//! claims are released, and under SLURM the process requeues its own array task and
+//! exits with `EXIT_CODE`. A second signal ends the process at once.
 
 use crate::train::stop::flag;
 use signal_hook::SigId;

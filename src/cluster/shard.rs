@@ -1,7 +1,7 @@
-//! `--shard I/N`: a process takes the runs of each stage whose position in the stage's
-//! plan is I modulo N, so N processes (two GPUs, or the tasks of a SLURM array, where
-//! N is the stage's run count and each task takes one run) split a stage without
-//! talking to each other.
+//! `--shard I/N`: a process takes the runs at positions I modulo N of each stage's
+//! plan. So N processes (two GPUs, or the tasks of a SLURM array, where N is the
+//! stage's run count and each task takes one run) split a stage without talking to each
+//! other.
 
 use std::fmt;
 use std::str::FromStr;

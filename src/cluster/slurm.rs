@@ -1,10 +1,11 @@
-//! `cellnets slurm`: a study as SLURM jobs. Each stage becomes a job array with one
-//! task per run that has not finished; task K runs `cellnets only STAGE --shard K/N`
-//! (N the stage's run count), which takes exactly the stage's K-th run. Stages wait for
-//! the stages they start from (`--dependency=afterok`), and a last job writes the
-//! report. The scripts go to out/slurm/ with `submit.sh`, which submits them in order;
-//! `--submit` does the same and prints the job ids. Rerun after failures: only what is
-//! unfinished is submitted again.
+//! `cellnets slurm`: a study as SLURM jobs, a job array per stage, with dependencies,
+//! submitted in order. Each stage becomes a job array with one task per run that has
+//! not finished; task K runs `cellnets only STAGE --shard K/N` (N the stage's run
+//! count), which takes exactly the stage's K-th run. Stages wait for the stages they
+//! start from (`--dependency=afterok`), and a last job writes the report. The scripts
+//! go to out/slurm/ with `submit.sh`, which submits them in order; `--submit` does the
+//! same and prints the job ids. Rerun after failures: only what is unfinished is
+//! submitted again.
 
 use crate::outputs::ensemble::{ensemble_folder, read_ensemble_result};
 use crate::outputs::run_folder::{Failure, RunFolder};

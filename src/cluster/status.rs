@@ -1,6 +1,6 @@
-//! `cellnets status`: where each stage's runs stand, from the files under out/ alone
-//! (results, claims, resume points), so it can watch a study that other processes or
-//! SLURM tasks are training.
+//! `cellnets status`: where each stage and run stands, with a training run's pace and
+//! time left. It reads the files under out/ alone (results, claims, resume points), so
+//! it can watch a study that other processes or SLURM tasks are training.
 
 use crate::cluster::claim;
 use crate::outputs::run_folder::{Failure, RunFolder};

@@ -1,7 +1,7 @@
-//! Uncompressed copies of an npz file's image arrays, for sets whose pixels do not fit
-//! in memory: written once, a buffer at a time, then read row by row per batch. A
-//! copy is named after the npz file's MD5, so a replaced file never meets an old copy,
-//! and appears only once complete.
+//! Uncompressed disk copies of an npz file's image arrays, for sets whose pixels do not
+//! fit in memory. A copy is written once, a buffer at a time, then read row by row per
+//! batch; it is named after the npz file's MD5, so a replaced file never meets an old
+//! copy, and appears only once complete.
 
 use crate::data::npz::{Array, Npz};
 use crate::storage::files::can_write_in;

@@ -1,6 +1,7 @@
-//! MedMNIST npz files: finding, checking and loading them for training, with the
-//! study's holdout (leading share of the official train split trains, the rest
-//! validates) or the official val split, and the official test split testing.
+//! Finding, checking and loading MedMNIST npz files for training, with the study's
+//! holdout or the official val split; `Datasets`, each file opened once. The holdout
+//! trains on the leading share of the official train split and validates on the rest;
+//! the official test split tests.
 
 use super::cache;
 use super::pixels::{self, Images};

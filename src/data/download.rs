@@ -1,4 +1,4 @@
-//! Fetches a missing MedMNIST file from Zenodo, verified by MD5 and moved into place
+//! Fetches a missing MedMNIST file from Zenodo, verified by MD5. It is moved into place
 //! only once complete, so an interrupted download never looks like data.
 
 use crate::storage::files::unique_file_beside;

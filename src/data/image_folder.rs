@@ -1,9 +1,10 @@
-//! A data set from a folder of images, one subfolder per class (the ImageFolder
+//! A data set from a folder of images (`dataset: {folder}`): class folders read into a
+//! cached npz file in the official layout. One subfolder per class (the ImageFolder
 //! convention), optionally under `train/`, `val/` and `test/`. It is decoded and
 //! resized once (see `images`) into an npz file in the official MedMNIST layout, cached
 //! in the data folder under a name holding a hash of the folder's contents, so every
-//! other part of cellnets reads it as it reads a MedMNIST file, and a changed folder
-//! is read again.
+//! other part of cellnets reads it as it reads a MedMNIST file, and a changed folder is
+//! read again.
 
 use crate::data::images;
 use crate::data::npz::{self, Arrays};

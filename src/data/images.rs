@@ -1,8 +1,8 @@
-//! Image files prepared the way MedMNIST prepared its sources, so that a model sees a
-//! new image as it saw its training data: the largest centred square (MedMNIST
-//! centre-cropped its non-square sources), resized with a bicubic filter that widens
-//! when it shrinks (PIL's `BICUBIC`, which MedMNIST+ used), as 8-bit RGB or PIL's `L`
-//! grey levels.
+//! Image files prepared as MedMNIST prepared its sources (crop, resize, channels), so
+//! that a model sees a new image as it saw its training data. The largest centred
+//! square (MedMNIST centre-cropped its non-square sources) is resized with a bicubic
+//! filter that widens when it shrinks (PIL's `BICUBIC`, which MedMNIST+ used), as 8-bit
+//! RGB or PIL's `L` grey levels.
 
 use anyhow::{anyhow, Context, Result};
 use image::imageops::{self, FilterType};

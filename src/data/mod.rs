@@ -1,6 +1,7 @@
-//! Image sets: MedMNIST npz files (`npz`, found, checked and loaded by `dataset`),
-//! folders of images (`image_folder`, `images`), downloads from Zenodo (`download`),
-//! and the pixels kept in memory or in an on-disk cache (`pixels`, `cache`).
+//! Image sets: npz files, image folders, downloads, and pixels in memory or on disk.
+//! MedMNIST npz files (`npz`, found, checked and loaded by `dataset`), folders of
+//! images (`image_folder`, `images`), downloads from Zenodo (`download`), and the
+//! pixels kept in memory or in an on-disk cache (`pixels`, `cache`).
 //!
 //! May import `study`, `models` (a set's input shape) and `storage`.
 

@@ -1,6 +1,6 @@
-//! npz files (a zip of npy arrays) read array by array: headers first, so that shapes
-//! and types are checked before any data is read, then each array's data straight into
-//! a tensor, or streamed to a file for sets larger than memory. Also writes them.
+//! npz files (a zip of npy arrays) read array by array, headers first, and written.
+//! Shapes and types are checked before any data is read; then each array's data goes
+//! straight into a tensor, or is streamed to a file for sets larger than memory.
 
 use anyhow::{Context, Result};
 use std::fs::File;

@@ -1,7 +1,7 @@
-//! A split's images where they are kept: as the file's uint8 pixels on the training
-//! device, as an uncompressed cache file on disk for sets larger than memory, or as
-//! float features a frozen extractor computed once. Whichever, a batch reaches the
-//! model as float (N, C, H, W) in [0, 1], converted on the device per batch, so a
+//! A split's images where they are kept: uint8 pixels on the device, an uncompressed
+//! cache on disk, or a frozen extractor's features; float per batch. The cache holds
+//! sets larger than memory; the features are computed once. Whichever, a batch reaches
+//! the model as float (N, C, H, W) in [0, 1], converted on the device per batch, so a
 //! resident set takes a quarter of the memory it would take as floats.
 
 use std::fs::File;

@@ -1,6 +1,6 @@
-//! Figures cellnets draws itself: PNG to look at, SVG to put in a paper. Text uses the
-//! font bundled in assets/, so every machine renders the same picture without system
-//! fonts.
+//! Figures cellnets draws itself with plotters: PNG to look at, SVG to put in a paper.
+//! Text uses the font bundled in assets/, so every machine renders the same picture
+//! without system fonts.
 
 mod charts;
 mod draw;

@@ -1,6 +1,6 @@
-//! An ensemble put to use: several saved runs whose probabilities are averaged (each
-//! member with its own test-time views), evaluated, predicting and exported like one
-//! run. `Saved` is either, as `cellnets eval`, `predict` and `export` open them.
+//! A tested ensemble read back and used like one run: its members' mean probabilities,
+//! evaluated, predicting and exported. Each member keeps its own test-time views.
+//! `Saved` is either, as `cellnets eval`, `predict` and `export` open them.
 
 use crate::data::Split;
 use crate::inference::saved::{Predictor, SavedRun};

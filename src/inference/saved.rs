@@ -1,6 +1,7 @@
 //! A run read back from its folder, finished or (for `cellnets eval`) at its best epoch
-//! so far: its recorded settings and best checkpoint rebuild the model, which can then be evaluated on any compatible data file
-//! (`cellnets eval`, and the figures of `cellnets report`).
+//! so far: its model, best weights and input shape. Its recorded settings and best
+//! checkpoint rebuild the model, which can then be evaluated on any compatible data
+//! file (`cellnets eval`, and the figures of `cellnets report`).
 
 use crate::data::{Dataset, Split};
 use crate::metrics::TestReport;

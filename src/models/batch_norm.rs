@@ -1,6 +1,7 @@
-//! Batch normalisation as each model's original framework defines it. Both start as
-//! Keras and PyTorch do (scale ones, shift zeros, moving mean zeros, moving variance
-//! ones); tch's `BatchNormConfig` default draws the scale uniformly from [0, 1) instead.
+//! Batch normalisation as each model's original framework defines it: Keras' for the
+//! study's deep CNN, PyTorch's for ResNet-18 and ResNet-9. Both start as Keras and
+//! PyTorch do (scale ones, shift zeros, moving mean zeros, moving variance ones); tch's
+//! `BatchNormConfig` default draws the scale uniformly from [0, 1) instead.
 
 use tch::nn::{self, ModuleT};
 use tch::Tensor;

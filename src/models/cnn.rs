@@ -1,3 +1,5 @@
+//! The study's shallow CNN: one convolution, ReLU, pooling and a linear head.
+
 use super::mlp::dense;
 use super::network::{conv, InputShape, Network, Pool};
 use tch::nn::{self, ModuleT};

@@ -1,3 +1,5 @@
+//! The study's deep CNN, DenseNet-style: a stem, one dense block and a linear head.
+
 use super::batch_norm::KerasBatchNorm;
 use super::mlp::dense;
 use super::network::{conv, InputShape, Network};

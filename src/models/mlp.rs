@@ -1,3 +1,5 @@
+//! The study's multilayer perceptron: one hidden layer, dropout, a linear output.
+
 use super::network::{glorot_uniform, Activation, InputShape, Network};
 use tch::{nn, Tensor};
 

@@ -1,3 +1,5 @@
+//! ResNet-18 for small images, as the MedMNIST benchmark adapts it to 28x28.
+
 use super::batch_norm::pytorch_batch_norm;
 use super::mlp::dense;
 use super::network::{conv, InputShape, Network};

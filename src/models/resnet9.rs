@@ -1,3 +1,5 @@
+//! The DAWNBench ResNet-9: a small residual net that trains in minutes.
+
 use super::batch_norm::pytorch_batch_norm;
 use super::mlp::dense;
 use super::network::{conv, InputShape, Network};

@@ -1,7 +1,9 @@
-//! The layout of out/ and the files in it. A stage's folder holds its summary table
-//! and its winner; a run's folder its epoch table, best weights, test tables, the
-//! resume point while it trains, and its result, written last as the run's commit
-//! point. Every path under out/ is joined here, and every file is written whole.
+//! The layout of out/: every stage and run path, a run's result, resume state and
+//! slots, its epoch table, moving a run aside and adopting a finished one. A stage's
+//! folder holds its summary table and its winner; a run's folder its epoch table, best
+//! weights, test tables, the resume point while it trains, and its result, written last
+//! as the run's commit point. Every path under out/ is joined here, and every file is
+//! written whole.
 
 use crate::metrics::{CONFUSION_CSV, PER_CLASS_CSV};
 use crate::models::InputShape;

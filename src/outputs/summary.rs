@@ -1,5 +1,5 @@
 //! A finished run in a line: the row it adds to its stage's `summary.csv`, also kept in
-//! its `result.yaml`.
+//! its `result.yaml`; and the spread across the seeds of a repeated configuration.
 
 use crate::metrics::TestMetrics;
 use crate::statistics::Spread;

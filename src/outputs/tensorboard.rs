@@ -1,5 +1,6 @@
-//! TensorBoard event files, written by hand: a run's scalars per epoch and its
-//! hyperparameters for the HParams plugin, so `tensorboard --logdir out` shows a study.
+//! TensorBoard event files, written by hand (TFRecord framing, masked CRC-32C, Event,
+//! Summary and HParams protobufs), so `tensorboard --logdir out` shows a study. They
+//! hold a run's scalars per epoch and its hyperparameters for the HParams plugin.
 //!
 //! The format is small. A file is a sequence of TFRecords (a little-endian u64 length,
 //! its masked CRC-32C, the bytes, their masked CRC-32C), each an `Event` protobuf. The

@@ -1,5 +1,6 @@
-//! A stage's winner: the run the next stepwise stage starts from, recorded in
-//! `out/<stage>/winner.yaml` so that later invocations can start from it too.
+//! A stage's winner (`out/<stage>/winner.yaml`), the configuration with the best mean
+//! over its seeds: the run the next stepwise stage starts from, in this invocation or a
+//! later one.
 
 use crate::outputs::run_folder::StageFolder;
 use crate::outputs::summary::RunSummary;

@@ -1,6 +1,7 @@
-// The switches of libtorch that tch 0.24 does not reach: TF32 for float32 matmuls and
-// convolutions, and autocast to bf16 (tch's `autocast` only turns on CUDA's, in fp16).
-// Each function returns 0, or 1 with libtorch's message copied into `error`.
+// The C++ that reaches what tch 0.24 does not; build.rs compiles it. The switches it
+// reaches: TF32 for float32 matmuls and convolutions, and autocast to bf16 (tch's
+// `autocast` only turns on CUDA's, in fp16). Each function returns 0, or 1 with
+// libtorch's message copied into `error`.
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 

@@ -1,9 +1,10 @@
-//! How libtorch computes float32 work, beyond IEEE float32: TF32 tensor cores for
-//! matmuls and convolutions, cuDNN's autotuner, and autocast to bf16. Each is a speed-up
-//! on a GPU that changes the numbers a little, so all are off by default: a run then
-//! computes in IEEE float32 on any device, and CPU and GPU curves can be compared. (On
-//! its own, PyTorch lets cuDNN convolutions use TF32.) tch reaches only the autotuner;
-//! libtorch.cpp holds the C++ for the rest.
+//! TF32, cuDNN's autotuner and per-thread bf16 autocast: the switches and the autocast
+//! guard (docs/gpu.md). They set how libtorch computes float32 work, beyond IEEE
+//! float32: TF32 tensor cores for matmuls and convolutions, cuDNN's autotuner, and
+//! autocast to bf16. Each is a speed-up on a GPU that changes the numbers a little, so
+//! all are off by default: a run then computes in IEEE float32 on any device, and CPU
+//! and GPU curves can be compared. (On its own, PyTorch lets cuDNN convolutions use
+//! TF32.) tch reaches only the autotuner; libtorch.cpp holds the C++ for the rest.
 
 use anyhow::{bail, Result};
 use std::ffi::{c_char, c_int, CStr};

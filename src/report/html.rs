@@ -1,9 +1,10 @@
-//! The report as one HTML page: report.md's markdown as HTML with every figure inline
-//! (SVG charts as markup, pictures as data: URLs), the study's snapshot as inline JSON,
-//! and the script that draws interactive curves, tables and run pages from it. The page
-//! asks nothing of any other file or host, so it opens from disk, from a mail or
-//! offline; its tables and figures read without JavaScript. `cellnets serve` sends the
-//! same page, live: without the markdown, fetching fresh snapshots instead.
+//! report.html: the report's markdown as HTML, every figure inline, and the page's
+//! shell. It holds report.md's markdown as HTML with every figure inline (SVG charts as
+//! markup, pictures as data: URLs), the study's snapshot as inline JSON, and the script
+//! that draws interactive curves, tables and run pages from it. The page asks nothing
+//! of any other file or host, so it opens from disk, from a mail or offline; its tables
+//! and figures read without JavaScript. `cellnets serve` sends the same page, live:
+//! without the markdown, fetching fresh snapshots instead.
 
 use pulldown_cmark::{html, Event, Options, Parser, Tag, TagEnd};
 

@@ -1,7 +1,8 @@
-//! `cellnets report`: reads a manifest's outputs under out/ and writes out/report.md,
-//! with the figures under out/report/, setting every table and figure of the study
-//! beside the numbers it reported, and the same as one self-contained page,
-//! out/report.html. Reads outputs and data only; trains nothing.
+//! `cellnets report`: out/report.md and out/report.html from a manifest's outputs, in
+//! three steps (`gather`, `compute`, `render`). The markdown has its figures under
+//! out/report/ and sets every table and figure of the study beside the numbers it
+//! reported; report.html is the same as one self-contained page. Reads outputs under
+//! out/ and data only; trains nothing.
 //!
 //! Three steps, each in a module of its own: `gather` reads every file it needs into
 //! plain structs, `compute` runs the tested winners on the test split, and `render`

@@ -1,8 +1,8 @@
-//! The study as data for the browser: every planned run with where it stands, its
-//! epochs so far and its results, read from out/ alone. report.html carries one
-//! snapshot inline; `cellnets serve` hands out a fresh one to each poll. Reading it
-//! trains and evaluates nothing, so it is cheap enough to repeat every few seconds
-//! while a study trains.
+//! The study as data for the browser (every planned run's state, epochs so far and
+//! results), inline in report.html and served live. It is read from out/ alone:
+//! report.html carries one snapshot inline; `cellnets serve` hands out a fresh one to
+//! each poll. Reading it trains and evaluates nothing, so it is cheap enough to repeat
+//! every few seconds while a study trains.
 
 use crate::cluster::status::{run_state, RunState};
 use crate::outputs::run_folder::{FinishedRun, RunFolder};

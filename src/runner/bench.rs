@@ -1,7 +1,7 @@
-//! `cellnets bench`: seconds per training epoch of the study's models at the study's
-//! settings (batch 32, plain SGD at 0.01), on real data, and the validation pass on
-//! its own. bench/pytorch_bench.py measures the same in PyTorch; bench/compare.py runs
-//! both interleaved and prints the ratios.
+//! The timing behind `cellnets bench`: seconds per training epoch of the study's
+//! models, and of the validation pass on its own. It times them at the study's settings
+//! (batch 32, plain SGD at 0.01), on real data. bench/pytorch_bench.py measures the
+//! same in PyTorch; bench/compare.py runs both interleaved and prints the ratios.
 
 use crate::data::Dataset;
 use crate::models::{count_parameters, Activation, ModelSpec, Pool};

@@ -1,7 +1,7 @@
-//! An ensemble stage evaluated: its members found among the finished runs of their
-//! stages, their mean probabilities tested on the test split, and the result written
-//! like a run's (out/<stage>/ensemble: the test tables and ensemble.yaml; a row of the
-//! stage's summary.csv).
+//! An ensemble stage evaluated: its members found, their mean probabilities tested on
+//! the test split. The members are found among the finished runs of their stages, and
+//! the result is written like a run's (out/<stage>/ensemble: the test tables and
+//! ensemble.yaml; a row of the stage's summary.csv).
 
 use crate::data::Dataset;
 use crate::inference::ensemble::SavedEnsemble;

@@ -1,9 +1,10 @@
-//! A halving stage's runs, rung by rung. Each worker (a `--jobs` thread, a `--shard`ed
-//! process, a SLURM task) reads where the stage stands from its runs' folders, takes
-//! the next step it may (train a run to its next rung, or halt one a rung left behind),
-//! claims that run for it, and reads again. With nothing to take, a worker of a
-//! synchronous stage waits for the rung others are finishing; under ASHA it stops, and
-//! whoever trains last finishes the stage.
+//! A halving stage's runs, rung by rung: its workers claim the next (run, rung) step,
+//! wait or leave. Each worker (a `--jobs` thread, a `--shard`ed process, a SLURM task)
+//! reads where the stage stands from its runs' folders, takes the next step it may
+//! (train a run to its next rung, or halt one a rung left behind), claims that run for
+//! it, and reads again. With nothing to take, a worker of a synchronous stage waits for
+//! the rung others are finishing; under ASHA it stops, and whoever trains last finishes
+//! the stage.
 
 use super::session::{dataset_for, given_up, names, trained_by, Done, Goal, Session};
 use crate::data::Datasets;

@@ -1,5 +1,6 @@
-//! Progress on stderr: a bar over a stage's runs and one over the current run's epochs
-//! with the latest metrics and an ETA; plain log lines when stderr is not a terminal.
+//! Progress on stderr, a callback of the loop: a bar over a stage's runs and one over
+//! the current run's epochs with the latest metrics and an ETA; plain log lines when
+//! stderr is not a terminal.
 
 use crate::notes;
 use crate::outputs::summary::RunSummary;

@@ -1,6 +1,8 @@
-//! Trains one run, from its plan to its summary: readies its folder (resuming an
-//! interrupted run), builds the model with any transferred layers, chooses how the
-//! loop steps, fits it with its callbacks, and tests its best weights.
+//! One run in steps: ready its folder, build, choose how to step, fit, test; and
+//! halting a run a rung left behind. It trains one run from its plan to its summary:
+//! readies its folder (resuming an interrupted run), builds the model with any
+//! transferred layers, chooses how the loop steps, fits it with its callbacks, and
+//! tests its best weights.
 
 use crate::cluster::claim::Claim;
 use crate::data::{Dataset, Split};

@@ -1,8 +1,9 @@
-//! `cellnets serve`: the study's page, live. The page (report.html's, without the
-//! markdown) polls `api/study`, a fresh snapshot of out/ (`report::snapshot`), every two
-//! seconds; files under out/ (report.html, figures, CSV tables) are served read-only
-//! from `files/`. Polling files rather than watching them works on NFS, where a login
-//! node sees what compute nodes write.
+//! `cellnets serve`: the study's page, live, over a small read-only HTTP server
+//! (binding, token, routes, one shared snapshot a second). The page (report.html's,
+//! without the markdown) polls `api/study`, a fresh snapshot of out/
+//! (`report::snapshot`), every two seconds; files under out/ (report.html, figures, CSV
+//! tables) are served read-only from `files/`. Polling files rather than watching them
+//! works on NFS, where a login node sees what compute nodes write.
 //!
 //! Safety: it binds 127.0.0.1 unless told otherwise; on any other address every request
 //! must carry a random token (printed in the URL, as Jupyter does) or is refused. Only

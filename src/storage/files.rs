@@ -1,6 +1,7 @@
-//! Files written whole: through a temporary file in the same folder, renamed over the
-//! target, so readers and crashes see the old file or the new one, never half of one.
-//! And read back with errors that say what to do about a damaged one.
+//! Atomic writes (a temporary file renamed over the target), and YAML and CSV tables
+//! read back. A file is written through a temporary file in the same folder, renamed
+//! over the target, so readers and crashes see the old file or the new one, never half
+//! of one; it is read back with errors that say what to do about a damaged one.
 
 use anyhow::{Context, Result};
 use serde::{de::DeserializeOwned, Serialize};

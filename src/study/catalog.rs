@@ -1,7 +1,8 @@
-//! The MedMNIST 2D collection, built into the program (src/study/medmnist.yaml): each set's
-//! task, channels, label names, official split sizes and file checksums, and the
-//! MedMNIST v2 benchmark's published test results, so that a manifest names a set and
-//! a report sets its runs beside the benchmark.
+//! The MedMNIST 2D sets and the benchmark's results, built in from
+//! src/study/medmnist.yaml. For each set: its task, channels, label names, official
+//! split sizes and file checksums, and the MedMNIST v2 benchmark's published test
+//! results, so that a manifest names a set and a report sets its runs beside the
+//! benchmark.
 
 use crate::study::task::Task;
 use serde::Deserialize;

@@ -1,6 +1,6 @@
-//! A study before anything trains: the manifest as the user wrote it (`manifest`), the
-//! plan of runs it expands to (`plan`), random search and successive halving
-//! (`search`), ensemble stages (`ensemble`), the MedMNIST collection's facts
+//! A study before anything trains. It holds the manifest as the user wrote it
+//! (`manifest`), the plan of runs it expands to (`plan`), random search and successive
+//! halving (`search`), ensemble stages (`ensemble`), the MedMNIST collection's facts
 //! (`catalog`), the kinds of task (`task`) and the original study's models and numbers
 //! (`reference`).
 //!

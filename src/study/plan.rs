@@ -1,5 +1,6 @@
 //! Turns a manifest into the runs to train: stage settings over defaults (or over an
-//! earlier stage's winner), grids expanded into one run per cell.
+//! earlier stage's winner), grids and samples expanded into runs, each with its
+//! revision, and a halving stage's rungs.
 
 use crate::models::ModelSpec;
 use crate::study::ensemble::Ensemble;

@@ -1,5 +1,5 @@
-//! The numbers the reproduced study reported, built into the program (src/study/reference.yaml)
-//! so that reports compare against them without any file beside the project.
+//! The numbers the reproduced study reported, built in from src/study/reference.yaml so
+//! that reports compare against them without any file beside the project.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

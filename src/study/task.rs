@@ -1,6 +1,6 @@
-//! What a data set's labels ask of a model, as the MedMNIST benchmark defines its four
-//! task types: the loss a model trains on, the decisions it makes, and how labels are
-//! kept.
+//! The four MedMNIST task types: the loss a model trains on, the decisions it makes,
+//! how labels are kept. They are what a data set's labels ask of a model, as the
+//! MedMNIST benchmark defines them.
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};

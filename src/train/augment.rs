@@ -1,9 +1,10 @@
-//! The random transforms of a training batch's images, each image drawing its own
-//! parameters from the run's streams, in a fixed order: flips and quarter turns
-//! (`augment`), a shift (`crop_padding`), a small rotation (`rotate`), then brightness,
-//! contrast and saturation (`color_jitter`). Blood-cell images have no up or left, so
-//! every symmetry of the square is a fair view of a cell. Each transform is a function
-//! of the batch and its drawn parameters, so tests can give it the parameters.
+//! The random transforms of training images: flips, quarter turns, shifts, rotations,
+//! colour jitter. Each image of a batch draws its own parameters from the run's
+//! streams, in a fixed order: flips and quarter turns (`augment`), a shift
+//! (`crop_padding`), a small rotation (`rotate`), then brightness, contrast and
+//! saturation (`color_jitter`). Blood-cell images have no up or left, so every symmetry
+//! of the square is a fair view of a cell. Each transform is a function of the batch
+//! and its drawn parameters, so tests can give it the parameters.
 
 use crate::random;
 use crate::study::manifest::Training;

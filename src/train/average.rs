@@ -1,8 +1,9 @@
-//! An exponential moving average of a run's weights (`ema`), as timm and TensorFlow
-//! keep one: updated after every optimizer step, it is what the run evaluates and
-//! checkpoints. Its decay ramps up as TensorFlow's `num_updates` rule has it,
-//! `min(decay, (1 + t) / (10 + t))` at step t, so that the first epochs do not average
-//! in the random initial weights for thousands of steps.
+//! The moving average of a run's weights (`ema`), kept in the optimizer's state. An
+//! exponential moving average, as timm and TensorFlow keep one: updated after every
+//! optimizer step, it is what the run evaluates and checkpoints. Its decay ramps up as
+//! TensorFlow's `num_updates` rule has it, `min(decay, (1 + t) / (10 + t))` at step t,
+//! so that the first epochs do not average in the random initial weights for thousands
+//! of steps.
 //!
 //! While an epoch is evaluated and committed, the averages sit in the variables
 //! themselves and the training weights are set aside: a commit then saves the averaged

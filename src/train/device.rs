@@ -1,8 +1,9 @@
-//! Every tensor of a step on the run's device. libtorch moves nothing by itself: a
-//! tensor left on the CPU beside CUDA ones fails the step or, as a 0-dim scalar, costs
-//! a host round trip. A CPU-only machine runs every test with one device, so debug
-//! builds check where the tensors of each step are, and tests/device_generic.rs keeps
-//! CPU-pinned constructors out of the device-generic code.
+//! The debug check that every tensor of a step is on the run's device. libtorch moves
+//! nothing by itself: a tensor left on the CPU beside CUDA ones fails the step or, as a
+//! 0-dim scalar, costs a host round trip. A CPU-only machine runs every test with one
+//! device, so debug builds check where the tensors of each step are, and
+//! tests/device_generic.rs keeps CPU-pinned constructors out of the device-generic
+//! code.
 
 use tch::{Device, Tensor};
 

@@ -1,8 +1,8 @@
-//! The training loop. It knows nothing of files: what happens around it (the epoch
-//! table, the progress bar, early stopping) are callbacks, as in Lightning, and each
-//! finished epoch is committed through a `Checkpointer`, with the optimizer's state, the
-//! best epoch so far and every callback's state, as the one point a killed run resumes
-//! from.
+//! The training loop, its `Callback` and `Checkpointer` interfaces and the best-epoch
+//! rule. It knows nothing of files: what happens around it (the epoch table, the
+//! progress bar, early stopping) are callbacks, as in Lightning, and each finished
+//! epoch is committed through a `Checkpointer`, with the optimizer's state, the best
+//! epoch so far and every callback's state, as the one point a killed run resumes from.
 
 use super::{evaluate, learning_rate, train_epoch, FusedInputDense, Optimizer, OptimizerState};
 use crate::data::Dataset;

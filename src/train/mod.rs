@@ -1,10 +1,10 @@
-//! Training, free of I/O: the loop (`fit`) with its callbacks and the one point a run
-//! resumes from, a batch's step and evaluation (`step`), the random transforms of its
-//! images (`augment`), its targets under label smoothing, mixup and cutmix (`targets`),
-//! the optimizers and their state (`optimizer`) with the weights' moving average
-//! (`average`), the request to stop at the next batch
-//! (`stop`), test-time augmentation (`tta`), and the debug check that a step's tensors share the run's device
-//! (`device`).
+//! Training, free of I/O. It holds the loop (`fit`) with its callbacks and the one
+//! point a run resumes from, a batch's step and evaluation (`step`), the random
+//! transforms of its images (`augment`), its targets under label smoothing, mixup and
+//! cutmix (`targets`), the optimizers and their state (`optimizer`) with the weights'
+//! moving average (`average`), the request to stop at the next batch (`stop`),
+//! test-time augmentation (`tta`), and the debug check that a step's tensors share the
+//! run's device (`device`).
 //!
 //! May import `metrics` (an epoch's val AUC), `data`, `study`, `models` and `random`; files are the business of the
 //! callbacks and checkpointers that `runner` hands the loop.

@@ -1,7 +1,7 @@
-//! The optimizers as cellnets code over tensors: SGD (momentum, Nesterov), Adam, AdamW
-//! and RMSprop, under Keras 3's update rules (the study's) or PyTorch's, with a state
-//! (buffers and step count) that a resume point saves beside the weights, so that a
-//! resumed run steps exactly as an uninterrupted one.
+//! The optimizers and their state: SGD (momentum, Nesterov), Adam, AdamW and RMSprop,
+//! under Keras 3's update rules (the study's) or PyTorch's. They are cellnets code over
+//! tensors, with a state (buffers and step count) that a resume point saves beside the
+//! weights, so that a resumed run steps exactly as an uninterrupted one.
 //!
 //! Where the rules differ:
 //! - SGD momentum: Keras keeps a velocity in units of the rate (`m = mu m - lr g`,

@@ -1,6 +1,7 @@
-//! A request to stop training at the next batch. The loop only asks whether a stop was
-//! requested; who requests it (a signal handler in `cluster::interrupt`, a test) is not
-//! its concern, which keeps `train` below the folders that share out/ among processes.
+//! The flag that stops training at the next batch, which signal handlers set. The loop
+//! only asks whether a stop was requested; who requests it (a signal handler in
+//! `cluster::interrupt`, a test) is not its concern, which keeps `train` below the
+//! folders that share out/ among processes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

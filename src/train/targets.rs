@@ -1,8 +1,9 @@
-//! What a training batch's loss is taken against when its targets are not its labels:
-//! label smoothing (Szegedy et al. 2016), and pairs of images mixed by mixup (Zhang et
-//! al. 2018) or cutmix (Yun et al. 2019), whose targets mix in the same shares. Each
-//! image's partner is the image at the mirror position of the batch, whose order is
-//! already random (timm pairs them the same way), so a pairing draws nothing.
+//! Label smoothing, mixup and cutmix: what a training batch's loss is taken against
+//! when its targets are not its labels. Label smoothing follows Szegedy et al. 2016;
+//! mixup (Zhang et al. 2018) and cutmix (Yun et al. 2019) mix pairs of images, and
+//! their targets in the same shares. Each image's partner is the image at the mirror
+//! position of the batch, whose order is already random (timm pairs them the same way),
+//! so a pairing draws nothing.
 
 use crate::random;
 use crate::study::manifest::Training;

@@ -1,7 +1,7 @@
-//! Test-time augmentation (`tta`): a prediction averages the probabilities the model
-//! gives to several views of each image, the flips and quarter turns that `augment`
-//! showed it in training. `flips` adds each image's mirror image, `rot90` its three
-//! quarter turns; both together give all eight symmetries of the square.
+//! Test-time augmentation (`tta`): a prediction averages the model's probabilities over
+//! flips and quarter turns of each image, the views `augment` showed it in training.
+//! `flips` adds each image's mirror image, `rot90` its three quarter turns; both
+//! together give all eight symmetries of the square.
 
 use super::predict;
 use crate::data::Images;

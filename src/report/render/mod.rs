@@ -1,5 +1,5 @@
-//! Render: the report as markdown and the figures and tables it links, from what
-//! `gather` read and `compute` evaluated. Pure: nothing here reads or writes a file.
+//! Render, pure: the report as markdown and the figures and tables it links, from what
+//! `gather` read and `compute` evaluated. Nothing here reads or writes a file.
 
 mod data_overview;
 mod ensemble;
