@@ -10,9 +10,17 @@
 //! draw only, not for the computation around it.
 
 use std::cell::Cell;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 static GENERATOR: Mutex<()> = Mutex::new(());
+
+/// The process-wide lock on libtorch's generator, for code that seeds and draws on its
+/// own (the integration tests' synthetic data) or draws without caring what (a model
+/// built only to load weights into): holding it, no draw of theirs falls between
+/// another thread's reseeding and its draw. Not reentrant: never call `draw` under it.
+pub fn lock() -> MutexGuard<'static, ()> {
+    GENERATOR.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 thread_local! {
     /// The stream the current thread's draws take their seeds from, while one is set.
@@ -27,7 +35,7 @@ struct Stream {
 
 /// Runs `draw` on libtorch's generator seeded with `seed`, with no other draw between.
 pub fn draw_seeded<T>(seed: u64, draw: impl FnOnce() -> T) -> T {
-    let _generator = GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
+    let _generator = lock();
     tch::manual_seed(seed as i64);
     draw()
 }
@@ -61,7 +69,7 @@ pub fn draw<T>(draw: impl FnOnce() -> T) -> T {
             draw_seeded(draw_seed(current.seed, current.draws), draw)
         }
         None => {
-            let _generator = GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
+            let _generator = lock();
             draw()
         }
     }

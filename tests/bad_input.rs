@@ -1,7 +1,7 @@
 //! Bad manifests and bad data stop the binary with a clear message, and nothing is
 //! written under out/.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use tch::{Device, Kind, Tensor};

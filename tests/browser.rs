@@ -5,7 +5,7 @@
 //! study trains, seeing a new epoch arrive without a reload. Screenshots land in the
 //! folder each test prints.
 
-mod common;
+use crate::common;
 
 use common::outputs::{cellnets, cellnets_command, study_dir};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! uses, `status` says little unless asked and tells a training run's pace, and `eval`
 //! scores a run that has not finished at its best epoch so far.
 
-mod common;
+use crate::common;
 
 use common::outputs::{cellnets, cellnets_command, committed_epoch, study_dir, wait_for_epoch};
 use std::process::{Output, Stdio};

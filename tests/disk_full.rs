@@ -9,7 +9,7 @@
 //!
 //! Mounting needs root: elsewhere the test says so and passes without running.
 
-mod common;
+use crate::common;
 
 use common::outputs::{cellnets, cellnets_command, check_consistent, metrics, study_dir};
 use std::collections::BTreeSet;

@@ -2,7 +2,7 @@
 //! members' (each with its own test-time views), its result is written like a run's
 //! and shown by `cellnets report`, `status` and `eval`; `predict` and `export` take it.
 
-mod common;
+use crate::common;
 
 use cellnets::data::Dataset;
 use cellnets::inference::ensemble::SavedEnsemble;

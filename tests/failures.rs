@@ -2,7 +2,7 @@
 //! in its folder; `status` and the report show it as failed, a rerun retries it, and
 //! after three failures in a row it is skipped, with the fix, until `--retry-failed`.
 
-mod common;
+use crate::common;
 
 use common::outputs::{cellnets, cellnets_command, study_dir};
 use std::fs;

@@ -2,7 +2,7 @@
 //! and the npz validation. Neither may panic or crash, whatever the bytes; the files in
 //! tests/corpus are hostile manifests that must each be refused with a message.
 
-mod common;
+use crate::common;
 
 use cellnets::study::{manifest, plan};
 use proptest::prelude::*;

@@ -5,7 +5,7 @@
 //! best so far; sampled configurations are reproducible, and a larger budget or another
 //! reduction continues halted runs instead of training them again.
 
-mod common;
+use crate::common;
 
 use cellnets::storage::files::read_table;
 use common::outputs::{assert_same_metrics, cellnets, check_consistent, metrics, study_dir};

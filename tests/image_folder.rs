@@ -1,7 +1,7 @@
 //! A data set from a folder of images: trains, reports, predicts with the folder's
 //! class names, and is decoded once, until an image changes.
 
-mod common;
+use crate::common;
 
 use image::RgbImage;
 use std::path::{Path, PathBuf};
@@ -11,8 +11,11 @@ const CLASS_NAMES: [&str; 4] = ["basophil", "eosinophil", "lymphocyte", "monocyt
 /// 240 learnable 8x8 images as PNG files under `<dir>/cells/<class>/`.
 fn write_folder(dir: &Path) -> PathBuf {
     let folder = dir.join("cells");
-    tch::manual_seed(7);
-    let (images, labels) = common::learnable_split(240);
+    let (images, labels) = {
+        let _generator = common::torch_generator();
+        tch::manual_seed(7);
+        common::learnable_split(240)
+    };
     for row in 0..240 {
         let class = labels.int64_value(&[row, 0]) as usize;
         let class_dir = folder.join(CLASS_NAMES[class]);

@@ -1,7 +1,7 @@
 //! Runs trained side by side (`--jobs`) draw from seeds of their own: each run's epoch
 //! table is the one it has when trained alone, bit for bit at the same thread count.
 
-mod common;
+use crate::common;
 
 use common::outputs::{
     assert_same_checkpoints, assert_same_metrics, cellnets, checkpoints, metrics,

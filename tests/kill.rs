@@ -6,7 +6,7 @@
 //! extras (shifts, rotations, colour jitter, label smoothing, mixup and cutmix, warm-up,
 //! a moving average of the weights).
 
-mod common;
+use crate::common;
 
 use common::outputs::{
     assert_same_checkpoints, assert_same_metrics, cellnets, check_consistent, checkpoints, metrics,

@@ -1,5 +1,7 @@
 //! The shipped manifests plan, and their models have the study's parameter counts.
 
+use crate::common;
+
 use cellnets::models::{count_parameters, InputShape};
 use cellnets::runner::transfer::freeze;
 use cellnets::study::manifest;
@@ -23,6 +25,8 @@ fn counts(manifest_path: &str) -> HashMap<String, (i64, i64)> {
                 classes: 8,
             };
             let vs = nn::VarStore::new(Device::Cpu);
+            // Only the counts are wanted, but building draws the initial weights.
+            let _generator = common::torch_generator();
             run.model.build(&vs.root(), input);
             if let Some(transfer) = &run.transfer {
                 freeze(&vs, &transfer.layers).unwrap();

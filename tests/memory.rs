@@ -2,8 +2,6 @@
 //! read per batch: the process's peak memory stays near that of a tiny set, and the
 //! numbers equal those of the same set held in memory.
 
-mod common;
-
 use cellnets::data::npz;
 use cellnets::storage::files::read_table;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `cellnets predict` on image files written from a trained run's data, and on files
 //! a user may bring: other formats, depths, channels and sizes, and broken files.
 
-mod common;
+use crate::common;
 
 use cellnets::inference::eval::Saved;
 use cellnets::inference::predict;

@@ -6,7 +6,7 @@
 //! The lock and claim races run this test binary itself as the racing processes: with
 //! `CELLNETS_RACE_ROLE` set, `race_worker` plays one of them instead of being a test.
 
-mod common;
+use crate::common;
 
 use cellnets::cluster::claim::{try_claim, Attempt};
 use cellnets::cluster::file_lock::with_lock;
@@ -98,7 +98,7 @@ fn spawn_racers(role: &str, dir: &Path) -> Vec<Child> {
     (0..PROCESSES)
         .map(|worker| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["race_worker", "--exact", "--nocapture", "--test-threads=1"])
+                .args(["races::race_worker", "--exact", "--nocapture", "--test-threads=1"])
                 .env("CELLNETS_RACE_ROLE", role)
                 .env("CELLNETS_RACE_DIR", dir)
                 .env("CELLNETS_RACE_WORKER", worker.to_string())

@@ -1,6 +1,7 @@
-//! Each run's draws are its own (`cellnets::random`). In a process of their own: a draw
-//! that bypasses the lock (as other unit tests' do) could fall between a reseeding and
-//! its draw, so every draw here goes through `random`.
+//! Each run's draws are its own (`cellnets::random`). A draw that bypasses the lock (as
+//! unit tests' do) could fall between a reseeding and its draw, so every draw here goes
+//! through `random`, and every other draw in this test binary (tests/tests.rs) takes the
+//! same lock (`common::torch_generator`, `cellnets::random::lock`).
 
 use cellnets::random::{draw, draw_seeded, with_stream};
 use tch::{Device, Kind, Tensor};

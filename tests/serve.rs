@@ -3,7 +3,7 @@
 //! oversized requests are refused, a non-loopback bind refuses every request without its
 //! token, and the server keeps serving through all of it without writing under out/.
 
-mod common;
+use crate::common;
 
 use common::outputs::{cellnets, cellnets_command, study_dir};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -2,7 +2,7 @@
 //! each stage, a SIGKILLed one's claim is taken over when it is rerun, a SIGTERMed one
 //! stops at a batch and resumes, and the study ends exactly as one process ends it.
 
-mod common;
+use crate::common;
 
 use common::outputs::{
     assert_same_metrics, cellnets, cellnets_command, check_consistent, claims, metrics, study_dir,

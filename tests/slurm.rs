@@ -8,7 +8,7 @@
 //! process ends the stage. `CELLNETS_SLURM_TEST=skip` skips these where SLURM cannot be
 //! installed.
 
-mod common;
+use crate::common;
 
 use common::outputs::{
     assert_same_metrics, cellnets, cellnets_command, check_consistent, claims, committed_epoch,

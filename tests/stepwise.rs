@@ -1,7 +1,7 @@
 //! Stages that build on earlier ones: stepwise winners, reuse of finished runs, and
 //! layers transferred from another stage's checkpoint.
 
-mod common;
+use crate::common;
 
 use cellnets::outputs::run_folder::{FinishedRun, RESULT_YAML};
 use cellnets::outputs::winners::read_winner;

@@ -1,6 +1,6 @@
 //! A tiny study driven through the library: what it writes, and that it learns.
 
-mod common;
+use crate::common;
 
 use cellnets::storage::files::read_table;
 use cellnets::study::manifest;
@@ -136,14 +136,18 @@ fn the_best_checkpoint_reloads_to_the_logged_val_accuracy() {
 
     let data = common::load_toy(dir.path()).unwrap();
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let model =
+    let spec =
         manifest::parse(&std::fs::read_to_string(dir.path().join("experiments.yaml")).unwrap())
             .unwrap()
             .stages[0]
             .model
-            .as_ref()
-            .unwrap()
-            .build(&vs.root(), data.input);
+            .clone()
+            .unwrap();
+    // Its initial weights are drawn, then replaced by the checkpoint's.
+    let model = {
+        let _generator = common::torch_generator();
+        spec.build(&vs.root(), data.input)
+    };
     vs.load(dir.path().join("out/mlp/run/best.safetensors"))
         .unwrap();
     let reloaded = train::evaluate(model.as_ref(), &data.val).unwrap();

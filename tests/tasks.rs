@@ -2,7 +2,7 @@
 //! evaluator's definitions, and training, outputs and the report per task through the
 //! binary on tiny synthetic files.
 
-mod common;
+use crate::common;
 
 use cellnets::metrics::{binary_auc, label_scores, one_vs_rest_auc, TaskOutcome, TestReport};
 use cellnets::storage::files::read_table;
@@ -296,18 +296,12 @@ fn multi_class_and_ordinal_metrics_follow_the_medmnist_evaluator() {
 // End to end through the binary.
 // ---------------------------------------------------------------------------------
 
-/// libtorch's generator is global: tests writing data at once must not interleave draws.
-fn generator() -> std::sync::MutexGuard<'static, ()> {
-    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    GENERATOR.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 const SPLITS: [(&str, i64); 3] = [("train", 120), ("val", 30), ("test", 40)];
 
 /// A multi-label file: label l of 14 is on at random and brightens pixel l of the
 /// grey (N, 8, 8) image.
 fn multi_label_arrays(channels: i64, seed: i64) -> Vec<(String, Tensor)> {
-    let _alone = generator();
+    let _generator = common::torch_generator();
     tch::manual_seed(seed);
     let mut arrays = Vec::new();
     for (split, rows) in SPLITS {
@@ -336,7 +330,7 @@ fn multi_label_arrays(channels: i64, seed: i64) -> Vec<(String, Tensor)> {
 
 /// One class per image out of `classes`: class c brightens row c of the 8x8 image.
 fn class_arrays(classes: i64, channels: i64, val_rows: i64, seed: i64) -> Vec<(String, Tensor)> {
-    let _alone = generator();
+    let _generator = common::torch_generator();
     tch::manual_seed(seed);
     let mut arrays = Vec::new();
     for (split, rows) in SPLITS {

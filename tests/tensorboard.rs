@@ -2,7 +2,7 @@
 //! tests/tools/read_events.py) reads back each run's scalars and hyperparameters as
 //! cellnets wrote them, also after a run was killed and resumed.
 
-mod common;
+use crate::common;
 
 use cellnets::outputs::run_folder::RunFolder;
 use cellnets::outputs::tensorboard::event_files;

@@ -156,7 +156,12 @@ impl SavedRun {
         // fails inside libtorch, which tch reports as a panic.
         panic::catch_unwind(AssertUnwindSafe(|| {
             let mut vs = nn::VarStore::new(device);
-            let network = self.plan.model.build(&vs.root(), input);
+            // Its initial weights, overwritten at once, still draw on libtorch's
+            // generator: under its lock, as every draw in the process (`random`).
+            let network = {
+                let _generator = crate::random::lock();
+                self.plan.model.build(&vs.root(), input)
+            };
             vs.load(checkpoint)
                 .map(|()| LoadedModel { _vs: vs, network })
         }))
@@ -233,6 +238,7 @@ impl SavedRun {
     fn layer_shapes(&self, input: InputShape) -> Result<HashMap<String, Vec<i64>>> {
         panic::catch_unwind(AssertUnwindSafe(|| {
             let vs = nn::VarStore::new(Device::Cpu);
+            let _generator = crate::random::lock();
             let _network = self.plan.model.build(&vs.root(), input);
             let shapes = vs.variables().into_iter();
             shapes.map(|(name, tensor)| (name, tensor.size())).collect()

@@ -91,9 +91,13 @@ pub fn check_transfers(
 }
 
 fn model_shapes(model: &ModelSpec, input: InputShape) -> Shapes {
-    // Only the shapes are wanted: a model built on the CPU and never run.
+    // Only the shapes are wanted: a model built on the CPU and never run, its draws
+    // under the generator's lock all the same (`random`).
     let vs = nn::VarStore::new(Device::Cpu);
-    model.build(&vs.root(), input);
+    {
+        let _generator = crate::random::lock();
+        model.build(&vs.root(), input);
+    }
     shapes(&vs.variables())
 }
 

@@ -10,8 +10,22 @@ use tch::{Device, Kind, Tensor};
 
 pub const CLASSES: i64 = 4;
 
+/// The lock on libtorch's random generator, to hold around `tch::manual_seed` and the
+/// draws that follow it, and around any other draw (a model built in a test).
+///
+/// The generator is one for the whole process (tch has no other), and every integration
+/// test runs in one process (tests/tests.rs), on several threads at once: without the
+/// lock, one test's draws fall between another's seeding and its draws, and seeded data
+/// stop being the same from run to run. It is the library's own lock
+/// (`cellnets::random::lock`), so that no test's draw falls inside a run trained in this
+/// process either (or in tests/random_draws.rs's streams). Not reentrant.
+pub fn torch_generator() -> std::sync::MutexGuard<'static, ()> {
+    cellnets::random::lock()
+}
+
 /// One split of a learnable problem: class c brightens the c-th quadrant of an 8x8
-/// RGB image over uniform noise. Labels cycle 0..CLASSES.
+/// RGB image over uniform noise. Labels cycle 0..CLASSES. Draws: callers hold
+/// `torch_generator()` and seed.
 pub fn learnable_split(rows: i64) -> (Tensor, Tensor) {
     let labels = Tensor::arange(rows, (Kind::Int64, Device::Cpu)).remainder(CLASSES);
     let noise = Tensor::rand([rows, 8, 8, 3], (Kind::Float, Device::Cpu)) * 100.0;
@@ -37,6 +51,7 @@ pub fn write_npz(dir: &Path, name: &str, arrays: &[(&str, Tensor)]) -> PathBuf {
 
 /// A learnable data set in the official layout: 200 train, 40 val, 80 test rows.
 pub fn learnable_arrays() -> Vec<(&'static str, Tensor)> {
+    let _generator = torch_generator();
     tch::manual_seed(42);
     let mut arrays = Vec::new();
     for (split, rows) in [("train", 200), ("val", 40), ("test", 80)] {

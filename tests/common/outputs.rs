@@ -10,19 +10,17 @@ use tch::Tensor;
 /// A toy study's folder: `data/toy.npz` (1500 learnable train rows, as tests/kill.rs
 /// has) and an `experiments.yaml` with `stages`.
 pub fn study_dir(stages: &str) -> tempfile::TempDir {
-    // libtorch's generator is global: tests running at once must not interleave draws.
-    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _alone = GENERATOR
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("data")).unwrap();
-    tch::manual_seed(7);
     let mut arrays = Vec::new();
-    for (split, rows) in [("train", 1500), ("val", 10), ("test", 200)] {
-        let (images, labels) = super::learnable_split(rows);
-        arrays.push((format!("{split}_images"), images));
-        arrays.push((format!("{split}_labels"), labels));
+    {
+        let _generator = super::torch_generator();
+        tch::manual_seed(7);
+        for (split, rows) in [("train", 1500), ("val", 10), ("test", 200)] {
+            let (images, labels) = super::learnable_split(rows);
+            arrays.push((format!("{split}_images"), images));
+            arrays.push((format!("{split}_labels"), labels));
+        }
     }
     Tensor::write_npz(&arrays, dir.path().join("data/toy.npz")).unwrap();
     super::write_manifest(dir.path(), stages);
