@@ -471,3 +471,61 @@ fn bad_halving_and_sampling_are_refused_before_anything_trains() {
         &["stage `s`", "`halving` needs several runs", "has 1"],
     );
 }
+
+#[test]
+fn an_impossible_model_or_training_value_names_the_file_line_and_column() {
+    for (stages, parts) in [
+        (
+            "  - name: cnn\n    model: {kind: cnn, kernels: 2, kernel_size: 4}\n",
+            ["kernel_size must be a positive odd number", "line 5 column 36"],
+        ),
+        // A grid's value is pointed at in the grid, not in the model it varies.
+        (
+            "  - name: cnn\n    model: {kind: cnn, kernels: 2, kernel_size: 3}\n    grid: {kernel_size: [3, 4]}\n",
+            ["run `kernel_size=4`", "line 6 column 12"],
+        ),
+        (
+            "  - name: mlp\n    model: {kind: mlp, hidden: 4}\n    training:\n      learning_rate: -1\n",
+            ["learning_rate must be a positive number", "line 7 column 7"],
+        ),
+    ] {
+        let dir = with_toy_data(&common::learnable_arrays());
+        common::write_manifest(dir.path(), stages);
+        let stderr = fails(dir.path(), &["experiments.yaml"]);
+        assert_mentions(&stderr, &["experiments.yaml"]);
+        assert_mentions(&stderr, &parts);
+    }
+}
+
+#[test]
+fn eval_on_a_missing_file_or_one_of_another_image_size_says_which() {
+    let dir = with_toy_data(&common::learnable_arrays());
+    let output = common::cellnets(dir.path(), &["experiments.yaml", "--device", "cpu"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let eval = |file: &str| {
+        let output = common::cellnets(dir.path(), &["eval", "out/mlp/run", "--data", file]);
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let missing = eval("data/nothing.npz");
+    assert_mentions(&missing, &["data/nothing.npz does not exist"]);
+    assert!(!missing.contains("damaged"), "{missing}");
+    let larger: Vec<(&str, Tensor)> = common::learnable_arrays()
+        .into_iter()
+        .map(|(name, array)| match name.ends_with("images") {
+            true => (name, array.repeat([1, 2, 2, 1])),
+            false => (name, array),
+        })
+        .collect();
+    common::write_npz(&dir.path().join("data"), "toy16.npz", &larger);
+    let misfit = eval("data/toy16.npz");
+    assert_mentions(
+        &misfit,
+        &["3x8x8 images of 4 classes", "3x16x16 images of 4 classes"],
+    );
+    assert!(!misfit.contains("torch"), "{misfit}");
+}

@@ -509,3 +509,46 @@ fn the_report_shows_each_rungs_values_and_decisions_and_the_epochs_saved() {
     assert!(out.join("report/rates/rungs.png").is_file());
     assert!(out.join("report/rates/rungs.svg").is_file());
 }
+
+#[test]
+fn clean_drops_the_resume_files_a_halving_stage_keeps_and_a_rerun_trains_nothing() {
+    let dir = study_dir(&study(SYNC));
+    let out = dir.path().join("out");
+    run(dir.path(), &[]);
+    let slots = |run: &str| {
+        std::fs::read_dir(out.join("rates").join(run))
+            .unwrap()
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with("resume-"))
+            .count()
+    };
+    // Halted runs and the finished one alike keep theirs, for a larger budget.
+    let runs = names();
+    assert!(runs.iter().all(|run| slots(run) > 0));
+    let clean = |args: &[&str]| {
+        let output = common::outputs::cellnets_command(dir.path())
+            .arg("clean")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let dry = clean(&["--dry-run"]);
+    assert_eq!(dry.matches("would drop rates/").count(), 6, "{dry}");
+    assert!(
+        runs.iter().all(|run| slots(run) > 0),
+        "a dry run removes nothing"
+    );
+    let done = clean(&[]);
+    assert_eq!(done.matches("dropped rates/").count(), 6, "{done}");
+    assert!(runs.iter().all(|run| slots(run) == 0));
+    assert!(clean(&[]).contains("freed 0.0 MB of resume files in 0 run(s)"));
+    // Their results stand: nothing trains again.
+    let rerun = run(dir.path(), &[]);
+    assert!(!rerun.contains("epoch 1/9"), "{rerun}");
+}

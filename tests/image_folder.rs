@@ -29,8 +29,9 @@ fn write_folder(dir: &Path) -> PathBuf {
     folder
 }
 
+/// The folder set's caches, which go beside the data files when that can be written.
 fn caches(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir.join("data"))
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir.join("data/.cellnets-cache"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|e| e == "npz"))
@@ -163,4 +164,27 @@ fn a_folder_that_cannot_be_a_data_set_is_refused_with_the_reason() {
     std::fs::create_dir(folder.join("train")).unwrap();
     let error = manifest("{folder: cells, image_size: 8}");
     assert!(error.contains("has train/ but no test/"), "{error}");
+}
+
+#[test]
+fn a_folder_sets_cache_goes_to_the_cache_folder_and_never_into_the_data_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    write_folder(dir.path());
+    std::fs::write(
+        dir.path().join("experiments.yaml"),
+        "dataset: {folder: cells, image_size: 8}\ndefaults: {epochs: 1}\n\
+         stages:\n  - name: mlp\n    model: {kind: mlp, hidden: 4}\n",
+    )
+    .unwrap();
+    let output = common::outputs::cellnets_command(dir.path())
+        .arg("list")
+        .env("CELLNETS_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(!dir.path().join("data").exists());
 }

@@ -98,7 +98,12 @@ fn spawn_racers(role: &str, dir: &Path) -> Vec<Child> {
     (0..PROCESSES)
         .map(|worker| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["races::race_worker", "--exact", "--nocapture", "--test-threads=1"])
+                .args([
+                    "races::race_worker",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env("CELLNETS_RACE_ROLE", role)
                 .env("CELLNETS_RACE_DIR", dir)
                 .env("CELLNETS_RACE_WORKER", worker.to_string())

@@ -320,7 +320,9 @@ fn eval_scores_a_saved_run_on_any_compatible_file_and_refuses_others() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        stderr.contains("does not fit 3x4x4 images") && stderr.contains("toy.npz"),
+        stderr.contains("trained on 3x8x8 images of 4 classes")
+            && stderr.contains("these are 3x4x4 images")
+            && stderr.contains("toy.npz"),
         "{stderr}"
     );
 

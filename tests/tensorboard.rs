@@ -153,3 +153,21 @@ fn without_the_option_no_event_file_is_written() {
         assert!(event_files(&out.join(name)).unwrap().is_empty(), "{name}");
     }
 }
+
+#[test]
+fn tensorboard_true_in_the_manifest_does_what_the_option_does() {
+    let dir = study_dir(STUDY);
+    let manifest = dir.path().join("experiments.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("tensorboard: true\n{text}")).unwrap();
+    let run = cellnets(dir.path()).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for name in RUNS {
+        let files = event_files(&dir.path().join("out").join(name)).unwrap();
+        assert_eq!(files.len(), 1, "{name}");
+    }
+}

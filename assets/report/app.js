@@ -346,14 +346,17 @@
     return view;
   }
 
-  function confusionTable(matrix) {
+  // Rows and columns named after the classes (the report's tables do the same); a
+  // class without a name keeps its number.
+  function confusionTable(matrix, classes) {
     var most = 1;
+    var name = function (i) { return classes && classes[i] !== undefined ? classes[i] : i; };
     matrix.forEach(function (row) { row.forEach(function (n) { most = Math.max(most, n); }); });
     var head = el("tr", null, el("th", { text: "true \\ predicted" }));
-    matrix.forEach(function (_, i) { head.append(el("th", { text: i })); });
+    matrix.forEach(function (_, i) { head.append(el("th", { text: name(i) })); });
     var body = el("tbody");
     matrix.forEach(function (row, i) {
-      var tr = el("tr", null, el("th", { text: i }));
+      var tr = el("tr", null, el("th", { text: name(i) }));
       row.forEach(function (n, j) {
         var td = el("td", { class: "cell", text: n });
         var shade = n / most;
@@ -395,7 +398,7 @@
       rows.forEach(function (row) { body.append(el("tr", null, el("th", { text: row[0] }), el("td", { text: row[1] }))); });
       view.append(el("h3", { text: "Results (best epoch's weights on the test split)" }), el("table", { class: "runs" }, body));
     }
-    if (run.confusion) view.append(el("h3", { text: "Test confusion matrix" }), confusionTable(run.confusion));
+    if (run.confusion) view.append(el("h3", { text: "Test confusion matrix" }), confusionTable(run.confusion, run.classes));
     if (stage.winner === run.name && stage.mistakes.length) {
       view.append(el("h3", { text: "Most confident mistakes (from the last cellnets report)" }));
       if (live) {

@@ -21,7 +21,7 @@ pub fn run(args: ListArgs) -> Result<()> {
     let manifest = crate::study::manifest::load(&args.manifest)?;
     print!(
         "{}",
-        describe(&manifest, &args.data.resolve(), args.out.path())?
+        describe(&manifest, &args.data.resolve(), &args.out.of(&manifest))?
     );
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! `main.rs` only parses and reports how the command ended.
 
 mod bench;
+mod clean;
 mod eval;
 mod export;
 pub mod list;
@@ -82,6 +83,11 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Prints each stage's runs with their trainable and frozen parameter counts.
     List(list::ListArgs),
+    /// Drops the resume files (last weights and optimizer state) of the manifest's runs
+    /// that have a result. A halving stage's runs keep them after they end, halted or
+    /// finished, in case a larger budget continues them; without them such a run trains
+    /// from its start. --dry-run only lists them. Runs of other settings are left alone.
+    Clean(clean::CleanArgs),
 }
 
 /// Runs the command the line asked for.
@@ -112,6 +118,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Report(args)) => report::run(args),
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::List(args)) => list::run(args),
+        Some(Command::Clean(args)) => clean::run(args),
     }
 }
 

@@ -6,9 +6,10 @@ use crate::cluster::claim;
 use crate::cluster::shard::Shard;
 use crate::data;
 use crate::precision::Precision;
+use crate::study::manifest::Manifest;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tch::Device;
 
@@ -51,14 +52,15 @@ impl DataOptions {
 /// Where outputs are written and read.
 #[derive(Args, Clone, Debug)]
 pub struct OutDir {
-    /// Folder that receives every output.
-    #[arg(long, default_value = "out")]
-    out: PathBuf,
+    /// Folder that receives every output [default: the manifest's `out`, else out]
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 impl OutDir {
-    pub fn path(&self) -> &Path {
-        &self.out
+    /// The folder for `manifest`'s outputs: `--out`, else the manifest's own `out`.
+    pub fn of(&self, manifest: &Manifest) -> PathBuf {
+        manifest.out_dir(self.out.as_deref())
     }
 }
 

@@ -23,7 +23,7 @@ pub struct ReportArgs {
 pub fn run(args: ReportArgs) -> Result<()> {
     let manifest = manifest::load(&args.manifest)?;
     let settings = report::ReportSettings {
-        out_dir: args.out.path().to_path_buf(),
+        out_dir: args.out.of(&manifest),
         data_dir: args.data.apply(),
         device: args.device.device()?,
     };

@@ -30,7 +30,7 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> Result<()> {
     let manifest = manifest::load(&args.manifest)?;
     let settings = serve::ServeSettings {
-        out_dir: args.out.path().to_path_buf(),
+        out_dir: args.out.of(&manifest),
         bind: args.bind,
         port: args.port,
         claim_timeout: args.claims.duration(),
@@ -45,7 +45,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     println!(
         "read-only: it never writes under {}; Ctrl-C stops it",
-        args.out.path().display()
+        settings.out_dir.display()
     );
     std::io::stdout().flush()?;
     server.run()

@@ -35,7 +35,7 @@ pub fn run(args: SlurmArgs) -> Result<()> {
         _ => (PathBuf::from("experiments.yaml"), &args.args[..]),
     };
     let manifest = manifest::load(&manifest_path)?;
-    let out_dir = args.out.path();
+    let out_dir = &args.out.of(&manifest);
     std::fs::create_dir_all(out_dir)?;
     let absolute = |path: &Path| {
         std::fs::canonicalize(path).with_context(|| format!("cannot find {}", path.display()))

@@ -28,7 +28,12 @@ pub fn run(args: StatusArgs) -> Result<()> {
     } else {
         status::Detail::Training
     };
-    let text = status::describe(&manifest, args.out.path(), args.claims.duration(), detail)?;
+    let text = status::describe(
+        &manifest,
+        &args.out.of(&manifest),
+        args.claims.duration(),
+        detail,
+    )?;
     print!("{text}");
     Ok(())
 }

@@ -23,9 +23,9 @@ pub struct OnlyArgs {
     /// Stages of the manifest, by name.
     #[arg(required = true)]
     stages: Vec<String>,
-    /// The manifest that defines them.
-    #[arg(long, default_value = "experiments.yaml")]
-    manifest: PathBuf,
+    /// The manifest that defines them [default: experiments.yaml, which it names]
+    #[arg(long)]
+    manifest: Option<PathBuf>,
     #[command(flatten)]
     options: TrainingOptions,
 }
@@ -35,8 +35,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
 }
 
 pub fn run_only(args: OnlyArgs) -> Result<()> {
-    train(&args.manifest, &args.stages, &args.options)
+    let manifest = match args.manifest {
+        Some(manifest) => manifest,
+        None => {
+            // `only` is typed after a study of another manifest as often as not: say
+            // which one this is before it trains for hours.
+            eprintln!(
+                "cellnets only: no --manifest given, so running stages of {DEFAULT_MANIFEST}"
+            );
+            PathBuf::from(DEFAULT_MANIFEST)
+        }
+    };
+    train(&manifest, &args.stages, &args.options)
 }
+
+/// The manifest `cellnets` and `cellnets only` run when given none.
+const DEFAULT_MANIFEST: &str = "experiments.yaml";
 
 /// A training process stopped by a signal: its message says what became of it, and
 /// the process exits with `interrupt::EXIT_CODE`.
@@ -48,14 +62,14 @@ fn train(manifest_path: &Path, only: &[String], options: &TrainingOptions) -> Re
     let manifest = manifest::load(manifest_path)?;
     let settings = runner::TrainSettings {
         data_dir: options.data.apply(),
-        out_dir: options.out.path().to_path_buf(),
+        out_dir: options.out.of(&manifest),
         device: options.device.device()?,
         fresh: options.fresh,
         jobs: options.jobs.into(),
         threads: options.threads.threads.map(usize::from),
         retry_failed: options.retry_failed,
         precision: options.precision,
-        tensorboard: options.tensorboard,
+        tensorboard: options.tensorboard || manifest.tensorboard,
     };
     options.precision.apply_to_process()?;
     let sharing = runner::Sharing {

@@ -7,6 +7,7 @@
 //! May import `outputs`, `train`, `study` and `storage`.
 
 pub mod claim;
+pub mod clean;
 pub mod file_lock;
 pub mod fresh;
 pub mod interrupt;

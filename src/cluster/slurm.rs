@@ -11,9 +11,9 @@ use crate::outputs::ensemble::{ensemble_folder, read_ensemble_result};
 use crate::outputs::run_folder::{Failure, RunFolder};
 use crate::outputs::winners;
 use crate::precision::Precision;
-use crate::storage::files::write_atomically;
-use crate::study::manifest::{Manifest, Stage};
-use crate::study::plan::{self, StagePlan};
+use crate::storage::files::{write_atomically, write_executable};
+use crate::study::manifest::Manifest;
+use crate::study::plan::{self, RunPlan, StagePlan};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write;
 use std::fs;
@@ -127,20 +127,22 @@ pub fn plan_jobs(
     let mut given_up = Vec::new();
     let selected = plan::select(manifest, only)?;
     let plans = winners::plan_with_recorded_winners(manifest, out_dir)?;
+    let plan_of = |name: &str| {
+        let found = plans.iter().find(|(plan, _)| plan.name == name);
+        &found.expect("every stage is planned").0
+    };
     let folder = out_dir.join(crate::storage::out_dir::SLURM_DIR);
     let mut jobs: Vec<StageJob> = Vec::new();
     for (position, stage) in selected.iter().enumerate() {
-        let (plan, _) = plans
-            .iter()
-            .find(|(plan, _)| plan.name == stage.name)
-            .expect("every stage is planned");
-        let after: Vec<String> = sources(stage)
+        let plan = plan_of(&stage.name);
+        let after: Vec<String> = stage
+            .sources()
             .filter(|source| jobs.iter().any(|job| job.stage == *source))
             .map(String::from)
             .collect();
-        for source in sources(stage) {
+        for source in stage.sources() {
             let submitted = jobs.iter().any(|job| job.stage == source);
-            if !submitted && winners::read_winner(out_dir, source)?.is_none() {
+            if !submitted && !is_settled(plan_of(source), out_dir)? {
                 bail!(
                     "stage `{}` starts from stage `{source}`, which has no winner and is not \
                      among the stages to submit: add it (`cellnets slurm MANIFEST {source} {}`)",
@@ -177,19 +179,17 @@ pub fn plan_jobs(
     Ok((jobs, given_up))
 }
 
-/// The stages whose runs `stage` needs: `from`, `transfer` and an ensemble's members.
-fn sources(stage: &Stage) -> impl Iterator<Item = &str> {
-    let transfer = stage
-        .transfer
-        .as_ref()
-        .map(|transfer| transfer.from.as_str());
-    let members = stage.ensemble.iter().flat_map(|ensemble| ensemble.stages());
-    stage
-        .from
-        .as_deref()
-        .into_iter()
-        .chain(transfer)
-        .chain(members)
+/// Whether the winner of a stage not submitted now is known to the tasks that start
+/// from it: recorded for the stage as planned, pinned by the manifest, or settled by
+/// the first of them from its runs' results, all there.
+fn is_settled(plan: &StagePlan, out_dir: &Path) -> Result<bool> {
+    let finished = |run: &RunPlan| {
+        let result = RunFolder::of(out_dir, run).read_result().ok().flatten();
+        result.is_some_and(|finished| finished.plan.same_settings(run))
+    };
+    Ok(plan.pinned_winner.is_some()
+        || winners::recorded_winner(out_dir, plan)?.current().is_some()
+        || plan.runs.iter().all(finished))
 }
 
 /// Positions of the stage's runs without a result of their settings, less those that
@@ -220,7 +220,7 @@ fn unfinished(
         }
     }
     let settled = positions.is_empty() && !left_out;
-    if settled && winners::read_winner(out_dir, &plan.name)?.is_none() {
+    if settled && winners::recorded_winner(out_dir, plan)?.current().is_none() {
         positions.push(0);
     }
     Ok(positions)
@@ -437,7 +437,7 @@ pub fn write_scripts(
         report.display()
     )?;
     let submit = folder.join("submit.sh");
-    write_text(&submit, &submit_script(jobs, &report))?;
+    write_executable(&submit, &submit_script(jobs, &report))?;
     writeln!(text, "{}: submits them in order", submit.display())?;
     Ok((report, text))
 }

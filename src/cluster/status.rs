@@ -5,7 +5,7 @@
 use crate::cluster::claim;
 use crate::outputs::run_folder::{Failure, RunFolder};
 use crate::outputs::rungs::{read_stands, standing};
-use crate::outputs::winners;
+use crate::outputs::winners::{self, Recorded};
 use crate::study::manifest::Manifest;
 use crate::study::plan::{RunPlan, StagePlan};
 use crate::train::Outcome;
@@ -124,9 +124,14 @@ pub fn describe(
         }
         let states = stage_states(out_dir, stage, claim_timeout)?;
         let count = |label: &str| states.iter().filter(|(_, s, _)| s.label() == label).count();
-        let winner = winners::read_winner(out_dir, &stage.name)?
-            .map(|winner| format!(", winner {}", winner.run))
-            .unwrap_or_default();
+        let winner = match winners::recorded_winner(out_dir, stage)? {
+            Recorded::Current(winner) => format!(", winner {}", winner.run),
+            Recorded::Missing => String::new(),
+            // Another manifest's, or this stage's before its grid or settings changed.
+            Recorded::OtherDefinition => {
+                ", not settled (its winner.yaml is another definition's)".to_string()
+            }
+        };
         let halving = match &stage.halving {
             Some(rungs) => format!(
                 ", {} paused at a rung, {} halted; {}",

@@ -166,6 +166,7 @@ pub fn load(path: &Path, spec: &DatasetSpec, data_dir: &Path, device: Device) ->
     let npz = open_npz(path)?;
     let bad = |problem| not_medmnist(path, problem);
     let file = checked_layout(&npz, spec).map_err(bad)?;
+    note_image_size(path, spec, file.row_shape);
     let md5 = download::file_md5(path)?;
     let pixel_bytes: u64 = file
         .splits
@@ -250,7 +251,29 @@ fn holdout(path: &Path, train: Split, train_fraction: f64) -> Result<(Split, Spl
 }
 
 fn open_npz(path: &Path) -> Result<Npz> {
+    // Not "damaged": a path given by hand (`eval --data`) may simply be wrong.
+    if !path.is_file() {
+        bail!(
+            "{} does not exist (or is not a file): check the path, or give the folder that \
+             holds it with --data-dir",
+            path.display()
+        );
+    }
     Npz::open(path).map_err(|damage| damaged(path, damage))
+}
+
+/// A MedMNIST set's official file of `image_size` holds images of that size; another
+/// (a rebuild, a synthetic stand-in) may not, and trains all the same: said, as the
+/// split sizes are. A saved run refuses images of a shape it did not train on.
+fn note_image_size(path: &Path, spec: &DatasetSpec, [height, width, _]: [i64; 3]) {
+    let size = i64::from(spec.image_size);
+    if spec.collection_set().is_some() && (height, width) != (size, size) {
+        crate::notes::say(&format!(
+            "note: {} holds {height}x{width} images, where the official file of image_size \
+             {size} holds {size}x{size} ones",
+            path.display()
+        ));
+    }
 }
 
 fn damaged(path: &Path, damage: npz::DamagedNpz) -> anyhow::Error {

@@ -2,10 +2,11 @@
 //! cached npz file in the official layout. One subfolder per class (the ImageFolder
 //! convention), optionally under `train/`, `val/` and `test/`. It is decoded and
 //! resized once (see `images`) into an npz file in the official MedMNIST layout, cached
-//! in the data folder under a name holding a hash of the folder's contents, so every
-//! other part of cellnets reads it as it reads a MedMNIST file, and a changed folder is
-//! read again.
+//! where the user may write (`cache::cache_dir`: never a data folder that is shared
+//! read-only) under a name holding a hash of the folder's contents, so every other part
+//! of cellnets reads it as it reads a MedMNIST file, and a changed folder is read again.
 
+use crate::data::cache::cache_dir;
 use crate::data::images;
 use crate::data::npz::{self, Arrays};
 use crate::random::SplitMix64;
@@ -27,20 +28,20 @@ pub fn class_names(spec: &DatasetSpec, classes: usize) -> Vec<String> {
     from_folder.unwrap_or_else(|| crate::study::reference::class_names(&spec.name, classes))
 }
 
-/// The folder's npz file in the data folder, built from its images when no cache of
-/// its current contents exists.
+/// The folder's npz file, built from its images into the cache folder when no cache of
+/// its current contents exists there or in the data folder (where cellnets wrote them
+/// before, and where a shared copy may be put).
 pub fn cached_npz(data_dir: &Path, spec: &DatasetSpec) -> Result<PathBuf> {
     let folder = spec.folder.as_deref().context("not a folder data set")?;
     let sources = scan(folder, spec)?;
     let key = content_key(&sources, spec)?;
-    let path = data_dir.join(format!(
-        "{}_{}-{}.npz",
-        spec.name,
-        spec.image_size,
-        &key[..16]
-    ));
-    if path.is_file() {
-        return Ok(path);
+    let name = format!("{}_{}-{}.npz", spec.name, spec.image_size, &key[..16]);
+    let cache_dir = cache_dir(data_dir);
+    let path = cache_dir.join(&name);
+    for found in [data_dir.join(&name), path.clone()] {
+        if found.is_file() {
+            return Ok(found);
+        }
     }
     crate::notes::say(&format!(
         "reading {} images of {} into {}",
@@ -49,8 +50,13 @@ pub fn cached_npz(data_dir: &Path, spec: &DatasetSpec) -> Result<PathBuf> {
         path.display()
     ));
     let arrays = build_arrays(&sources, spec)?;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    std::fs::create_dir_all(&cache_dir).with_context(|| {
+        format!(
+            "cannot create the cache folder {}: make it writable or point \
+             CELLNETS_CACHE_DIR at a folder you can write",
+            cache_dir.display()
+        )
+    })?;
     write_atomically(&path, |tmp| npz::write(tmp, &arrays))?;
     Ok(path)
 }

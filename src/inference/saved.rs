@@ -140,6 +140,17 @@ impl SavedRun {
     /// Rebuilds the model for images of `input` and loads the best checkpoint into it.
     pub fn load(&self, input: InputShape, device: Device) -> Result<LoadedModel> {
         let checkpoint = &self.weights;
+        // Known from its result: say so in the data's terms, before libtorch's do.
+        if let Some(trained) = self.finished().and_then(|finished| finished.input) {
+            if trained != input {
+                bail!(
+                    "{} trained on {trained}, and these are {input}: give it a file of its \
+                     own shape, such as the one it trained on ({})",
+                    self.label(),
+                    self.plan.dataset.file_name()
+                );
+            }
+        }
         let misfit = |problem: String| {
             anyhow!(
                 "{} does not fit {}x{}x{} images of {} classes: {problem}. The run trained on \

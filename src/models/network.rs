@@ -48,6 +48,19 @@ pub struct InputShape {
     pub classes: i64,
 }
 
+impl std::fmt::Display for InputShape {
+    /// `3x28x28 images of 8 classes`.
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let InputShape {
+            channels,
+            height,
+            width,
+            classes,
+        } = self;
+        write!(f, "{channels}x{height}x{width} images of {classes} classes")
+    }
+}
+
 /// Keras' default kernel initialiser, `glorot_uniform`: U(-l, l), l = sqrt(6 / (fan_in + fan_out)).
 pub fn glorot_uniform(fan_in: i64, fan_out: i64) -> nn::Init {
     let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();

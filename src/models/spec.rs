@@ -98,6 +98,21 @@ pub enum InvalidModel {
     Resnet9Width(i64),
 }
 
+impl InvalidModel {
+    /// The manifest key whose value is wrong, to point at it in the file.
+    pub fn key(&self) -> &'static str {
+        match self {
+            InvalidModel::MlpHidden(_) => "hidden",
+            InvalidModel::MlpDropout(_) => "dropout",
+            InvalidModel::DenseCnnSize => "kind",
+            InvalidModel::DenseCnnStemKernel(_) => "stem_kernel",
+            InvalidModel::CnnKernels(_) => "kernels",
+            InvalidModel::CnnKernelSize(_) => "kernel_size",
+            InvalidModel::Resnet9Width(_) => "width",
+        }
+    }
+}
+
 impl ModelSpec {
     /// Checks values that deserialise but cannot build a model.
     pub fn validate(&self) -> Result<(), InvalidModel> {

@@ -418,6 +418,15 @@ impl RunFolder {
     }
 
     /// Removes the resume state and both slots.
+    /// The resume files the run holds now (its state and both slots), with their sizes.
+    pub fn resume_files(&self) -> Vec<(PathBuf, u64)> {
+        let slots = [0, 1].map(|epoch| [self.slot(epoch), self.optimizer_slot(epoch)]);
+        std::iter::once(self.state_yaml())
+            .chain(slots.into_iter().flatten())
+            .filter_map(|path| Some((path.clone(), fs::metadata(&path).ok()?.len())))
+            .collect()
+    }
+
     pub fn clear_resume(&self) -> Result<()> {
         let slots = [0, 1].map(|epoch| [self.slot(epoch), self.optimizer_slot(epoch)]);
         for path in std::iter::once(self.state_yaml()).chain(slots.into_iter().flatten()) {

@@ -1,6 +1,8 @@
 //! A stage's winner (`out/<stage>/winner.yaml`), the configuration with the best mean
 //! over its seeds: the run the next stepwise stage starts from, in this invocation or a
-//! later one.
+//! later one. A winner.yaml counts only for the stage definition it was settled for
+//! (`StagePlan::definition`): another manifest with the same stage names, or this one
+//! after its grid changed, gets no winner from it.
 
 use crate::outputs::run_folder::StageFolder;
 use crate::outputs::summary::RunSummary;
@@ -20,25 +22,100 @@ pub struct Winner {
     /// Chosen by the manifest rather than by val accuracy.
     pub pinned: bool,
     pub plan: RunPlan,
+    /// The stage definition it was settled for (`StagePlan::definition`); empty in a
+    /// winner.yaml older than the field, which counts for no definition.
+    #[serde(default)]
+    pub definition: String,
 }
 
+impl Winner {
+    /// A stage's pinned winner before its runs have finished: all a later stage that
+    /// starts `from` it needs is its settings, which the manifest fixes. It has no val
+    /// accuracy yet (NaN) and no checkpoint, and is never written to winner.yaml.
+    pub fn pinned_untrained(stage: &StagePlan) -> Winner {
+        let plan = plan::provisional_winner(stage);
+        Winner {
+            run: plan.name.clone(),
+            best_val_accuracy: f64::NAN,
+            pinned: true,
+            plan: plan.clone(),
+            definition: stage.definition(),
+        }
+    }
+}
+
+/// What `out/<stage>/winner.yaml` holds for a stage as planned now.
+#[derive(Debug)]
+pub enum Recorded {
+    /// Settled for this very definition of the stage.
+    Current(Box<Winner>),
+    /// No winner.yaml.
+    Missing,
+    /// Settled for another definition: another manifest's stage of the same name, or
+    /// this stage before its runs, settings or pinned winner changed.
+    OtherDefinition,
+}
+
+impl Recorded {
+    pub fn current(self) -> Option<Winner> {
+        match self {
+            Recorded::Current(winner) => Some(*winner),
+            _ => None,
+        }
+    }
+
+    /// Why a stage has no usable winner, for messages: `no out/s/winner.yaml`, or that
+    /// the one there is another definition's.
+    pub fn why_not(&self, out_dir: &Path, stage: &str) -> String {
+        let path = StageFolder::new(out_dir, stage).winner_yaml();
+        match self {
+            Recorded::Current(_) => format!("{} is current", path.display()),
+            Recorded::Missing => format!("no {}", path.display()),
+            Recorded::OtherDefinition => format!(
+                "{} was settled for another definition of the stage (another manifest's, or \
+                 before its runs or settings changed)",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// out/<stage>/winner.yaml as it is, whichever definition of the stage it was settled
+/// for: to use a winner, take `recorded_winner`.
 pub fn read_winner(out_dir: &Path, stage: &str) -> Result<Option<Winner>> {
     read_yaml(&StageFolder::new(out_dir, stage).winner_yaml())
+}
+
+/// The stage's recorded winner, when it was settled for `plan` as planned now.
+pub fn recorded_winner(out_dir: &Path, plan: &StagePlan) -> Result<Recorded> {
+    Ok(match read_winner(out_dir, &plan.name)? {
+        None => Recorded::Missing,
+        Some(winner) if winner.definition == plan.definition() => {
+            Recorded::Current(Box::new(winner))
+        }
+        Some(_) => Recorded::OtherDefinition,
+    })
 }
 
 pub fn write_winner(out_dir: &Path, stage: &str, winner: &Winner) -> Result<()> {
     write_yaml(&StageFolder::new(out_dir, stage).winner_yaml(), winner)
 }
 
-/// Every stage of `manifest` planned, each `from` stage starting from its recorded
-/// winner under `out_dir`, or provisionally from its pinned or first run when it has
-/// none yet (see `plan::plan_all`).
+/// Every stage of `manifest` planned, each `from` stage starting from its source's
+/// pinned winner, else its recorded winner under `out_dir` when that was settled for
+/// the source as planned now, else provisionally from its first run (see
+/// `plan::plan_all`).
 pub fn plan_with_recorded_winners(
     manifest: &Manifest,
     out_dir: &Path,
 ) -> Result<Vec<(StagePlan, bool)>> {
-    plan::plan_all(manifest, |stage| {
-        Ok(read_winner(out_dir, stage)?.map(|winner| winner.plan))
+    plan::plan_all(manifest, |source| {
+        if source.pinned_winner.is_some() {
+            return Ok(Some(plan::provisional_winner(source).clone()));
+        }
+        Ok(recorded_winner(out_dir, source)?
+            .current()
+            .map(|winner| winner.plan))
     })
 }
 
@@ -107,7 +184,8 @@ pub fn configurations(runs: &[(RunPlan, RunSummary)], monitor: Monitor) -> Vec<C
 /// of equals. The winner's run is the configuration's first seed with a checkpoint,
 /// never its luckiest, so a later stage starts from the seed the stage was given.
 /// None when no run has a checkpoint.
-pub fn choose_winner(runs: &[(RunPlan, RunSummary)], pinned: Option<&str>) -> Option<Winner> {
+pub fn choose_winner(stage: &StagePlan, runs: &[(RunPlan, RunSummary)]) -> Option<Winner> {
+    let pinned = stage.pinned_winner.as_deref();
     // Halving's losers stopped short of the budget the winner is chosen at.
     let runs: Vec<(RunPlan, RunSummary)> = runs
         .iter()
@@ -138,6 +216,7 @@ pub fn choose_winner(runs: &[(RunPlan, RunSummary)], pinned: Option<&str>) -> Op
         best_val_accuracy: best.val_accuracy,
         pinned: pinned.is_some(),
         plan: (*plan).clone(),
+        definition: stage.definition(),
     })
 }
 
@@ -171,7 +250,7 @@ mod tests {
     use crate::study::manifest::parse;
 
     /// A stage with `repeats: 3` over two configurations, monitoring `monitor`.
-    fn runs(monitor: &str, values: [[f64; 3]; 2]) -> Vec<(RunPlan, RunSummary)> {
+    fn runs(monitor: &str, values: [[f64; 3]; 2]) -> (StagePlan, Vec<(RunPlan, RunSummary)>) {
         let manifest = parse(&format!(
             "dataset: {{name: bloodmnist}}\ndefaults: {{epochs: 1, monitor: {monitor}}}\nstages:\n  \
              - name: s\n    model: {{kind: mlp, hidden: 4}}\n    grid: {{hidden: [4, 8]}}\n    \
@@ -179,8 +258,9 @@ mod tests {
         ))
         .unwrap();
         let (stage, _) = plan::plan_all(&manifest, |_| Ok(None)).unwrap().remove(0);
-        stage
+        let runs = stage
             .runs
+            .clone()
             .into_iter()
             .zip(values.iter().flatten())
             .map(|(plan, &value)| {
@@ -211,14 +291,15 @@ mod tests {
                 };
                 (plan, summary)
             })
-            .collect()
+            .collect();
+        (stage, runs)
     }
 
     #[test]
     fn the_winner_has_the_best_mean_over_seeds_not_the_luckiest_seed() {
         // hidden=4 has the single best seed (0.95) but the lower mean (0.70 vs 0.80).
-        let runs = runs("val_loss", [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]]);
-        let winner = choose_winner(&runs, None).unwrap();
+        let (mut stage, runs) = runs("val_loss", [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]]);
+        let winner = choose_winner(&stage, &runs).unwrap();
         assert_eq!(winner.run, "hidden=8-seed0");
         assert_eq!(winner.best_val_accuracy, 0.80);
         let configurations = configurations(&runs, ranked_by(&runs));
@@ -226,7 +307,8 @@ mod tests {
         assert!((configurations[0].spread.mean - 0.70).abs() < 1e-12);
         assert_eq!(configurations[1].spread.count, 3);
         // A pinned configuration wins by its first seed.
-        let pinned = choose_winner(&runs, Some("hidden=4")).unwrap();
+        stage.pinned_winner = Some("hidden=4".into());
+        let pinned = choose_winner(&stage, &runs).unwrap();
         assert_eq!(
             (pinned.run.as_str(), pinned.pinned),
             ("hidden=4-seed0", true)
@@ -237,10 +319,13 @@ mod tests {
     fn runs_that_all_monitor_val_auc_are_ranked_by_it() {
         // val_auc is 1 - val_accuracy here: the ranking turns over.
         let values = [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]];
-        let by_auc = runs("val_auc", values);
+        let (stage, by_auc) = runs("val_auc", values);
         assert_eq!(ranked_by(&by_auc), Monitor::ValAuc);
-        assert_eq!(choose_winner(&by_auc, None).unwrap().run, "hidden=4-seed0");
-        let by_loss = runs("val_loss", values);
+        assert_eq!(
+            choose_winner(&stage, &by_auc).unwrap().run,
+            "hidden=4-seed0"
+        );
+        let (_, by_loss) = runs("val_loss", values);
         assert_eq!(ranked_by(&by_loss), Monitor::ValAccuracy);
         let mixed: Vec<_> = by_auc[..3].iter().chain(&by_loss[3..]).cloned().collect();
         assert_eq!(ranked_by(&mixed), Monitor::ValAccuracy, "mixed monitors");
@@ -248,7 +333,7 @@ mod tests {
 
     #[test]
     fn an_ensemble_takes_the_best_runs_one_by_one_by_the_winners_value() {
-        let by_loss = runs("val_loss", [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]]);
+        let (_, by_loss) = runs("val_loss", [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]]);
         let names: Vec<&str> = top_runs(&by_loss, 3)
             .iter()
             .map(|plan| plan.name.as_str())
@@ -257,7 +342,7 @@ mod tests {
             names,
             ["hidden=4-seed0", "hidden=8-seed1", "hidden=8-seed0"]
         );
-        let by_auc = runs("val_auc", [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]]);
+        let (_, by_auc) = runs("val_auc", [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]]);
         assert_eq!(top_runs(&by_auc, 1)[0].name, "hidden=4-seed2");
     }
 }

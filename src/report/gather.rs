@@ -10,7 +10,7 @@ use crate::models::InputShape;
 use crate::outputs::ensemble::EnsembleResult;
 use crate::outputs::run_folder::{Failure, FinishedRun, RunFolder, StageFolder};
 use crate::outputs::rungs::{read_stands, standing, Stand};
-use crate::outputs::winners::{self, read_winner, Winner};
+use crate::outputs::winners::{self, Winner};
 use crate::study::manifest::{DatasetSpec, Manifest, Stage, Validation};
 use crate::study::plan::{RunPlan, StagePlan};
 use crate::study::reference::{self, StudyModel};
@@ -169,7 +169,7 @@ fn stage_results<'a>(
     let winner = if finished.is_empty() {
         None
     } else {
-        read_winner(out, &stage.name)?
+        winners::recorded_winner(out, plan)?.current()
     };
     let tested = is_final || stage.report.mistakes > 0;
     let to_test = match (&winner, tested) {

@@ -23,13 +23,11 @@ pub fn describe(manifest: &Manifest, data_dir: &Path, out_dir: &Path) -> Result<
     let mut text = String::new();
     for (stage, provisional) in &plans {
         if let Some(ensemble) = &stage.ensemble {
-            let members = serde_yaml::to_string(ensemble)?;
             writeln!(
                 text,
                 "{}: an ensemble (trains nothing; tests the mean of its members' \
-                 probabilities): {}",
+                 probabilities): {ensemble}",
                 stage.name,
-                members.trim().replace('\n', " ")
             )?;
             continue;
         }

@@ -6,7 +6,7 @@
 
 use crate::cluster::status::{run_state, RunState};
 use crate::outputs::run_folder::{FinishedRun, RunFolder};
-use crate::outputs::winners::{self, read_winner};
+use crate::outputs::winners;
 use crate::storage::files::read_table;
 use crate::storage::out_dir::REPORT_DIR;
 use crate::study::manifest::Manifest;
@@ -54,6 +54,8 @@ pub struct RunView {
     pub result: Option<ResultView>,
     /// The test confusion matrix of a finished class task (rows: true class).
     pub confusion: Option<Vec<Vec<u64>>>,
+    /// The names of the matrix's classes, in its order (`data::class_names`).
+    pub classes: Vec<String>,
 }
 
 /// A run's epoch table by column. Single precision: the page plots and prints four
@@ -145,9 +147,9 @@ pub fn gather(
                 .keys()
                 .filter_map(|key| key.as_str().map(String::from))
                 .collect(),
-            winner: read_winner(out, &stage.name)
+            winner: winners::recorded_winner(out, plan)
                 .ok()
-                .flatten()
+                .and_then(|recorded| recorded.current())
                 .map(|winner| winner.run),
             provisional: *provisional,
             runs,
@@ -178,6 +180,9 @@ fn run_view(out: &Path, run: &RunPlan, claim_timeout: Duration) -> Result<RunVie
         false => None,
     };
     let confusion = result.as_ref().and_then(|_| read_confusion(&folder));
+    let classes = confusion.as_ref().map_or_else(Vec::new, |matrix| {
+        crate::data::image_folder::class_names(&run.dataset, matrix.len())
+    });
     // A table being rewritten by a resuming run reads as damaged for a moment: the
     // next poll shows it.
     let epochs = folder.read_epochs().unwrap_or_default();
@@ -191,6 +196,7 @@ fn run_view(out: &Path, run: &RunPlan, claim_timeout: Duration) -> Result<RunVie
         epochs: EpochColumns::of(&epochs),
         result: result.as_ref().map(ResultView::of),
         confusion,
+        classes,
     })
 }
 

@@ -241,12 +241,19 @@ impl Session<'_> {
         let Some((source, finished)) = found else {
             return Ok(None);
         };
-        let origin = finished.plan.id();
+        let own = source == RunFolder::of(out, run);
+        // Named after the run that trained it, not a run that reused it in turn.
+        let origin = (finished.summary.reused_from.clone())
+            .unwrap_or_else(|| finished.plan.id().to_string());
         let summary = RunFolder::of(out, run).adopt(run, &source, finished)?;
-        self.progress.note(&format!(
-            "{}: same settings as {origin}, which finished: reused, not retrained",
-            run.id()
-        ));
+        self.progress.note(&match own {
+            // Killed between its result and the cleanup of its resume files.
+            true => format!("{}: finished before; its result is kept", run.id()),
+            false => format!(
+                "{}: same settings as {origin}, which finished: reused, not retrained",
+                run.id()
+            ),
+        });
         Ok(Some(summary))
     }
 

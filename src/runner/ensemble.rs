@@ -10,6 +10,7 @@ use crate::outputs::ensemble::{ensemble_folder, write_ensemble_result, EnsembleR
 use crate::outputs::run_folder::RunFolder;
 use crate::outputs::summary::RunSummary;
 use crate::outputs::winners;
+use crate::runner::session::Hint;
 use crate::study::ensemble::{split_member, Ensemble, Top, ENSEMBLE_RUN};
 use crate::study::plan::{RunPlan, StagePlan};
 use crate::train::Outcome;
@@ -26,6 +27,7 @@ pub fn members(
     ensemble: &Ensemble,
     plans: &[StagePlan],
     finished: impl Fn(&RunPlan) -> Result<Option<RunSummary>>,
+    hint: &Hint,
 ) -> Result<Vec<(RunPlan, RunSummary)>> {
     let plan_of = |name: &str| {
         plans
@@ -50,8 +52,8 @@ pub fn members(
                          diverged at once); leave it out of the ensemble"
                     ),
                     None => bail!(
-                        "stage `{stage}`: member `{member}` has not finished: run \
-                         `cellnets only {source}` first"
+                        "stage `{stage}`: member `{member}` has not finished: run `{}` first",
+                        hint.only(&[source])
                     ),
                 }
             })
@@ -67,8 +69,9 @@ pub fn members(
             if best.len() < *top {
                 bail!(
                     "stage `{stage}` takes the top {top} runs of `{of}`, which has {} finished \
-                     run(s) with a checkpoint: run `cellnets only {of}` to finish it, or lower `top`",
-                    best.len()
+                     run(s) with a checkpoint: run `{}` to finish it, or lower `top`",
+                    best.len(),
+                    hint.only(&[of])
                 );
             }
             Ok(best

@@ -95,12 +95,12 @@ impl Session<'_> {
             } else if last_live.elapsed() > timeout {
                 bail!(
                     "stage `{}`: runs {} have not reached their rung and no process has \
-                     trained them for {} s: run them (`cellnets only {}`, with the --shard \
-                     that takes them), then rerun this",
+                     trained them for {} s: run them (`{}`, with the --shard that takes \
+                     them), then rerun this",
                     plan.name,
                     names(&open),
                     timeout.as_secs(),
-                    plan.name
+                    self.hint.only(&[&plan.name])
                 );
             }
             if last_note.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {

@@ -9,13 +9,14 @@ use crate::cluster::shard::Shard;
 use crate::data::{Dataset, Datasets};
 use crate::outputs::run_folder::{Failure, RunFolder};
 use crate::outputs::summary::RunSummary;
-use crate::outputs::winners::{read_winner, Winner};
+use crate::outputs::winners::Winner;
 use crate::precision::Precision;
 use crate::runner::progress::Progress;
+use crate::study::manifest::Manifest;
 use crate::study::plan::{RunId, RunPlan, StagePlan};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 use tch::Device;
@@ -76,6 +77,49 @@ pub(super) struct Session<'a> {
     pub(super) fresh_since: Option<SystemTime>,
     /// Runs skipped for failing too often in a row.
     pub(super) given_up: Mutex<Vec<RunId>>,
+    /// The commands this invocation's messages suggest.
+    pub(super) hint: Hint,
+}
+
+/// A command a message suggests, with the manifest and out/ of the invocation that
+/// prints it, so that pasting it runs the same study: `cellnets only s --manifest
+/// quick.yaml --out out/quick`, never the full-length experiments.yaml into out/.
+#[derive(Debug, Clone)]
+pub struct Hint {
+    manifest: Option<PathBuf>,
+    out: PathBuf,
+}
+
+impl Hint {
+    pub fn of(manifest: &Manifest, out: &Path) -> Hint {
+        Hint {
+            manifest: manifest.source.clone(),
+            out: out.to_path_buf(),
+        }
+    }
+
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// `cellnets only STAGE... --manifest M --out O`.
+    pub fn only(&self, stages: &[&str]) -> String {
+        let mut command = format!("cellnets only {}", stages.join(" "));
+        if let Some(manifest) = &self.manifest {
+            command += &format!(" --manifest {}", quoted(manifest));
+        }
+        command + &format!(" --out {}", quoted(&self.out))
+    }
+}
+
+/// A path as a shell word: quoted when it holds anything but plain characters.
+fn quoted(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c);
+    match !text.is_empty() && text.chars().all(plain) {
+        true => text,
+        false => format!("'{}'", text.replace('\'', r"'\''")),
+    }
 }
 
 /// What an attempt on a run does.
@@ -104,12 +148,14 @@ pub(super) enum Done {
 }
 
 impl Session<'_> {
+    /// The winner of `stage`, settled in this invocation or before its stages ran
+    /// (`settle_sources`).
     pub(super) fn winner(&self, stage: &str) -> Result<Winner> {
-        if let Some(winner) = self.winners.get(stage) {
-            return Ok(winner.clone());
-        }
-        read_winner(&self.settings.out_dir, stage)?.with_context(|| {
-            format!("stage `{stage}` has not run: run `cellnets only {stage}` first")
+        self.winners.get(stage).cloned().with_context(|| {
+            format!(
+                "stage `{stage}` has no winner for this manifest: run `{}` first",
+                self.hint.only(&[stage])
+            )
         })
     }
 
@@ -179,4 +225,26 @@ pub(super) fn dataset_for<'d>(datasets: &'d Datasets, run: &RunPlan) -> &'d Data
     datasets
         .opened(&run.dataset)
         .expect("every run's dataset was opened")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hint;
+
+    #[test]
+    fn a_hint_carries_the_manifest_and_out_and_quotes_them_for_a_shell() {
+        let hint = Hint {
+            manifest: Some("experiments/quick.yaml".into()),
+            out: "out/quick".into(),
+        };
+        assert_eq!(
+            hint.only(&["cnn_grid", "cnn_best"]),
+            "cellnets only cnn_grid cnn_best --manifest experiments/quick.yaml --out out/quick"
+        );
+        let odd = Hint {
+            manifest: None,
+            out: "my out/it's".into(),
+        };
+        assert_eq!(odd.only(&["s"]), r"cellnets only s --out 'my out/it'\''s'");
+    }
 }

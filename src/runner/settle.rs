@@ -37,7 +37,7 @@ impl Session<'_> {
         if !unfinished.is_empty() {
             return Ok(Settled::Unfinished(unfinished));
         }
-        let Some(winner) = winners::choose_winner(&finished, plan.pinned_winner.as_deref()) else {
+        let Some(winner) = winners::choose_winner(plan, &finished) else {
             self.progress.note(&format!(
                 "stage {}: no run has a usable checkpoint (each diverged at once), so no winner",
                 plan.name
@@ -118,10 +118,11 @@ impl Session<'_> {
             } else if last_live.elapsed() > timeout {
                 bail!(
                     "stage `{stage}`: runs {} have not finished and no process has trained them \
-                     for {} s: run them (`cellnets only {stage}`, with the --shard that takes \
-                     them), then rerun this",
+                     for {} s: run them (`{}`, with the --shard that takes them), then rerun \
+                     this",
                     names(&unfinished),
-                    timeout.as_secs()
+                    timeout.as_secs(),
+                    self.hint.only(&[stage])
                 );
             }
             if last_note.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {

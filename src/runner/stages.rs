@@ -9,15 +9,16 @@
 //! written by the process that sees its last run finish, from the runs' results on
 //! disk (`settle`).
 
-use super::session::{dataset_for, given_up, names, Done, Session, Sharing, TrainSettings};
+use super::session::{dataset_for, given_up, names, Done, Hint, Session, Sharing, TrainSettings};
 use super::settle::Settled;
 use crate::cluster::fresh;
 use crate::data::Datasets;
 use crate::outputs::run_folder::{StageFolder, FAILURES_BEFORE_GIVING_UP};
 use crate::outputs::summary::RunSummary;
-use crate::outputs::winners::{self, read_winner};
+use crate::outputs::winners::{self, Winner};
 use crate::runner::ensemble;
 use crate::runner::progress::Progress;
+use crate::runner::transfer::check_transfers;
 use crate::storage::files::can_write_in;
 use crate::study::ensemble::Ensemble;
 use crate::study::manifest::{Manifest, Stage};
@@ -50,28 +51,43 @@ pub fn run_shared(
     let out = &settings.out_dir;
     let selected = plan::select(manifest, only)?;
     // Every stage is planned before anything trains, so a bad grid anywhere fails at once.
-    let provisional = winners::plan_with_recorded_winners(manifest, out)?;
-    check_sources(&selected, out)?;
-    // Every data file is opened before anything is written, so a bad one fails first.
+    let planned = winners::plan_with_recorded_winners(manifest, out)?;
+    // Every data file is opened before anything is written, so a bad one fails first;
+    // a stage's sources' too, whose winners may be settled from their runs' results.
     let mut datasets = Datasets::new(&settings.data_dir, settings.device);
-    // An ensemble stage tests on its members' data.
-    let needed = |stage: &Stage, name: &str| {
-        let members = stage.ensemble.as_ref().map(|ensemble| ensemble.stages());
-        stage.name == name || members.is_some_and(|stages| stages.contains(&name))
+    let needed = |name: &str| {
+        selected
+            .iter()
+            .any(|stage| stage.name == name || stage.sources().any(|source| source == name))
     };
-    let selected_runs = provisional
-        .iter()
-        .filter(|(plan, _)| selected.iter().any(|stage| needed(stage, &plan.name)))
-        .flat_map(|(plan, _)| &plan.runs);
-    for run in selected_runs {
-        datasets.open(&run.dataset)?;
+    for (plan, _) in planned.iter().filter(|(plan, _)| needed(&plan.name)) {
+        for run in &plan.runs {
+            datasets.open(&run.dataset)?;
+        }
     }
-    crate::runner::transfer::check_transfers(&provisional, &selected, &datasets, out)?;
+    let mut session = Session {
+        settings,
+        sharing,
+        progress: Progress::new(),
+        winners: HashMap::new(),
+        unsettled: HashMap::new(),
+        fresh_since: None,
+        given_up: Mutex::new(Vec::new()),
+        hint: Hint::of(manifest, out),
+    };
+    let planned: HashMap<String, StagePlan> = planned
+        .into_iter()
+        .map(|(plan, _)| (plan.name.clone(), plan))
+        .collect();
+    session.settle_sources(&selected, &planned, &datasets)?;
+    let winners = &session.winners;
+    check_transfers(&planned, winners, &selected, &datasets, &session.hint)?;
     prepare_out_dir(out)?;
     let retraining = match settings.fresh {
         true => Some(fresh::join(out, sharing.claim_timeout)?),
         false => None,
     };
+    session.fresh_since = retraining.as_ref().map(|retraining| retraining.since);
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     match settings.threads {
         Some(threads) => tch::set_num_threads(threads as i32),
@@ -80,15 +96,6 @@ pub fn run_shared(
         None => {}
     }
 
-    let mut session = Session {
-        settings,
-        sharing,
-        progress: Progress::new(),
-        winners: HashMap::new(),
-        unsettled: HashMap::new(),
-        fresh_since: retraining.as_ref().map(|retraining| retraining.since),
-        given_up: Mutex::new(Vec::new()),
-    };
     let mut summaries = Vec::new();
     for stage in selected {
         summaries.extend(session.run_stage(manifest, stage, &datasets)?);
@@ -108,36 +115,71 @@ pub fn run_shared(
     Ok(summaries)
 }
 
-/// A stage's `from` and `transfer` sources must run earlier in this invocation or have
-/// run before.
-fn check_sources(selected: &[&Stage], out: &Path) -> Result<()> {
-    for (i, stage) in selected.iter().enumerate() {
-        let transfer = stage
-            .transfer
-            .as_ref()
-            .map(|transfer| transfer.from.as_str());
-        let members = stage.ensemble.iter().flat_map(|ensemble| ensemble.stages());
-        for source in stage
-            .from
-            .as_deref()
-            .into_iter()
-            .chain(transfer)
-            .chain(members)
-        {
-            let runs_first = selected[..i].iter().any(|earlier| earlier.name == source);
-            if !runs_first && read_winner(out, source)?.is_none() {
-                bail!(
-                    "stage `{}` needs the winner of stage `{source}`, which has not run \
-                     (no {}): run `cellnets only {source}` first, or both: \
-                     `cellnets only {source} {}`",
-                    stage.name,
-                    StageFolder::new(out, source).winner_yaml().display(),
-                    stage.name
-                );
+impl Session<'_> {
+    /// The winners of the selected stages' sources that do not run in this invocation,
+    /// settled before anything trains: the recorded winner when it was settled for the
+    /// source as this manifest plans it, else one settled now from the source's own
+    /// finished runs, else, for a `from` source that pins its winner, that pinned run
+    /// untrained. Any other source is not settled, and the error names why.
+    fn settle_sources(
+        &mut self,
+        selected: &[&Stage],
+        planned: &HashMap<String, StagePlan>,
+        datasets: &Datasets,
+    ) -> Result<()> {
+        let out = &self.settings.out_dir;
+        for (i, stage) in selected.iter().enumerate() {
+            for source in stage.sources() {
+                let runs_first = selected[..i].iter().any(|earlier| earlier.name == source);
+                if runs_first || self.winners.contains_key(source) {
+                    continue;
+                }
+                let plan = &planned[source];
+                let recorded = winners::recorded_winner(out, plan)?;
+                let why_not = recorded.why_not(out, source);
+                let winner = match recorded.current() {
+                    Some(winner) => winner,
+                    None => match self.settle(plan, datasets)? {
+                        Settled::Winner(winner) => *winner,
+                        Settled::NoWinner => bail!(
+                            "stage `{}` needs the winner of stage `{source}`, whose runs all \
+                             diverged at once: change its settings and run `{}`",
+                            stage.name,
+                            self.hint.only(&[source])
+                        ),
+                        Settled::Unfinished(_) if pins_what_it_needs(stage, plan) => {
+                            Winner::pinned_untrained(plan)
+                        }
+                        Settled::Unfinished(runs) => bail!(
+                            "stage `{}` needs the winner of stage `{source}`, which is not \
+                             settled for this manifest ({why_not}; {} of its {} run(s) have \
+                             no result: {}): run `{}` first, or both: `{}`",
+                            stage.name,
+                            runs.len(),
+                            plan.runs.len(),
+                            names(&runs),
+                            self.hint.only(&[source]),
+                            self.hint.only(&[source, &stage.name])
+                        ),
+                    },
+                };
+                self.winners.insert(source.to_string(), winner);
             }
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Whether `stage` needs of its source only what the manifest fixes: it starts `from`
+/// a source that pins its winner, and takes no layers or members from it.
+fn pins_what_it_needs(stage: &Stage, source: &StagePlan) -> bool {
+    let takes_layers = stage
+        .transfer
+        .as_ref()
+        .is_some_and(|transfer| transfer.from == source.name);
+    source.pinned_winner.is_some()
+        && stage.from.as_deref() == Some(source.name.as_str())
+        && !takes_layers
 }
 
 fn prepare_out_dir(dir: &Path) -> Result<()> {
@@ -244,9 +286,8 @@ impl Session<'_> {
         let out = &self.settings.out_dir;
         let plans = winners::plan_with_recorded_winners(manifest, out)?;
         let plans: Vec<StagePlan> = plans.into_iter().map(|(plan, _)| plan).collect();
-        let members = ensemble::members(stage, ensemble, &plans, |run| {
-            self.result_of(run, dataset_for(datasets, run))
-        })?;
+        let finished = |run: &_| self.result_of(run, dataset_for(datasets, run));
+        let members = ensemble::members(stage, ensemble, &plans, finished, &self.hint)?;
         let data = dataset_for(datasets, &members[0].0);
         StageFolder::new(out, stage).create()?;
         let summary = ensemble::evaluate(out, stage, &members, data, self.settings.device)

@@ -4,12 +4,13 @@
 use crate::data::{Dataset, Datasets, Images, Split};
 use crate::models::{InputShape, ModelSpec};
 use crate::outputs::run_folder::StageFolder;
-use crate::outputs::winners::read_winner;
+use crate::outputs::winners::Winner;
+use crate::runner::session::Hint;
 use crate::study::manifest::{DatasetSpec, Stage, Transfer};
 use crate::study::plan::{provisional_winner, StagePlan};
 use crate::train::predict;
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use tch::{nn, Device, Tensor};
 
@@ -20,7 +21,8 @@ type Shapes = BTreeMap<String, Vec<i64>>;
 /// the source winner has each named layer, and each run's own model has every variable
 /// of it, with the same shape. Without this a mistake (layers into an MLP, a misspelt
 /// layer, a different kernel count or image size) showed only once the source stage
-/// had trained. `planned` is `plan::plan_all`'s output and `datasets` the opened data,
+/// had trained. `planned` is every stage as planned, `winners` the settled winners of
+/// the sources that do not run in this invocation, and `datasets` the opened data,
 /// whose input shapes size the models; both models are built on the CPU, which costs
 /// their weights' memory for a moment and no training.
 ///
@@ -32,15 +34,13 @@ type Shapes = BTreeMap<String, Vec<i64>>;
 /// the copy still checks each variable when the run starts (`transfer_layers`).
 /// A source that ran before is checked against its winner's checkpoint itself.
 pub fn check_transfers(
-    planned: &[(StagePlan, bool)],
+    planned: &HashMap<String, StagePlan>,
+    winners: &HashMap<String, Winner>,
     selected: &[&Stage],
     datasets: &Datasets,
-    out: &Path,
+    hint: &Hint,
 ) -> Result<()> {
-    let plan_of = |stage: &str| {
-        let found = planned.iter().find(|(plan, _)| plan.name == stage);
-        &found.expect("every stage of the manifest is planned").0
-    };
+    let plan_of = |stage: &str| &planned[stage];
     let input_of = |spec: &DatasetSpec| {
         let data = datasets.opened(spec);
         data.expect("the data of every selected stage is open")
@@ -64,15 +64,19 @@ pub fn check_transfers(
                 described,
             )
         } else {
-            let winner = read_winner(out, source)?
-                .with_context(|| format!("stage `{source}` has not run"))?;
-            let checkpoint = StageFolder::new(out, source).run(&winner.run).checkpoint();
+            let winner = winners
+                .get(source)
+                .expect("the winners of the sources that ran before are settled");
+            let checkpoint = StageFolder::new(hint.out(), source)
+                .run(&winner.run)
+                .checkpoint();
             let tensors = Tensor::read_safetensors(&checkpoint).with_context(|| {
                 format!(
-                    "stage `{}` transfers layers from {}, which cannot be read: run \
-                     `cellnets only {source}` again",
+                    "stage `{}` transfers layers from {}, which cannot be read: run `{}` \
+                     again",
                     stage.name,
-                    checkpoint.display()
+                    checkpoint.display(),
+                    hint.only(&[source])
                 )
             })?;
             let described = format!("stage `{source}`'s winner ({})", checkpoint.display());

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result};
 use serde::{de::DeserializeOwned, Serialize};
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Sets `path`'s modification time: a claim's heartbeat, and a lock's age.
@@ -16,10 +17,30 @@ pub fn set_modified(path: &Path, time: std::time::SystemTime) -> std::io::Result
         .set_modified(time)
 }
 
+/// The mode a file cellnets writes is created with, less the umask, as any program's
+/// files are: 0644 under umask 022, so a research group can read each other's out/.
+/// (A temporary file is created 0600 unless its mode is given.)
+const FILE_MODE: u32 = 0o666;
+/// The same for a script meant to be run: 0755 under umask 022.
+const EXECUTABLE_MODE: u32 = 0o777;
+
 /// Runs `write` on a temporary path beside `path`, then renames it over `path`. The
 /// temporary's name is unique (random, created exclusively), so processes writing the
 /// same file at once never write into each other's temporary: the last rename wins.
 pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    write_atomically_with_mode(path, FILE_MODE, write)
+}
+
+/// `write_atomically` for a script: `text` in a file the umask lets its readers run.
+pub fn write_executable(path: &Path, text: &str) -> Result<()> {
+    write_atomically_with_mode(path, EXECUTABLE_MODE, |tmp| Ok(fs::write(tmp, text)?))
+}
+
+fn write_atomically_with_mode(
+    path: &Path,
+    mode: u32,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let name = path
         .file_name()
         .context("an output path ends in a file name")?;
@@ -27,7 +48,8 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
     let suffix = path.extension().map_or(".tmp".to_string(), |extension| {
         format!(".tmp.{}", extension.to_string_lossy())
     });
-    let tmp = unique_file_beside(path, &format!(".{}.", name.to_string_lossy()), &suffix)
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let tmp = unique_file_with_mode(path, &prefix, &suffix, mode)
         .with_context(|| format!("cannot write {}", path.display()))?;
     write(&tmp)
         .and_then(|()| Ok(fs::rename(&tmp, path)?))
@@ -41,13 +63,24 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
 /// `<prefix><random><suffix>`, exclusively, and returns its path; the caller removes
 /// or renames it.
 pub fn unique_file_beside(path: &Path, prefix: &str, suffix: &str) -> std::io::Result<PathBuf> {
+    unique_file_with_mode(path, prefix, suffix, FILE_MODE)
+}
+
+fn unique_file_with_mode(
+    path: &Path,
+    prefix: &str,
+    suffix: &str,
+    mode: u32,
+) -> std::io::Result<PathBuf> {
     let folder = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
+    // The mode is the one `open` is given, so the umask still applies.
     let file = tempfile::Builder::new()
         .prefix(prefix)
         .suffix(suffix)
+        .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(folder)?;
     let (_, path) = file.keep().map_err(|error| error.error)?;
     Ok(path)

@@ -23,6 +23,16 @@ pub struct Top {
     pub of: String,
 }
 
+impl std::fmt::Display for Ensemble {
+    /// In words: `the top 2 runs of stage mlp`, `runs a/x, b/y`.
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Ensemble::Runs(runs) => write!(f, "runs {}", runs.join(", ")),
+            Ensemble::Top(Top { top, of }) => write!(f, "the top {top} runs of stage {of}"),
+        }
+    }
+}
+
 /// The folder of an ensemble's result under its stage: out/<stage>/ensemble.
 pub const ENSEMBLE_RUN: &str = "ensemble";
 

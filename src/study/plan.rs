@@ -2,11 +2,11 @@
 //! earlier stage's winner), grids and samples expanded into runs, each with its
 //! revision, and a halving stage's rungs.
 
-use crate::models::ModelSpec;
+use crate::models::{InvalidModel, ModelSpec};
 use crate::study::ensemble::Ensemble;
 use crate::study::manifest::{
-    check_path_safe_name, DatasetSpec, Manifest, Stage, Training, TrainingOverrides, Transfer,
-    GRID_KEYS, TRAINING_KEYS,
+    check_path_safe_name, DatasetSpec, InvalidTraining, Manifest, Stage, Training,
+    TrainingOverrides, Transfer, GRID_KEYS, TRAINING_KEYS,
 };
 use crate::study::search::rungs::Rungs;
 use crate::study::search::{short_text, Halving};
@@ -66,6 +66,21 @@ pub struct StagePlan {
     pub halving: Option<Rungs>,
     /// An ensemble stage's members; such a stage plans no runs.
     pub ensemble: Option<Ensemble>,
+}
+
+impl StagePlan {
+    /// A fingerprint of what decides the stage's winner: its runs with all their
+    /// settings (a `from` stage's runs carry their source's winner), its pinned winner
+    /// and its halving rungs. A winner.yaml settled for another fingerprint is another
+    /// study's and is not taken (`outputs::winners::recorded_winner`).
+    pub fn definition(&self) -> String {
+        let runs = serde_yaml::to_string(&self.runs).expect("a plan serialises");
+        let text = format!(
+            "{runs}\npinned: {:?}\nhalving: {:?}",
+            self.pinned_winner, self.halving
+        );
+        format!("{:x}", md5::compute(text))
+    }
 }
 
 impl RunPlan {
@@ -140,28 +155,33 @@ pub fn select<'m>(manifest: &'m Manifest, only: &[String]) -> Result<Vec<&'m Sta
 }
 
 /// Plans every stage of the manifest without training anything. A stage that starts
-/// `from` another takes that stage's winner from `recorded` when it has one, else,
-/// provisionally, its pinned run or its first one. Returns each stage's plan and whether
+/// `from` another takes that stage's winner from `recorded` (given the source as
+/// planned) when it has one, else, provisionally, its pinned run or its first one. Returns each stage's plan and whether
 /// it is provisional, in manifest order.
 pub fn plan_all(
     manifest: &Manifest,
-    recorded: impl Fn(&str) -> Result<Option<RunPlan>>,
+    recorded: impl Fn(&StagePlan) -> Result<Option<RunPlan>>,
 ) -> Result<Vec<(StagePlan, bool)>> {
     let mut planned: HashMap<&str, (StagePlan, bool)> = HashMap::new();
     let mut order = Vec::new();
     for stage in &manifest.stages {
         let (start, provisional) = match &stage.from {
             None => (None, false),
-            Some(source) => match recorded(source)? {
-                Some(winner) => (Some(winner), false),
-                None => {
-                    let (plan, _) = &planned[source.as_str()];
-                    (Some(provisional_winner(plan).clone()), true)
+            Some(source) => {
+                let (plan, _) = &planned[source.as_str()];
+                match recorded(plan)? {
+                    Some(winner) => (Some(winner), false),
+                    None => (Some(provisional_winner(plan).clone()), true),
                 }
-            },
+            }
         };
-        let plan = plan_stage(manifest, stage, start.as_ref())
-            .with_context(|| format!("stage `{}`", stage.name))?;
+        let plan = plan_stage(manifest, stage, start.as_ref()).map_err(|error| {
+            let place = value_error_key(&error).and_then(|key| manifest.place(&stage.name, key));
+            match place {
+                Some(place) => error.context(format!("stage `{}` ({place})", stage.name)),
+                None => error.context(format!("stage `{}`", stage.name)),
+            }
+        })?;
         if let Some(ensemble) = &plan.ensemble {
             crate::study::ensemble::check_members(&stage.name, ensemble, |name| {
                 planned.get(name).map_or(Vec::new(), |(plan, _)| {
@@ -176,6 +196,19 @@ pub fn plan_all(
         .into_iter()
         .map(|name| planned.remove(name).expect("planned above"))
         .collect())
+}
+
+/// The manifest key of a model or training value that cannot be used, when `error`
+/// is one, so the message can point at where it is written.
+fn value_error_key(error: &anyhow::Error) -> Option<&'static str> {
+    error.chain().find_map(|cause| {
+        let model = cause.downcast_ref::<InvalidModel>().map(InvalidModel::key);
+        model.or_else(|| {
+            cause
+                .downcast_ref::<InvalidTraining>()
+                .map(InvalidTraining::key)
+        })
+    })
 }
 
 /// The run that stands in for a stage's winner before the stage has run: the pinned
@@ -668,7 +701,7 @@ stages:
         let plans = plan_all(&manifest, |_| Ok(None)).unwrap();
         let mut winner = plans[0].0.runs[1].clone();
         winner.training.learning_rate = 0.5;
-        let recorded = |stage: &str| Ok((stage == "hidden").then(|| winner.clone()));
+        let recorded = |stage: &StagePlan| Ok((stage.name == "hidden").then(|| winner.clone()));
         let plans = plan_all(&manifest, recorded).unwrap();
         let (activation, provisional) = &plans[1];
         assert!(!provisional);

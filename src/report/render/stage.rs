@@ -553,6 +553,7 @@ mod tests {
                 best_val_accuracy: 0.75,
                 pinned: false,
                 plan: run.clone(),
+                definition: String::new(),
             }),
             to_test: None,
             halving: None,

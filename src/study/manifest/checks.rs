@@ -19,7 +19,10 @@ pub fn load(path: &Path) -> Result<Manifest> {
             path.display()
         )
     })?;
-    parse(&text).with_context(|| format!("invalid manifest {}", path.display()))
+    let mut manifest =
+        parse(&text).with_context(|| format!("invalid manifest {}", path.display()))?;
+    manifest.source = Some(path.to_path_buf());
+    Ok(manifest)
 }
 
 pub fn parse(text: &str) -> Result<Manifest> {

@@ -10,7 +10,9 @@ mod training;
 mod yaml;
 
 pub use checks::{check_path_safe_name, load, parse};
-pub use stage::{DatasetSpec, FolderSplit, Manifest, Stage, StageReport, Transfer, Validation};
+pub use stage::{
+    DatasetSpec, FolderSplit, Manifest, Stage, StageReport, Transfer, Validation, DEFAULT_OUT,
+};
 pub use training::{
     InvalidTraining, Monitor, OptimizerDefaults, OptimizerKind, Schedule, TestView, Training,
     TrainingOverrides, UpdateRules,

@@ -10,6 +10,7 @@ use crate::study::search::{Halving, Sample};
 use crate::study::task::Task;
 use serde::{Deserialize, Serialize};
 use serde_yaml::Mapping;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,7 +19,54 @@ pub struct Manifest {
     #[serde(default)]
     pub defaults: TrainingOverrides,
     pub stages: Vec<Stage>,
+    /// The folder this manifest's outputs go to when no `--out` is given (relative to
+    /// the working directory, as `--out` is); `out` by default. Two manifests whose
+    /// stages share names keep apart by each having its own.
+    #[serde(default)]
+    pub out: Option<PathBuf>,
+    /// Write every run's scalars and hyperparameters as TensorBoard event files too,
+    /// as `--tensorboard` does.
+    #[serde(default)]
+    pub tensorboard: bool,
+    /// The file it was read from (`load`), for the commands messages suggest.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
+
+impl Manifest {
+    /// `FILE, line L column C` of `key` in stage `stage` (or in `defaults`), when the
+    /// manifest was read from a file that still says so: for errors found after parsing.
+    pub fn place(&self, stage: &str, key: &str) -> Option<String> {
+        let path = self.source.as_ref()?;
+        let text = std::fs::read_to_string(path).ok()?;
+        let entry = self.stages.iter().find(|entry| entry.name == stage)?;
+        let varies = |keys: &Mapping| keys.contains_key(key);
+        let within = if varies(&entry.grid) {
+            Some("grid")
+        } else if entry
+            .sample
+            .as_ref()
+            .is_some_and(|sample| varies(&sample.space))
+        {
+            Some("space")
+        } else {
+            None
+        };
+        let (line, column) = super::yaml::locate(&text, stage, key, within)?;
+        Some(format!("{}, line {line} column {column}", path.display()))
+    }
+
+    /// Where its outputs go: `--out` when given, else its own `out`, else `out`.
+    pub fn out_dir(&self, given: Option<&Path>) -> PathBuf {
+        given
+            .map(Path::to_path_buf)
+            .or_else(|| self.out.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT))
+    }
+}
+
+/// The output folder of a manifest without `out`, and of commands given no manifest.
+pub const DEFAULT_OUT: &str = "out";
 
 /// Which MedMNIST file a stage trains on, and how its train split is held out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,4 +244,21 @@ pub struct Transfer {
 
 fn default_true() -> bool {
     true
+}
+
+impl Stage {
+    /// The stages whose winners or runs this one needs: its `from` and `transfer`
+    /// sources and an ensemble's member stages.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        let transfer = self
+            .transfer
+            .as_ref()
+            .map(|transfer| transfer.from.as_str());
+        let members = self.ensemble.iter().flat_map(|ensemble| ensemble.stages());
+        self.from
+            .as_deref()
+            .into_iter()
+            .chain(transfer)
+            .chain(members)
+    }
 }

@@ -547,6 +547,29 @@ pub enum InvalidTraining {
     Warmup { warmup: usize, epochs: usize },
 }
 
+impl InvalidTraining {
+    /// The manifest key whose value is wrong, to point at it in the file.
+    pub fn key(&self) -> &'static str {
+        match self {
+            InvalidTraining::EpochsUnset | InvalidTraining::Epochs(_) => "epochs",
+            InvalidTraining::BatchSize(_) => "batch_size",
+            InvalidTraining::LearningRate(_) => "learning_rate",
+            InvalidTraining::NotAFraction { name, .. }
+            | InvalidTraining::NotASetting { name, .. }
+            | InvalidTraining::MixingAlpha { name, .. } => name,
+            InvalidTraining::NesterovWithoutMomentum => "nesterov",
+            InvalidTraining::Epsilon(_) => "epsilon",
+            InvalidTraining::StepSchedule => "step_size",
+            InvalidTraining::Milestones => "milestones",
+            InvalidTraining::ZeroPatience => "patience",
+            InvalidTraining::CropPadding(_) => "crop_padding",
+            InvalidTraining::Rotate(_) => "rotate",
+            InvalidTraining::RepeatedView(_) => "tta",
+            InvalidTraining::Warmup { .. } => "warmup_epochs",
+        }
+    }
+}
+
 /// A run's settings as the base of a later stage. A setting at the optimizer's default
 /// stays a default, so a stage that switches the optimizer or its rules gets the new
 /// one's defaults (its learning rate, its epsilon).

@@ -156,3 +156,121 @@ impl Visitor<'_> for GridKey {
         }
     }
 }
+
+/// Where `key` is written for stage `stage` in a manifest's `text`, as (line, column),
+/// both from 1: in the stage's own entry (from its `within` key on, when given: `grid`
+/// or `space` for a value the stage varies), else in `defaults`. Values are checked
+/// after parsing (a grid crosses them, a winner's settings join them), when the
+/// parser's positions are gone; this finds the key again in the text, in block or flow
+/// style.
+pub fn locate(text: &str, stage: &str, key: &str, within: Option<&str>) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let in_lines = |range: std::ops::Range<usize>| {
+        range
+            .into_iter()
+            .find_map(|i| key_column(lines[i], key).map(|column| (i + 1, column + 1)))
+    };
+    let stage_entry = stage_entry(&lines, stage);
+    let in_stage = stage_entry.and_then(|entry| {
+        let from = within.and_then(|within| {
+            entry
+                .clone()
+                .find(|&i| key_column(lines[i], within).is_some())
+        });
+        in_lines(from.unwrap_or(entry.start)..entry.end)
+    });
+    in_stage.or_else(|| {
+        let start = lines
+            .iter()
+            .position(|line| line.starts_with("defaults:"))?;
+        in_lines(start..block_end(&lines, start, 1))
+    })
+}
+
+/// The lines of the `stages` entry named `stage`: from its `- ` to the next line as far
+/// left as that dash.
+fn stage_entry(lines: &[&str], stage: &str) -> Option<std::ops::Range<usize>> {
+    let stages = lines.iter().position(|line| line.starts_with("stages:"))?;
+    let named = stages
+        + lines[stages..]
+            .iter()
+            .position(|line| name_in(line) == Some(stage))?;
+    let start = (0..=named)
+        .rev()
+        .find(|&i| lines[i].trim_start().starts_with('-'))?;
+    let dash = indentation(lines[start]);
+    Some(start..block_end(lines, start, dash + 1))
+}
+
+/// The line after the block that starts at `start`: the next line with content that
+/// is indented less than `inside`.
+fn block_end(lines: &[&str], start: usize, inside: usize) -> usize {
+    (start + 1..lines.len())
+        .find(|&i| {
+            let content = lines[i].trim_start();
+            !content.is_empty() && !content.starts_with('#') && indentation(lines[i]) < inside
+        })
+        .unwrap_or(lines.len())
+}
+
+/// The value of a `name:` key in `line`, unquoted.
+fn name_in(line: &str) -> Option<&str> {
+    let column = key_column(line, "name")?;
+    let value = line[column + "name".len()..]
+        .trim_start()
+        .strip_prefix(':')?;
+    let value = value.split([',', '}', '#']).next()?.trim();
+    Some(value.trim_matches(['"', '\'']))
+}
+
+fn indentation(line: &str) -> usize {
+    line.len() - line.trim_start_matches(' ').len()
+}
+
+/// The byte column of `key` written as a mapping key in `line` (`key:` after the start,
+/// a space, `{`, `,` or `- `), outside a comment.
+fn key_column(line: &str, key: &str) -> Option<usize> {
+    let code = line.split(" #").next().unwrap_or(line);
+    code.match_indices(key).map(|(at, _)| at).find(|&at| {
+        let before = code[..at].chars().next_back();
+        let after = code[at + key.len()..].trim_start();
+        matches!(before, None | Some(' ' | '{' | ',' | '-')) && after.starts_with(':')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locate;
+
+    const TEXT: &str = "dataset: {name: cnn}   # a set named like a stage
+defaults:
+  epochs: 3
+  learning_rate: 0.1
+stages:
+  - name: mlp
+    model: {kind: mlp, hidden: 4}
+  - model: {kind: cnn, kernels: 2, kernel_size: 3}
+    name: \"cnn\"
+    training: {batch_size: 0}
+    grid:
+      kernel_size: [3, 4]   # kernel_size: here is a comment
+  - {name: flow, model: {kind: mlp, hidden: 0}}
+";
+
+    #[test]
+    fn a_key_is_found_in_its_stages_entry_its_grid_or_the_defaults() {
+        assert_eq!(locate(TEXT, "mlp", "hidden", None), Some((7, 24)));
+        // The entry starts at its dash, whichever key comes first.
+        assert_eq!(locate(TEXT, "cnn", "kernel_size", None), Some((8, 36)));
+        assert_eq!(
+            locate(TEXT, "cnn", "kernel_size", Some("grid")),
+            Some((12, 7))
+        );
+        assert_eq!(locate(TEXT, "cnn", "batch_size", None), Some((10, 16)));
+        // Not in the stage: the defaults' value is the one used.
+        assert_eq!(locate(TEXT, "mlp", "learning_rate", None), Some((4, 3)));
+        assert_eq!(locate(TEXT, "flow", "hidden", None), Some((13, 37)));
+        assert_eq!(locate(TEXT, "mlp", "momentum", None), None);
+        assert_eq!(locate(TEXT, "missing", "hidden", None), None);
+    }
+}
