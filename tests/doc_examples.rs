@@ -6,7 +6,6 @@ use crate::common;
 use crate::common::outputs::cellnets_command;
 
 use std::path::{Path, PathBuf};
-use tch::{Kind, Tensor};
 
 /// (file, line, text) of every ```yaml block in README.md and docs/*.md.
 fn yaml_blocks() -> Vec<(PathBuf, usize, String)> {
@@ -55,30 +54,11 @@ fn as_manifest(block: &str) -> Option<String> {
     })
 }
 
-/// BloodMNIST-shaped files (3 channels, 8 classes) of a few images, at 28 and 64.
-fn tiny_bloodmnist(data: &Path) {
-    let _generator = common::torch_generator();
-    tch::manual_seed(3);
-    for (file, side) in [("bloodmnist.npz", 28), ("bloodmnist_64.npz", 64)] {
-        let mut arrays = Vec::new();
-        for split in ["train", "val", "test"] {
-            let images = Tensor::randint(256, [16, side, side, 3], (Kind::Uint8, tch::Device::Cpu));
-            let labels = Tensor::arange(16, (Kind::Int64, tch::Device::Cpu))
-                .remainder(8)
-                .to_kind(Kind::Uint8)
-                .view([16, 1]);
-            arrays.push((format!("{split}_images"), images));
-            arrays.push((format!("{split}_labels"), labels));
-        }
-        Tensor::write_npz(&arrays, data.join(file)).unwrap();
-    }
-}
-
 #[test]
 fn every_manifest_in_the_docs_plans_as_written() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("data")).unwrap();
-    tiny_bloodmnist(&dir.path().join("data"));
+    common::tiny_bloodmnist(&dir.path().join("data"));
     let blocks = yaml_blocks();
     let manifests: Vec<_> = blocks
         .iter()

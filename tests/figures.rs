@@ -63,6 +63,9 @@ fn charts_render_as_png_and_svg() {
                 seconds: 1.0,
                 val_auc: 0.99 - 0.3 / t,
                 val_balanced_accuracy: 0.9 - 0.5 / t,
+                cpu_seconds: 1.0,
+                cumulative_seconds: 1.0,
+                cumulative_cpu_seconds: 1.0,
             }
         })
         .collect();
@@ -84,6 +87,9 @@ fn charts_render_as_png_and_svg() {
             seconds: 1.0,
             val_auc: f64::NAN,
             val_balanced_accuracy: 0.1,
+            cpu_seconds: 1.0,
+            cumulative_seconds: 1.0,
+            cumulative_cpu_seconds: 1.0,
         }],
         best_epoch: None,
     };

@@ -8,6 +8,7 @@
 
 use crate::common;
 
+use cellnets::storage::files::read_table;
 use common::outputs::{
     assert_same_checkpoints, assert_same_metrics, cellnets, check_consistent, checkpoints, metrics,
     run_dirs, study_dir,
@@ -166,4 +167,51 @@ fn a_study_killed_at_any_point_resumes_without_losing_or_repeating_anything() {
     assert_eq!(resumed_tables.len(), RUNS);
     assert_same_metrics(&resumed_tables, &straight_tables);
     assert_same_checkpoints(&checkpoints(&out), &checkpoints(&straight_out));
+    check_time_columns(&out);
+    check_time_columns(&straight_out);
+}
+
+/// Each run's cumulative wall and CPU seconds are its committed epochs' own, summed:
+/// present in every row, rising, with no time of an epoch a kill cut short, and the
+/// summary's train_seconds is the last row's.
+fn check_time_columns(out: &Path) {
+    for dir in run_dirs(out) {
+        let (header, rows) = read_table(&dir.join("epochs.csv")).unwrap();
+        let column = |name: &str| {
+            let at = header.iter().position(|c| c == name).unwrap();
+            let values = rows.iter().map(|row| row[at].parse::<f64>().unwrap());
+            values.collect::<Vec<f64>>()
+        };
+        for (each, cumulative) in [
+            ("seconds", "cumulative_seconds"),
+            ("cpu_seconds", "cumulative_cpu_seconds"),
+        ] {
+            let (each, cumulative) = (column(each), column(cumulative));
+            let mut sum = 0.0;
+            for (epoch, (each, cumulative)) in each.iter().zip(&cumulative).enumerate() {
+                assert!(*each >= 0.0, "{}: {each}", dir.display());
+                sum += each;
+                // Each value is written to 3 decimals.
+                let rounding = 0.001 * (epoch + 2) as f64;
+                assert!(
+                    (sum - cumulative).abs() <= rounding,
+                    "{}, epoch {}: {cumulative} is not the sum {sum}",
+                    dir.display(),
+                    epoch + 1
+                );
+            }
+            assert!(cumulative.windows(2).all(|pair| pair[1] >= pair[0]));
+        }
+        let last = *column("cumulative_seconds").last().unwrap();
+        let stage_summary = dir.parent().unwrap().join("summary.csv");
+        let (header, rows) = read_table(&stage_summary).unwrap();
+        let at = |name: &str| header.iter().position(|c| c == name).unwrap();
+        let name = dir.file_name().unwrap().to_string_lossy();
+        let row = rows.iter().find(|row| row[at("run")] == name).unwrap();
+        let recorded: f64 = row[at("train_seconds")].parse().unwrap();
+        assert!(
+            (recorded - last).abs() <= 0.06,
+            "{name}: {recorded} against {last}"
+        );
+    }
 }

@@ -78,3 +78,43 @@ fn the_medmnist_benchmark_manifest_trains_every_2d_set_by_its_protocol() {
         assert_eq!(training.learning_rate, 0.001);
     }
 }
+
+#[test]
+fn the_fast_recipe_plans_as_one_resnet9_per_budget() {
+    let counts = counts("experiments/fast.yaml");
+    assert_eq!(counts.len(), 3);
+    for stage in ["fast", "fast_long", "fast_64"] {
+        assert_eq!(counts[&format!("{stage}/run")], (412_696, 0), "{stage}");
+    }
+}
+
+#[test]
+fn a_one_epoch_copy_of_the_fast_recipe_trains_and_tests_on_synthetic_data() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    common::tiny_bloodmnist(&dir.path().join("data"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/fast.yaml");
+    let recipe = std::fs::read_to_string(path).unwrap();
+    let one_epoch: String = recipe
+        .lines()
+        .map(|line| match line.find("training: {epochs:") {
+            Some(at) => format!("{}training: {{epochs: 1}}\n", &line[..at]),
+            None => format!("{line}\n"),
+        })
+        .collect();
+    assert_eq!(one_epoch.matches("epochs: 1}").count(), 3, "{one_epoch}");
+    std::fs::write(dir.path().join("fast.yaml"), one_epoch).unwrap();
+    let output = common::outputs::cellnets_command(dir.path())
+        .args(["fast.yaml", "--device", "cpu", "--out", "out"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for stage in ["fast", "fast_long", "fast_64"] {
+        let result = dir.path().join("out").join(stage).join("run/result.yaml");
+        assert!(result.is_file(), "{stage}");
+    }
+}

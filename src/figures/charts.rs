@@ -538,3 +538,60 @@ impl Figure for RungCurves {
         draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
     }
 }
+
+/// Val accuracy against wall minutes of training: how soon each model reached what.
+pub struct TimeCurves {
+    pub title: String,
+    /// Each model's name and (cumulative wall minutes, val accuracy) after each epoch.
+    pub runs: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+impl Figure for TimeCurves {
+    fn size(&self) -> (u32, u32) {
+        (900, 520)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let area = area.titled(&self.title, font(20.0))?;
+        let points: Vec<&(f64, f64)> = self.runs.iter().flat_map(|(_, points)| points).collect();
+        let minutes = points
+            .iter()
+            .map(|&&(x, _)| x)
+            .fold(0.0, f64::max)
+            .max(1e-3);
+        let low = points
+            .iter()
+            .map(|&&(_, y)| y)
+            .fold(1.0, f64::min)
+            .min(0.999);
+        let high = points
+            .iter()
+            .map(|&&(_, y)| y)
+            .fold(0.0, f64::max)
+            .max(low + 1e-3);
+        let margin = (high - low) * 0.05;
+        let mut chart = ChartBuilder::on(&area)
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..minutes * 1.02, (low - margin)..(high + margin))?;
+        chart
+            .configure_mesh()
+            .x_desc("wall minutes of training")
+            .y_desc("val accuracy")
+            .label_style(font(13.0))
+            .axis_desc_style(font(14.0))
+            .light_line_style(WHITE)
+            .draw()?;
+        for (i, (name, points)) in self.runs.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
+    }
+}

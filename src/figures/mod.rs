@@ -6,7 +6,9 @@ mod charts;
 mod draw;
 mod pictures;
 
-pub use charts::{CategoryLines, Curves, GroupedBars, HeatMap, Panel, RunCurve, RungCurves};
+pub use charts::{
+    CategoryLines, Curves, GroupedBars, HeatMap, Panel, RunCurve, RungCurves, TimeCurves,
+};
 pub use draw::{DrawResult, Figure};
 pub use pictures::{MistakePanel, Montage, Picture};
 

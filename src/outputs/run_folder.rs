@@ -586,7 +586,13 @@ const EPOCH_COLUMNS: [&str; 8] = [
 
 /// The columns of `epochs.csv` after the hyperparameters: metrics measured since,
 /// added at the end so that tables read by position keep their columns.
-const LATER_EPOCH_COLUMNS: [&str; 2] = ["val_auc", "val_balanced_accuracy"];
+const LATER_EPOCH_COLUMNS: [&str; 5] = [
+    "val_auc",
+    "val_balanced_accuracy",
+    "cpu_seconds",
+    "cumulative_seconds",
+    "cumulative_cpu_seconds",
+];
 
 /// `epochs.csv`, written a row per epoch as it ends and flushed at once, so a crash
 /// loses at most the epoch in flight.
@@ -673,6 +679,9 @@ impl EpochTable {
         let later = [
             record.val_auc.to_string(),
             record.val_balanced_accuracy.to_string(),
+            format!("{:.3}", record.cpu_seconds),
+            format!("{:.3}", record.cumulative_seconds),
+            format!("{:.3}", record.cumulative_cpu_seconds),
         ];
         let (names, hyperparameters) = self.fixed.split_at(2);
         let row = names
@@ -711,6 +720,9 @@ pub fn parse_epoch_row(header: &[String], row: &[String]) -> Option<EpochRecord>
         seconds: number("seconds")?,
         val_auc: later("val_auc"),
         val_balanced_accuracy: later("val_balanced_accuracy"),
+        cpu_seconds: later("cpu_seconds"),
+        cumulative_seconds: later("cumulative_seconds"),
+        cumulative_cpu_seconds: later("cumulative_cpu_seconds"),
     })
 }
 
@@ -729,6 +741,9 @@ mod tests {
             seconds: 2.0,
             val_auc,
             val_balanced_accuracy: 0.55,
+            cpu_seconds: 1.0,
+            cumulative_seconds: 1.0,
+            cumulative_cpu_seconds: 1.0,
         }
     }
 
@@ -763,10 +778,12 @@ mod tests {
         let epochs = folder.read_epochs().unwrap();
         assert_eq!(epochs.len(), 2);
         assert!(epochs[0].val_auc.is_nan() && epochs[0].val_balanced_accuracy.is_nan());
+        assert!(epochs[0].cumulative_seconds.is_nan() && epochs[0].cpu_seconds.is_nan());
         assert_eq!(epochs[0].val_accuracy, 0.6);
         assert_eq!(epochs[1], record(2, 0.75));
         let (header, rows) = read_table(&folder.epochs_csv()).unwrap();
-        assert_eq!(&header[header.len() - 2..], LATER_EPOCH_COLUMNS);
+        let later = header.len() - LATER_EPOCH_COLUMNS.len();
+        assert_eq!(&header[later..], LATER_EPOCH_COLUMNS);
         assert!(rows.iter().all(|row| row.len() == header.len()));
     }
 }

@@ -25,7 +25,14 @@ pub struct RunSummary {
     pub test: TestMetrics,
     /// Epochs trained: fewer than planned when early stopping ended the run.
     pub epochs: usize,
+    /// Wall seconds this process spent on the run: training, or copying a reused one.
     pub seconds: f64,
+    /// The run's wall and CPU seconds of training and validation over its committed
+    /// epochs (`EpochRecord::cumulative_seconds`), wherever and whenever they ran.
+    #[serde(default = "undefined")]
+    pub train_seconds: f64,
+    #[serde(default = "undefined")]
+    pub train_cpu_seconds: f64,
     pub device: String,
     /// `stage/run` whose results this run took instead of training the same settings again.
     pub reused_from: Option<String>,
@@ -90,11 +97,30 @@ impl RunSummary {
                 .into_iter()
                 .map(|(name, value)| (format!("test_{name}"), value.to_string())),
         );
+        // How long it took: to the end, and to the best epoch, whose numbers it reports.
+        columns.extend(
+            [
+                ("train_seconds", format!("{:.1}", self.train_seconds)),
+                (
+                    "train_cpu_seconds",
+                    format!("{:.1}", self.train_cpu_seconds),
+                ),
+                (
+                    "best_epoch_seconds",
+                    best(|record| format!("{:.1}", record.cumulative_seconds)),
+                ),
+            ]
+            .map(|(name, value)| (name.to_string(), value)),
+        );
         if let Some(configuration) = &self.repeat_of {
             columns.push((CONFIGURATION.to_string(), configuration.clone()));
         }
         columns
     }
+}
+
+fn undefined() -> f64 {
+    f64::NAN
 }
 
 /// The column of a repeated run's configuration.

@@ -273,6 +273,9 @@ mod tests {
                     seconds: 1.0,
                     val_auc: 1.0 - value,
                     val_balanced_accuracy: value,
+                    cpu_seconds: 1.0,
+                    cumulative_seconds: 1.0,
+                    cumulative_cpu_seconds: 1.0,
                 };
                 let summary = RunSummary {
                     stage: plan.stage.clone(),
@@ -285,6 +288,8 @@ mod tests {
                     test: TestMetrics::UNDEFINED,
                     epochs: 1,
                     seconds: 1.0,
+                    train_seconds: 1.0,
+                    train_cpu_seconds: 1.0,
                     device: "cpu".into(),
                     reused_from: None,
                     repeat_of: plan.repeat_of.clone(),

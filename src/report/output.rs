@@ -5,6 +5,7 @@
 use super::html;
 use crate::figures::{
     self, CategoryLines, Curves, GroupedBars, HeatMap, MistakePanel, Montage, RungCurves,
+    TimeCurves,
 };
 use crate::storage::files::{write_atomically, write_table};
 use anyhow::{Context, Result};
@@ -25,6 +26,7 @@ pub enum Drawing {
     Montage(Montage),
     MistakePanel(MistakePanel),
     RungCurves(RungCurves),
+    TimeCurves(TimeCurves),
 }
 
 impl Drawing {
@@ -140,5 +142,6 @@ fn save(drawing: &Drawing, dir: &Path, name: &str) -> Result<PathBuf> {
         Drawing::Montage(figure) => figures::save_png(figure, dir, name),
         Drawing::MistakePanel(figure) => figures::save_png(figure, dir, name),
         Drawing::RungCurves(figure) => figures::save(figure, dir, name),
+        Drawing::TimeCurves(figure) => figures::save(figure, dir, name),
     }
 }

@@ -292,6 +292,9 @@ mod tests {
                 seconds: 0.0,
                 val_auc: 0.5,
                 val_balanced_accuracy: 0.5,
+                cpu_seconds: 1.0,
+                cumulative_seconds: 1.0,
+                cumulative_cpu_seconds: 1.0,
             };
             stopper.on_epoch_end(&record).unwrap();
             stops.push(stopper.should_stop());

@@ -122,6 +122,9 @@ pub fn evaluate(
         test: report.metrics(),
         epochs: 0,
         seconds: start.elapsed().as_secs_f64(),
+        // What the ensemble cost: every member's training, whether or not side by side.
+        train_seconds: members.iter().map(|(_, s)| s.train_seconds).sum(),
+        train_cpu_seconds: members.iter().map(|(_, s)| s.train_cpu_seconds).sum(),
         device: format!("{device:?}").to_lowercase(),
         reused_from: None,
         repeat_of: None,

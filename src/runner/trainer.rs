@@ -106,6 +106,7 @@ pub fn halt(
         outcome: Outcome::Halted,
         epochs: state.point.last.epoch,
         best: state.point.best.record().cloned(),
+        last: Some(state.point.last.clone()),
     };
     let test = test_best(
         folder,
@@ -133,6 +134,8 @@ fn summarise(
     test: TestMetrics,
 ) -> RunSummary {
     let (trainable_params, frozen_params) = count_parameters(vs);
+    let cumulative =
+        |field: fn(&crate::train::EpochRecord) -> f64| fitted.last.as_ref().map_or(0.0, field);
     RunSummary {
         stage: run.stage.clone(),
         run: run.name.clone(),
@@ -144,6 +147,8 @@ fn summarise(
         test,
         epochs: fitted.epochs,
         seconds: 0.0,
+        train_seconds: cumulative(|last| last.cumulative_seconds),
+        train_cpu_seconds: cumulative(|last| last.cumulative_cpu_seconds),
         device: format!("{:?}{}", context.device, context.precision.label()).to_lowercase(),
         reused_from: None,
         repeat_of: run.repeat_of.clone(),

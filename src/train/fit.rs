@@ -4,6 +4,7 @@
 //! epoch is committed through a `Checkpointer`, with the optimizer's state, the best
 //! epoch so far and every callback's state, as the one point a killed run resumes from.
 
+use super::cpu_time;
 use super::{evaluate, learning_rate, train_epoch, FusedInputDense, Optimizer, OptimizerState};
 use crate::data::Dataset;
 use crate::study::manifest::{Monitor, Training};
@@ -30,6 +31,17 @@ pub struct EpochRecord {
     pub val_auc: f64,
     #[serde(default = "undefined")]
     pub val_balanced_accuracy: f64,
+    /// CPU seconds (user and system, every thread of the process) the epoch took; with
+    /// `--jobs` above 1 it counts the runs training beside it too.
+    #[serde(default = "undefined")]
+    pub cpu_seconds: f64,
+    /// The run's wall seconds of training and validation through this epoch: its
+    /// committed epochs' `seconds` summed, so a resumed run counts no lost work.
+    #[serde(default = "undefined")]
+    pub cumulative_seconds: f64,
+    /// The same for `cpu_seconds`.
+    #[serde(default = "undefined")]
+    pub cumulative_cpu_seconds: f64,
 }
 
 fn undefined() -> f64 {
@@ -196,6 +208,8 @@ pub struct Fitted {
     /// The last epoch trained: fewer than planned when training stopped early.
     pub epochs: usize,
     pub best: Option<EpochRecord>,
+    /// The last epoch's record, with the run's cumulative time.
+    pub last: Option<EpochRecord>,
 }
 
 /// What the loop trains: the network, and the fused step of its first layer when it
@@ -249,7 +263,14 @@ pub fn fit(
         if stop.is_some() {
             break;
         }
-        let record = run_epoch(network, &mut optimizer, data, training, epoch)?;
+        let record = run_epoch(
+            network,
+            &mut optimizer,
+            data,
+            training,
+            epoch,
+            last.as_ref(),
+        )?;
         // A signal cut the epoch short: it is not committed, the last one stays.
         crate::train::stop::check()?;
         best.offer(&record);
@@ -275,20 +296,23 @@ pub fn fit(
     }
     Ok(Fitted {
         outcome,
-        epochs: last.map_or(0, |record| record.epoch),
+        epochs: last.as_ref().map_or(0, |record| record.epoch),
         best: best.record,
+        last,
     })
 }
 
-/// Trains and validates epoch `epoch` (1-based).
+/// Trains and validates epoch `epoch` (1-based), after the committed epoch `previous`.
 fn run_epoch(
     network: Learner,
     optimizer: &mut Optimizer,
     data: &Dataset,
     training: &Training,
     epoch: usize,
+    previous: Option<&EpochRecord>,
 ) -> Result<EpochRecord> {
     let start = Instant::now();
+    let cpu_start = cpu_time::process_cpu_seconds();
     let rate = learning_rate(training, epoch);
     let seed = training.seed.wrapping_add(epoch as u64 * 1_000_003);
     let (train_loss, train_accuracy) = crate::random::with_stream(seed, || {
@@ -307,15 +331,24 @@ fn run_epoch(
     // Under `ema` the average is evaluated and committed; `fit` swaps it out after.
     optimizer.swap_in_average();
     let val = evaluate(network.model, &data.val)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = cpu_time::process_cpu_seconds() - cpu_start;
+    // A run resumed from a state written before these were recorded counts as unknown.
+    let (before, cpu_before) = previous.map_or((0.0, 0.0), |previous| {
+        (previous.cumulative_seconds, previous.cumulative_cpu_seconds)
+    });
     Ok(EpochRecord {
         epoch,
         train_loss,
         train_accuracy,
         val_loss: val.loss,
         val_accuracy: val.accuracy,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
         val_auc: val.auc,
         val_balanced_accuracy: val.balanced_accuracy,
+        cpu_seconds,
+        cumulative_seconds: before + seconds,
+        cumulative_cpu_seconds: cpu_before + cpu_seconds,
     })
 }
 
@@ -517,6 +550,9 @@ mod tests {
             seconds: 0.0,
             val_auc: f64::NAN,
             val_balanced_accuracy: f64::NAN,
+            cpu_seconds: 1.0,
+            cumulative_seconds: 1.0,
+            cumulative_cpu_seconds: 1.0,
         }
     }
 
@@ -547,6 +583,9 @@ mod tests {
         assert_eq!(by_auc.record().unwrap().epoch, 3);
         let balanced = |epoch, value| EpochRecord {
             val_balanced_accuracy: value,
+            cpu_seconds: 1.0,
+            cumulative_seconds: 1.0,
+            cumulative_cpu_seconds: 1.0,
             ..record(epoch, 1.0, 0.5)
         };
         let mut by_balanced = BestEpoch::new(Monitor::ValBalancedAccuracy);

@@ -2,7 +2,8 @@
 //! point a run resumes from, a batch's step and evaluation (`step`), the random
 //! transforms of its images (`augment`), its targets under label smoothing, mixup and
 //! cutmix (`targets`), the optimizers and their state (`optimizer`) with the weights'
-//! moving average (`average`), the request to stop at the next batch (`stop`),
+//! moving average (`average`), an epoch's CPU seconds (`cpu_time`), the request to stop
+//! at the next batch (`stop`),
 //! test-time augmentation (`tta`), and the debug check that a step's tensors share the
 //! run's device (`device`).
 //!
@@ -11,6 +12,7 @@
 
 mod augment;
 mod average;
+mod cpu_time;
 pub mod device;
 mod fit;
 mod optimizer;

@@ -127,3 +127,22 @@ pub fn run_library(
     };
     cellnets::runner::run(&manifest, &[], &settings).unwrap()
 }
+
+/// BloodMNIST-shaped files (3 channels, 8 classes) of a few images, at 28 and 64.
+pub fn tiny_bloodmnist(data: &Path) {
+    let _generator = torch_generator();
+    tch::manual_seed(3);
+    for (file, side) in [("bloodmnist.npz", 28), ("bloodmnist_64.npz", 64)] {
+        let mut arrays = Vec::new();
+        for split in ["train", "val", "test"] {
+            let images = Tensor::randint(256, [16, side, side, 3], (Kind::Uint8, Device::Cpu));
+            let labels = Tensor::arange(16, (Kind::Int64, Device::Cpu))
+                .remainder(8)
+                .to_kind(Kind::Uint8)
+                .view([16, 1]);
+            arrays.push((format!("{split}_images"), images));
+            arrays.push((format!("{split}_labels"), labels));
+        }
+        Tensor::write_npz(&arrays, data.join(file)).unwrap();
+    }
+}

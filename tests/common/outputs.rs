@@ -105,15 +105,28 @@ pub fn check_consistent(out: &Path) -> usize {
     finished
 }
 
-/// Every run's epoch table without the wall time, by `stage/run`.
+/// The columns of `epochs.csv` that time an epoch, which differ from run to run.
+pub const TIME_COLUMNS: [&str; 4] = [
+    "seconds",
+    "cpu_seconds",
+    "cumulative_seconds",
+    "cumulative_cpu_seconds",
+];
+
+/// Every run's epoch table without the times, by `stage/run`.
 pub fn metrics(out: &Path) -> Vec<(String, Vec<Vec<String>>)> {
     run_dirs(out)
         .into_iter()
         .map(|dir| {
-            let (_, rows) = read_table(&dir.join("epochs.csv")).unwrap();
+            let (header, rows) = read_table(&dir.join("epochs.csv")).unwrap();
+            let kept =
+                |(column, _): &(usize, String)| !TIME_COLUMNS.contains(&header[*column].as_str());
             let rows = rows
                 .into_iter()
-                .map(|row| [&row[..7], &row[8..]].concat())
+                .map(|row| {
+                    let cells = row.into_iter().enumerate().filter(kept);
+                    cells.map(|(_, cell)| cell).collect()
+                })
                 .collect();
             (dir.strip_prefix(out).unwrap().display().to_string(), rows)
         })

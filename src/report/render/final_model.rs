@@ -5,6 +5,7 @@
 
 use crate::figures::{HeatMap, MistakePanel};
 use crate::metrics::{ClassScores, Confusion, TestReport};
+use crate::outputs::summary::RunSummary;
 use crate::report::compute::{Mistake, TestedWinner};
 use crate::report::markdown::{against_interval, count, metric, table, with_interval};
 use crate::report::output::{Drawing, Section};
@@ -293,21 +294,36 @@ pub fn ensemble_row(
     stage: &str,
     members: usize,
     report: &TestReport,
-    trainable: i64,
+    summary: &RunSummary,
 ) -> Vec<String> {
     let scores = report.metrics();
     vec![
         format!("`{stage}`: ensemble of {members}"),
         "their own".to_string(),
+        train_time(summary),
         with_interval(scores.accuracy, scores.ci95.accuracy),
         String::new(),
         with_interval(scores.balanced_accuracy, scores.ci95.balanced_accuracy),
         String::new(),
         with_interval(scores.macro_f1, scores.ci95.macro_f1),
         with_interval(scores.auc, scores.ci95.auc),
-        count(trainable),
+        count(summary.trainable_params),
         String::new(),
     ]
+}
+
+/// `4.7 min (8.2 CPU)`: the wall and CPU minutes a model's training took (an
+/// ensemble's, its members' together); a dash for runs from before they were kept.
+fn train_time(summary: &RunSummary) -> String {
+    let (wall, cpu) = (
+        summary.train_seconds / 60.0,
+        summary.train_cpu_seconds / 60.0,
+    );
+    match (wall.is_finite(), cpu.is_finite()) {
+        (true, true) => format!("{wall:.1} min ({cpu:.1} CPU)"),
+        (true, false) => format!("{wall:.1} min"),
+        _ => "–".to_string(),
+    }
 }
 
 /// The winner's row of the final-models table.
@@ -317,6 +333,7 @@ pub fn final_row(stage: &str, tested: &TestedWinner, study: Option<&StudyModel>)
     vec![
         format!("`{stage}`: {}", plan.name),
         format!("{} of {}", summary.epochs, plan.training.epochs),
+        train_time(summary),
         with_interval(scores.accuracy, scores.ci95.accuracy),
         against_interval(study.map(|m| m.test.accuracy), scores.ci95.accuracy),
         with_interval(scores.balanced_accuracy, scores.ci95.balanced_accuracy),

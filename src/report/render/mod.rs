@@ -10,7 +10,8 @@ mod stage;
 use super::compute::{TestedEnsemble, TestedWinner};
 use super::gather::{DataOverview, StageResults};
 use super::markdown::{metric, table};
-use super::output::{Section, TableFile, REPORT_DIR, STAGES_CSV};
+use super::output::{Drawing, Section, TableFile, REPORT_DIR, STAGES_CSV};
+use crate::figures::TimeCurves;
 use crate::metrics::TestReport;
 use crate::study::catalog;
 use crate::study::manifest::DatasetSpec;
@@ -54,7 +55,7 @@ pub fn report(
                     &stage.stage.name,
                     view.members.len(),
                     &ensemble.report,
-                    view.result.summary.trainable_params,
+                    &view.result.summary,
                 )
             }
         })
@@ -67,6 +68,7 @@ pub fn report(
         }
     }
     report.markdown += &final_models(&final_rows, &sets);
+    report.push(time_to_accuracy(&finals));
     let compared: Vec<Compared> = finals
         .iter()
         .map(|(stage, one)| Compared {
@@ -89,6 +91,45 @@ pub fn report(
         .tables
         .push(stage_order(stages.iter().map(|stage| &stage.stage.name)));
     report
+}
+
+/// The final winners' val accuracy against the wall minutes of their training, epoch
+/// by epoch: which model gets how far how soon. None without two timed epochs.
+fn time_to_accuracy(finals: &[(&StageResults, Final)]) -> Section {
+    let runs: Vec<(String, Vec<(f64, f64)>)> = finals
+        .iter()
+        .filter_map(|(stage, one)| {
+            let Final::Winner(tested) = one else {
+                return None;
+            };
+            let run = stage
+                .finished
+                .iter()
+                .find(|run| run.name == tested.finished.plan.name)?;
+            let points = run
+                .epochs
+                .iter()
+                .filter(|epoch| epoch.cumulative_seconds.is_finite());
+            let points = points.map(|epoch| (epoch.cumulative_seconds / 60.0, epoch.val_accuracy));
+            Some((stage.stage.name.clone(), points.collect::<Vec<_>>()))
+        })
+        .filter(|(_, points)| !points.is_empty())
+        .collect();
+    if runs.iter().map(|(_, points)| points.len()).sum::<usize>() < 2 {
+        return Section::text("");
+    }
+    let name = "time-to-accuracy";
+    let mut section = Section::text(format!(
+        "Val accuracy of each final model after each epoch, against the wall minutes its \
+         training had taken by then (the train time above is the whole run's):\n\n\
+         ![time to accuracy]({REPORT_DIR}/{name}.png)\n\n"
+    ));
+    let figure = TimeCurves {
+        title: "Time to accuracy".to_string(),
+        runs,
+    };
+    section.figure(REPORT_DIR, name, Drawing::TimeCurves(figure));
+    section
 }
 
 fn introduction(manifest_path: &Path) -> String {
@@ -134,6 +175,7 @@ fn final_models(rows: &[Vec<String>], sets: &[&str]) -> String {
     let header = [
         "stage: winner",
         "epochs",
+        "train time",
         "test acc",
         "study",
         "bal. acc",

@@ -490,6 +490,9 @@ mod tests {
             seconds: 1.0,
             val_auc: 0.9,
             val_balanced_accuracy: 0.5,
+            cpu_seconds: 1.0,
+            cumulative_seconds: 1.0,
+            cumulative_cpu_seconds: 1.0,
         });
         let summary = RunSummary {
             stage: run.stage.clone(),
@@ -509,6 +512,8 @@ mod tests {
             },
             epochs: 3,
             seconds: 7.0,
+            train_seconds: 1.0,
+            train_cpu_seconds: 1.0,
             device: "cpu".into(),
             reused_from: None,
             repeat_of: None,
