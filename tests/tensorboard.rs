@@ -116,13 +116,16 @@ fn tensorboard_reads_back_every_epoch_once_and_the_hyperparameters_after_a_kill(
         }
 
         let (header, rows) = read_table(&folder.epochs_csv()).unwrap();
-        // The hyperparameters follow the first eight columns; the metrics measured since
-        // (val_auc, val_balanced_accuracy) come after them, so that older tables grow.
+        // The hyperparameters follow the first eight columns; the metrics and times
+        // measured since (val_auc, ..., cumulative_cpu_seconds) come after them, so that
+        // older tables grow.
+        let measured =
+            |name: &str| name.starts_with("val_") || common::outputs::TIME_COLUMNS.contains(&name);
         let mut expected: Vec<(String, String)> = header[8..]
             .iter()
             .cloned()
             .zip(rows[0][8..].iter().map(|value| normalised(value)))
-            .filter(|(name, _)| !name.starts_with("val_"))
+            .filter(|(name, _)| !measured(name))
             .collect();
         expected.push(("stage".into(), "width".into()));
         expected.sort();
