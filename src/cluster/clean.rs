@@ -30,8 +30,7 @@ pub fn droppable(manifest: &Manifest, out_dir: &Path) -> Result<Vec<Droppable>> 
     for (stage, _) in winners::plan_with_recorded_winners(manifest, out_dir)? {
         for run in &stage.runs {
             let folder = RunFolder::of(out_dir, run);
-            let committed = folder.read_result().ok().flatten();
-            if !committed.is_some_and(|finished| finished.plan.same_settings(run)) {
+            if !folder.has_result_of(run) {
                 continue;
             }
             let files = folder.resume_files();

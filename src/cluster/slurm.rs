@@ -183,10 +183,7 @@ pub fn plan_jobs(
 /// from it: recorded for the stage as planned, pinned by the manifest, or settled by
 /// the first of them from its runs' results, all there.
 fn is_settled(plan: &StagePlan, out_dir: &Path) -> Result<bool> {
-    let finished = |run: &RunPlan| {
-        let result = RunFolder::of(out_dir, run).read_result().ok().flatten();
-        result.is_some_and(|finished| finished.plan.same_settings(run))
-    };
+    let finished = |run: &RunPlan| RunFolder::of(out_dir, run).has_result_of(run);
     Ok(plan.pinned_winner.is_some()
         || winners::recorded_winner(out_dir, plan)?.current().is_some()
         || plan.runs.iter().all(finished))
@@ -205,11 +202,7 @@ fn unfinished(
     let mut left_out = false;
     for (position, run) in plan.runs.iter().enumerate() {
         let folder = RunFolder::of(out_dir, run);
-        let finished = folder
-            .read_result()
-            .ok()
-            .flatten()
-            .is_some_and(|finished| finished.plan.same_settings(run));
+        let finished = folder.has_result_of(run);
         match folder.read_failure().filter(Failure::gives_up) {
             _ if finished => {}
             Some(failure) if !retry_failed => {

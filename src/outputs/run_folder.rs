@@ -417,22 +417,32 @@ impl RunFolder {
         Ok(())
     }
 
-    /// Removes the resume state and both slots.
+    /// The paths of the resume state and both slots, whether they exist or not.
+    fn resume_paths(&self) -> impl Iterator<Item = PathBuf> {
+        let slots = [0, 1].map(|epoch| [self.slot(epoch), self.optimizer_slot(epoch)]);
+        std::iter::once(self.state_yaml()).chain(slots.into_iter().flatten())
+    }
+
     /// The resume files the run holds now (its state and both slots), with their sizes.
     pub fn resume_files(&self) -> Vec<(PathBuf, u64)> {
-        let slots = [0, 1].map(|epoch| [self.slot(epoch), self.optimizer_slot(epoch)]);
-        std::iter::once(self.state_yaml())
-            .chain(slots.into_iter().flatten())
+        self.resume_paths()
             .filter_map(|path| Some((path.clone(), fs::metadata(&path).ok()?.len())))
             .collect()
     }
 
+    /// Removes the resume state and both slots.
     pub fn clear_resume(&self) -> Result<()> {
-        let slots = [0, 1].map(|epoch| [self.slot(epoch), self.optimizer_slot(epoch)]);
-        for path in std::iter::once(self.state_yaml()).chain(slots.into_iter().flatten()) {
+        for path in self.resume_paths() {
             remove_if_present(&path)?;
         }
         Ok(())
+    }
+
+    /// Whether the folder holds a committed result of `plan`'s settings (of any data
+    /// file: for what reads no data, such as `slurm` and `clean`).
+    pub fn has_result_of(&self, plan: &RunPlan) -> bool {
+        let result = self.read_result().ok().flatten();
+        result.is_some_and(|finished| finished.plan.same_settings(plan))
     }
 
     /// Renames the folder to a free `<run>.replaced-<time>-<n>` beside it, keeping
