@@ -72,8 +72,10 @@ def write_study(binary, folder, epochs):
 
 
 def poll_until(url, stop):
+    # The printed URL is http://host:port/?token=...: a script passes the token itself.
+    base, token = url.split("?token=")
     while not stop.wait(2):
-        urllib.request.urlopen(url + "api/study").read()
+        urllib.request.urlopen(f"{base}api/study?token={token}").read()
 
 
 def train(binary, folder, watchers, count):

@@ -21,7 +21,11 @@ pub fn say(message: &str) {
         .map(|(_, listener)| Arc::clone(listener));
     match listener {
         Some(listener) => listener(message),
-        None => eprintln!("{message}"),
+        // Not `eprintln!`, which panics when stderr is closed: a note is not worth a crash.
+        None => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "{message}");
+        }
     }
 }
 

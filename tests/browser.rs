@@ -24,9 +24,10 @@ const STUDY: &str = "  - name: width
     grid: {kernels: [2, 4], kernel_size: [3, 5]}
 ";
 
-/// A manifest path that would end report.html's script and run one of its own if any
-/// part of the page quoted it unescaped.
-const HOSTILE_PATH: &str = "x</script><script>window.injected=1</script><!--/m.yaml";
+/// A manifest path that would load an image from elsewhere, link out, or end
+/// report.html's script and run one of its own, if any part of the page quoted it as
+/// markdown or HTML.
+const HOSTILE_PATH: &str = "![p](http://127.0.0.1:9/leak.png)[l](https://example.org/)<img src=http://127.0.0.1:9/i.png>x</script><script>window.injected=1</script><!--/m.yaml";
 
 fn screenshots(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -111,6 +112,8 @@ fn report_html_opens_offline_showing_runs_and_curves_without_errors_or_requests(
             ["open a run", "(() => { location.hash = '#run=width/hidden=8'; return true; })()", ""],
             ["run page", "document.querySelector('section.run h2') && document.querySelectorAll('#app .uplot').length === 2 && document.querySelectorAll('table.confusion').length === 1 && document.querySelector('section.run h2').textContent", "run.png"],
             ["title", "typeof window.injected === 'undefined' ? document.title : 'INJECTED'", ""],
+            ["foreign links and images", "Array.from(document.querySelectorAll('a[href], img')).map(e => e.getAttribute('href') || e.getAttribute('src')).filter(target => target.includes(':') && !target.startsWith('data:')).join(' ') || 'none'", ""],
+            ["quoted path", "document.querySelector('main h1').textContent", ""],
         ],
         &["--offline"],
     );
@@ -129,6 +132,12 @@ fn report_html_opens_offline_showing_runs_and_curves_without_errors_or_requests(
         value(&report, "title"),
         &format!("cellnets report: {HOSTILE_PATH}"),
         "the hostile path is shown, not run"
+    );
+    assert_eq!(value(&report, "foreign links and images"), "none");
+    assert_eq!(
+        value(&report, "quoted path"),
+        &format!("cellnets report: {HOSTILE_PATH}"),
+        "the report's heading quotes the path as text"
     );
     eprintln!(
         "report.html: {} bytes, loaded in {} s",
@@ -231,10 +240,16 @@ fn the_served_page_shows_a_new_epoch_while_the_study_trains() {
     assert!(first >= 1 && later > first, "{report}");
     assert_eq!(value(&report, "training"), true);
     assert!(value(&report, "polls").as_u64().unwrap() >= 2);
+    let origin = &url[..url.find("/?token=").expect("a token in the URL") + 1];
     for request in report["requests"].as_array().unwrap() {
+        let request = request.as_str().unwrap();
         assert!(
-            request.as_str().unwrap().starts_with(&url),
+            request.starts_with(origin),
             "a request beyond the server: {request}"
+        );
+        assert!(
+            request == url || !request.contains("token="),
+            "the token left the address bar for the cookie: {request}"
         );
     }
 }

@@ -19,10 +19,14 @@ pub struct ServeArgs {
     /// Port to listen on; 0 picks a free one.
     #[arg(long, default_value_t = 8022)]
     port: u16,
-    /// Address to listen on. Any but a loopback address (127.0.0.1, ::1) gets a random
-    /// access token, printed in the URL, that every request must carry.
+    /// Address to listen on. On every address, loopback included, requests need the
+    /// random token printed in the URL (opening it once keeps it in a cookie).
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     bind: IpAddr,
+    /// A name the browser may use for this server besides localhost, IP addresses and
+    /// this machine's name (a DNS alias, the name an SSH tunnel gives it). Repeatable.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allowed_hosts: Vec<String>,
     #[command(flatten)]
     claims: ClaimTimeout,
 }
@@ -34,19 +38,29 @@ pub fn run(args: ServeArgs) -> Result<()> {
         bind: args.bind,
         port: args.port,
         claim_timeout: args.claims.duration(),
+        allowed_hosts: args.allowed_hosts,
     };
     let server = serve::Server::bind(manifest, &args.manifest, &settings)?;
     let url = server.url()?;
-    println!("serving {} at {url}", args.manifest.display());
+    // What it prints is for whoever started it; once printed, a closed stdout
+    // (`serve | head -1`, a closed terminal) is no reason to stop serving.
+    let mut lines = vec![format!("serving {} at {url}", args.manifest.display())];
     if args.bind.is_unspecified() {
-        println!(
+        lines.push(
             "(on every address of this machine: put its name or address in place of the host)"
+                .into(),
         );
     }
-    println!(
-        "read-only: it never writes under {}; Ctrl-C stops it",
+    lines.push(format!(
+        "open that URL once: the browser keeps its token in a cookie. Read-only: it never \
+         writes under {}; Ctrl-C stops it",
         settings.out_dir.display()
-    );
-    std::io::stdout().flush()?;
+    ));
+    let mut stdout = std::io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(stdout, "{line}");
+    }
+    let _ = stdout.flush();
+    drop(stdout);
     server.run()
 }

@@ -7,11 +7,45 @@
 //! without the markdown, fetching fresh snapshots instead.
 
 use pulldown_cmark::{html, Event, Options, Parser, Tag, TagEnd};
+use sha2::{Digest, Sha256};
+use std::sync::LazyLock;
 
 static UPLOT_JS: &str = include_str!("../../assets/uplot/uPlot.iife.min.js");
 static UPLOT_CSS: &str = include_str!("../../assets/uplot/uPlot.min.css");
 static APP_JS: &str = include_str!("../../assets/report/app.js");
 static APP_CSS: &str = include_str!("../../assets/report/app.css");
+
+/// The page's two scripts, exactly as they sit between `<script>` and `</script>`.
+fn scripts() -> [String; 2] {
+    [format!("\n{UPLOT_JS}\n"), format!("\n{APP_JS}\n")]
+}
+
+/// The Content-Security-Policy of report.html and serve's page: only the page's own two
+/// scripts run (allowed by their SHA-256, so a script that found its way into the
+/// markdown does not); images only inline (`data:`) or from the page's own server;
+/// fetches only to that server; no fonts, frames, plugins, forms or `<base>`. Styles may
+/// be inline: the SVG figures carry style attributes, and without a way to load
+/// anything a style can leak nothing. `frame-ancestors` is served as a header by
+/// `serve` (browsers ignore it in a meta tag).
+pub fn content_security_policy() -> &'static str {
+    static POLICY: LazyLock<String> = LazyLock::new(|| {
+        use base64::Engine;
+        let hashes: Vec<String> = scripts()
+            .iter()
+            .map(|script| {
+                let digest = Sha256::digest(script.as_bytes());
+                let encoded = base64::engine::general_purpose::STANDARD.encode(digest);
+                format!("'sha256-{encoded}'")
+            })
+            .collect();
+        format!(
+            "default-src 'none'; script-src {}; style-src 'unsafe-inline'; \
+             img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'",
+            hashes.join(" ")
+        )
+    });
+    &POLICY
+}
 
 /// Where the page's data comes from.
 pub enum Data<'a> {
@@ -33,26 +67,31 @@ pub fn page(title: &str, body: &str, data: Data) -> String {
         Data::Live => ("live", String::new()),
     };
     let title = escape_text(title);
+    let policy = escape_text(content_security_policy());
+    let [uplot, app] = scripts();
     // The empty icon keeps a browser from asking for /favicon.ico, a request to nothing
     // from disk and a 404 from `serve`.
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"{policy}\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{title}</title>\n<link rel=\"icon\" href=\"data:,\">\n<style>\n{UPLOT_CSS}\n{APP_CSS}\n</style>\n</head>\n<body>\n\
          <div id=\"app\" data-mode=\"{mode}\"></div>\n\
          <noscript><p class=\"note\">The interactive curves and tables need JavaScript; \
          the report below does not.</p></noscript>\n\
          <main id=\"report\">\n{body}</main>\n{data}\
-         <script>\n{UPLOT_JS}\n</script>\n<script>\n{APP_JS}\n</script>\n</body>\n</html>\n"
+         <script>{uplot}</script>\n<script>{app}</script>\n</body>\n</html>\n"
     )
 }
 
 /// `markdown` as HTML (CommonMark with tables; its raw HTML kept), each image whose
-/// target `figure` knows replaced by the inline markup it returns; other images stay
-/// links.
+/// target `figure` knows replaced by the inline markup it returns. Anything the report
+/// did not create itself is shown as text: other images (their alt text), links that
+/// leave the report's folder (their text) and raw HTML other than its folding tags; so
+/// a name or path quoted in the markdown cannot load, link or run anything.
 pub fn markdown_to_html(markdown: &str, figure: impl Fn(&str) -> Option<String>) -> String {
     let mut events = Vec::new();
-    let mut inside_replaced_image = false;
+    let (mut inside_replaced_image, mut image_dropped, mut link_dropped) = (false, false, false);
     for event in Parser::new_ext(markdown, Options::ENABLE_TABLES) {
         match event {
             Event::Start(Tag::Image { ref dest_url, .. }) => match figure(dest_url) {
@@ -62,11 +101,16 @@ pub fn markdown_to_html(markdown: &str, figure: impl Fn(&str) -> Option<String>)
                     ));
                     inside_replaced_image = true;
                 }
-                None => events.push(event),
+                None => image_dropped = true,
             },
             Event::End(TagEnd::Image) if inside_replaced_image => inside_replaced_image = false,
+            Event::End(TagEnd::Image) if image_dropped => image_dropped = false,
             // The alt text of a replaced image: the figure has its own title.
             _ if inside_replaced_image => {}
+            Event::Start(Tag::Link { ref dest_url, .. }) if !beside_the_report(dest_url) => {
+                link_dropped = true
+            }
+            Event::End(TagEnd::Link) if link_dropped => link_dropped = false,
             Event::Html(raw) | Event::InlineHtml(raw) if !only_folding_tags(&raw) => {
                 events.push(Event::Text(raw))
             }
@@ -76,6 +120,12 @@ pub fn markdown_to_html(markdown: &str, figure: impl Fn(&str) -> Option<String>)
     let mut out = String::new();
     html::push_html(&mut out, events.into_iter());
     out
+}
+
+/// Whether a link's target is a file or folder beside report.html, as the report's own
+/// links are (`width/summary.csv`): no scheme, no host, no absolute path.
+fn beside_the_report(target: &str) -> bool {
+    !target.is_empty() && !target.contains([':', '\\']) && !target.starts_with('/')
 }
 
 /// Whether raw HTML in the markdown holds only the tags the report writes itself to
@@ -150,8 +200,8 @@ mod tests {
             "<figure class=\"figure\"><svg data-from=\"report/a/grid.png\"></svg></figure>"
         ));
         assert!(
-            html.contains("<img src=\"report/a/gone.png\" alt=\"gone\""),
-            "{html}"
+            !html.contains("<img") && html.contains("<p>gone</p>"),
+            "an image the report cannot inline shows its alt text: {html}"
         );
         assert!(
             html.contains("<details><summary>curves</summary>"),
@@ -183,6 +233,52 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("</details>"), "{html}");
+    }
+
+    #[test]
+    fn links_that_leave_the_reports_folder_and_foreign_images_become_text() {
+        let markdown = "[ours](width/summary.csv) [out](https://example.org/x) \
+                        [js](javascript:alert(1)) [abs](/etc/passwd) [net](//example.org/x) \
+                        <https://example.org/auto> ![pixel](https://example.org/p.png)\n";
+        let html = markdown_to_html(markdown, |_| None);
+        assert!(
+            html.contains("<a href=\"width/summary.csv\">ours</a>"),
+            "{html}"
+        );
+        assert_eq!(html.matches("<a ").count(), 1, "{html}");
+        assert!(
+            !html.contains("<img") && !html.contains("example.org/p.png\""),
+            "{html}"
+        );
+        for text in [
+            "out",
+            "js",
+            "abs",
+            "net",
+            "https://example.org/auto",
+            "pixel",
+        ] {
+            assert!(html.contains(text), "{text} kept as text: {html}");
+        }
+    }
+
+    #[test]
+    fn the_policy_allows_exactly_the_pages_two_scripts() {
+        let policy = content_security_policy();
+        let page = page_without_data();
+        assert!(page.contains(&format!(
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"{}\">",
+            escape_text(policy)
+        )));
+        assert_eq!(policy.matches("'sha256-").count(), 2, "{policy}");
+        // Recomputed from the page as a browser sees it.
+        use base64::Engine;
+        for script in page.split("<script>").skip(1) {
+            let body = &script[..script.find("</script>").unwrap()];
+            let digest = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body));
+            assert!(policy.contains(&format!("'sha256-{digest}'")), "{digest}");
+        }
+        assert!(policy.starts_with("default-src 'none';") && !policy.contains("unsafe-eval"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Small helpers for the report's markdown tables, and the number formats it shares
-//! with `cellnets list`.
+//! Small helpers for the report's markdown: tables, text from the user quoted so that it
+//! stays text, and the number formats it shares with `cellnets list`.
 
 use crate::statistics::Interval;
 
@@ -14,6 +14,39 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         text += &format!("| {} |\n", row.join(" | "));
     }
     text
+}
+
+/// Text from the user (a path, a class folder's name) as markdown that shows exactly
+/// that text: each character that could open a link, an image, HTML, an entity,
+/// emphasis, code or a table cell is backslash-escaped (CommonMark lets any ASCII
+/// punctuation be), and line breaks become spaces.
+pub fn text(raw: &str) -> String {
+    let mut escaped = String::with_capacity(raw.len());
+    for character in raw.chars() {
+        match character {
+            '\n' | '\r' => escaped.push(' '),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '!' | '|' | '&' | '~' | '#' => {
+                escaped.push('\\');
+                escaped.push(character);
+            }
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+/// Text from the user as an inline code span, shown verbatim: fenced by one backtick
+/// more than its longest run of them. A `|` is escaped, which a table cell needs (GFM
+/// splits cells before it reads code spans) and plain text shows as `\|`.
+pub fn code(raw: &str) -> String {
+    let flat = raw.replace(['\n', '\r'], " ").replace('|', "\\|");
+    let longest = flat.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = match flat.starts_with('`') || flat.ends_with('`') {
+        true => " ",
+        false => "",
+    };
+    format!("{fence}{pad}{flat}{pad}{fence}")
 }
 
 /// A metric to four decimals; a dash when it is missing or undefined.
@@ -75,6 +108,29 @@ pub fn count(value: impl Into<i128>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_text_stays_text() {
+        let hostile =
+            "![a](http://x/p.png) [b](javascript:alert(1)) <img src=x> &amp; *e* `c` a|b\nline";
+        let html = |markdown: &str| crate::report::html::markdown_to_html(markdown, |_| None);
+        let shown = html(&text(hostile));
+        assert_eq!(
+            shown,
+            "<p>![a](http://x/p.png) [b](javascript:alert(1)) &lt;img src=x&gt; &amp;amp; *e* `c` a|b line</p>\n"
+        );
+        let cell = html(&table(
+            &["name"],
+            &[vec![text("a|b")], vec![code("a|b`c``")]],
+        ));
+        assert!(cell.contains("<td>a|b</td>"), "{cell}");
+        assert!(cell.contains("<td><code>a|b`c``</code></td>"), "{cell}");
+        assert_eq!(code("`x"), "`` `x ``");
+        assert_eq!(
+            html(&code("<b>[x](y)")),
+            "<p><code>&lt;b&gt;[x](y)</code></p>\n"
+        );
+    }
 
     #[test]
     fn formats() {

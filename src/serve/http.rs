@@ -1,9 +1,13 @@
 //! The little of HTTP/1.1 that `cellnets serve` speaks: GET and HEAD requests without a
-//! body, one per connection, with every part of a request bounded before it is read, and
-//! plain responses. A study's page polls a few small resources; this needs no async
-//! runtime, and keeping the parser this small keeps every limit in sight.
+//! body, one per connection, parsed strictly (a request another server might read
+//! differently is refused), with every part bounded before it is read and every read
+//! and write held to a deadline; and plain responses, never longer than they declare. A
+//! study's page polls a few small resources; this needs no async runtime, and keeping
+//! the parser this small keeps every limit in sight.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 /// The request line and headers together; a longer head is refused (431).
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -16,13 +20,20 @@ pub struct Request {
     pub path: String,
     /// The query string, still percent-encoded; empty without one.
     pub query: String,
+    /// The one `Host` header's value.
+    pub host: String,
+    /// The `Cookie` headers' values, joined by `; `; empty without one.
+    pub cookies: String,
 }
 
 /// Why a request is refused before it is routed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Refusal {
-    /// Not HTTP, or not understood.
+    /// Not HTTP/1.0 or 1.1 as the RFCs write it: a malformed request line, a header
+    /// that is not `name: value`, a control character, folded lines.
     BadRequest,
+    /// No `Host` header, or more than one: which site was asked for is unclear.
+    AmbiguousHost,
     /// The head exceeds `MAX_HEAD_BYTES`.
     HeadTooLarge,
     /// A body, which no resource here takes.
@@ -34,11 +45,70 @@ pub enum Refusal {
 impl Refusal {
     pub fn status(self) -> u16 {
         match self {
-            Refusal::BadRequest => 400,
+            Refusal::BadRequest | Refusal::AmbiguousHost => 400,
             Refusal::HeadTooLarge => 431,
             Refusal::BodyNotAllowed => 413,
             Refusal::MethodNotAllowed => 405,
         }
+    }
+
+    /// The answer's text.
+    pub fn why(self) -> &'static str {
+        match self {
+            Refusal::BadRequest => "not a well-formed HTTP/1.1 request",
+            Refusal::AmbiguousHost => "a request needs exactly one Host header",
+            Refusal::HeadTooLarge => "request head too large",
+            Refusal::BodyNotAllowed => "this server takes no request bodies",
+            Refusal::MethodNotAllowed => "only GET and HEAD",
+        }
+    }
+
+    pub fn response(self) -> Response {
+        let response = Response::error(self.status(), self.why());
+        match self {
+            Refusal::MethodNotAllowed => response.with_header("Allow", "GET, HEAD".into()),
+            _ => response,
+        }
+    }
+}
+
+/// A connection read and written against deadlines: each read or write may take only
+/// what is left until its deadline, so a peer that trickles bytes is cut off when the
+/// whole request (or response) is late, not when one read is.
+pub struct Timed<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl<'a> Timed<'a> {
+    pub fn new(stream: &'a TcpStream, deadline: Instant) -> Self {
+        Timed { stream, deadline }
+    }
+
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        match left.is_zero() {
+            true => Err(io::Error::new(io::ErrorKind::TimedOut, "past the deadline")),
+            false => Ok(left),
+        }
+    }
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&*self.stream).read(buf)
+    }
+}
+
+impl Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&*self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self.stream).flush()
     }
 }
 
@@ -72,9 +142,29 @@ pub fn read_request(stream: impl Read) -> io::Result<Option<Result<Request, Refu
     Ok(Some(parse_head(&head)))
 }
 
+/// RFC 9110's `tchar`: what a method or a header name is made of.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A header value may hold visible characters, spaces and tabs; any other control
+/// character (a bare CR, NUL, DEL) is how request smuggling and header injection start.
+fn is_clean_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
 fn parse_head(head: &[u8]) -> Result<Request, Refusal> {
     let text = std::str::from_utf8(head).map_err(|_| Refusal::BadRequest)?;
-    let mut lines = text.lines();
+    // Lines end in CRLF, or LF alone (RFC 9112 lets a server accept it); the head ends
+    // with an empty line, which `read_request` stopped at.
+    let mut lines = text
+        .split('\n')
+        .map(|line| line.strip_suffix('\r').unwrap_or(line));
     let request_line = lines.next().ok_or(Refusal::BadRequest)?;
     let mut parts = request_line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
@@ -82,30 +172,42 @@ fn parse_head(head: &[u8]) -> Result<Request, Refusal> {
     else {
         return Err(Refusal::BadRequest);
     };
-    if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
+    let target_is_clean = target.starts_with('/') && target.bytes().all(|b| b > 0x20 && b < 0x7f);
+    if !is_token(method) || !matches!(version, "HTTP/1.0" | "HTTP/1.1") || !target_is_clean {
         return Err(Refusal::BadRequest);
     }
+    let (mut hosts, mut cookies, mut has_body) = (Vec::new(), Vec::new(), false);
     for line in lines.take_while(|line| !line.is_empty()) {
         let (name, value) = line.split_once(':').ok_or(Refusal::BadRequest)?;
-        let name = name.trim().to_ascii_lowercase();
-        let value = value.trim();
-        let has_body = match name.as_str() {
-            "content-length" => value != "0",
-            "transfer-encoding" => true,
-            _ => false,
-        };
-        if has_body {
-            return Err(Refusal::BodyNotAllowed);
+        // No space before the colon and no folded continuation lines (RFC 9112 5.1, 5.2).
+        if !is_token(name) || !is_clean_value(value) {
+            return Err(Refusal::BadRequest);
         }
+        let value = value.trim_matches([' ', '\t']);
+        match name.to_ascii_lowercase().as_str() {
+            "host" => hosts.push(value),
+            "cookie" => cookies.push(value),
+            "content-length" => has_body |= value != "0",
+            "transfer-encoding" => has_body = true,
+            _ => {}
+        }
+    }
+    if has_body {
+        return Err(Refusal::BodyNotAllowed);
     }
     if method != "GET" && method != "HEAD" {
         return Err(Refusal::MethodNotAllowed);
     }
+    let [host] = hosts[..] else {
+        return Err(Refusal::AmbiguousHost);
+    };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     Ok(Request {
         method: method.to_string(),
         path: path.to_string(),
         query: query.to_string(),
+        host: host.to_string(),
+        cookies: cookies.join("; "),
     })
 }
 
@@ -137,17 +239,28 @@ pub fn query_value(query: &str, name: &str) -> Option<String> {
         .and_then(|(_, value)| percent_decode(value))
 }
 
-/// A response: status, content type, body, and whether it may be cached.
+/// The value of the cookie `name` in a `Cookie` header's `a=b; c=d` list.
+pub fn cookie_value<'a>(cookies: &'a str, name: &str) -> Option<&'a str> {
+    cookies
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// A response: status, content type, body, whether it may be cached, and any further
+/// headers.
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Body,
     pub cacheable: bool,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 pub enum Body {
     Bytes(Vec<u8>),
-    /// A file streamed from disk, with its length.
+    /// A file streamed from disk, with its length when it was opened.
     File(std::fs::File, u64),
 }
 
@@ -158,6 +271,7 @@ impl Response {
             content_type,
             body: Body::Bytes(body.into()),
             cacheable: false,
+            headers: Vec::new(),
         }
     }
 
@@ -166,31 +280,47 @@ impl Response {
         Response::new(status, "text/plain; charset=utf-8", format!("{why}\n"))
     }
 
-    /// Writes the response; the body only for GET. The connection closes after it.
-    pub fn write_to(self, mut stream: impl Write, with_body: bool) -> io::Result<()> {
-        let length = match &self.body {
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The body's length, as `Content-Length` declares it.
+    pub fn length(&self) -> u64 {
+        match &self.body {
             Body::Bytes(bytes) => bytes.len() as u64,
             Body::File(_, length) => *length,
-        };
+        }
+    }
+
+    /// Writes the response; the body only for GET. The connection closes after it.
+    pub fn write_to(self, mut stream: impl Write, with_body: bool) -> io::Result<()> {
+        let length = self.length();
         let cache = match self.cacheable {
             true => "private, max-age=5",
             false => "no-store",
         };
         // No referrer: a token in the page's address must not leak to other sites.
-        write!(
-            stream,
+        let mut head = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {length}\r\n\
              Cache-Control: {cache}\r\nX-Content-Type-Options: nosniff\r\n\
-             Referrer-Policy: no-referrer\r\nConnection: close\r\n\r\n",
+             Referrer-Policy: no-referrer\r\nConnection: close\r\n",
             self.status,
             reason(self.status),
             self.content_type,
-        )?;
+        );
+        for (name, value) in &self.headers {
+            head += &format!("{name}: {value}\r\n");
+        }
+        head += "\r\n";
+        stream.write_all(head.as_bytes())?;
         if with_body {
             match self.body {
                 Body::Bytes(bytes) => stream.write_all(&bytes)?,
-                Body::File(mut file, _) => {
-                    io::copy(&mut file, &mut stream)?;
+                // A file that grows while it is sent stops at the length declared; one
+                // that shrinks ends the connection early, which the peer can tell.
+                Body::File(file, length) => {
+                    io::copy(&mut file.take(length), &mut stream)?;
                 }
             }
         }
@@ -201,6 +331,7 @@ impl Response {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        303 => "See Other",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
@@ -222,13 +353,22 @@ mod tests {
     }
 
     #[test]
-    fn a_get_splits_into_path_and_query() {
-        let request = read(b"GET /files/a%20b?token=x%2By HTTP/1.1\r\nHost: h\r\n\r\n");
+    fn a_get_splits_into_path_query_host_and_cookies() {
+        let request = read(b"GET /files/a%20b?token=x%2By HTTP/1.1\r\nHost: h:80\r\nCookie: a=1\r\ncookie: b=2; c=3\r\n\r\n");
         let request = request.unwrap().unwrap();
         assert_eq!(request.method, "GET");
         assert_eq!(request.path, "/files/a%20b");
+        assert_eq!(request.host, "h:80");
         assert_eq!(query_value(&request.query, "token").as_deref(), Some("x+y"));
+        assert_eq!(cookie_value(&request.cookies, "b"), Some("2"));
+        assert_eq!(cookie_value(&request.cookies, "c"), Some("3"));
+        assert_eq!(cookie_value(&request.cookies, "d"), None);
         assert_eq!(read(b""), None);
+        let bare_newlines = read(b"HEAD / HTTP/1.0\nHost: h\n\n").unwrap().unwrap();
+        assert_eq!(
+            (bare_newlines.method.as_str(), bare_newlines.path.as_str()),
+            ("HEAD", "/")
+        );
     }
 
     #[test]
@@ -239,19 +379,59 @@ mod tests {
         assert_eq!(read(&huge), Some(Err(Refusal::HeadTooLarge)));
         let endless = vec![b'a'; 10 * MAX_HEAD_BYTES];
         assert_eq!(read(&endless), Some(Err(Refusal::HeadTooLarge)));
-        let post = b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n";
+        let post = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999\r\n\r\n";
         assert_eq!(read(post), Some(Err(Refusal::BodyNotAllowed)));
-        let delete = b"DELETE / HTTP/1.1\r\n\r\n";
+        let delete = b"DELETE / HTTP/1.1\r\nHost: h\r\n\r\n";
         assert_eq!(read(delete), Some(Err(Refusal::MethodNotAllowed)));
-        assert_eq!(read(b"hello\r\n\r\n"), Some(Err(Refusal::BadRequest)));
-        assert_eq!(
-            read(b"GET / HTTP/1.1\r\nHost"),
-            Some(Err(Refusal::BadRequest))
-        );
-        assert_eq!(
-            read(b"GET http://x/ HTTP/1.1\r\n\r\n"),
-            Some(Err(Refusal::BadRequest))
-        );
+        let allow = Refusal::MethodNotAllowed.response().headers;
+        assert_eq!(allow, vec![("Allow", "GET, HEAD".to_string())]);
+        for garbage in [
+            &b"hello\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost",
+            b"GET http://x/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.1garbage\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/2.0\r\nHost: h\r\n\r\n",
+            b"GET / http/1.1\r\nHost: h\r\n\r\n",
+            b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /a\x01b HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x7fb\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : h\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n folded\r\n\r\n",
+        ] {
+            let shown = String::from_utf8_lossy(garbage);
+            assert_eq!(read(garbage), Some(Err(Refusal::BadRequest)), "{shown:?}");
+        }
+        for hosts in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        ] {
+            let shown = String::from_utf8_lossy(hosts);
+            assert_eq!(read(hosts), Some(Err(Refusal::AmbiguousHost)), "{shown:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_is_never_longer_than_declared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("growing.csv");
+        std::fs::write(&path, "abc").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        std::fs::write(&path, "abcdefgh").unwrap();
+        let response = Response {
+            status: 200,
+            content_type: "text/csv",
+            body: Body::File(file, 3),
+            cacheable: true,
+            headers: Vec::new(),
+        };
+        let mut sent = Vec::new();
+        response.write_to(&mut sent, true).unwrap();
+        let sent = String::from_utf8(sent).unwrap();
+        assert!(sent.contains("Content-Length: 3\r\n"), "{sent}");
+        assert!(sent.ends_with("\r\n\r\nabc"), "{sent}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::figures::{HeatMap, MistakePanel};
 use crate::metrics::{ClassScores, Confusion, TestReport};
 use crate::outputs::summary::RunSummary;
 use crate::report::compute::{Mistake, TestedWinner};
-use crate::report::markdown::{against_interval, count, metric, table, with_interval};
+use crate::report::markdown::{against_interval, count, metric, table, text, with_interval};
 use crate::report::output::{Drawing, Section};
 use crate::statistics::mcnemar_exact;
 use crate::study::catalog;
@@ -212,7 +212,7 @@ fn per_class_table(tested: &TestedWinner, study: Option<&[ClassScores]>) -> Stri
         .enumerate()
         .map(|(class, (scores, auc))| {
             let mut row = vec![
-                format!("{class} {}", tested.class_names[class]),
+                format!("{class} {}", text(&tested.class_names[class])),
                 count(scores.support),
                 metric(Some(scores.precision)),
                 metric(Some(scores.recall)),
@@ -250,8 +250,8 @@ pub fn mistakes_section(tested: &TestedWinner, mistakes: &[Mistake], folder: &st
         rows.push(vec![
             (rank + 1).to_string(),
             mistake.index.to_string(),
-            names[mistake.truth].clone(),
-            names[mistake.predicted].clone(),
+            text(&names[mistake.truth]),
+            text(&names[mistake.predicted]),
             metric(Some(mistake.confidence())),
             format!("![{name}]({folder}/{name}.png)"),
         ]);

@@ -9,7 +9,7 @@ mod stage;
 
 use super::compute::{TestedEnsemble, TestedWinner};
 use super::gather::{DataOverview, StageResults};
-use super::markdown::{metric, table};
+use super::markdown::{code, metric, table, text};
 use super::output::{Drawing, Section, TableFile, REPORT_DIR, STAGES_CSV};
 use crate::figures::TimeCurves;
 use crate::metrics::TestReport;
@@ -133,14 +133,15 @@ fn time_to_accuracy(finals: &[(&StageResults, Final)]) -> Section {
 }
 
 fn introduction(manifest_path: &Path) -> String {
-    let manifest = manifest_path.display();
+    let path = manifest_path.display().to_string();
+    let (manifest, command) = (text(&path), code(&format!("cellnets report {path}")));
     format!(
         "# cellnets report: {manifest}\n\nEvery stage of the manifest, from the outputs in this \
          folder, with the numbers the reproduced study reported beside them where it reported \
          any (IA048 \"Atividade 3 – Redes Neurais\", UNICAMP, 2024). Val accuracy is the best \
          epoch's; test results are those of the checkpoint of each run's monitor (val loss unless \
          the manifest names another). Regenerate with \
-         `cellnets report {manifest}`.\n\n"
+         {command}.\n\n"
     )
 }
 
