@@ -137,7 +137,8 @@ impl SavedRun {
         self.plan.id().to_string()
     }
 
-    /// Rebuilds the model for images of `input` and loads the best checkpoint into it.
+    /// Rebuilds the model for images of `input`, loads the best checkpoint into it and
+    /// folds its BatchNorms into their convolutions: it only evaluates from here on.
     pub fn load(&self, input: InputShape, device: Device) -> Result<LoadedModel> {
         let checkpoint = &self.weights;
         // Known from its result: say so in the data's terms, before libtorch's do.
@@ -169,12 +170,13 @@ impl SavedRun {
             let mut vs = nn::VarStore::new(device);
             // Its initial weights, overwritten at once, still draw on libtorch's
             // generator: under its lock, as every draw in the process (`random`).
-            let network = {
+            let mut network = {
                 let _generator = crate::random::lock();
                 self.plan.model.build(&vs.root(), input)
             };
-            vs.load(checkpoint)
-                .map(|()| LoadedModel { _vs: vs, network })
+            vs.load(checkpoint)?;
+            network.fold_batch_norms();
+            Ok::<_, tch::TchError>(LoadedModel { _vs: vs, network })
         }))
         .map_err(|payload| misfit(crate::panic_summary(payload.as_ref()).to_string()))?
         // tch's error text ends in a C++ backtrace; its first line says what misfits.

@@ -1,6 +1,6 @@
 //! The study's deep CNN, DenseNet-style: a stem, one dense block and a linear head.
 
-use super::batch_norm::KerasBatchNorm;
+use super::batch_norm::{ConvNorm, KerasBatchNorm};
 use super::mlp::dense;
 use super::network::{conv, InputShape, Network};
 use tch::nn::{self, ModuleT};
@@ -11,8 +11,7 @@ use tch::Tensor;
 /// average pooling and a linear head.
 #[derive(Debug)]
 pub struct DenseCnn {
-    stem: nn::Conv2D,
-    stem_norm: KerasBatchNorm,
+    stem: ConvNorm<KerasBatchNorm>,
     block: Vec<DenseLayer>,
     head: nn::Linear,
 }
@@ -21,8 +20,9 @@ pub struct DenseCnn {
 #[derive(Debug)]
 struct DenseLayer {
     norm1: KerasBatchNorm,
-    conv1: nn::Conv2D,
-    norm2: KerasBatchNorm,
+    /// The bottleneck convolution and the norm right after it (only these fold: norm1
+    /// follows a concatenation, not a convolution).
+    bottleneck: ConvNorm<KerasBatchNorm>,
     conv2: nn::Conv2D,
 }
 
@@ -42,8 +42,10 @@ impl DenseCnn {
                 let layer = path / format!("block{i}");
                 let dense_layer = DenseLayer {
                     norm1: KerasBatchNorm::new(&layer / "norm1", channels),
-                    conv1: conv(&layer / "conv1", channels, bottleneck, 1, 1, true),
-                    norm2: KerasBatchNorm::new(&layer / "norm2", bottleneck),
+                    bottleneck: ConvNorm::new(
+                        conv(&layer / "conv1", channels, bottleneck, 1, 1, true),
+                        KerasBatchNorm::new(&layer / "norm2", bottleneck),
+                    ),
                     conv2: conv(&layer / "conv2", bottleneck, growth, 3, 1, true),
                 };
                 channels += growth;
@@ -51,15 +53,17 @@ impl DenseCnn {
             })
             .collect();
         DenseCnn {
-            stem: conv(
-                path / "stem",
-                input.channels,
-                stem_filters,
-                stem_kernel,
-                1,
-                true,
+            stem: ConvNorm::new(
+                conv(
+                    path / "stem",
+                    input.channels,
+                    stem_filters,
+                    stem_kernel,
+                    1,
+                    true,
+                ),
+                KerasBatchNorm::new(path / "stem_norm", stem_filters),
             ),
-            stem_norm: KerasBatchNorm::new(path / "stem_norm", stem_filters),
             block,
             head: dense(&(path / "head"), channels, input.classes),
         }
@@ -71,8 +75,7 @@ impl ModuleT for DenseLayer {
         let ys = xs
             .apply_t(&self.norm1, train)
             .relu()
-            .apply(&self.conv1)
-            .apply_t(&self.norm2, train)
+            .apply_t(&self.bottleneck, train)
             .relu()
             .apply(&self.conv2);
         Tensor::cat(&[xs, &ys], 1)
@@ -82,8 +85,7 @@ impl ModuleT for DenseLayer {
 impl ModuleT for DenseCnn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let stem = xs
-            .apply(&self.stem)
-            .apply_t(&self.stem_norm, train)
+            .apply_t(&self.stem, train)
             .relu()
             // ceil_mode: Keras' "same" pooling keeps the last row and column of odd sizes.
             .max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], true);
@@ -97,4 +99,11 @@ impl ModuleT for DenseCnn {
     }
 }
 
-impl Network for DenseCnn {}
+impl Network for DenseCnn {
+    fn fold_batch_norms(&mut self) {
+        self.stem.fold();
+        for layer in &mut self.block {
+            layer.bottleneck.fold();
+        }
+    }
+}

@@ -21,6 +21,10 @@ pub trait Network: nn::ModuleT {
     fn split_input_dense(&self) -> Option<(&nn::Linear, &dyn nn::ModuleT)> {
         None
     }
+
+    /// Folds each BatchNorm that directly follows a convolution into it
+    /// (`batch_norm::ConvNorm::fold`), for a model that will only evaluate from now on.
+    fn fold_batch_norms(&mut self) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! ResNet-18 for small images, as the MedMNIST benchmark adapts it to 28x28.
 
-use super::batch_norm::pytorch_batch_norm;
+use super::batch_norm::{pytorch_batch_norm, ConvNorm};
 use super::mlp::dense;
 use super::network::{conv, InputShape, Network};
 use tch::nn::{self, ModuleT};
@@ -13,36 +13,45 @@ use tch::Tensor;
 /// the benchmark's code.
 #[derive(Debug)]
 pub struct ResNet18 {
-    stem: nn::Conv2D,
-    stem_norm: nn::BatchNorm,
+    stem: ConvNorm<nn::BatchNorm>,
     blocks: Vec<BasicBlock>,
     head: nn::Linear,
 }
 
 #[derive(Debug)]
 struct BasicBlock {
-    conv1: nn::Conv2D,
-    norm1: nn::BatchNorm,
-    conv2: nn::Conv2D,
-    norm2: nn::BatchNorm,
+    first: ConvNorm<nn::BatchNorm>,
+    second: ConvNorm<nn::BatchNorm>,
     /// 1x1 convolution and BN on the skip path when the shape changes.
-    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+    downsample: Option<ConvNorm<nn::BatchNorm>>,
 }
 
 impl BasicBlock {
     fn new(path: nn::Path, inputs: i64, outputs: i64, stride: i64) -> Self {
         let downsample = (stride != 1 || inputs != outputs).then(|| {
-            (
+            ConvNorm::new(
                 conv(&path / "down", inputs, outputs, 1, stride, false),
                 pytorch_batch_norm(&path / "down_norm", outputs),
             )
         });
         BasicBlock {
-            conv1: conv(&path / "conv1", inputs, outputs, 3, stride, false),
-            norm1: pytorch_batch_norm(&path / "norm1", outputs),
-            conv2: conv(&path / "conv2", outputs, outputs, 3, 1, false),
-            norm2: pytorch_batch_norm(&path / "norm2", outputs),
+            first: ConvNorm::new(
+                conv(&path / "conv1", inputs, outputs, 3, stride, false),
+                pytorch_batch_norm(&path / "norm1", outputs),
+            ),
+            second: ConvNorm::new(
+                conv(&path / "conv2", outputs, outputs, 3, 1, false),
+                pytorch_batch_norm(&path / "norm2", outputs),
+            ),
             downsample,
+        }
+    }
+
+    fn fold_batch_norms(&mut self) {
+        self.first.fold();
+        self.second.fold();
+        if let Some(downsample) = &mut self.downsample {
+            downsample.fold();
         }
     }
 }
@@ -50,13 +59,11 @@ impl BasicBlock {
 impl ModuleT for BasicBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let ys = xs
-            .apply(&self.conv1)
-            .apply_t(&self.norm1, train)
+            .apply_t(&self.first, train)
             .relu()
-            .apply(&self.conv2)
-            .apply_t(&self.norm2, train);
+            .apply_t(&self.second, train);
         let skip = match &self.downsample {
-            Some((conv, norm)) => xs.apply(conv).apply_t(norm, train),
+            Some(downsample) => xs.apply_t(downsample, train),
             None => xs.shallow_clone(),
         };
         (ys + skip).relu()
@@ -86,8 +93,10 @@ impl ResNet18 {
             channels = width;
         }
         ResNet18 {
-            stem: conv(path / "stem", input.channels, 64, 3, 1, false),
-            stem_norm: pytorch_batch_norm(path / "stem_norm", 64),
+            stem: ConvNorm::new(
+                conv(path / "stem", input.channels, 64, 3, 1, false),
+                pytorch_batch_norm(path / "stem_norm", 64),
+            ),
             blocks,
             head: dense(&(path / "head"), channels, input.classes),
         }
@@ -96,7 +105,7 @@ impl ResNet18 {
 
 impl ModuleT for ResNet18 {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let stem = xs.apply(&self.stem).apply_t(&self.stem_norm, train).relu();
+        let stem = xs.apply_t(&self.stem, train).relu();
         let features = self
             .blocks
             .iter()
@@ -107,4 +116,11 @@ impl ModuleT for ResNet18 {
     }
 }
 
-impl Network for ResNet18 {}
+impl Network for ResNet18 {
+    fn fold_batch_norms(&mut self) {
+        self.stem.fold();
+        self.blocks
+            .iter_mut()
+            .for_each(BasicBlock::fold_batch_norms);
+    }
+}

@@ -1,6 +1,6 @@
 //! The DAWNBench ResNet-9: a small residual net that trains in minutes.
 
-use super::batch_norm::pytorch_batch_norm;
+use super::batch_norm::{pytorch_batch_norm, ConvNorm};
 use super::mlp::dense;
 use super::network::{conv, InputShape, Network};
 use tch::nn::{self, ModuleT};
@@ -21,28 +21,17 @@ pub struct ResNet9 {
 
 #[derive(Debug)]
 struct Stage {
-    entry: ConvNorm,
+    entry: ConvNorm<nn::BatchNorm>,
     pool: bool,
-    residual: Option<(ConvNorm, ConvNorm)>,
+    residual: Option<(ConvNorm<nn::BatchNorm>, ConvNorm<nn::BatchNorm>)>,
 }
 
-#[derive(Debug)]
-struct ConvNorm {
-    conv: nn::Conv2D,
-    norm: nn::BatchNorm,
-}
-
-impl ConvNorm {
-    fn new(path: nn::Path, inputs: i64, outputs: i64) -> Self {
-        ConvNorm {
-            conv: conv(&path / "conv", inputs, outputs, 3, 1, false),
-            norm: pytorch_batch_norm(&path / "norm", outputs),
-        }
-    }
-
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        xs.apply(&self.conv).apply_t(&self.norm, train).relu()
-    }
+/// A 3x3 convolution and its BatchNorm, under `conv` and `norm`; ReLU follows.
+fn conv_norm(path: nn::Path, inputs: i64, outputs: i64) -> ConvNorm<nn::BatchNorm> {
+    ConvNorm::new(
+        conv(&path / "conv", inputs, outputs, 3, 1, false),
+        pytorch_batch_norm(&path / "norm", outputs),
+    )
 }
 
 /// The logits' scale in the recipe.
@@ -64,12 +53,12 @@ impl ResNet9 {
             let outputs = width * multiple;
             let stage = path / format!("layer{index}");
             layers.push(Stage {
-                entry: ConvNorm::new(&stage / "entry", channels, outputs),
+                entry: conv_norm(&stage / "entry", channels, outputs),
                 pool,
                 residual: residual.then(|| {
                     (
-                        ConvNorm::new(&stage / "residual1", outputs, outputs),
-                        ConvNorm::new(&stage / "residual2", outputs, outputs),
+                        conv_norm(&stage / "residual1", outputs, outputs),
+                        conv_norm(&stage / "residual2", outputs, outputs),
                     )
                 }),
             });
@@ -85,13 +74,14 @@ impl ResNet9 {
 impl ModuleT for ResNet9 {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let features = self.layers.iter().fold(xs.shallow_clone(), |xs, stage| {
-            let mut xs = stage.entry.forward_t(&xs, train);
+            let mut xs = stage.entry.forward_t(&xs, train).relu();
             if stage.pool {
                 xs = xs.max_pool2d_default(2);
             }
             match &stage.residual {
                 Some((first, second)) => {
-                    let branch = second.forward_t(&first.forward_t(&xs, train), train);
+                    let branch = first.forward_t(&xs, train).relu();
+                    let branch = second.forward_t(&branch, train).relu();
                     xs + branch
                 }
                 None => xs,
@@ -101,4 +91,14 @@ impl ModuleT for ResNet9 {
     }
 }
 
-impl Network for ResNet9 {}
+impl Network for ResNet9 {
+    fn fold_batch_norms(&mut self) {
+        for stage in &mut self.layers {
+            stage.entry.fold();
+            if let Some((first, second)) = &mut stage.residual {
+                first.fold();
+                second.fold();
+            }
+        }
+    }
+}

@@ -317,6 +317,78 @@ mod tests {
     }
 
     #[test]
+    fn folded_batch_norms_give_the_unfolded_models_logits_to_1e_5() {
+        let input = InputShape {
+            channels: 3,
+            height: 28,
+            width: 28,
+            classes: 8,
+        };
+        for spec in [
+            serde_yaml::from_str::<ModelSpec>("kind: dense_cnn").unwrap(),
+            ModelSpec::Resnet18 {},
+            ModelSpec::Resnet9 { width: 8 },
+            ModelSpec::Cnn {
+                kernels: 4,
+                kernel_size: 3,
+                pool: Pool::Max,
+            },
+        ] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let mut model = spec.build(&vs.root(), input);
+            // Statistics and affine parameters far from their starting ones, so that
+            // each fold has something to fold.
+            tch::no_grad(|| {
+                let variables = vs.variables();
+                for (name, tensor) in &variables {
+                    let Some(norm) = name.strip_suffix(".running_var") else {
+                        continue;
+                    };
+                    let set = |suffix: &str, values: Tensor| {
+                        variables[&format!("{norm}.{suffix}")]
+                            .shallow_clone()
+                            .copy_(&values)
+                    };
+                    let shape = (Kind::Float, Device::Cpu);
+                    let size = tensor.size();
+                    set("running_var", Tensor::rand(&size, shape) * 1.5 + 0.5);
+                    set("running_mean", Tensor::randn(&size, shape) * 0.3);
+                    set("weight", Tensor::rand(&size, shape) + 0.5);
+                    set("bias", Tensor::randn(&size, shape) * 0.2);
+                }
+            });
+            let x = Tensor::rand([16, 3, 28, 28], (Kind::Float, Device::Cpu));
+            let unfolded = model.forward_t(&x, false);
+            model.fold_batch_norms();
+            let folded = model.forward_t(&x, false);
+            let difference = (&folded - &unfolded).abs().max().double_value(&[]);
+            let scale = unfolded.abs().max().double_value(&[]).max(1.0);
+            assert!(
+                difference <= 1e-5 * scale,
+                "{spec:?}: folded logits differ by {difference:e} (logits up to {scale})"
+            );
+            // Each norm that follows a convolution is folded, so its statistics are no
+            // longer read; the deep CNN's first norm of each layer follows a
+            // concatenation and stays.
+            tch::no_grad(|| {
+                for (name, tensor) in vs.variables() {
+                    let follows_a_concatenation =
+                        name.starts_with("block") && name.ends_with(".norm1.running_mean");
+                    if name.ends_with(".running_mean") && !follows_a_concatenation {
+                        let _ = tensor.shallow_clone().fill_(100.0);
+                    }
+                }
+            });
+            assert!(
+                model
+                    .forward_t(&x, false)
+                    .allclose(&folded, 0.0, 0.0, false),
+                "{spec:?}: a norm that follows a convolution was not folded"
+            );
+        }
+    }
+
+    #[test]
     fn deep_model_parameter_counts() {
         // Stem 7*7*3*64+64, its BN 2*64, six dense layers, head 256*8+8.
         let dense_layers: i64 = (0..6)
