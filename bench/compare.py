@@ -27,7 +27,8 @@ How to run
     python bench/compare.py --models cnn8x3,mlp256 --epochs 2 --repeats 3 \\
         --data-dir data --device cpu --out bench-results.csv
 
-Options: --models (comma list, default all five), --epochs N (default 2),
+Options: --models (comma list, default the study's five; resnet9w16 is the fast
+recipe's net), --epochs N (default 2), --batch-size B (default 32, both tools),
 --repeats R (default 3), --data-dir DIR (default $CELLNETS_DATA_DIR or data),
 --device auto|cpu|cuda (default auto), --optimizer sgd|momentum|adam (default sgd;
 PyTorch steps with torch.optim's foreach implementation), --threads T (both tools),
@@ -59,7 +60,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 PYTORCH_BENCH = BENCH_DIR / "pytorch_bench.py"
 
-MODELS = ["mlp256", "mlp4096", "cnn8x3", "cnn64x9", "deep"]
+MODELS = ["mlp256", "mlp4096", "cnn8x3", "cnn64x9", "deep", "resnet9w16"]
+DEFAULT_MODELS = MODELS[:5]
 TOOLS = ["cellnets", "pytorch"]
 HEADER = ["model", "epoch_seconds", "samples_per_second", "val_seconds", "params"]
 CSV_FIELDS = ["repeat", "model", "tool", "epoch_seconds", "samples_per_second", "val_seconds"]
@@ -190,8 +192,12 @@ def main():
     parser = argparse.ArgumentParser(
         description="Run cellnets bench and the PyTorch bench interleaved and compare them."
     )
-    parser.add_argument("--models", type=parse_models, default=list(MODELS),
-                        help=f"comma-separated subset of {','.join(MODELS)} (default: all)")
+    parser.add_argument("--models", type=parse_models, default=list(DEFAULT_MODELS),
+                        help=f"comma-separated subset of {','.join(MODELS)} "
+                             f"(default: {','.join(DEFAULT_MODELS)})")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="training batch size for both (default 32, the study's; the "
+                             "fast recipe's resnet9w16 trains at 128)")
     parser.add_argument("--epochs", type=int, default=2,
                         help="timed epochs per run, after one warm-up epoch (default 2)")
     parser.add_argument("--repeats", type=int, default=3,
@@ -231,7 +237,7 @@ def main():
     ensure_pytorch_side(args.python)
 
     common = ["--epochs", str(args.epochs), "--data-dir", str(args.data_dir), "--device", args.device,
-              "--optimizer", args.optimizer]
+              "--optimizer", args.optimizer, "--batch-size", str(args.batch_size)]
     if args.threads is not None:
         common += ["--threads", str(args.threads)]
 

@@ -3,8 +3,9 @@
 
 What it measures
 ----------------
-For each of the study's models (mlp256, mlp4096, cnn8x3, cnn64x9, deep) this
-script times full training epochs exactly the way `cellnets bench` does, so the
+For each of the study's models (mlp256, mlp4096, cnn8x3, cnn64x9, deep), and the
+fast recipe's ResNet-9 at width 16 (resnet9w16, experiments/fast.yaml), this script
+times full training epochs exactly the way `cellnets bench` does, so the
 two programs can be compared side by side (see bench/compare.py):
 
 * Data: DIR/bloodmnist.npz (MedMNIST layout).  The study's holdout: the first
@@ -12,10 +13,11 @@ two programs can be compared side by side (see bench/compare.py):
   remaining rows (3588) validate.  Images become float32 NCHW / 255, labels
   int64, and everything lives on the device as whole tensors (no DataLoader).
 * Models use Keras-equivalent initialisation: every conv/linear weight is
-  Glorot (xavier) uniform, every bias zero.
+  Glorot (xavier) uniform, every bias zero.  resnet9w16 has PyTorch's BatchNorm
+  (eps 1e-5, momentum 0.1), as cellnets gives it.
 * Training: cross-entropy on logits, plain SGD (lr 0.01, no momentum, no weight
   decay; --optimizer momentum: SGD 0.01 with momentum 0.9; --optimizer adam: Adam
-  0.001, eps 1e-7; both torch.optim with foreach=True), batch 32, a fresh torch.randperm order each epoch.  Loss and accuracy
+  0.001, eps 1e-7; both torch.optim with foreach=True), batch 32 (--batch-size), a fresh torch.randperm order each epoch.  Loss and accuracy
   are accumulated on the device and read with .item() once per epoch.
 * Validation: model.eval() + torch.no_grad(), batches of 1024 over the
   validation rows, mean loss and accuracy read once at the end.  It is timed
@@ -38,7 +40,8 @@ How to run
     python bench/pytorch_bench.py                      # all models, 3 epochs
     python bench/pytorch_bench.py --device cuda --threads 2
 
-Options: --models (comma list, default all five), --epochs N (default 3),
+Options: --models (comma list, default the study's five), --epochs N (default 3),
+--batch-size B (default 32),
 --optimizer sgd|momentum|adam (default sgd),
 --data-dir DIR (default $CELLNETS_DATA_DIR or "data"), --device auto|cpu|cuda
 (default auto), --threads T (default: leave torch's default).
@@ -57,7 +60,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MODELS = ["mlp256", "mlp4096", "cnn8x3", "cnn64x9", "deep"]
+MODELS = ["mlp256", "mlp4096", "cnn8x3", "cnn64x9", "deep", "resnet9w16"]
+# Timed when --models names none: the study's own models.
+DEFAULT_MODELS = MODELS[:5]
 
 # Trainable parameter counts of the cellnets models; every PyTorch model must match.
 EXPECTED_PARAMS = {
@@ -66,10 +71,10 @@ EXPECTED_PARAMS = {
     "cnn8x3": 12_776,
     "cnn64x9": 115_976,
     "deep": 347_656,
+    "resnet9w16": 412_696,
 }
 
 CLASSES = 8
-BATCH = 32
 VAL_BATCH = 1024
 LR = 0.01
 TRAIN_FRACTION = 0.7
@@ -162,6 +167,49 @@ class DenseNet(nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
+def conv_norm(inputs, outputs):
+    """A 3x3 convolution without bias, PyTorch's BatchNorm and ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(inputs, outputs, 3, padding=1, bias=False),
+        nn.BatchNorm2d(outputs),
+        nn.ReLU(),
+    )
+
+
+class ResNet9Stage(nn.Module):
+    def __init__(self, inputs, outputs, pool, residual):
+        super().__init__()
+        self.entry = conv_norm(inputs, outputs)
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+        self.residual = (
+            nn.Sequential(conv_norm(outputs, outputs), conv_norm(outputs, outputs))
+            if residual else None
+        )
+
+    def forward(self, x):
+        x = self.pool(self.entry(x))
+        return x + self.residual(x) if self.residual is not None else x
+
+
+class ResNet9(nn.Module):
+    """The DAWNBench ResNet-9 as cellnets builds it (src/models/resnet9.rs): stages of
+    width, 2, 4 and 8 times width channels; max-pool in the last three, a residual pair
+    in the second and fourth; global max-pool, a linear head, logits times 1/8."""
+
+    def __init__(self, width):
+        super().__init__()
+        layout = [(1, False, False), (2, True, True), (4, True, False), (8, True, True)]
+        stages, channels = [], 3
+        for multiple, pool, residual in layout:
+            stages.append(ResNet9Stage(channels, width * multiple, pool, residual))
+            channels = width * multiple
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Linear(channels, CLASSES)
+
+    def forward(self, x):
+        return self.head(self.stages(x).amax(dim=(2, 3))) * 0.125
+
+
 def build_model(name):
     if name == "mlp256":
         model = mlp(256, 0.0)
@@ -173,6 +221,8 @@ def build_model(name):
         model = cnn(64, 9)
     elif name == "deep":
         model = DenseNet()
+    elif name == "resnet9w16":
+        model = ResNet9(16)
     else:
         raise ValueError(f"unknown model {name!r}")
     return keras_init(model)
@@ -214,7 +264,7 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def train_epoch(model, opt, train_x, train_y, device):
+def train_epoch(model, opt, train_x, train_y, device, batch):
     """One full training epoch; returns (seconds, mean loss, accuracy)."""
     n = train_x.shape[0]
     sync(device)
@@ -223,8 +273,8 @@ def train_epoch(model, opt, train_x, train_y, device):
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     model.train()
-    for i in range(0, n, BATCH):
-        idx = order[i : i + BATCH]
+    for i in range(0, n, batch):
+        idx = order[i : i + batch]
         x = train_x.index_select(0, idx)
         y = train_y.index_select(0, idx)
         logits = model(x)
@@ -271,7 +321,7 @@ def make_optimizer(kind, params):
     return torch.optim.Adam(params, lr=0.001, eps=1e-7, foreach=True)
 
 
-def bench_model(name, epochs, data, device, optimizer):
+def bench_model(name, epochs, data, device, optimizer, batch):
     train_x, train_y, val_x, val_y = data
     torch.manual_seed(0)
     model = build_model(name).to(device)
@@ -282,7 +332,7 @@ def bench_model(name, epochs, data, device, optimizer):
     )
     opt = make_optimizer(optimizer, model.parameters())
 
-    secs, loss, acc = train_epoch(model, opt, train_x, train_y, device)
+    secs, loss, acc = train_epoch(model, opt, train_x, train_y, device, batch)
     vsecs, vloss, vacc = validate(model, val_x, val_y, device)
     log(
         f"{name} warm-up: {secs:.3f}s loss {loss:.4f} acc {acc:.4f} | "
@@ -291,7 +341,7 @@ def bench_model(name, epochs, data, device, optimizer):
 
     epoch_times, val_times = [], []
     for epoch in range(1, epochs + 1):
-        secs, loss, acc = train_epoch(model, opt, train_x, train_y, device)
+        secs, loss, acc = train_epoch(model, opt, train_x, train_y, device, batch)
         vsecs, vloss, vacc = validate(model, val_x, val_y, device)
         epoch_times.append(secs)
         val_times.append(vsecs)
@@ -330,8 +380,11 @@ def main():
     parser = argparse.ArgumentParser(
         description="Time full training epochs of the study's models in PyTorch."
     )
-    parser.add_argument("--models", type=parse_models, default=list(MODELS),
-                        help=f"comma-separated subset of {','.join(MODELS)} (default: all)")
+    parser.add_argument("--models", type=parse_models, default=list(DEFAULT_MODELS),
+                        help=f"comma-separated subset of {','.join(MODELS)} "
+                             f"(default: {','.join(DEFAULT_MODELS)})")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="training batch size (default 32, the study's)")
     parser.add_argument("--epochs", type=int, default=3,
                         help="timed epochs per model after one warm-up epoch (default 3)")
     parser.add_argument("--data-dir", default=os.environ.get("CELLNETS_DATA_DIR", "data"),
@@ -344,6 +397,8 @@ def main():
     args = parser.parse_args()
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -355,7 +410,8 @@ def main():
 
     print("model epoch_seconds samples_per_second val_seconds params", flush=True)
     for name in args.models:
-        epoch_s, sps, val_s, params = bench_model(name, args.epochs, data, device, args.optimizer)
+        epoch_s, sps, val_s, params = bench_model(name, args.epochs, data, device, args.optimizer,
+                                              args.batch_size)
         print(f"{name} {epoch_s:.3f} {sps:.1f} {val_s:.3f} {params}", flush=True)
 
 

@@ -1,6 +1,6 @@
 //! The timing behind `cellnets bench`: seconds per training epoch of the study's
 //! models, and of the validation pass on its own. It times them at the study's settings
-//! (batch 32, plain SGD at 0.01), on real data. bench/pytorch_bench.py measures the
+//! (batch 32, plain SGD at 0.01, or another batch size), on real data. bench/pytorch_bench.py measures the
 //! same in PyTorch; bench/compare.py runs both interleaved and prints the ratios.
 
 use crate::data::Dataset;
@@ -13,8 +13,8 @@ use std::time::Instant;
 use tch::nn;
 
 /// The benchmarked models by name: the MLP search's start and winner, the smallest and
-/// the chosen shallow CNN, the deep CNN, ResNet-18 (the MedMNIST benchmark's) and the
-/// DAWNBench ResNet-9.
+/// the chosen shallow CNN, the deep CNN, ResNet-18 (the MedMNIST benchmark's), the
+/// DAWNBench ResNet-9 and, at width 16, the fast recipe's net (experiments/fast.yaml).
 pub fn models() -> Vec<(&'static str, ModelSpec)> {
     let mlp = |hidden, dropout| ModelSpec::Mlp {
         hidden,
@@ -37,6 +37,7 @@ pub fn models() -> Vec<(&'static str, ModelSpec)> {
         ),
         ("resnet18", ModelSpec::Resnet18 {}),
         ("resnet9", ModelSpec::Resnet9 { width: 64 }),
+        ("resnet9w16", ModelSpec::Resnet9 { width: 16 }),
     ]
 }
 
@@ -59,17 +60,34 @@ pub struct BenchResult {
     pub params: i64,
 }
 
-/// Times `epochs` training epochs (after one untimed warm-up epoch) of each named model.
-/// `textbook` turns off the optimisations that change how a step is computed, to
-/// measure what they buy; `precision`'s process-wide switches are the caller's to set.
+/// What a bench times, besides the models.
+pub struct BenchSettings<'a> {
+    /// Timed epochs, after one untimed warm-up epoch.
+    pub epochs: usize,
+    /// Training batch size; the study's 32 when `None`.
+    pub batch_size: Option<usize>,
+    /// Turns off the optimisations that change how a step is computed, to measure what
+    /// they buy.
+    pub textbook: bool,
+    /// A name from `OPTIMIZERS`.
+    pub optimizer: &'a str,
+    /// Its process-wide switches are the caller's to set.
+    pub precision: Precision,
+}
+
+/// Times training epochs and validation passes of each named model.
 pub fn bench(
     names: &[String],
-    epochs: usize,
     data: &Dataset,
-    textbook: bool,
-    optimizer: &str,
-    precision: Precision,
+    settings: &BenchSettings,
 ) -> Result<Vec<BenchResult>> {
+    let BenchSettings {
+        epochs,
+        batch_size,
+        textbook,
+        optimizer,
+        precision,
+    } = *settings;
     let known = models();
     let Some((_, settings)) = OPTIMIZERS.iter().find(|(name, _)| *name == optimizer) else {
         let all: Vec<&str> = OPTIMIZERS.iter().map(|(name, _)| *name).collect();
@@ -80,6 +98,7 @@ pub fn bench(
     };
     let training = TrainingOverrides {
         epochs: Some(epochs),
+        batch_size,
         ..serde_yaml::from_str(settings).expect("valid bench settings")
     }
     .resolve()?;
@@ -191,7 +210,7 @@ mod tests {
         let resnet18 = 11_689_512 - 9_408 + 1_728 - 513_000 + 4_104;
         assert_eq!(
             counts,
-            [604_424, 9_670_664, 12_776, 115_976, 347_656, resnet18, 6_572_104]
+            [604_424, 9_670_664, 12_776, 115_976, 347_656, resnet18, 6_572_104, 412_696]
         );
     }
 }
