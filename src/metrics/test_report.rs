@@ -212,7 +212,7 @@ impl TestReport {
                     loss: self.loss,
                     accuracy: mean_of(|s| s.accuracy),
                     balanced_accuracy: mean_of(|s| s.balanced_accuracy),
-                    macro_f1: mean_of(|s| s.f1),
+                    macro_f1: present_labels_f1(scores),
                     auc: macro_auc(&aucs),
                     ci95: TestIntervals::UNDEFINED,
                 }
@@ -313,7 +313,7 @@ impl TestReport {
                 [
                     mean_of(|s| s.accuracy),
                     mean_of(|s| s.balanced_accuracy),
-                    mean_of(|s| s.f1),
+                    present_labels_f1(&scores),
                     macro_auc(&aucs),
                 ]
             });
@@ -438,6 +438,17 @@ impl TestReport {
     }
 }
 
+/// The mean F1 over the labels that some image has: a label without positives has no
+/// F1 to measure and is left out, as a class without images is (see `counts`).
+fn present_labels_f1(scores: &[LabelScores]) -> f64 {
+    let present: Vec<f64> = scores
+        .iter()
+        .filter(|s| s.counts.positives() > 0)
+        .map(|s| s.f1)
+        .collect();
+    mean(&present)
+}
+
 fn text(value: Option<f64>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()
 }
@@ -550,6 +561,26 @@ mod tests {
         };
         assert_eq!(report.most_confident_mistakes(10), [2, 3, 0]);
         assert_eq!(report.most_confident_mistakes(1), [2]);
+    }
+
+    #[test]
+    fn a_label_no_image_has_is_left_out_of_macro_f1_as_of_auc() {
+        // Label 0: images 0 and 1 have it, image 0 is found (F1 2/3); label 1: no image
+        // has it, and image 2 is wrongly given it.
+        let truth = vec![vec![true, false], vec![true, false], vec![false, false]];
+        let probabilities = vec![vec![0.9, 0.1], vec![0.2, 0.1], vec![0.1, 0.8]];
+        let report = TestReport {
+            task: Task::MultiLabel,
+            loss: 0.0,
+            outcome: TaskOutcome::Labels {
+                scores: label_scores(&probabilities, &truth),
+                truth,
+            },
+            probabilities,
+        };
+        let metrics = report.point_estimates();
+        assert!((metrics.macro_f1 - 2.0 / 3.0).abs() < 1e-15, "{metrics:?}");
+        assert_eq!(metrics.auc, 1.0, "label 1 has no AUC either");
     }
 
     #[test]
