@@ -125,7 +125,8 @@ pub struct Configuration<'a> {
     pub name: &'a str,
     /// Its runs with a checkpoint, first seed first, each with its best epoch.
     pub runs: Vec<(&'a RunPlan, &'a EpochRecord)>,
-    /// The ranking value across those runs.
+    /// The ranking value across those runs whose value is finite: a NaN would make the
+    /// mean NaN, which no comparison ranks.
     pub spread: Spread,
 }
 
@@ -173,6 +174,7 @@ pub fn configurations(runs: &[(RunPlan, RunSummary)], monitor: Monitor) -> Vec<C
             .runs
             .iter()
             .map(|(_, best)| monitored(monitor, best))
+            .filter(|value| value.is_finite())
             .collect();
         configuration.spread = Spread::of(&values);
     }

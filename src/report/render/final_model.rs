@@ -413,7 +413,7 @@ pub fn paired_comparisons(finals: &[Compared]) -> String {
 }
 
 /// A p-value to four decimals, or as a bound below them.
-fn format_p(p: f64) -> String {
+pub fn format_p(p: f64) -> String {
     if p < 1e-4 {
         "< 0.0001".into()
     } else {
