@@ -353,16 +353,31 @@ fn the_report_gives_intervals_seeds_and_paired_tests() {
         // The final models' table and the winner's test section carry intervals, and
         // set the study's number against ours.
         "In brackets, 95% intervals over the test images",
+        "consistent: ",
         "our 95% interval)",
+        "its numbers are taken as exact",
+        "a class without test images (for independent labels, a label no test image has) is \
+         left out of each",
         "Each configuration trained with 2 seeds.",
         "| hidden=4 | 2 |",
         "| hidden=8 | 2 |",
         "The best mean val accuracy, hidden=",
         "over its 2 seeds",
         "Paired comparison on the same test images",
+        "One pair, so Holm's correction leaves its p as it is",
         "| `mlp` vs `cnn` |",
     ] {
         assert!(markdown.contains(needle), "{needle}\n{markdown}");
+    }
+    // Two seeds a side: the lead is tested (unless every seed of both agrees exactly),
+    // not judged by a rule of thumb.
+    assert!(
+        markdown.contains("Welch's t-test of their seeds' values")
+            || markdown.contains("the seeds of both agree exactly"),
+        "{markdown}"
+    );
+    for claim in ["explains", "seed's luck", "differs by more"] {
+        assert!(!markdown.contains(claim), "{claim}\n{markdown}");
     }
     let (header, rows) = read_table(&dir.path().join("out/cnn/summary.csv")).unwrap();
     let column = |name: &str| header.iter().position(|c| c == name).unwrap();

@@ -8,6 +8,12 @@ use crate::storage::files::write_table;
 use crate::study::task::Task;
 
 pub const CONFUSION_CSV: &str = "confusion.csv";
+
+/// Below this many test images of a class (positives of a label), its intervals are not
+/// to be trusted: the bootstrap draws a class's images only from themselves, so a
+/// handful of them barely vary between resamples, and one never does (an interval of
+/// zero width).
+pub const FEW_IMAGES: u64 = 20;
 pub const PER_CLASS_CSV: &str = "per_class.csv";
 
 /// A model's scores on a split, in a line: what summary.csv, `cellnets eval` and the
@@ -357,6 +363,17 @@ impl TestReport {
                 })
                 .collect(),
         }
+    }
+
+    /// The classes (labels) that have images (positives) in the split, but fewer than
+    /// `FEW_IMAGES`: (index, count).
+    pub fn scarce_outputs(&self) -> Vec<(usize, u64)> {
+        self.per_output()
+            .iter()
+            .enumerate()
+            .map(|(index, (scores, _))| (index, scores.support))
+            .filter(|&(_, images)| images > 0 && images < FEW_IMAGES)
+            .collect()
     }
 
     /// For a multi-label task, the share of images whose every label is right.
