@@ -299,6 +299,21 @@ fn eval_scores_a_saved_run_on_any_compatible_file_and_refuses_others() {
         rows[0][header.iter().position(|h| h == "images").unwrap()],
         "30"
     );
+    // Each image's prediction, on the test split and on that val split: argmax and
+    // accuracy as eval reports them. The val images are the train array's rows after
+    // the 70 that train, and the CSV names them so.
+    let (header, rows) = common::eval_predictions(root, "out/s/run", "data/toy.npz", "test");
+    assert_eq!(
+        header[3..],
+        ["p_class 0", "p_class 1", "p_class 2", "p_class 3"]
+    );
+    let indices: Vec<String> = (0..rows.len()).map(|i| i.to_string()).collect();
+    assert_eq!(
+        rows.iter().map(|row| row[0].clone()).collect::<Vec<_>>(),
+        indices
+    );
+    let (_, rows) = common::eval_predictions(root, "out/s/run", "other.npz", "val");
+    assert_eq!((rows[0][0].as_str(), rows[29][0].as_str()), ("70", "99"));
 
     // Images of another size do not fit the checkpoint: said, with the run's own file.
     let small: Vec<(&str, Tensor)> = ["train", "val", "test"]
