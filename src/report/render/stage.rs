@@ -334,6 +334,10 @@ fn mean(values: &[f64]) -> f64 {
     Spread::of(values).mean
 }
 
+fn all_equal(values: &[f64]) -> bool {
+    values.windows(2).all(|pair| pair[0] == pair[1])
+}
+
 /// The leader's lead over the runner-up, and Welch's t-test of their seeds' values: a p
 /// below 0.05 says so large a lead would be rare between equally good configurations.
 fn lead_verdict(ranked: &str, first: &SeedValues, second: &SeedValues) -> String {
@@ -350,7 +354,10 @@ fn lead_verdict(ranked: &str, first: &SeedValues, second: &SeedValues) -> String
                  t-test needs the spread of each side."
             )
         }
-        Some(test) if test.p.is_nan() => {
+        // Without any spread on either side, t is infinite, 0 / 0, or (where a mean's
+        // rounding leaves a variance of 1e-33) astronomically large: scipy's p of 0
+        // would claim certainty from seeds that merely agree.
+        Some(_) if all_equal(&first.ranking) && all_equal(&second.ranking) => {
             "No test of the lead: the seeds of both agree exactly, so there is no spread \
              to test it against."
                 .to_string()
@@ -779,6 +786,13 @@ mod tests {
         let md = seeds_table(&results(&manifest, &plan, done, None));
         assert!(
             md.contains("t = 15.625, 2.16 degrees of freedom, p = 0.0029, below 0.05: a lead"),
+            "{md}"
+        );
+        // Seeds that agree exactly on both sides leave nothing to test against.
+        let (manifest, plan, done) = seeded([0.9, 0.9, 0.9], [0.8, 0.8, 0.8]);
+        let md = seeds_table(&results(&manifest, &plan, done, None));
+        assert!(
+            md.contains("leads hidden=8's by 0.1000. No test of the lead: the seeds of both"),
             "{md}"
         );
     }
