@@ -706,6 +706,21 @@ mod tests {
     }
 
     #[test]
+    fn a_test_split_without_a_class_leaves_it_out_of_every_macro_average_and_interval() {
+        // Class 1 has no test image; two images of the others are taken for it.
+        let confusion = Confusion {
+            matrix: vec![vec![18, 2, 0], vec![0, 0, 0], vec![5, 0, 15]],
+        };
+        let metrics = report_of(&confusion).metrics();
+        // Class 0: precision 18/23, recall 0.9; class 2: precision 1, recall 0.75.
+        let f1 = |precision: f64, recall: f64| 2.0 * precision * recall / (precision + recall);
+        let expected = (f1(18.0 / 23.0, 0.9) + f1(1.0, 0.75)) / 2.0;
+        assert!((metrics.macro_f1 - expected).abs() < 1e-15, "{metrics:?}");
+        assert!((metrics.balanced_accuracy - (0.9 + 0.75) / 2.0).abs() < 1e-15);
+        assert_each_interval_holds_its_value(&metrics);
+    }
+
+    #[test]
     fn a_flawless_ranking_has_an_auc_interval_of_one() {
         let confusion = Confusion {
             matrix: vec![vec![30, 0], vec![0, 20]],
