@@ -322,7 +322,7 @@ fn render_eval(source: &[String; 3], report: &TestReport, names: &[String]) -> S
             .collect();
         text += &format!(
             "unreliable intervals: fewer than {FEW_IMAGES} images of {}, too few for the \
-             bootstrap to vary\n\n",
+             bootstrap to vary much\n\n",
             listed.join(", ")
         );
     }

@@ -71,8 +71,10 @@ pub fn scarce_note(label: &str, report: &TestReport, names: Option<&[String]>) -
     let listed: Vec<String> = scarce
         .iter()
         .map(|&(index, images)| {
+            // A class without a name of its own is called `class N` already.
             let name = names
                 .and_then(|names| names.get(index))
+                .filter(|name| **name != format!("class {index}"))
                 .map_or(String::new(), |name| format!(" {name}"));
             let unit = if report.task.has_classes() {
                 "test image"
@@ -447,12 +449,17 @@ pub fn paired_comparisons(finals: &[Compared]) -> String {
     let correction = match pairs.len() {
         1 => "One pair, so Holm's correction leaves its p as it is".to_string(),
         pairs => format!(
-            "With {pairs} pairs tested together, some p below 0.05 would turn up by chance              alone: Holm's correction adjusts each p for the others (the smallest times              {pairs}, the next times {}, and so on, never below the one before, at most 1)",
+            "With {pairs} pairs tested together, some p below 0.05 would turn up by chance \
+             alone: Holm's correction adjusts each p for the others (the smallest times \
+             {pairs}, the next times {}, and so on, never below the one before, at most 1)",
             pairs - 1
         ),
     };
     format!(
-        "Paired comparison on the same test images (McNemar's exact test: only the images          exactly one of the two models gets right count; p is the chance of a split at least          this uneven if neither model were better). {correction}; a model is named better          only where the adjusted p is below 0.05.\n\n{}\n",
+        "Paired comparison on the same test images (McNemar's exact test: only the images \
+         exactly one of the two models gets right count; p is the chance of a split at least \
+         this uneven if neither model were better). {correction}; a model is named better \
+         only where the adjusted p is below 0.05.\n\n{}\n",
         table(
             &[
                 "models",
