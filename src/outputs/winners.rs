@@ -323,6 +323,16 @@ mod tests {
     }
 
     #[test]
+    fn a_seed_whose_value_is_not_finite_does_not_turn_its_configurations_mean_into_nan() {
+        // hidden=4 comes first and, with a NaN mean, would never lose: NaN > x is false.
+        let (stage, runs) = runs("val_loss", [[0.70, f64::NAN, 0.72], [0.80, 0.81, 0.79]]);
+        let configurations = configurations(&runs, ranked_by(&runs));
+        assert_eq!(configurations[0].spread.count, 2);
+        assert!((configurations[0].spread.mean - 0.71).abs() < 1e-12);
+        assert_eq!(choose_winner(&stage, &runs).unwrap().run, "hidden=8-seed0");
+    }
+
+    #[test]
     fn runs_that_all_monitor_val_auc_are_ranked_by_it() {
         // val_auc is 1 - val_accuracy here: the ranking turns over.
         let values = [[0.95, 0.60, 0.55], [0.80, 0.81, 0.79]];
