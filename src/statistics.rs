@@ -1,10 +1,11 @@
-//! 95% intervals (Wilson, seeded stratified bootstrap, Student's t across seeds) and
-//! McNemar's exact test, on plain numbers. They say how far a measured number can be
-//! trusted: Wilson's interval for a proportion, a seeded, stratified percentile
-//! bootstrap for anything else computed from test images, Student's t across repeated
-//! seeds, and McNemar's exact test of two models scored on the same images. Pure
-//! arithmetic on plain numbers: what the numbers are is the business of `metrics` and
-//! the report.
+//! 95% intervals (Wilson, seeded stratified bootstrap, Student's t across seeds),
+//! Welch's t-test, McNemar's exact test and Holm's correction, on plain numbers. They
+//! say how far a measured number can be trusted: Wilson's interval for a proportion, a
+//! seeded, stratified percentile bootstrap for anything else computed from test
+//! images, Student's t across repeated seeds, Welch's t-test of two configurations'
+//! seeds, and McNemar's exact test of two models scored on the same images, with
+//! Holm's correction when several such tests are read together. Pure arithmetic on
+//! plain numbers: what the numbers are is the business of `metrics` and the report.
 
 use crate::random::SplitMix64;
 
@@ -132,11 +133,7 @@ impl Spread {
     pub fn of(values: &[f64]) -> Spread {
         let count = values.len();
         let n = count as f64;
-        let mean = if count == 0 {
-            f64::NAN
-        } else {
-            values.iter().sum::<f64>() / n
-        };
+        let mean = mean(values);
         if count < 2 {
             return Spread {
                 count,
@@ -145,8 +142,7 @@ impl Spread {
                 interval: Interval::UNDEFINED,
             };
         }
-        let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-        let standard_deviation = variance.sqrt();
+        let standard_deviation = sample_variance(values, mean).sqrt();
         let half = t_quantile_975(count - 1) * standard_deviation / n.sqrt();
         Spread {
             count,
@@ -158,6 +154,19 @@ impl Spread {
             },
         }
     }
+}
+
+/// The mean of `values`, summed in order; NaN for none.
+fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// The variance of `values` about their `mean`, with n - 1 in the denominator.
+fn sample_variance(values: &[f64], mean: f64) -> f64 {
+    values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (values.len() as f64 - 1.0)
 }
 
 /// Student's t quantile of 0.975 for `degrees` of freedom: tabulated up to 30, where
@@ -199,6 +208,155 @@ pub fn mcnemar_exact(only_first: u64, only_second: u64) -> f64 {
         tail += (log_choose - n as f64 * std::f64::consts::LN_2).exp();
     }
     (2.0 * tail).min(1.0)
+}
+
+/// Welch's t-test of two samples' means without assuming equal variances: what
+/// `scipy.stats.ttest_ind(first, second, equal_var=False)` computes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WelchTest {
+    /// (mean of first - mean of second) / its standard error.
+    pub t: f64,
+    /// Welch-Satterthwaite's degrees of freedom.
+    pub degrees: f64,
+    /// Two-sided: the chance of a |t| at least this large if the means were equal.
+    pub p: f64,
+}
+
+impl WelchTest {
+    /// None with fewer than two values on a side: a side's variance needs two.
+    pub fn of(first: &[f64], second: &[f64]) -> Option<WelchTest> {
+        if first.len() < 2 || second.len() < 2 {
+            return None;
+        }
+        let (n1, n2) = (first.len() as f64, second.len() as f64);
+        let (first_mean, second_mean) = (mean(first), mean(second));
+        let first_share = sample_variance(first, first_mean) / n1;
+        let second_share = sample_variance(second, second_mean) / n2;
+        let variance = first_share + second_share;
+        let degrees = variance.powi(2)
+            / (first_share.powi(2) / (n1 - 1.0) + second_share.powi(2) / (n2 - 1.0));
+        // Seeds that all agree leave no variance: scipy then takes one degree of
+        // freedom, which cannot matter, as t is infinite (or 0 / 0, undefined).
+        let degrees = if degrees.is_nan() { 1.0 } else { degrees };
+        let t = (first_mean - second_mean) / variance.sqrt();
+        Some(WelchTest {
+            t,
+            degrees,
+            p: t_two_sided_p(t, degrees),
+        })
+    }
+}
+
+/// The two-sided p-value of Student's t at `t` with `degrees` (any positive real) of
+/// freedom, P(|T| >= |t|): the regularised incomplete beta function
+/// I_x(degrees / 2, 1 / 2) at x = degrees / (degrees + t^2).
+pub fn t_two_sided_p(t: f64, degrees: f64) -> f64 {
+    if t.is_nan() || degrees.is_nan() || degrees <= 0.0 {
+        return f64::NAN;
+    }
+    if t.is_infinite() {
+        return 0.0;
+    }
+    let square = t * t;
+    // x and 1 - x each from their own ratio: 1 - x computed as a difference would lose
+    // the digits of a small t.
+    let (x, complement) = (degrees / (degrees + square), square / (degrees + square));
+    regularized_incomplete_beta(degrees / 2.0, 0.5, x, complement)
+}
+
+/// I_x(a, b), the regularised incomplete beta function, by its continued fraction
+/// (Numerical Recipes, 3rd edition, 6.4) on whichever side converges fast;
+/// `complement` is 1 - x, given separately so it keeps its own precision.
+fn regularized_incomplete_beta(a: f64, b: f64, x: f64, complement: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if complement <= 0.0 {
+        return 1.0;
+    }
+    let front =
+        (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * complement.ln()).exp();
+    if x < (a + 1.0) / (a + b + 2.0) {
+        front * beta_continued_fraction(a, b, x) / a
+    } else {
+        1.0 - front * beta_continued_fraction(b, a, complement) / b
+    }
+}
+
+/// The continued fraction of I_x(a, b), evaluated by Lentz's method.
+fn beta_continued_fraction(a: f64, b: f64, x: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let guard = |value: f64| if value.abs() < TINY { TINY } else { value };
+    let (sum, plus, minus) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 / guard(1.0 - sum * x / plus);
+    let mut fraction = d;
+    for m in 1..10_000 {
+        let (m, twice) = (f64::from(m), f64::from(2 * m));
+        let even = m * (b - m) * x / ((minus + twice) * (a + twice));
+        d = 1.0 / guard(1.0 + even * d);
+        c = guard(1.0 + even / c);
+        fraction *= d * c;
+        let odd = -(a + m) * (sum + m) * x / ((a + twice) * (plus + twice));
+        d = 1.0 / guard(1.0 + odd * d);
+        c = guard(1.0 + odd / c);
+        let step = d * c;
+        fraction *= step;
+        if (step - 1.0).abs() <= f64::EPSILON {
+            break;
+        }
+    }
+    fraction
+}
+
+/// ln Γ(x) for x > 0, by Lanczos' series as Numerical Recipes (3rd edition, 6.1)
+/// gives it, good to about the last digit of a double.
+// The coefficients as published, digits past a double's included, so they can be
+// checked against the book.
+#[allow(clippy::excessive_precision)]
+fn ln_gamma(x: f64) -> f64 {
+    const COEFFICIENTS: [f64; 14] = [
+        57.156_235_665_862_923_5,
+        -59.597_960_355_475_491_2,
+        14.136_097_974_741_747_1,
+        -0.491_913_816_097_620_199,
+        0.339_946_499_848_118_887e-4,
+        0.465_236_289_270_485_756e-4,
+        -0.983_744_753_048_795_646e-4,
+        0.158_088_703_224_912_494e-3,
+        -0.210_264_441_724_104_883e-3,
+        0.217_439_618_115_212_643e-3,
+        -0.164_318_106_536_763_890e-3,
+        0.844_182_239_838_527_433e-4,
+        -0.261_908_384_015_814_087e-4,
+        0.368_991_826_595_316_234e-5,
+    ];
+    let shifted = x + 5.242_187_5;
+    let head = (x + 0.5) * shifted.ln() - shifted;
+    let mut series = 0.999_999_999_999_997_092;
+    let mut y = x;
+    for coefficient in COEFFICIENTS {
+        y += 1.0;
+        series += coefficient / y;
+    }
+    head + (2.506_628_274_631_000_5 * series / x).ln()
+}
+
+/// Holm's step-down adjustment of `p` values read together, as statsmodels'
+/// `multipletests(p, method="holm")` computes it: the i-th smallest (from 0) times
+/// the m - i tests still in play, never below the adjusted value before it, at most 1.
+/// Rejecting where the adjusted p is below 0.05 keeps the chance of any false
+/// rejection among all m below 0.05.
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut adjusted = vec![f64::NAN; p.len()];
+    let mut running = f64::NEG_INFINITY;
+    for (rank, &index) in order.iter().enumerate() {
+        running = running.max(p[index] * (p.len() - rank) as f64);
+        adjusted[index] = running.min(1.0);
+    }
+    adjusted
 }
 
 #[cfg(test)]
@@ -329,5 +487,96 @@ mod tests {
         // Thousands of discordant images neither underflow nor overflow:
         // scipy.stats.binomtest(950, 2000).pvalue = 0.026824 (exact integers in Python).
         assert!(close(mcnemar_exact(950, 1050), 0.026824, 1e-6));
+    }
+
+    #[test]
+    fn welchs_test_equals_scipys_ttest_ind_without_equal_variances() {
+        // scipy 1.17.1: scipy.stats.ttest_ind(first, second, equal_var=False) gives
+        // (statistic, pvalue, df), printed with repr.
+        let cases: [(&[f64], &[f64], [f64; 3]); 4] = [
+            (
+                &[0.91, 0.93, 0.92],
+                &[0.89, 0.90, 0.94],
+                [0.6123724356957958, 0.5903318162661175, 2.5600000000000023],
+            ),
+            (
+                &[0.8, 0.85],
+                &[0.7, 0.72, 0.71, 0.69],
+                [4.647580015448906, 0.11251948385289678, 1.1360946745562135],
+            ),
+            (
+                &[0.951, 0.948, 0.953, 0.95, 0.949],
+                &[0.9, 0.91],
+                [8.909106766235485, 0.06319511810321378, 1.0598440117676622],
+            ),
+            (
+                &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+                &[20.0, 21.5, 19.0],
+                [
+                    -14.792361322262652,
+                    2.341432389436329e-06,
+                    6.687160940325499,
+                ],
+            ),
+        ];
+        for (first, second, [t, p, degrees]) in cases {
+            let test = WelchTest::of(first, second).unwrap();
+            let same =
+                |ours: f64, scipy: f64| (ours - scipy).abs() <= 4.0 * f64::EPSILON * scipy.abs();
+            assert!(same(test.t, t), "{test:?} against t {t}");
+            assert!(same(test.degrees, degrees), "{test:?} against df {degrees}");
+            assert!(same(test.p, p), "{test:?} against p {p}");
+        }
+        assert_eq!(
+            WelchTest::of(&[0.9], &[0.8, 0.85]),
+            None,
+            "one seed has no variance"
+        );
+        // Seeds that all agree: scipy gives t = inf and p = 0 for different means,
+        // NaN for equal ones.
+        let apart = WelchTest::of(&[0.9, 0.9], &[0.8, 0.8]).unwrap();
+        assert_eq!((apart.t, apart.p), (f64::INFINITY, 0.0));
+        assert!(WelchTest::of(&[0.9, 0.9], &[0.9, 0.9]).unwrap().p.is_nan());
+    }
+
+    #[test]
+    fn the_t_distributions_tail_equals_scipys_for_any_degrees_of_freedom() {
+        // 2 * scipy.stats.t.sf(abs(t), df), scipy 1.17.1.
+        for (t, degrees, p) in [
+            (0.5, 3.0, 0.651447964848151),
+            (2.0, 2.5, 0.1573914957579659),
+            (10.0, 1.7, 0.016481660566682682),
+            (-3.0, 12.3, 0.010801254069997048),
+            (1e-9, 4.0, 0.99999999925),
+            (40.0, 30.0, 1.3726045194406417e-27),
+        ] {
+            let ours = t_two_sided_p(t, degrees);
+            assert!(
+                (ours - p).abs() <= 1e-14 * p,
+                "t {t}, df {degrees}: {ours} against scipy's {p}"
+            );
+        }
+        assert_eq!(t_two_sided_p(0.0, 3.0), 1.0);
+        assert_eq!(t_two_sided_p(f64::NEG_INFINITY, 3.0), 0.0);
+        assert!(t_two_sided_p(1.0, 0.0).is_nan());
+    }
+
+    #[test]
+    fn holm_equals_statsmodels_multipletests() {
+        // statsmodels 0.15.0: multipletests(p, method="holm")[1].
+        let cases: [(&[f64], &[f64]); 4] = [
+            (&[0.01, 0.04, 0.03, 0.005], &[0.03, 0.06, 0.06, 0.02]),
+            (&[0.2, 0.01, 0.5], &[0.4, 0.03, 0.5]),
+            (&[0.04, 0.04, 0.04], &[0.12, 0.12, 0.12]),
+            (
+                &[0.001, 0.6, 0.02, 0.03, 0.9],
+                &[0.005, 1.0, 0.08, 0.09, 1.0],
+            ),
+        ];
+        for (p, adjusted) in cases {
+            assert_eq!(holm(p), adjusted, "{p:?}");
+        }
+        assert_eq!(holm(&[0.2]), [0.2], "one test needs no correction");
+        assert!(holm(&[]).is_empty());
     }
 }

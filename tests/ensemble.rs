@@ -145,6 +145,19 @@ fn an_ensembles_probabilities_are_the_mean_of_its_members_and_it_is_reported_lik
     assert!(eval.status.success(), "{eval:?}");
     let text = String::from_utf8_lossy(&eval.stdout);
     assert!(text.contains(&format!("accuracy {accuracy:.4}")), "{text}");
+
+    // Each image's prediction, from the ensemble (one member with test-time views) and
+    // from that member alone, on two splits: argmax and accuracy as eval reports them.
+    // The ensemble's probabilities are the mean of its members' computed above.
+    let (_, rows) = common::eval_predictions(dir.path(), "out/mixed/ensemble", "toy.npz", "test");
+    let written: Vec<f64> = rows
+        .iter()
+        .flat_map(|row| row[3..].iter().map(|p| p.parse::<f64>().unwrap()))
+        .collect();
+    let written = Tensor::from_slice(&written).view([rows.len() as i64, common::CLASSES]);
+    assert!(max_difference(&written, &expected) < 1e-6);
+    common::eval_predictions(dir.path(), "out/mixed/ensemble", "toy.npz", "val");
+    common::eval_predictions(dir.path(), "out/flipped/run", "toy.npz", "train");
 }
 
 /// Row `row` of (N, H, W, 3) uint8 images as an RGB image.

@@ -299,6 +299,21 @@ fn eval_scores_a_saved_run_on_any_compatible_file_and_refuses_others() {
         rows[0][header.iter().position(|h| h == "images").unwrap()],
         "30"
     );
+    // Each image's prediction, on the test split and on that val split: argmax and
+    // accuracy as eval reports them. The val images are the train array's rows after
+    // the 70 that train, and the CSV names them so.
+    let (header, rows) = common::eval_predictions(root, "out/s/run", "data/toy.npz", "test");
+    assert_eq!(
+        header[3..],
+        ["p_class 0", "p_class 1", "p_class 2", "p_class 3"]
+    );
+    let indices: Vec<String> = (0..rows.len()).map(|i| i.to_string()).collect();
+    assert_eq!(
+        rows.iter().map(|row| row[0].clone()).collect::<Vec<_>>(),
+        indices
+    );
+    let (_, rows) = common::eval_predictions(root, "out/s/run", "other.npz", "val");
+    assert_eq!((rows[0][0].as_str(), rows[29][0].as_str()), ("70", "99"));
 
     // Images of another size do not fit the checkpoint: said, with the run's own file.
     let small: Vec<(&str, Tensor)> = ["train", "val", "test"]
@@ -353,16 +368,31 @@ fn the_report_gives_intervals_seeds_and_paired_tests() {
         // The final models' table and the winner's test section carry intervals, and
         // set the study's number against ours.
         "In brackets, 95% intervals over the test images",
+        "consistent: ",
         "our 95% interval)",
+        "its numbers are taken as exact",
+        "a class without test images (for independent labels, a label no test image has) is \
+         left out of each",
         "Each configuration trained with 2 seeds.",
         "| hidden=4 | 2 |",
         "| hidden=8 | 2 |",
         "The best mean val accuracy, hidden=",
         "over its 2 seeds",
         "Paired comparison on the same test images",
+        "One pair, so Holm's correction leaves its p as it is",
         "| `mlp` vs `cnn` |",
     ] {
         assert!(markdown.contains(needle), "{needle}\n{markdown}");
+    }
+    // Two seeds a side: the lead is tested (unless every seed of both agrees exactly),
+    // not judged by a rule of thumb.
+    assert!(
+        markdown.contains("Welch's t-test of their seeds' values")
+            || markdown.contains("the seeds of both agree exactly"),
+        "{markdown}"
+    );
+    for claim in ["explains", "seed's luck", "differs by more"] {
+        assert!(!markdown.contains(claim), "{claim}\n{markdown}");
     }
     let (header, rows) = read_table(&dir.path().join("out/cnn/summary.csv")).unwrap();
     let column = |name: &str| header.iter().position(|c| c == name).unwrap();

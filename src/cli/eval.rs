@@ -1,4 +1,5 @@
-//! `cellnets eval`: scores a saved run's best checkpoint on a data file.
+//! `cellnets eval`: scores a saved run's best checkpoint on a data file, and on request
+//! writes each image's prediction.
 
 use super::options::{DataOptions, DeviceOption};
 use crate::data;
@@ -18,6 +19,10 @@ pub struct EvalArgs {
     /// Which images of the file to score.
     #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
     split: EvalSplit,
+    /// Also write every image's prediction to this CSV file: its row in the file, true
+    /// and predicted class, and each class's probability.
+    #[arg(long, value_name = "FILE")]
+    predictions: Option<PathBuf>,
     #[command(flatten)]
     data_options: DataOptions,
     #[command(flatten)]
@@ -33,6 +38,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         Some(file) => data::load(file, spec, file.parent().unwrap_or(Path::new(".")), device)?,
         None => data::open(&data_dir, spec, device)?,
     };
-    print!("{}", eval::eval(&saved, &data, args.split, device)?);
+    let predictions = args.predictions.as_deref();
+    print!(
+        "{}",
+        eval::eval(&saved, &data, args.split, predictions, device)?
+    );
     Ok(())
 }

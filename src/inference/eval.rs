@@ -1,16 +1,17 @@
 //! A saved run or ensemble (`Saved`), as `cellnets eval`, `predict` and `export` take
 //! either, and `cellnets eval` itself: scored on a split of a data file, its tables and
-//! confusion heat map written under the run's folder.
+//! confusion heat map written under the run's folder, and on request each image's
+//! prediction as CSV.
 
 use crate::data::{Dataset, Split};
 use crate::figures::{self, HeatMap};
 use crate::inference::ensemble::SavedEnsemble;
 use crate::inference::saved::{Completion, Predictor, SavedRun};
-use crate::metrics::TestReport;
+use crate::metrics::{TaskOutcome, TestReport, FEW_IMAGES};
 use crate::models::InputShape;
 use crate::outputs::ensemble::ENSEMBLE_YAML;
 use crate::storage::files::write_table;
-use crate::study::manifest::DatasetSpec;
+use crate::study::manifest::{DatasetSpec, Validation};
 use crate::study::task::Task;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -115,11 +116,27 @@ impl EvalSplit {
             EvalSplit::HoldoutVal => &data.val,
         }
     }
+
+    /// The row in the data file's array of this split's first image: the study's holdout
+    /// val split is the train array's rows after those that train.
+    fn first_row(self, data: &Dataset, validation: Validation) -> i64 {
+        match (self, validation) {
+            (EvalSplit::HoldoutVal, Validation::Holdout) => data.train.len(),
+            _ => 0,
+        }
+    }
 }
 
-/// Evaluates `saved` (a run or an ensemble) on `split` of `data`, writes the tables and the confusion heat map
-/// into `<folder>/eval/<file>-<split>/`, and returns a text summary for the terminal.
-pub fn eval(saved: &Saved, data: &Dataset, split: EvalSplit, device: Device) -> Result<String> {
+/// Evaluates `saved` (a run or an ensemble) on `split` of `data`, writes the tables and
+/// the confusion heat map into `<folder>/eval/<file>-<split>/` and, when asked, every
+/// image's prediction to `predictions`, and returns a text summary for the terminal.
+pub fn eval(
+    saved: &Saved,
+    data: &Dataset,
+    split: EvalSplit,
+    predictions: Option<&Path>,
+    device: Device,
+) -> Result<String> {
     let report = saved.evaluate(data, split.of(data), device)?;
     let stem = data
         .path
@@ -161,7 +178,64 @@ pub fn eval(saved: &Saved, data: &Dataset, split: EvalSplit, device: Device) -> 
         None => "metrics.csv and per_class.csv (per label)",
     };
     text += &format!("\nwrote {written} to {}\n", dir.display());
+    if let Some(path) = predictions {
+        let first_row = split.first_row(data, saved.dataset().validation);
+        write_predictions(path, &report, &names, first_row)?;
+        text += &format!(
+            "wrote each of the {} images' predictions to {}\n",
+            report.len(),
+            path.display()
+        );
+    }
     Ok(text)
+}
+
+/// Writes every image's prediction as CSV, atomically: `index` (the image's row in the
+/// data file's array, `first_row` for the split's first image), `true` and `predicted`
+/// (class numbers; for independent labels, the label numbers that apply joined by `+`,
+/// a label predicted above probability 0.5), and `p_<name>`, each class's (label's)
+/// probability, columns in class order.
+pub fn write_predictions(
+    path: &Path,
+    report: &TestReport,
+    names: &[String],
+    first_row: i64,
+) -> Result<()> {
+    let header: Vec<String> = ["index", "true", "predicted"]
+        .into_iter()
+        .map(String::from)
+        .chain(names.iter().map(|name| format!("p_{name}")))
+        .collect();
+    let labels = |set: &mut dyn Iterator<Item = bool>| -> String {
+        let numbers: Vec<String> = set
+            .enumerate()
+            .filter(|&(_, applies)| applies)
+            .map(|(label, _)| label.to_string())
+            .collect();
+        numbers.join("+")
+    };
+    let rows: Vec<Vec<String>> = report
+        .probabilities
+        .iter()
+        .enumerate()
+        .map(|(image, probabilities)| {
+            let (truth, predicted) = match &report.outcome {
+                TaskOutcome::Classes {
+                    truth, predicted, ..
+                } => (truth[image].to_string(), predicted[image].to_string()),
+                TaskOutcome::Labels { truth, .. } => (
+                    labels(&mut truth[image].iter().copied()),
+                    labels(&mut probabilities.iter().map(|&p| p > 0.5)),
+                ),
+            };
+            [(first_row + image as i64).to_string(), truth, predicted]
+                .into_iter()
+                .chain(probabilities.iter().map(f64::to_string))
+                .collect()
+        })
+        .collect();
+    write_table(path, &header, &rows)
+        .with_context(|| format!("cannot write the predictions to {}", path.display()))
 }
 
 /// The evaluated run, data file and split: the first columns of `metrics.csv`.
@@ -240,6 +314,18 @@ fn render_eval(source: &[String; 3], report: &TestReport, names: &[String]) -> S
             intervals.join("  ")
         );
     }
+    let scarce = report.scarce_outputs();
+    if !scarce.is_empty() {
+        let listed: Vec<String> = scarce
+            .iter()
+            .map(|&(index, images)| format!("{} ({images})", names[index]))
+            .collect();
+        text += &format!(
+            "unreliable intervals: fewer than {FEW_IMAGES} images of {}, too few for the \
+             bootstrap to vary much\n\n",
+            listed.join(", ")
+        );
+    }
     if let Some(exact) = report.exact_match() {
         text += &format!("every label right (exact match) {exact:.4}\n\n");
     }
@@ -267,4 +353,35 @@ fn render_eval(source: &[String; 3], report: &TestReport, names: &[String]) -> S
         );
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::label_scores;
+
+    #[test]
+    fn predictions_of_independent_labels_list_the_labels_that_apply() {
+        let truth = vec![vec![true, false, true], vec![false, false, false]];
+        let probabilities = vec![vec![0.75, 0.5, 0.25], vec![0.125, 0.625, 0.875]];
+        let report = TestReport {
+            task: Task::MultiLabel,
+            loss: 0.0,
+            outcome: TaskOutcome::Labels {
+                scores: label_scores(&probabilities, &truth),
+                truth,
+            },
+            probabilities,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("predictions.csv");
+        let names = ["a", "b", "c"].map(String::from);
+        write_predictions(&path, &report, &names, 10).unwrap();
+        // A label applies above 0.5: image 10 is predicted {0} (0.5 is not above), image
+        // 11 {1, 2}; it truly has none.
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "index,true,predicted,p_a,p_b,p_c\n10,0+2,0,0.75,0.5,0.25\n11,,1+2,0.125,0.625,0.875\n"
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! Classification metrics from a confusion matrix (rows = true class, columns =
 //! predicted) and from class probabilities. Classes without samples or predictions
 //! give defined values, never a division by zero: a ratio with an empty denominator is
-//! 0, and a class without positives (or negatives) has no AUC and is left out of means.
+//! 0, and a class without positives (or negatives) has no AUC. One rule for every
+//! macro average: a class (or label) absent from the split, without samples, is left
+//! out of the mean, of F1, recall (balanced accuracy) and AUC alike.
 //!
 //! This file counts; `test_report` turns the counts of a split into a report with
 //! intervals.
@@ -81,10 +83,17 @@ impl Confusion {
         mean(&present)
     }
 
-    /// Unweighted mean F1 over all classes.
+    /// Unweighted mean F1 over the classes that have samples: a class absent from the
+    /// split has no F1 to measure (its 0 would say the model failed on images that do
+    /// not exist), so it is left out, as balanced accuracy and AUC leave it out.
     pub fn macro_f1(&self) -> f64 {
-        let f1: Vec<f64> = self.per_class().iter().map(|scores| scores.f1).collect();
-        mean(&f1)
+        let present: Vec<f64> = self
+            .per_class()
+            .iter()
+            .filter(|scores| scores.support > 0)
+            .map(|scores| scores.f1)
+            .collect();
+        mean(&present)
     }
 }
 
@@ -308,10 +317,37 @@ mod tests {
         assert_eq!(scores[2].f1, 0.0);
         assert_eq!(confusion.accuracy(), 0.5);
         assert_eq!(confusion.balanced_accuracy(), 0.5);
-        assert!(confusion.macro_f1().is_finite());
+        // Class 2 has no images and is left out; class 0's F1 is 2 * 0.5 * 1 / 1.5 and
+        // class 1's is 0: (2/3 + 0) / 2.
+        assert!((confusion.macro_f1() - 1.0 / 3.0).abs() < 1e-15);
         let empty = Confusion::from_labels(&[], &[], 2);
         assert_eq!(empty.accuracy(), 0.0);
         assert!(empty.balanced_accuracy().is_nan());
+    }
+
+    #[test]
+    fn every_macro_average_leaves_out_a_class_absent_from_the_split() {
+        // Three classes, class 1 without a single image (one image of class 0 is
+        // mistaken for it): each mean is over classes 0 and 2 only, as
+        // sklearn.metrics.f1_score(average="macro", labels=[0, 2]) and
+        // balanced_accuracy_score give it.
+        let truth = [0, 0, 0, 0, 2, 2];
+        let predicted = [0, 0, 0, 1, 2, 0];
+        let confusion = Confusion::from_labels(&truth, &predicted, 3);
+        // Class 0: precision 3/4, recall 3/4, F1 0.75; class 2: precision 1, recall
+        // 1/2, F1 2/3.
+        assert!((confusion.macro_f1() - (0.75 + 2.0 / 3.0) / 2.0).abs() < 1e-15);
+        assert_eq!(confusion.balanced_accuracy(), (0.75 + 0.5) / 2.0);
+        let probabilities: Vec<Vec<f64>> = predicted
+            .iter()
+            .map(|&p| (0..3).map(|c| if c == p { 0.8 } else { 0.1 }).collect())
+            .collect();
+        let aucs = one_vs_rest_auc(&probabilities, &truth);
+        assert_eq!(aucs[1], None);
+        assert_eq!(
+            macro_auc(&aucs),
+            (aucs[0].unwrap() + aucs[2].unwrap()) / 2.0
+        );
     }
 
     #[test]

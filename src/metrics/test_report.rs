@@ -8,6 +8,12 @@ use crate::storage::files::write_table;
 use crate::study::task::Task;
 
 pub const CONFUSION_CSV: &str = "confusion.csv";
+
+/// Below this many test images of a class (positives of a label), its intervals are not
+/// to be trusted: the bootstrap draws a class's images only from themselves, so a
+/// handful of them barely vary between resamples, and one never does (an interval of
+/// zero width).
+pub const FEW_IMAGES: u64 = 20;
 pub const PER_CLASS_CSV: &str = "per_class.csv";
 
 /// A model's scores on a split, in a line: what summary.csv, `cellnets eval` and the
@@ -212,7 +218,7 @@ impl TestReport {
                     loss: self.loss,
                     accuracy: mean_of(|s| s.accuracy),
                     balanced_accuracy: mean_of(|s| s.balanced_accuracy),
-                    macro_f1: mean_of(|s| s.f1),
+                    macro_f1: present_labels_f1(scores),
                     auc: macro_auc(&aucs),
                     ci95: TestIntervals::UNDEFINED,
                 }
@@ -313,7 +319,7 @@ impl TestReport {
                 [
                     mean_of(|s| s.accuracy),
                     mean_of(|s| s.balanced_accuracy),
-                    mean_of(|s| s.f1),
+                    present_labels_f1(&scores),
                     macro_auc(&aucs),
                 ]
             });
@@ -357,6 +363,17 @@ impl TestReport {
                 })
                 .collect(),
         }
+    }
+
+    /// The classes (labels) that have images (positives) in the split, but fewer than
+    /// `FEW_IMAGES`: (index, count).
+    pub fn scarce_outputs(&self) -> Vec<(usize, u64)> {
+        self.per_output()
+            .iter()
+            .enumerate()
+            .map(|(index, (scores, _))| (index, scores.support))
+            .filter(|&(_, images)| images > 0 && images < FEW_IMAGES)
+            .collect()
     }
 
     /// For a multi-label task, the share of images whose every label is right.
@@ -436,6 +453,17 @@ impl TestReport {
             TaskOutcome::Labels { scores, .. } => write_labels(dir, scores),
         }
     }
+}
+
+/// The mean F1 over the labels that some image has: a label without positives has no
+/// F1 to measure and is left out, as a class without images is (see `counts`).
+fn present_labels_f1(scores: &[LabelScores]) -> f64 {
+    let present: Vec<f64> = scores
+        .iter()
+        .filter(|s| s.counts.positives() > 0)
+        .map(|s| s.f1)
+        .collect();
+    mean(&present)
 }
 
 fn text(value: Option<f64>) -> String {
@@ -553,6 +581,26 @@ mod tests {
     }
 
     #[test]
+    fn a_label_no_image_has_is_left_out_of_macro_f1_as_of_auc() {
+        // Label 0: images 0 and 1 have it, image 0 is found (F1 2/3); label 1: no image
+        // has it, and image 2 is wrongly given it.
+        let truth = vec![vec![true, false], vec![true, false], vec![false, false]];
+        let probabilities = vec![vec![0.9, 0.1], vec![0.2, 0.1], vec![0.1, 0.8]];
+        let report = TestReport {
+            task: Task::MultiLabel,
+            loss: 0.0,
+            outcome: TaskOutcome::Labels {
+                scores: label_scores(&probabilities, &truth),
+                truth,
+            },
+            probabilities,
+        };
+        let metrics = report.point_estimates();
+        assert!((metrics.macro_f1 - 2.0 / 3.0).abs() < 1e-15, "{metrics:?}");
+        assert_eq!(metrics.auc, 1.0, "label 1 has no AUC either");
+    }
+
+    #[test]
     fn multi_label_intervals_come_from_the_bootstrap_over_images() {
         // One label, 400 images, 320 decisions right: the bootstrap of a share lands
         // near its normal interval, 0.8 +/- 1.96 sqrt(0.8 * 0.2 / 400).
@@ -655,6 +703,21 @@ mod tests {
             ci,
             "seeded: reproducible"
         );
+    }
+
+    #[test]
+    fn a_test_split_without_a_class_leaves_it_out_of_every_macro_average_and_interval() {
+        // Class 1 has no test image; two images of the others are taken for it.
+        let confusion = Confusion {
+            matrix: vec![vec![18, 2, 0], vec![0, 0, 0], vec![5, 0, 15]],
+        };
+        let metrics = report_of(&confusion).metrics();
+        // Class 0: precision 18/23, recall 0.9; class 2: precision 1, recall 0.75.
+        let f1 = |precision: f64, recall: f64| 2.0 * precision * recall / (precision + recall);
+        let expected = (f1(18.0 / 23.0, 0.9) + f1(1.0, 0.75)) / 2.0;
+        assert!((metrics.macro_f1 - expected).abs() < 1e-15, "{metrics:?}");
+        assert!((metrics.balanced_accuracy - (0.9 + 0.75) / 2.0).abs() < 1e-15);
+        assert_each_interval_holds_its_value(&metrics);
     }
 
     #[test]

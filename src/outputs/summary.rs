@@ -170,8 +170,11 @@ pub fn record_summary(path: &Path, summary: &RunSummary) -> Result<()> {
 }
 
 /// Sets `<column>_seeds_mean`, `_seeds_sd`, `_seeds_ci95_low` and `_seeds_ci95_high` of
-/// each `ACROSS_SEEDS` column, and `seeds` (the runs counted), on every row of
-/// `configuration`, from the values its rows hold now.
+/// each `ACROSS_SEEDS` column, `seeds` (the runs counted) and `seeds_not_finite` (the
+/// runs left out) on every row of `configuration`, from the values its rows hold now.
+/// A run with a value that is not finite (a run without a checkpoint has no test
+/// accuracy) is left out of every column and of the count, so that all of them speak
+/// of the same seeds; a column that no run has a finite value in is held against none.
 fn spread_across_seeds(configuration: &str, header: &mut Vec<String>, rows: &mut [Vec<String>]) {
     let Some(configuration_column) = header.iter().position(|name| name == CONFIGURATION) else {
         return;
@@ -179,15 +182,38 @@ fn spread_across_seeds(configuration: &str, header: &mut Vec<String>, rows: &mut
     let members: Vec<usize> = (0..rows.len())
         .filter(|&i| rows[i][configuration_column] == configuration)
         .collect();
-    let mut values = vec![("seeds".to_string(), members.len().to_string())];
+    let value = |row: usize, column: usize| {
+        rows[row][column]
+            .parse::<f64>()
+            .ok()
+            .filter(|value| value.is_finite())
+    };
+    let measured: Vec<(&str, usize)> = ACROSS_SEEDS
+        .iter()
+        .filter_map(|&name| Some((name, header.iter().position(|known| known == name)?)))
+        .filter(|&(_, column)| members.iter().any(|&row| value(row, column).is_some()))
+        .collect();
+    let (counted, not_finite): (Vec<usize>, Vec<usize>) = members.iter().partition(|&&row| {
+        measured
+            .iter()
+            .all(|&(_, column)| value(row, column).is_some())
+    });
+    let run_column = header.iter().position(|name| name == "run");
+    let left_out: Vec<&str> = not_finite
+        .iter()
+        .filter_map(|&row| Some(rows[row][run_column?].as_str()))
+        .collect();
+    let mut values = vec![
+        ("seeds".to_string(), counted.len().to_string()),
+        ("seeds_not_finite".to_string(), left_out.join(" ")),
+    ];
     for name in ACROSS_SEEDS {
         let Some(column) = header.iter().position(|known| known == name) else {
             continue;
         };
-        let measured: Vec<f64> = members
+        let measured: Vec<f64> = counted
             .iter()
-            .filter_map(|&i| rows[i][column].parse::<f64>().ok())
-            .filter(|value| value.is_finite())
+            .filter_map(|&row| value(row, column))
             .collect();
         let spread = Spread::of(&measured);
         for (suffix, value) in [
@@ -215,5 +241,41 @@ fn spread_across_seeds(configuration: &str, header: &mut Vec<String>, rows: &mut
         for &i in &members {
             rows[i][column] = value.clone();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_with_a_value_that_is_not_finite_is_named_and_not_counted() {
+        let mut header: Vec<String> = ["run", "best_val_accuracy", "test_accuracy", CONFIGURATION]
+            .map(String::from)
+            .to_vec();
+        let row = |run: &str, val: &str, test: &str, configuration: &str| {
+            [run, val, test, configuration].map(String::from).to_vec()
+        };
+        let mut rows = vec![
+            row("a-seed=1", "0.9", "0.8", "a"),
+            row("a-seed=2", "0.7", "NaN", "a"),
+            row("a-seed=3", "0.8", "0.6", "a"),
+            row("b-seed=1", "0.5", "0.5", "b"),
+        ];
+        spread_across_seeds("a", &mut header, &mut rows);
+        let column = |name: &str| header.iter().position(|known| known == name).unwrap();
+        for row in &rows[..3] {
+            assert_eq!(row[column("seeds")], "2");
+            assert_eq!(row[column("seeds_not_finite")], "a-seed=2");
+            // Both columns over the same two seeds: val (0.9 + 0.8) / 2, not 0.8.
+            let mean: f64 = row[column("best_val_accuracy_seeds_mean")].parse().unwrap();
+            assert!((mean - 0.85).abs() < 1e-12, "{row:?}");
+            let mean: f64 = row[column("test_accuracy_seeds_mean")].parse().unwrap();
+            assert!((mean - 0.7).abs() < 1e-12, "{row:?}");
+        }
+        assert_eq!(rows[3][column("seeds")], "", "another configuration's row");
+        // best_val_auc is absent and test_balanced_accuracy has no column: neither
+        // leaves a seed out.
+        assert!(!header.contains(&"best_val_auc_seeds_mean".to_string()));
     }
 }

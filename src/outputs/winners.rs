@@ -125,7 +125,8 @@ pub struct Configuration<'a> {
     pub name: &'a str,
     /// Its runs with a checkpoint, first seed first, each with its best epoch.
     pub runs: Vec<(&'a RunPlan, &'a EpochRecord)>,
-    /// The ranking value across those runs.
+    /// The ranking value across those runs whose value is finite: a NaN would make the
+    /// mean NaN, which no comparison ranks.
     pub spread: Spread,
 }
 
@@ -173,6 +174,7 @@ pub fn configurations(runs: &[(RunPlan, RunSummary)], monitor: Monitor) -> Vec<C
             .runs
             .iter()
             .map(|(_, best)| monitored(monitor, best))
+            .filter(|value| value.is_finite())
             .collect();
         configuration.spread = Spread::of(&values);
     }
@@ -318,6 +320,16 @@ mod tests {
             (pinned.run.as_str(), pinned.pinned),
             ("hidden=4-seed0", true)
         );
+    }
+
+    #[test]
+    fn a_seed_whose_value_is_not_finite_does_not_turn_its_configurations_mean_into_nan() {
+        // hidden=4 comes first and, with a NaN mean, would never lose: NaN > x is false.
+        let (stage, runs) = runs("val_loss", [[0.70, f64::NAN, 0.72], [0.80, 0.81, 0.79]]);
+        let configurations = configurations(&runs, ranked_by(&runs));
+        assert_eq!(configurations[0].spread.count, 2);
+        assert!((configurations[0].spread.mean - 0.71).abs() < 1e-12);
+        assert_eq!(choose_winner(&stage, &runs).unwrap().run, "hidden=8-seed0");
     }
 
     #[test]

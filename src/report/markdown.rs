@@ -72,16 +72,17 @@ pub fn with_interval(value: f64, interval: Interval) -> String {
     }
 }
 
-/// A reference number (the study's) and whether it lies in our 95% interval.
+/// A reference number (the study's), taken as exact, and whether ours is consistent
+/// with it: whether it lies in our 95% interval.
 pub fn against_interval(reference: Option<f64>, interval: Interval) -> String {
     match reference {
         Some(value) if value.is_finite() && interval.is_defined() => {
-            let place = if interval.contains(value) {
-                "inside"
+            let verdict = if interval.contains(value) {
+                "consistent: inside"
             } else {
-                "outside"
+                "not consistent: outside"
             };
-            format!("{} ({place} our 95% interval)", metric(Some(value)))
+            format!("{} ({verdict} our 95% interval)", metric(Some(value)))
         }
         _ => metric(reference),
     }
@@ -149,11 +150,11 @@ mod tests {
         assert_eq!(with_interval(0.9, Interval::UNDEFINED), "0.9000");
         assert_eq!(
             against_interval(Some(0.9088), interval),
-            "0.9088 (inside our 95% interval)"
+            "0.9088 (consistent: inside our 95% interval)"
         );
         assert_eq!(
             against_interval(Some(0.93), interval),
-            "0.9300 (outside our 95% interval)"
+            "0.9300 (not consistent: outside our 95% interval)"
         );
         assert_eq!(against_interval(None, interval), "–");
         assert_eq!(

@@ -146,3 +146,67 @@ pub fn tiny_bloodmnist(data: &Path) {
         Tensor::write_npz(&arrays, data.join(file)).unwrap();
     }
 }
+
+/// Runs `cellnets eval RUN --data DATA [--split SPLIT] --predictions FILE` in `dir` and
+/// checks the predictions it writes against what eval itself reports: each row's
+/// predicted class is its most probable one, the probabilities of a row sum to 1, the
+/// rows number the images eval scored, and their accuracy is eval's accuracy (its
+/// `metrics.csv`). Returns the CSV's header and rows.
+pub fn eval_predictions(
+    dir: &Path,
+    run: &str,
+    data: &str,
+    split: &str,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let csv = dir.join(format!("{}-{split}.csv", run.replace('/', "_")));
+    let output = cellnets(
+        dir,
+        &[
+            "eval",
+            run,
+            "--data",
+            data,
+            "--split",
+            split,
+            "--predictions",
+            csv.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let (header, rows) = cellnets::storage::files::read_table(&csv).unwrap();
+    assert_eq!(header[..3], ["index", "true", "predicted"]);
+    assert_eq!(header.len(), 3 + CLASSES as usize, "{header:?}");
+    let stem = Path::new(data).file_stem().unwrap().to_str().unwrap();
+    let metrics = dir
+        .join(run)
+        .join(format!("eval/{stem}-{split}/metrics.csv"));
+    let (metrics_header, metrics_rows) = cellnets::storage::files::read_table(&metrics).unwrap();
+    let reported = |name: &str| -> f64 {
+        let column = metrics_header.iter().position(|c| c == name).unwrap();
+        metrics_rows[0][column].parse().unwrap()
+    };
+    assert_eq!(rows.len() as f64, reported("images"));
+    let mut right = 0;
+    for row in &rows {
+        let probabilities: Vec<f64> = row[3..].iter().map(|p| p.parse().unwrap()).collect();
+        let most_probable = (0..probabilities.len())
+            .reduce(|best, class| {
+                if probabilities[class] > probabilities[best] {
+                    class
+                } else {
+                    best
+                }
+            })
+            .unwrap();
+        assert_eq!(row[2], most_probable.to_string(), "{row:?}");
+        assert!(
+            (probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-9,
+            "{row:?}"
+        );
+        right += usize::from(row[1] == row[2]);
+    }
+    assert_eq!(right as f64 / rows.len() as f64, reported("accuracy"));
+    (header, rows)
+}

@@ -4,12 +4,12 @@
 //! final-models table.
 
 use crate::figures::{HeatMap, MistakePanel};
-use crate::metrics::{ClassScores, Confusion, TestReport};
+use crate::metrics::{ClassScores, Confusion, TestReport, FEW_IMAGES};
 use crate::outputs::summary::RunSummary;
 use crate::report::compute::{Mistake, TestedWinner};
 use crate::report::markdown::{against_interval, count, metric, table, text, with_interval};
 use crate::report::output::{Drawing, Section};
-use crate::statistics::mcnemar_exact;
+use crate::statistics::{holm, mcnemar_exact};
 use crate::study::catalog;
 use crate::study::manifest::DatasetSpec;
 use crate::study::reference::{self, StudyModel};
@@ -26,12 +26,13 @@ pub fn test_section(
 ) -> Section {
     let summary = &tested.finished.summary;
     let mut section = Section::text(format!(
-        "### Test results of the winner, {}\n\nThe best epoch's weights ({}) on the test split ({} images). In brackets, 95% intervals: Wilson's for accuracy; for the other scores, the 2.5th and 97.5th percentiles of {} bootstrap resamples of the test images, each class's images drawn from that class (seeded: the same predictions give the same interval). A number of the study outside our interval differs by more than the test images' sampling explains.\n\n",
+        "### Test results of the winner, {}\n\nThe best epoch's weights ({}) on the test split ({} images). In brackets, 95% intervals: Wilson's for accuracy; for the other scores, the 2.5th and 97.5th percentiles of {} bootstrap resamples of the test images, each class's images drawn from that class (seeded: the same predictions give the same interval). The study scored these same test images, so its number is taken as exact: inside our interval it is consistent with ours, outside it is not.\n\n",
         tested.label,
         summary.best.as_ref().map_or("–".into(), |b| format!("epoch {}", b.epoch)),
         count(tested.report.len() as u64),
         crate::statistics::RESAMPLES
     ));
+    section.markdown += &scarce_note(&tested.label, &tested.report, Some(&tested.class_names));
     let study_header = theirs.map_or("study".into(), |m| format!("{} ({})", m.title, m.source));
     section.markdown += &table(
         &["", "cellnets", &study_header],
@@ -56,6 +57,46 @@ pub fn test_section(
     section.markdown += &per_class_table(tested, study_scores.as_deref());
     section.markdown += "\n";
     section
+}
+
+/// A warning, when `report`'s split has a class (label) with fewer than `FEW_IMAGES`
+/// test images (positives), that the intervals resting on them are unreliable; empty
+/// otherwise. `names` names the classes where known.
+pub fn scarce_note(label: &str, report: &TestReport, names: Option<&[String]>) -> String {
+    let scarce = report.scarce_outputs();
+    if scarce.is_empty() {
+        return String::new();
+    }
+    let noun = report.task.output_noun();
+    let listed: Vec<String> = scarce
+        .iter()
+        .map(|&(index, images)| {
+            // A class without a name of its own is called `class N` already.
+            let name = names
+                .and_then(|names| names.get(index))
+                .filter(|name| **name != format!("class {index}"))
+                .map_or(String::new(), |name| format!(" {name}"));
+            let unit = if report.task.has_classes() {
+                "test image"
+            } else {
+                "positive"
+            };
+            let plural = if images == 1 { "" } else { "s" };
+            format!("{noun} {index}{name} ({images} {unit}{plural})")
+        })
+        .collect();
+    let why = if report.task.has_classes() {
+        "The bootstrap draws each class's images from that class alone, and a handful of \
+         them barely vary between resamples (a single one never does)"
+    } else {
+        "A handful of positives leave a label's F1 and AUC resting on a few images"
+    };
+    format!(
+        "**Few test images:** {label} is tested on fewer than {FEW_IMAGES} images of {}. \
+         {why}: the intervals of balanced accuracy, macro F1 and AUC come out narrower than \
+         the evidence allows and are unreliable.\n\n",
+        listed.join(", ")
+    )
 }
 
 /// The benchmark's published test ACC and AUC on the winner's data set, each method a
@@ -357,13 +398,12 @@ pub struct Compared<'a> {
 
 /// McNemar's exact test between every two final models (ensembles too) tested on the
 /// same images: of the images only one of the two gets right, how many each gets, and
-/// how likely so lopsided a split is if neither model were better. Empty with fewer
-/// than two.
+/// how likely so lopsided a split is if neither model were better, adjusted by Holm's
+/// correction for the number of pairs tested together. Empty with fewer than two.
 pub fn paired_comparisons(finals: &[Compared]) -> String {
-    let mut rows = Vec::new();
+    let mut pairs = Vec::new();
     for (i, first) in finals.iter().enumerate() {
         for second in &finals[i + 1..] {
-            let (first_stage, second_stage) = (first.stage, second.stage);
             let same_images =
                 first.dataset == second.dataset && first.report.len() == second.report.len();
             if !same_images {
@@ -378,33 +418,55 @@ pub fn paired_comparisons(finals: &[Compared]) -> String {
                     (a + u64::from(x && !y), b + u64::from(!x && y))
                 });
             let p = mcnemar_exact(only_first, only_second);
-            let better = match only_first.cmp(&only_second) {
-                _ if p >= 0.05 => "neither (p ≥ 0.05)".to_string(),
-                std::cmp::Ordering::Greater => format!("`{first_stage}`"),
-                _ => format!("`{second_stage}`"),
-            };
-            rows.push(vec![
-                format!("`{first_stage}` vs `{second_stage}`"),
-                count(only_first),
-                count(only_second),
-                format_p(p),
-                better,
-            ]);
+            pairs.push((first.stage, second.stage, only_first, only_second, p));
         }
     }
-    if rows.is_empty() {
+    if pairs.is_empty() {
         return String::new();
     }
+    let adjusted = holm(&pairs.iter().map(|pair| pair.4).collect::<Vec<f64>>());
+    let rows: Vec<Vec<String>> = pairs
+        .iter()
+        .zip(&adjusted)
+        .map(
+            |(&(first, second, only_first, only_second, p), &adjusted)| {
+                let better = match only_first.cmp(&only_second) {
+                    _ if adjusted >= 0.05 => "neither (adjusted p ≥ 0.05)".to_string(),
+                    std::cmp::Ordering::Greater => format!("`{first}`"),
+                    _ => format!("`{second}`"),
+                };
+                vec![
+                    format!("`{first}` vs `{second}`"),
+                    count(only_first),
+                    count(only_second),
+                    format_p(p),
+                    format_p(adjusted),
+                    better,
+                ]
+            },
+        )
+        .collect();
+    let correction = match pairs.len() {
+        1 => "One pair, so Holm's correction leaves its p as it is".to_string(),
+        pairs => format!(
+            "With {pairs} pairs tested together, some p below 0.05 would turn up by chance \
+             alone: Holm's correction adjusts each p for the others (the smallest times \
+             {pairs}, the next times {}, and so on, never below the one before, at most 1)",
+            pairs - 1
+        ),
+    };
     format!(
         "Paired comparison on the same test images (McNemar's exact test: only the images \
          exactly one of the two models gets right count; p is the chance of a split at least \
-         this uneven if neither model were better):\n\n{}\n",
+         this uneven if neither model were better). {correction}; a model is named better \
+         only where the adjusted p is below 0.05.\n\n{}\n",
         table(
             &[
                 "models",
                 "only first right",
                 "only second right",
                 "p",
+                "adjusted p (Holm)",
                 "better"
             ],
             &rows
@@ -413,10 +475,114 @@ pub fn paired_comparisons(finals: &[Compared]) -> String {
 }
 
 /// A p-value to four decimals, or as a bound below them.
-fn format_p(p: f64) -> String {
+pub fn format_p(p: f64) -> String {
     if p < 1e-4 {
         "< 0.0001".into()
     } else {
         format!("{p:.4}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::TaskOutcome;
+
+    /// A report of images all of class 0, `right[i]` saying whether image i is
+    /// classified right.
+    fn scored(right: &[bool]) -> TestReport {
+        let predicted: Vec<i64> = right.iter().map(|&r| i64::from(!r)).collect();
+        let probabilities: Vec<Vec<f64>> = predicted
+            .iter()
+            .map(|&p| vec![f64::from(p == 0), f64::from(p == 1)])
+            .collect();
+        TestReport {
+            task: Task::MultiClass,
+            loss: 0.0,
+            outcome: TaskOutcome::classes(vec![0; right.len()], predicted, &probabilities),
+            probabilities,
+        }
+    }
+
+    fn compared<'a>(
+        stages: &[&'a str],
+        reports: &'a [TestReport],
+        dataset: &'a DatasetSpec,
+    ) -> Vec<Compared<'a>> {
+        stages
+            .iter()
+            .zip(reports)
+            .map(|(&stage, report)| Compared {
+                stage,
+                dataset,
+                report,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn holms_correction_keeps_two_chance_wins_among_three_pairs_from_naming_a_better_model() {
+        let dataset: DatasetSpec = serde_yaml::from_str("name: toy").unwrap();
+        // a gets 9 images right that b and c miss, b and c one that a misses: a against
+        // each is McNemar's p = 22 / 1024 = 0.0215, below 0.05 alone; b against c is 1.
+        // Holm: 3 * 0.0215 = 0.0645 for both, and 1.
+        let a: Vec<bool> = (0..10).map(|i| i < 9).collect();
+        let b: Vec<bool> = (0..10).map(|i| i == 9).collect();
+        let reports = [scored(&a), scored(&b), scored(&b)];
+        let text = paired_comparisons(&compared(&["a", "b", "c"], &reports, &dataset));
+        assert!(
+            text.contains("| `a` vs `b` | 9 | 1 | 0.0215 | 0.0645 | neither (adjusted p ≥ 0.05) |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| `b` vs `c` | 0 | 0 | 1.0000 | 1.0000 | neither"),
+            "{text}"
+        );
+        assert!(text.contains("With 3 pairs tested together"), "{text}");
+        assert!(text.contains("Holm's correction"), "{text}");
+
+        // One pair: 10 against 0, p = 2 / 1024, named.
+        let reports = [scored(&[true; 10]), scored(&[false; 10])];
+        let text = paired_comparisons(&compared(&["d", "e"], &reports, &dataset));
+        assert!(
+            text.contains("| `d` vs `e` | 10 | 0 | 0.0020 | 0.0020 | `d` |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("One pair, so Holm's correction leaves"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_class_with_few_test_images_is_named_and_its_intervals_called_unreliable() {
+        // 30 images of class 0, one of class 1 (absent classes are not scarce: class 2
+        // has none). The bootstrap cannot vary the one image of class 1.
+        let mut truth = vec![0i64; 30];
+        truth.push(1);
+        let predicted: Vec<i64> = (0..31).map(|i| i64::from(i % 7 == 0)).collect();
+        let probabilities: Vec<Vec<f64>> = predicted
+            .iter()
+            .map(|&p| (0..3).map(|c| if c == p { 0.8 } else { 0.1 }).collect())
+            .collect();
+        let report = TestReport {
+            task: Task::MultiClass,
+            loss: 0.0,
+            outcome: TaskOutcome::classes(truth, predicted, &probabilities),
+            probabilities,
+        };
+        assert_eq!(report.scarce_outputs(), [(1, 1)]);
+        let names = ["a", "b", "c"].map(String::from);
+        let note = scarce_note("`s`", &report, Some(&names));
+        assert!(
+            note.starts_with(
+                "**Few test images:** `s` is tested on fewer than 20 images of class 1 b (1 \
+                 test image). "
+            ),
+            "{note}"
+        );
+        assert!(note.contains("are unreliable"), "{note}");
+        let plenty = scored(&[true; 25]);
+        assert_eq!(scarce_note("`s`", &plenty, None), "");
     }
 }

@@ -68,6 +68,10 @@ pub fn report(
         }
     }
     report.markdown += &final_models(&final_rows, &sets);
+    for (stage, one) in &finals {
+        let label = format!("`{}`", stage.stage.name);
+        report.markdown += &final_model::scarce_note(&label, one.report(), None);
+    }
     report.push(time_to_accuracy(&finals));
     let compared: Vec<Compared> = finals
         .iter()
@@ -188,9 +192,12 @@ fn final_models(rows: &[Vec<String>], sets: &[&str]) -> String {
     ];
     let mut text = format!(
         "## Final models\n\n{}\nIn brackets, 95% intervals over the test images: Wilson's for \
-         accuracy, a seeded bootstrap stratified by class ({} resamples) for the others; a study \
-         number outside ours differs by more than the choice of test images explains. They do \
-         not cover a different seed: a stage with `repeats` shows that spread.\n\n",
+         accuracy, a seeded bootstrap stratified by class ({} resamples) for the others. The \
+         study scored the same test images, so its numbers are taken as exact: one inside our \
+         interval is consistent with ours, one outside is not. The intervals do not cover a \
+         different seed: a stage with `repeats` shows that spread. Balanced accuracy, macro F1 \
+         and AUC are means over the classes the test images have: a class without test images \
+         (for independent labels, a label no test image has) is left out of each.\n\n",
         table(&header, rows),
         crate::statistics::RESAMPLES
     );

@@ -1,7 +1,7 @@
 //! One stage of the report: its runs' table and curves, the stepwise chart or grid heat
 //! map, and for a tested winner, its test results (`final_model`).
 
-use super::final_model;
+use super::final_model::{self, format_p};
 use crate::figures::{CategoryLines, Curves, HeatMap, Panel};
 use crate::outputs::run_folder::SUMMARY_CSV;
 use crate::outputs::summary::RunSummary;
@@ -10,11 +10,11 @@ use crate::report::compute::TestedWinner;
 use crate::report::gather::{RunResult, StageResults};
 use crate::report::markdown::{count, metric, table, with_interval};
 use crate::report::output::{Drawing, Section, REPORT_DIR};
-use crate::statistics::Spread;
+use crate::statistics::{Spread, WelchTest};
 use crate::study::manifest::Monitor;
 use crate::study::plan::RunPlan;
 use crate::study::reference::StudyGrid;
-use crate::train::EpochRecord;
+use crate::train::{monitored, EpochRecord};
 
 /// The stage's section; `tested` is its winner evaluated on the test split, if it was.
 pub fn section(stage: &StageResults, tested: Option<&TestedWinner>) -> Section {
@@ -215,8 +215,7 @@ fn finished_runs(stage: &StageResults) -> Vec<(RunPlan, RunSummary)> {
 }
 
 /// For a stage with `repeats`: each configuration's ranking value and test accuracy
-/// across its seeds, and whether the winner's lead over the runner-up is larger than
-/// the seeds' spread.
+/// across its seeds, and Welch's t-test of the leader's seeds against the runner-up's.
 fn seeds_table(stage: &StageResults) -> String {
     if stage.plan.runs.iter().all(|run| run.repeat_of.is_none()) {
         return String::new();
@@ -224,7 +223,10 @@ fn seeds_table(stage: &StageResults) -> String {
     let runs = finished_runs(stage);
     let monitor = winners::ranked_by(&runs);
     let ranked = monitor_name(monitor);
-    let mut configurations = winners::configurations(&runs, monitor);
+    let seeds: Vec<SeedValues> = winners::configurations(&runs, monitor)
+        .iter()
+        .map(|configuration| SeedValues::of(configuration, &runs, monitor))
+        .collect();
     let spread_text = |spread: &Spread| {
         format!(
             "{} ± {} [{}, {}]",
@@ -234,63 +236,154 @@ fn seeds_table(stage: &StageResults) -> String {
             metric(Some(spread.interval.high))
         )
     };
-    let rows: Vec<Vec<String>> = configurations
+    let any_left_out = seeds.iter().any(|c| !c.not_finite.is_empty());
+    let rows: Vec<Vec<String>> = seeds
         .iter()
         .map(|configuration| {
-            let tests: Vec<f64> = configuration
-                .runs
-                .iter()
-                .filter_map(|(plan, _)| {
-                    let summary = &runs.iter().find(|(p, _)| p.name == plan.name)?.1;
-                    Some(summary.test.accuracy).filter(|a| a.is_finite())
-                })
-                .collect();
-            vec![
+            let mut row = vec![
                 configuration.name.to_string(),
-                configuration.runs.len().to_string(),
-                spread_text(&configuration.spread),
-                spread_text(&Spread::of(&tests)),
-            ]
+                configuration.ranking.len().to_string(),
+                spread_text(&Spread::of(&configuration.ranking)),
+                spread_text(&Spread::of(&configuration.test_accuracy)),
+            ];
+            if any_left_out {
+                let names: Vec<String> = configuration
+                    .not_finite
+                    .iter()
+                    .map(|run| format!("`{run}`"))
+                    .collect();
+                row.push(names.join(", "));
+            }
+            row
         })
         .collect();
+    let best = format!("best {ranked}");
+    let mut header = vec!["configuration", "seeds", best.as_str(), "test acc"];
+    if any_left_out {
+        header.push("left out (not finite)");
+    }
+    let left_out_text = if any_left_out {
+        " A seed whose value is not finite (NaN or infinite) is named and left out of its \
+         configuration's count and of both columns."
+    } else {
+        ""
+    };
     let mut text = format!(
         "Each configuration trained with {} seeds. Mean ± standard deviation across its \
-         seeds [95% interval of the mean, Student's t]:\n\n{}\n",
+         seeds [95% interval of the mean, Student's t]:{left_out_text}\n\n{}\n",
         stage.stage.repeats.unwrap_or(1),
-        table(
-            &[
-                "configuration",
-                "seeds",
-                &format!("best {ranked}"),
-                "test acc"
-            ],
-            &rows
-        )
+        table(&header, &rows)
     );
-    configurations.sort_by(|a, b| b.spread.mean.total_cmp(&a.spread.mean));
-    if let [first, second, ..] = configurations.as_slice() {
-        let lead = first.spread.mean - second.spread.mean;
-        let spread = first
-            .spread
-            .standard_deviation
-            .max(second.spread.standard_deviation);
-        let verdict = if lead > spread {
-            "larger than the spread across seeds: the ranking is unlikely to be a seed's luck"
-        } else if lead.is_finite() && spread.is_finite() {
-            "no larger than the spread across seeds: another set of seeds may well reverse it"
-        } else {
-            "not comparable with a spread: a configuration has fewer than two seeds"
-        };
-        text += &format!(
-            "The best mean {ranked}, {}'s, leads {}'s by {}, {verdict} (the larger standard \
-             deviation of the two is {}).\n\n",
-            first.name,
-            second.name,
-            metric(Some(lead)),
-            metric(Some(spread))
-        );
+    let mut ranking: Vec<&SeedValues> = seeds.iter().filter(|c| !c.ranking.is_empty()).collect();
+    ranking.sort_by(|a, b| mean(&b.ranking).total_cmp(&mean(&a.ranking)));
+    if let [first, second, ..] = ranking.as_slice() {
+        text += &lead_verdict(ranked, first, second);
     }
     text
+}
+
+/// One configuration's seeds as the seeds table counts them: the ranking value and test
+/// accuracy of each seed whose values are finite, and the seeds left out because one
+/// of them is not (a column no seed has a finite value in is not held against any).
+struct SeedValues<'a> {
+    name: &'a str,
+    ranking: Vec<f64>,
+    test_accuracy: Vec<f64>,
+    not_finite: Vec<&'a str>,
+}
+
+impl<'a> SeedValues<'a> {
+    fn of(
+        configuration: &winners::Configuration<'a>,
+        runs: &[(RunPlan, RunSummary)],
+        monitor: Monitor,
+    ) -> SeedValues<'a> {
+        let values: Vec<(&str, f64, f64)> = configuration
+            .runs
+            .iter()
+            .map(|(plan, best)| {
+                let test = runs
+                    .iter()
+                    .find(|(p, _)| p.name == plan.name)
+                    .map_or(f64::NAN, |(_, summary)| summary.test.accuracy);
+                (plan.name.as_str(), monitored(monitor, best), test)
+            })
+            .collect();
+        let tests_measured = values.iter().any(|(_, _, test)| test.is_finite());
+        let mut seeds = SeedValues {
+            name: configuration.name,
+            ranking: Vec::new(),
+            test_accuracy: Vec::new(),
+            not_finite: Vec::new(),
+        };
+        for (run, ranking, test) in values {
+            if ranking.is_finite() && (test.is_finite() || !tests_measured) {
+                seeds.ranking.push(ranking);
+                seeds
+                    .test_accuracy
+                    .extend(Some(test).filter(|t| t.is_finite()));
+            } else {
+                seeds.not_finite.push(run);
+            }
+        }
+        seeds
+    }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    Spread::of(values).mean
+}
+
+fn all_equal(values: &[f64]) -> bool {
+    values.windows(2).all(|pair| pair[0] == pair[1])
+}
+
+/// The leader's lead over the runner-up, and Welch's t-test of their seeds' values: a p
+/// below 0.05 says so large a lead would be rare between equally good configurations.
+fn lead_verdict(ranked: &str, first: &SeedValues, second: &SeedValues) -> String {
+    let lead = mean(&first.ranking) - mean(&second.ranking);
+    let verdict = match WelchTest::of(&first.ranking, &second.ranking) {
+        None => {
+            let few = if first.ranking.len() < 2 {
+                first.name
+            } else {
+                second.name
+            };
+            format!(
+                "No test of the lead: {few} has fewer than two seeds with a value, and a \
+                 t-test needs the spread of each side."
+            )
+        }
+        // Without any spread on either side, t is infinite, 0 / 0, or (where a mean's
+        // rounding leaves a variance of 1e-33) astronomically large: scipy's p of 0
+        // would claim certainty from seeds that merely agree.
+        Some(_) if all_equal(&first.ranking) && all_equal(&second.ranking) => {
+            "No test of the lead: the seeds of both agree exactly, so there is no spread \
+             to test it against."
+                .to_string()
+        }
+        Some(test) => {
+            let reading = if test.p < 0.05 {
+                "below 0.05: a lead this large would be rare if the two were equally good"
+            } else {
+                "not below 0.05: the seeds do not tell the two apart, and another set of \
+                 seeds may well reverse the ranking"
+            };
+            format!(
+                "Welch's t-test of their seeds' values (two-sided, without assuming equal \
+                 variances): t = {:.3}, {:.2} degrees of freedom, p = {}, {reading}.",
+                test.t,
+                test.degrees,
+                format_p(test.p)
+            )
+        }
+    };
+    format!(
+        "The best mean {ranked}, {}'s, leads {}'s by {}. {verdict}\n\n",
+        first.name,
+        second.name,
+        metric(Some(lead))
+    )
 }
 
 fn monitor_name(monitor: Monitor) -> &'static str {
@@ -645,6 +738,94 @@ mod tests {
         assert_eq!(
             damaged,
             "## Stage `s`\n\n**Left out:** out/s/run/result.yaml is damaged.\n\n"
+        );
+    }
+
+    /// A stage of two configurations with three seeds each, hidden=4's seeds at
+    /// `fours` and hidden=8's at `eights` (best val accuracy), all tested at 0.625.
+    fn seeded(fours: [f64; 3], eights: [f64; 3]) -> (Manifest, StagePlan, Vec<RunResult>) {
+        let (manifest, plan) = planned(
+            "  - name: r\n    model: {kind: mlp, hidden: 4}\n    grid: {hidden: [4, 8]}\n    repeats: 3\n",
+        );
+        let (mut four, mut eight) = (fours.iter(), eights.iter());
+        let done = plan
+            .runs
+            .iter()
+            .map(|run| {
+                let values = if run.configuration() == "hidden=4" {
+                    &mut four
+                } else {
+                    &mut eight
+                };
+                finished(run, values.next().copied())
+            })
+            .collect();
+        (manifest, plan, done)
+    }
+
+    #[test]
+    fn the_seeds_verdict_is_welchs_test_of_the_leader_against_the_runner_up() {
+        // scipy.stats.ttest_ind([0.91, 0.93, 0.92], [0.89, 0.90, 0.94],
+        // equal_var=False): t 0.6123724356957958, df 2.5600000000000023,
+        // p 0.5903318162661175.
+        let (manifest, plan, done) = seeded([0.91, 0.93, 0.92], [0.89, 0.90, 0.94]);
+        let md = seeds_table(&results(&manifest, &plan, done, None));
+        assert!(md.contains("| hidden=4 | 3 | 0.9200 ± 0.0100 "), "{md}");
+        assert!(
+            md.contains(
+                "The best mean val accuracy, hidden=4's, leads hidden=8's by 0.0100. Welch's \
+                 t-test of their seeds' values (two-sided, without assuming equal variances): \
+                 t = 0.612, 2.56 degrees of freedom, p = 0.5903, not below 0.05"
+            ),
+            "{md}"
+        );
+        assert!(!md.contains("unlikely to be a seed's luck"), "{md}");
+        // [0.95, 0.951, 0.952] against [0.90, 0.905, 0.91]: t 15.625423071195346, df
+        // 2.159744408945687, p 0.0029211817081927316.
+        let (manifest, plan, done) = seeded([0.95, 0.951, 0.952], [0.90, 0.905, 0.91]);
+        let md = seeds_table(&results(&manifest, &plan, done, None));
+        assert!(
+            md.contains("t = 15.625, 2.16 degrees of freedom, p = 0.0029, below 0.05: a lead"),
+            "{md}"
+        );
+        // Seeds that agree exactly on both sides leave nothing to test against.
+        let (manifest, plan, done) = seeded([0.9, 0.9, 0.9], [0.8, 0.8, 0.8]);
+        let md = seeds_table(&results(&manifest, &plan, done, None));
+        assert!(
+            md.contains("leads hidden=8's by 0.1000. No test of the lead: the seeds of both"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_seed_whose_value_is_not_finite_is_named_and_not_counted() {
+        let (manifest, plan, mut done) = seeded([0.91, 0.93, 0.92], [0.89, 0.90, 0.94]);
+        // hidden=8's first seed has no finite test accuracy, its second no finite val
+        // accuracy: one seed of it is left to count.
+        let mut eights = done
+            .iter_mut()
+            .filter(|run| run.result.plan.configuration() == "hidden=8");
+        let first = eights.next().unwrap();
+        first.result.summary.test.accuracy = f64::NAN;
+        let first_name = first.name.clone();
+        let second = eights.next().unwrap();
+        second.result.summary.best.as_mut().unwrap().val_accuracy = f64::NAN;
+        let second_name = second.name.clone();
+        let md = seeds_table(&results(&manifest, &plan, done, None));
+        assert!(
+            md.contains(&format!(
+                "| hidden=8 | 1 | 0.9400 ± – [–, –] | 0.6250 ± – [–, –] | `{first_name}`, `{second_name}` |"
+            )),
+            "{md}"
+        );
+        assert!(md.contains("| hidden=4 | 3 | "), "{md}");
+        assert!(md.contains("left out (not finite)"), "{md}");
+        assert!(
+            md.contains(
+                "No test of the lead: hidden=8 has fewer than two seeds with a value, and a \
+                 t-test needs the spread of each side."
+            ),
+            "{md}"
         );
     }
 }
