@@ -138,7 +138,8 @@ impl SavedRun {
     }
 
     /// Rebuilds the model for images of `input`, loads the best checkpoint into it and
-    /// folds its BatchNorms into their convolutions: it only evaluates from here on.
+    /// folds its BatchNorms into their convolutions: it only evaluates from here on. On
+    /// a CPU its convolution weights are channels-last (`precision::layout`).
     pub fn load(&self, input: InputShape, device: Device) -> Result<LoadedModel> {
         let checkpoint = &self.weights;
         // Known from its result: say so in the data's terms, before libtorch's do.
@@ -174,6 +175,10 @@ impl SavedRun {
                 let _generator = crate::random::lock();
                 self.plan.model.build(&vs.root(), input)
             };
+            if device == Device::Cpu {
+                crate::precision::layout::to_channels_last(&vs)
+                    .map_err(|error| tch::TchError::Convert(format!("{error:#}")))?;
+            }
             vs.load(checkpoint)?;
             network.fold_batch_norms();
             Ok::<_, tch::TchError>(LoadedModel { _vs: vs, network })

@@ -406,9 +406,10 @@ impl RunFolder {
         optimizer: &OptimizerState,
     ) -> Result<()> {
         let weights = self.resume_weights(state);
-        write_atomically(&weights, |tmp| Ok(vs.save(tmp)?))?;
+        let variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        write_atomically(&weights, |tmp| write_tensors(&variables, tmp))?;
         write_atomically(&self.optimizer_slot(state.point.last.epoch), |tmp| {
-            Ok(Tensor::write_safetensors(&optimizer.0, tmp)?)
+            write_tensors(&optimizer.0, tmp)
         })?;
         write_yaml(&self.state_yaml(), state)?;
         if is_best(&state.point) {
@@ -734,6 +735,17 @@ pub fn parse_epoch_row(header: &[String], row: &[String]) -> Option<EpochRecord>
         cumulative_seconds: later("cumulative_seconds"),
         cumulative_cpu_seconds: later("cumulative_cpu_seconds"),
     })
+}
+
+/// Writes named tensors as safetensors, which stores them dense and row-major: a
+/// channels-last weight (`precision::layout`) goes as a contiguous copy of the same
+/// values, and loading copies them back into whatever layout the variable has.
+fn write_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
+    let dense: Vec<(&str, Tensor)> = tensors
+        .iter()
+        .map(|(name, tensor)| (name.as_str(), tensor.contiguous()))
+        .collect();
+    Ok(Tensor::write_safetensors(&dense, path)?)
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 // The C++ that reaches what tch 0.24 does not; build.rs compiles it. The switches it
-// reaches: TF32 for float32 matmuls and convolutions, and autocast to bf16 (tch's
-// `autocast` only turns on CUDA's, in fp16). Each function returns 0, or 1 with
-// libtorch's message copied into `error`.
+// reaches: TF32 for float32 matmuls and convolutions, autocast to bf16 (tch's
+// `autocast` only turns on CUDA's, in fp16), and the channels-last memory format (tch
+// has no MemoryFormat). Each function that can fail returns 0, or 1 with libtorch's
+// message copied into `error`.
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/core/Tensor.h>
 
 #include <cstring>
 #include <exception>
@@ -48,5 +50,18 @@ bool cellnets_bf16_autocast_enabled(int device_type) {
   auto device = static_cast<c10::DeviceType>(device_type);
   return at::autocast::is_autocast_enabled(device) &&
          at::autocast::get_autocast_dtype(device) == at::kBFloat16;
+}
+
+// Gives a variable channels-last (NHWC) strides in place, as PyTorch's
+// `module.to(memory_format=torch.channels_last)` does: every handle on it (the
+// VarStore's, the model's) sees the new layout.
+int cellnets_set_channels_last(at::Tensor *variable, char *error, size_t error_size) {
+  return guarded(error, error_size, [&] {
+    variable->set_data(variable->contiguous(at::MemoryFormat::ChannelsLast));
+  });
+}
+
+bool cellnets_is_channels_last(const at::Tensor *tensor) {
+  return tensor->dim() == 4 && tensor->is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 }

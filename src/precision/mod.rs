@@ -1,10 +1,14 @@
-//! TF32, cuDNN's autotuner and per-thread bf16 autocast: the switches and the autocast
-//! guard (docs/gpu.md). They set how libtorch computes float32 work, beyond IEEE
+//! TF32, cuDNN's autotuner, per-thread bf16 autocast and the convolutions' memory
+//! layout: the switches, the autocast guard (docs/gpu.md) and `layout`. They set how libtorch computes float32 work, beyond IEEE
 //! float32: TF32 tensor cores for matmuls and convolutions, cuDNN's autotuner, and
 //! autocast to bf16. Each is a speed-up on a GPU that changes the numbers a little, so
 //! all are off by default: a run then computes in IEEE float32 on any device, and CPU
 //! and GPU curves can be compared. (On its own, PyTorch lets cuDNN convolutions use
 //! TF32.) tch reaches only the autotuner; libtorch.cpp holds the C++ for the rest.
+//! Channels-last is on by default on a CPU, where it only reorders float32 sums and
+//! saves a fifth of a convolutional net's time (`layout`).
+
+pub mod layout;
 
 use anyhow::{bail, Result};
 use std::ffi::{c_char, c_int, CStr};
@@ -26,6 +30,10 @@ pub struct Precision {
     /// For GPUs (and CPUs with AMX): slower than float32 on CPUs without it.
     #[arg(long)]
     pub bf16: bool,
+    /// CPU: keep convolution weights in libtorch's NCHW layout instead of channels-last
+    /// (NHWC), which oneDNN computes faster; for comparing the two.
+    #[arg(long)]
+    pub nchw: bool,
 }
 
 impl Precision {
@@ -43,6 +51,7 @@ impl Precision {
             (self.tf32, " --tf32"),
             (self.cudnn_benchmark, " --cudnn-benchmark"),
             (self.bf16, " --bf16"),
+            (self.nchw, " --nchw"),
         ] {
             if on {
                 flags.push_str(flag);
@@ -61,7 +70,16 @@ impl Precision {
         if self.bf16 {
             label.push_str("+bf16");
         }
+        if self.nchw {
+            label.push_str("+nchw");
+        }
         label
+    }
+
+    /// Whether convolution weights go channels-last on `device`: on a CPU unless
+    /// `--nchw` (on a GPU cuDNN's choice depends on the card and the precision).
+    pub fn channels_last(self, device: Device) -> bool {
+        device == Device::Cpu && !self.nchw
     }
 }
 
@@ -162,6 +180,7 @@ mod tests {
             tf32: true,
             cudnn_benchmark: true,
             bf16: false,
+            nchw: false,
         }
         .apply_to_process()
         .unwrap();
@@ -174,9 +193,10 @@ mod tests {
             tf32: true,
             cudnn_benchmark: true,
             bf16: true,
+            nchw: true,
         };
-        assert_eq!(all.label(), "+tf32+bf16");
-        assert_eq!(all.flags(), " --tf32 --cudnn-benchmark --bf16");
+        assert_eq!(all.label(), "+tf32+bf16+nchw");
+        assert_eq!(all.flags(), " --tf32 --cudnn-benchmark --bf16 --nchw");
         assert_eq!(Precision::default().label(), "");
         assert_eq!(Precision::default().flags(), "");
     }

@@ -116,6 +116,9 @@ pub fn bench(
         tch::manual_seed(0);
         let vs = nn::VarStore::new(device);
         let model = spec.build(&vs.root(), data.input);
+        if precision.channels_last(device) {
+            crate::precision::layout::to_channels_last(&vs)?;
+        }
         let mut optimizer = Optimizer::new(&vs, &training);
         let fused = FusedInputDense::for_training(model.split_input_dense(), &training)
             .filter(|_| !textbook && !precision.bf16);

@@ -10,7 +10,7 @@ use crate::metrics::{TestMetrics, TestReport};
 use crate::models::{count_parameters, Network};
 use crate::outputs::run_folder::{ResumeState, RunFolder};
 use crate::outputs::summary::RunSummary;
-use crate::precision::{Bf16Autocast, Precision};
+use crate::precision::{layout, Bf16Autocast, Precision};
 use crate::runner::callbacks::{
     ClaimGuard, EarlyStopping, EpochLog, FolderCheckpointer, PauseAt, TensorBoardLog,
 };
@@ -241,6 +241,9 @@ fn build(run: &RunPlan, data: &Dataset, vs: &nn::VarStore, context: &RunContext)
         }
         None => Vec::new(),
     };
+    if context.precision.channels_last(context.device) {
+        layout::to_channels_last(vs)?;
+    }
     Ok(Built { model, frozen })
 }
 
