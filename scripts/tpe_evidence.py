@@ -50,27 +50,26 @@ stages:
     stages = []
     # Seed by seed, so that a run cut short still compares the methods on equal seeds.
     pairs = [[("random", False), ("tpe", False)], [("halving", True), ("bohb", True)]]
-    order = [method for pair in pairs for seed in range(seeds) for method in [(m, h, seed) for m, h in pair]]
+    order = [(method, halving, seed) for pair in pairs for seed in range(seeds) for method, halving in pair]
     for method, halving, seed in order:
-        if True:
-            tpe = method in ("tpe", "bohb")
-            lines = [
-                f"  - name: {method}_s{seed}",
-                "    model: {kind: cnn, kernels: 8, kernel_size: 3}",
-                "    sample:",
-            ]
-            if tpe:
-                lines.append("      method: tpe")
-                lines.append(f"      n_startup_trials: {startup}")
-            lines.append(f"      count: {count}")
-            # Random search with halving draws from seeds of its own: with random's
-            # seeds it would draw random's very configurations, and reuse their runs
-            # (trained to the budget) instead of racing them.
-            lines.append(f"      seed: {seed + 100 if method == 'halving' else seed}")
-            text = "\n".join(lines) + "\n" + SPACE
-            if halving:
-                text += "    halving: {min_epochs: 1, reduction: 2}\n"
-            stages.append(text)
+        tpe = method in ("tpe", "bohb")
+        lines = [
+            f"  - name: {method}_s{seed}",
+            "    model: {kind: cnn, kernels: 8, kernel_size: 3}",
+            "    sample:",
+        ]
+        if tpe:
+            lines.append("      method: tpe")
+            lines.append(f"      n_startup_trials: {startup}")
+        lines.append(f"      count: {count}")
+        # Random search with halving draws from seeds of its own: with random's
+        # seeds it would draw random's very configurations, and reuse their runs
+        # (trained to the budget) instead of racing them.
+        lines.append(f"      seed: {seed + 100 if method == 'halving' else seed}")
+        text = "\n".join(lines) + "\n" + SPACE
+        if halving:
+            text += "    halving: {min_epochs: 1, reduction: 2}\n"
+        stages.append(text)
     return head + "".join(stages)
 
 
