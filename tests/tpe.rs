@@ -251,6 +251,35 @@ fn under_halving_the_model_is_fitted_on_the_first_rung_with_enough_results() {
 }
 
 #[test]
+fn under_asha_every_proposal_is_raced_and_the_model_may_fit_a_higher_rung() {
+    let stage = study("    halving: {min_epochs: 1, reduction: 2, mode: async}\n")
+        .replace("epochs: 1}", "epochs: 4}")
+        .replace(
+            "n_startup_trials: 3",
+            "n_startup_trials: 3\n      random_fraction: 0",
+        );
+    let dir = study_dir(&stage);
+    run(dir.path(), &[]);
+    let out = dir.path().join("out");
+    let records = proposals(&out);
+    assert_eq!(records.len(), COUNT);
+    for record in &records {
+        // Promotions come first under ASHA, so a proposal may see a rung above the
+        // first; it always fits one of the stage's rungs, and only with a model.
+        let modelled = matches!(record.drawn, Drawn::Model { .. });
+        assert_eq!(modelled, record.rung.is_some(), "{record:?}");
+        assert!(record.rung.is_none_or(|rung| [1, 2, 4].contains(&rung)));
+        assert!(out
+            .join("tpe")
+            .join(&record.run)
+            .join("epochs.csv")
+            .exists());
+    }
+    assert!(records.iter().any(|record| record.rung.is_some()));
+    assert!(out.join("tpe/winner.yaml").exists());
+}
+
+#[test]
 fn bad_tpe_settings_are_refused_before_anything_trains() {
     for (change, expected) in [
         (
