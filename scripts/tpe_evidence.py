@@ -97,11 +97,18 @@ def running_best(values):
 
 
 def analyse(out: Path):
-    stages = sorted(path for path in out.iterdir() if (path / "summary.csv").exists())
+    # Only stages that settled a winner: every configuration drawn and ended.
+    stages = sorted(path for path in out.iterdir() if (path / "winner.yaml").exists())
     by_method = {}
     for stage in stages:
         method, seed = stage.name.rsplit("_s", 1)
         by_method.setdefault(method, {})[int(seed)] = read_stage(stage)
+    # Compare methods on the seeds both have finished.
+    for first, second in (("random", "tpe"), ("halving", "bohb")):
+        both = set(by_method.get(first, {})) & set(by_method.get(second, {}))
+        for method in (first, second):
+            if method in by_method:
+                by_method[method] = {seed: runs for seed, runs in by_method[method].items() if seed in both}
     for method in ("random", "tpe"):
         seeds = by_method.get(method, {})
         if not seeds:
@@ -111,6 +118,19 @@ def analyse(out: Path):
         mean = [sum(curve[i] for curve in curves) / len(curves) for i in range(length)]
         print(f"{method}: {len(curves)} seeds; mean best val accuracy after each configuration:")
         print("  " + " ".join(f"{value:.4f}" for value in mean))
+    means = {}
+    for method in ("random", "tpe"):
+        curves = [running_best([v for _, v, _, _ in runs]) for runs in by_method.get(method, {}).values()]
+        if curves:
+            means[method] = [sum(c[i] for c in curves) / len(curves) for i in range(min(map(len, curves)))]
+    if len(means) == 2:
+        target = means["random"][-1]
+        reach = next((i + 1 for i, value in enumerate(means["tpe"]) if value >= target), None)
+        print(
+            f"mean curves: random's final {target:.4f} after {len(means['random'])}; "
+            f"TPE's mean curve reaches it after {reach if reach else 'more than ' + str(len(means['tpe']))} "
+            f"configurations; TPE's final {means['tpe'][-1]:.4f}"
+        )
     if "random" in by_method and "tpe" in by_method:
         print("configurations to reach the random search's final best (same seed):")
         ratios = []
@@ -125,7 +145,11 @@ def analyse(out: Path):
             )
             random_need, tpe_need = need(random_runs), need(tpe_runs)
             shown = tpe_need if tpe_need is not None else f"not within {len(tpe_runs)}"
-            print(f"  seed {seed}: target {target:.4f}: random {random_need}, tpe {shown}")
+            tpe_best = max(value for _, value, _, _ in tpe_runs)
+            print(
+                f"  seed {seed}: random's best {target:.4f} after {random_need}; "
+                f"tpe reaches it after {shown} (tpe's best {tpe_best:.4f})"
+            )
             # A TPE search that never reaches it counts as needing all it drew, plus one.
             ratios.append((tpe_need or len(tpe_runs) + 1) / random_need)
         if ratios:
