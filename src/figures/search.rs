@@ -183,36 +183,21 @@ fn draw_proposals<DB: DrawingBackend>(
         .axis_desc_style(font(13.0))
         .light_line_style(WHITE)
         .draw()?;
+    // No legend over the points: the figure's title says what the marks are.
     let (random, model): (Vec<&(f64, f64, bool)>, Vec<_>) = panel.points.iter().partition(|p| !p.2);
-    chart
-        .draw_series(
-            random
-                .iter()
-                .map(|p| Circle::new((p.0, p.1), 4, NEUTRAL.filled())),
-        )?
-        .label("at random")
-        .legend(|(x, y)| Circle::new((x + 8, y), 4, NEUTRAL.filled()));
-    chart
-        .draw_series(
-            model
-                .iter()
-                .map(|p| Circle::new((p.0, p.1), 4, TRAIN.filled())),
-        )?
-        .label("by the model")
-        .legend(|(x, y)| Circle::new((x + 8, y), 4, TRAIN.filled()));
+    chart.draw_series(
+        random
+            .iter()
+            .map(|p| Circle::new((p.0, p.1), 4, NEUTRAL.filled())),
+    )?;
+    chart.draw_series(
+        model
+            .iter()
+            .map(|p| Circle::new((p.0, p.1), 4, TRAIN.filled())),
+    )?;
     if let Some(winner) = panel.winner {
         let marked = panel.points.iter().filter(|p| p.0 as usize == winner);
-        chart
-            .draw_series(marked.map(|p| Circle::new((p.0, p.1), 7, BAD.stroke_width(2))))?
-            .label("winner")
-            .legend(|(x, y)| Circle::new((x + 8, y), 6, BAD.stroke_width(2)));
+        chart.draw_series(marked.map(|p| Circle::new((p.0, p.1), 7, BAD.stroke_width(2))))?;
     }
-    chart
-        .configure_series_labels()
-        .label_font(font(11.0))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
     Ok(())
 }

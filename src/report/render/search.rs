@@ -63,7 +63,10 @@ pub fn section(stage: &StageResults, searched: &Searched, folder: &str) -> Secti
         folder,
         "proposals",
         Drawing::Proposals(Proposals {
-            title: format!("{name}: proposals over the space"),
+            title: format!(
+                "{name}: proposals over the space (grey: at random, blue: by the model, \
+                 circled: the winner)"
+            ),
             panels,
         }),
     );
