@@ -37,4 +37,5 @@ mod stepwise;
 mod study;
 mod tasks;
 mod tensorboard;
+mod tpe;
 mod winners;

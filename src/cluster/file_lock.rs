@@ -38,7 +38,7 @@ struct Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        remove_if_token(&self.path, &self.token);
+        let _ = remove_if_token(&self.path, &self.token);
     }
 }
 
@@ -53,13 +53,13 @@ fn acquire(path: &Path) -> Result<Held> {
             });
         }
         match inspect(path) {
+            // A stale lock whose guard is left by a process killed inside it cannot be
+            // removed: wait, and give up below with the error that says so, instead of
+            // retrying it without pause for ever.
             Some(Lock {
                 holder,
                 stale: true,
-            }) => {
-                remove_if_token(path, &holder.token);
-                continue;
-            }
+            }) if remove_if_token(path, &holder.token) => continue,
             seen if start.elapsed() > GIVE_UP_AFTER => {
                 let by = seen.map_or(String::new(), |lock| {
                     format!(" by {}", lock.holder.describe())
@@ -112,8 +112,9 @@ fn inspect(path: &Path) -> Option<Lock> {
 }
 
 /// Removes the lock at `path` if it still bears `token`, under that token's guard. When
-/// another process holds the guard, it is removing this same lock: nothing to do.
-fn remove_if_token(path: &Path, token: &str) {
+/// another process holds the guard, it is removing this same lock (or died doing so):
+/// nothing to do, and false.
+fn remove_if_token(path: &Path, token: &str) -> bool {
     let guard = guard_path(path, token);
     if fs::OpenOptions::new()
         .write(true)
@@ -121,7 +122,7 @@ fn remove_if_token(path: &Path, token: &str) {
         .open(&guard)
         .is_err()
     {
-        return;
+        return false;
     }
     let bears_token = fs::read_to_string(path)
         .ok()
@@ -131,6 +132,7 @@ fn remove_if_token(path: &Path, token: &str) {
         let _ = fs::remove_file(path);
     }
     let _ = fs::remove_file(&guard);
+    true
 }
 
 /// `<lock>.<hash of token>.guard`: one guard per lock generation.

@@ -8,6 +8,7 @@
 //! submitted again.
 
 use crate::outputs::ensemble::{ensemble_folder, read_ensemble_result};
+use crate::outputs::proposals::all_drawn;
 use crate::outputs::run_folder::{Failure, RunFolder};
 use crate::outputs::winners;
 use crate::precision::Precision;
@@ -160,16 +161,20 @@ pub fn plan_jobs(
                 false => vec![0],
             }
         } else if after.is_empty() {
-            unfinished(plan, out_dir, retry_failed, &mut given_up)?
+            let mut tasks = unfinished(plan, out_dir, retry_failed, &mut given_up)?;
+            // A TPE stage's proposals not drawn yet: a task each, which draws it.
+            tasks.extend(plan.runs.len()..planned_runs(plan));
+            tasks.dedup();
+            tasks
         } else {
-            (0..plan.runs.len()).collect()
+            (0..planned_runs(plan)).collect()
         };
         if tasks.is_empty() {
             continue;
         }
         jobs.push(StageJob {
             stage: stage.name.clone(),
-            runs: plan.runs.len().max(1),
+            runs: planned_runs(plan).max(1),
             tasks,
             after,
             script: folder.join(format!("{:02}-{}.sbatch", position + 1, stage.name)),
@@ -179,6 +184,13 @@ pub fn plan_jobs(
     Ok((jobs, given_up))
 }
 
+/// The runs a stage will have: a TPE stage's `count`, drawn or not, else its runs.
+fn planned_runs(plan: &StagePlan) -> usize {
+    plan.proposals
+        .as_ref()
+        .map_or(plan.runs.len(), |proposals| proposals.count)
+}
+
 /// Whether the winner of a stage not submitted now is known to the tasks that start
 /// from it: recorded for the stage as planned, pinned by the manifest, or settled by
 /// the first of them from its runs' results, all there.
@@ -186,7 +198,7 @@ fn is_settled(plan: &StagePlan, out_dir: &Path) -> Result<bool> {
     let finished = |run: &RunPlan| RunFolder::of(out_dir, run).has_result_of(run);
     Ok(plan.pinned_winner.is_some()
         || winners::recorded_winner(out_dir, plan)?.current().is_some()
-        || plan.runs.iter().all(finished))
+        || (all_drawn(plan) && plan.runs.iter().all(finished)))
 }
 
 /// Positions of the stage's runs without a result of their settings, less those that
@@ -499,6 +511,24 @@ fn sbatch(script: &Path, dependency: String) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tpe_stage_has_a_task_per_proposal_drawn_or_not() {
+        let manifest = crate::study::manifest::parse(
+            "dataset: {name: bloodmnist}
+defaults: {epochs: 1}
+stages:
+  - name: tpe
+    model: {kind: mlp, hidden: 8}
+    sample: {method: tpe, count: 12, n_startup_trials: 3, space: {hidden: {int: [2, 64]}}}
+",
+        )
+        .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let (jobs, _) = plan_jobs(&manifest, &[], out.path(), false).unwrap();
+        assert_eq!(jobs[0].runs, 12);
+        assert_eq!(jobs[0].tasks, (0..12).collect::<Vec<_>>());
+    }
 
     #[test]
     fn arrays_list_unfinished_runs_compactly_with_their_throttle() {

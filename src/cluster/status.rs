@@ -3,8 +3,9 @@
 //! it can watch a study that other processes or SLURM tasks are training.
 
 use crate::cluster::claim;
+use crate::outputs::proposals::proposals_note;
 use crate::outputs::run_folder::{Failure, RunFolder};
-use crate::outputs::rungs::{read_stands, standing};
+use crate::outputs::rungs::{read_stands, standing, Stand};
 use crate::outputs::winners::{self, Recorded};
 use crate::study::manifest::Manifest;
 use crate::study::plan::{RunPlan, StagePlan};
@@ -141,17 +142,21 @@ pub fn describe(
             ),
             None => String::new(),
         };
+        let proposals = proposals_note(out_dir, stage)?;
+        let planned = stage
+            .proposals
+            .as_ref()
+            .map_or(stage.runs.len(), |p| p.count);
         writeln!(
             text,
             "{}: {} finished, {} training, {} waiting, {} diverged, {} failed{halving} (of \
-             {}){winner}{}",
+             {planned}){winner}{proposals}{}",
             stage.name,
             count("finished"),
             count("training"),
             count("waiting"),
             count("diverged"),
             count("failed"),
-            stage.runs.len(),
             if *provisional {
                 "; starts from a stage that has no winner yet"
             } else {
@@ -179,7 +184,11 @@ fn stage_states<'p>(
     let halving = match &stage.halving {
         Some(rungs) => {
             // Status reads no data file: each result counts for the data it names.
-            let stands = read_stands(out_dir, &stage.runs, |_| None, None)?;
+            let mut stands = read_stands(out_dir, &stage.runs, |_| None, None)?;
+            // A TPE stage's proposals not drawn yet are runs not started.
+            if let Some(proposals) = &stage.proposals {
+                stands.resize(proposals.count, Stand::untrained(&stage.runs[0]));
+            }
             Some((standing(rungs, &stage.runs, &stands, false), stands))
         }
         None => None,

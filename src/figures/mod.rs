@@ -5,12 +5,14 @@
 mod charts;
 mod draw;
 mod pictures;
+mod search;
 
 pub use charts::{
     CategoryLines, Curves, GroupedBars, HeatMap, Panel, RunCurve, RungCurves, TimeCurves,
 };
 pub use draw::{DrawResult, Figure};
 pub use pictures::{MistakePanel, Montage, Picture};
+pub use search::{BestPoint, BestSoFar, ProposalPanel, Proposals};
 
 use crate::storage::files::write_atomically;
 use anyhow::Result;

@@ -70,6 +70,16 @@ impl Stand {
         })
     }
 
+    /// A run not started (a TPE stage's proposal not drawn yet).
+    pub fn untrained(run: &RunPlan) -> Stand {
+        Stand {
+            trained: 0,
+            result: None,
+            records: Vec::new(),
+            monitor: run.training.monitor,
+        }
+    }
+
     /// It trains no more: it finished its budget, stopped early or diverged.
     pub fn ended(&self) -> bool {
         matches!(

@@ -4,6 +4,7 @@
 //! (`StagePlan::definition`): another manifest with the same stage names, or this one
 //! after its grid changed, gets no winner from it.
 
+use crate::outputs::proposals::with_drawn;
 use crate::outputs::run_folder::StageFolder;
 use crate::outputs::summary::RunSummary;
 use crate::statistics::Spread;
@@ -109,14 +110,20 @@ pub fn plan_with_recorded_winners(
     manifest: &Manifest,
     out_dir: &Path,
 ) -> Result<Vec<(StagePlan, bool)>> {
-    plan::plan_all(manifest, |source| {
+    let planned = plan::plan_all(manifest, |source| {
         if source.pinned_winner.is_some() {
             return Ok(Some(plan::provisional_winner(source).clone()));
         }
-        Ok(recorded_winner(out_dir, source)?
+        // A TPE stage's winner was settled over the runs it drew.
+        let source = with_drawn(out_dir, source)?;
+        Ok(recorded_winner(out_dir, &source)?
             .current()
             .map(|winner| winner.plan))
-    })
+    })?;
+    planned
+        .into_iter()
+        .map(|(plan, provisional)| Ok((with_drawn(out_dir, &plan)?, provisional)))
+        .collect()
 }
 
 /// One configuration of a stage seen by the value its runs are ranked by: a run, or

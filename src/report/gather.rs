@@ -8,15 +8,19 @@ use crate::inference::ensemble::SavedEnsemble;
 use crate::inference::saved::SavedRun;
 use crate::models::InputShape;
 use crate::outputs::ensemble::EnsembleResult;
+use crate::outputs::proposals::read_proposals;
 use crate::outputs::run_folder::{Failure, FinishedRun, RunFolder, StageFolder};
 use crate::outputs::rungs::{read_stands, standing, Stand};
 use crate::outputs::winners::{self, Winner};
-use crate::study::manifest::{DatasetSpec, Manifest, Stage, Validation};
+use crate::study::manifest::{DatasetSpec, Manifest, Stage, Validation, GRID_KEYS};
 use crate::study::plan::{RunPlan, StagePlan};
 use crate::study::reference::{self, StudyModel};
 use crate::study::search::rungs::{Rungs, Standing};
+use crate::study::search::tpe::Drawn;
+use crate::study::search::Distribution;
 use crate::train::EpochRecord;
 use anyhow::{Context, Result};
+use serde_yaml::Value;
 use std::path::Path;
 use tch::{Device, Tensor};
 
@@ -72,6 +76,90 @@ pub struct StageResults<'a> {
     pub halving: Option<Halved>,
     /// An ensemble stage's result, once tested.
     pub ensemble: Option<EnsembleView>,
+    /// A sampled stage's configurations in the order they were drawn.
+    pub search: Option<Searched>,
+}
+
+/// A sampled stage (random or TPE, without a grid) as its runs' folders show it.
+pub struct Searched {
+    /// `random`, `TPE`, `random + halving` or `BOHB`.
+    pub method: &'static str,
+    pub space: Vec<(String, Distribution)>,
+    /// Each configuration drawn so far, in order.
+    pub configurations: Vec<SearchedRun>,
+}
+
+/// One drawn configuration and what became of it.
+pub struct SearchedRun {
+    pub run: String,
+    /// Its value of each key of the space.
+    pub values: Vec<Value>,
+    /// Epochs trained so far (where halving stopped it, or its budget).
+    pub epochs: usize,
+    /// Its value by the stage's winner rule after those epochs; not a number without one.
+    pub value: f64,
+    /// How it was drawn, for a TPE stage's proposal: (by the model, in words).
+    pub drawn: Option<(bool, String)>,
+}
+
+/// A configuration's values and, for a TPE proposal, how it was drawn.
+type DrawnValues = (Vec<Value>, Option<(bool, String)>);
+
+/// The stage's search, when it samples without a grid: its configurations in the
+/// order drawn (a TPE stage's as far as they are proposed).
+fn read_search(stage: &Stage, plan: &StagePlan, out: &Path) -> Result<Option<Searched>> {
+    let Some(sample) = stage.sample.as_ref().filter(|_| stage.grid.is_empty()) else {
+        return Ok(None);
+    };
+    let space = sample.distributions(&GRID_KEYS, &stage.grid)?;
+    let records = read_proposals(out, plan)?;
+    let drawn: Vec<DrawnValues> = match &plan.proposals {
+        Some(proposals) => records
+            .iter()
+            .map(|record| {
+                let how = (
+                    !matches!(record.drawn, Drawn::Startup | Drawn::RandomFraction),
+                    record.describe(),
+                );
+                Ok((record.ordered_values(proposals)?, Some(how)))
+            })
+            .collect::<Result<_>>()?,
+        None => sample
+            .draw(&space)
+            .into_iter()
+            .map(|draw| (draw.into_iter().map(|(_, value)| value).collect(), None))
+            .collect(),
+    };
+    // A TPE stage's runs are those drawn; before any, none is.
+    let runs = match &plan.proposals {
+        Some(_) if records.is_empty() => &[][..],
+        _ => &plan.runs[..],
+    };
+    let stands = read_stands(out, runs, |_| None, None)?;
+    let ranking = winners::ranking_monitor(runs.iter());
+    let configurations = runs
+        .iter()
+        .zip(&stands)
+        .zip(drawn)
+        .map(|((run, stand), (values, drawn))| SearchedRun {
+            run: run.name.clone(),
+            values,
+            epochs: stand.trained,
+            value: stand.value_at(stand.trained, ranking),
+            drawn,
+        })
+        .collect();
+    let method = match (plan.proposals.is_some(), plan.halving.is_some()) {
+        (false, false) => "random",
+        (true, false) => "TPE",
+        (false, true) => "random + halving",
+        (true, true) => "BOHB",
+    };
+    Ok(Some(Searched {
+        method,
+        space,
+        configurations,
+    }))
 }
 
 /// Where a halving stage's runs stand, rung by rung.
@@ -211,6 +299,7 @@ fn stage_results<'a>(
             Some(_) => read_ensemble(out, &stage.name)?,
             None => None,
         },
+        search: read_search(stage, plan, out)?,
     })
 }
 

@@ -3,6 +3,7 @@
 
 use crate::data;
 use crate::models::{count_parameters, InputShape};
+use crate::outputs::proposals::proposals_note;
 use crate::outputs::winners;
 use crate::report::markdown::count;
 use crate::runner::transfer::freeze;
@@ -41,6 +42,14 @@ pub fn describe(manifest: &Manifest, data_dir: &Path, out_dir: &Path) -> Result<
             }
         };
         write_stage_header(&mut text, stage, shape)?;
+        if stage.proposals.is_some() {
+            let note = proposals_note(out_dir, stage)?;
+            writeln!(
+                text,
+                "  {}; the runs below are those proposed so far (the first before any)",
+                note.trim_start_matches("; ")
+            )?;
+        }
         if *provisional {
             let source = manifest
                 .stages
@@ -69,7 +78,10 @@ fn write_stage_header(
         text,
         "{}: {} run(s) on {} ({}x{}x{}, {} {}), {} epochs",
         stage.name,
-        stage.runs.len(),
+        stage
+            .proposals
+            .as_ref()
+            .map_or(stage.runs.len(), |p| p.count),
         first.dataset.file_name(),
         input.channels,
         input.height,
@@ -79,7 +91,10 @@ fn write_stage_header(
         first.training.epochs,
     )?;
     if let Some(rungs) = &stage.halving {
-        let runs = stage.runs.len();
+        let runs = stage
+            .proposals
+            .as_ref()
+            .map_or(stage.runs.len(), |p| p.count);
         // ASHA promotes early arrivals against fewer rivals, so it may train more.
         let bound = match rungs.halving.mode {
             HalvingMode::Sync => "",

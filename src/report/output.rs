@@ -4,8 +4,8 @@
 
 use super::html;
 use crate::figures::{
-    self, CategoryLines, Curves, GroupedBars, HeatMap, MistakePanel, Montage, RungCurves,
-    TimeCurves,
+    self, BestSoFar, CategoryLines, Curves, GroupedBars, HeatMap, MistakePanel, Montage, Proposals,
+    RungCurves, TimeCurves,
 };
 use crate::storage::files::{write_atomically, write_table};
 use anyhow::{Context, Result};
@@ -27,6 +27,8 @@ pub enum Drawing {
     MistakePanel(MistakePanel),
     RungCurves(RungCurves),
     TimeCurves(TimeCurves),
+    BestSoFar(BestSoFar),
+    Proposals(Proposals),
 }
 
 impl Drawing {
@@ -143,5 +145,7 @@ fn save(drawing: &Drawing, dir: &Path, name: &str) -> Result<PathBuf> {
         Drawing::MistakePanel(figure) => figures::save_png(figure, dir, name),
         Drawing::RungCurves(figure) => figures::save(figure, dir, name),
         Drawing::TimeCurves(figure) => figures::save(figure, dir, name),
+        Drawing::BestSoFar(figure) => figures::save(figure, dir, name),
+        Drawing::Proposals(figure) => figures::save(figure, dir, name),
     }
 }

@@ -4,11 +4,12 @@
 //! (train a run to its next rung, or halt one a rung left behind), claims that run for
 //! it, and reads again. With nothing to take, a worker of a synchronous stage waits for
 //! the rung others are finishing; under ASHA it stops, and whoever trains last finishes
-//! the stage.
+//! the stage. A TPE stage's runs are proposed as workers reach them (BOHB).
 
 use super::session::{dataset_for, given_up, names, trained_by, Done, Goal, Session};
 use crate::data::Datasets;
-use crate::outputs::rungs::{read_stands, standing};
+use crate::outputs::proposals::{drawn_runs, read_proposals};
+use crate::outputs::rungs::{read_stands, standing, Stand};
 use crate::study::plan::{RunPlan, StagePlan};
 use crate::study::search::rungs::{Rungs, Standing, Step};
 use crate::study::search::HalvingMode;
@@ -26,7 +27,8 @@ impl Session<'_> {
         rungs: &Rungs,
         datasets: &Datasets,
     ) -> Result<Vec<(RunPlan, Done)>> {
-        let workers = self.settings.jobs.clamp(1, plan.runs.len());
+        let count = plan.proposals.as_ref().map_or(plan.runs.len(), |p| p.count);
+        let workers = self.settings.jobs.clamp(1, count);
         if workers == 1 {
             return self.halving_worker(plan, rungs, datasets, &AtomicBool::new(false));
         }
@@ -70,11 +72,11 @@ impl Session<'_> {
         let mut last_note: Option<Instant> = None;
         while !failed.load(Ordering::Relaxed) {
             crate::train::stop::check()?;
-            let standing = self.standing(plan, rungs, datasets)?;
+            let (standing, runs) = self.standing(plan, rungs, datasets)?;
             if standing.done() {
                 break;
             }
-            if let Some(outcome) = self.take_step(plan, &standing, datasets)? {
+            if let Some(outcome) = self.take_step(plan, &runs, &standing, datasets)? {
                 done.push(outcome);
                 continue;
             }
@@ -82,10 +84,11 @@ impl Session<'_> {
                 // The runs others train will reach their rungs and go on from there.
                 break;
             }
+            // A proposal not drawn yet has no run to name or hold.
             let open: Vec<RunPlan> = standing
                 .steps
                 .iter()
-                .map(|step| plan.runs[step.position()].clone())
+                .filter_map(|step| runs.get(step.position()).cloned())
                 .collect();
             let holders = self.live_holders(&open)?;
             if !holders.is_empty() && self.sharing.leave_when_idle {
@@ -120,24 +123,39 @@ impl Session<'_> {
         Ok(done)
     }
 
-    /// Where the stage stands; under ASHA, with the runs still waiting halted once no
+    /// Where the stage stands, and its runs (a TPE stage's drawn so far, its positions
+    /// beyond them not started); under ASHA, with the runs still waiting halted once no
     /// process trains any run of the stage.
-    fn standing(&self, plan: &StagePlan, rungs: &Rungs, datasets: &Datasets) -> Result<Standing> {
+    fn standing(
+        &self,
+        plan: &StagePlan,
+        rungs: &Rungs,
+        datasets: &Datasets,
+    ) -> Result<(Standing, Vec<RunPlan>)> {
+        let out = &self.settings.out_dir;
+        let runs = match &plan.proposals {
+            Some(_) => drawn_runs(plan, &read_proposals(out, plan)?)?,
+            None => plan.runs.clone(),
+        };
         let md5 = |run: &RunPlan| Some(dataset_for(datasets, run).md5.clone());
-        let stands = read_stands(&self.settings.out_dir, &plan.runs, md5, self.fresh_since)?;
-        let standing = standing(rungs, &plan.runs, &stands, false);
-        if rungs.halving.mode == HalvingMode::Sync || !standing.steps.is_empty() {
-            return Ok(standing);
+        let mut stands = read_stands(out, &runs, md5, self.fresh_since)?;
+        if let Some(proposals) = &plan.proposals {
+            stands.resize(proposals.count, Stand::untrained(&plan.runs[0]));
         }
-        let unended: Vec<RunPlan> = plan
-            .runs
+        // The ranking monitor of a TPE stage with nothing drawn: its first proposal's.
+        let ranked = if runs.is_empty() { &plan.runs } else { &runs };
+        let standing = standing(rungs, ranked, &stands, false);
+        if rungs.halving.mode == HalvingMode::Sync || !standing.steps.is_empty() {
+            return Ok((standing, runs));
+        }
+        let unended: Vec<RunPlan> = runs
             .iter()
             .zip(&stands)
             .filter(|(_, stand)| !stand.ended())
             .map(|(run, _)| run.clone())
             .collect();
         let settled = self.live_holders(&unended)?.is_empty();
-        Ok(self::standing(rungs, &plan.runs, &stands, settled))
+        Ok((self::standing(rungs, ranked, &stands, settled), runs))
     }
 
     /// Takes the first step of this process's share that no one else holds; none when
@@ -145,6 +163,7 @@ impl Session<'_> {
     fn take_step(
         &self,
         plan: &StagePlan,
+        runs: &[RunPlan],
         standing: &Standing,
         datasets: &Datasets,
     ) -> Result<Option<(RunPlan, Done)>> {
@@ -153,7 +172,15 @@ impl Session<'_> {
             .iter()
             .filter(|step| self.sharing.shard.takes(step.position()));
         for step in mine {
-            let run = &plan.runs[step.position()];
+            // A TPE stage's next run is proposed when a worker is about to train it.
+            let proposed;
+            let run = match runs.get(step.position()) {
+                Some(run) => run,
+                None => {
+                    proposed = self.proposal(plan, step.position(), datasets)?;
+                    &proposed
+                }
+            };
             let goal = match *step {
                 Step::Train { until, .. } => Goal::Rung { until },
                 Step::Halt { .. } => Goal::Halt,

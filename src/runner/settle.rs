@@ -5,6 +5,7 @@
 use super::session::{dataset_for, given_up, names, trained_by, Session};
 use crate::cluster::file_lock::with_lock;
 use crate::data::Datasets;
+use crate::outputs::proposals::{all_drawn, with_drawn};
 use crate::outputs::run_folder::StageFolder;
 use crate::outputs::winners::{self, write_winner, Winner};
 use crate::study::plan::{RunPlan, StagePlan};
@@ -26,6 +27,7 @@ impl Session<'_> {
     /// finished them: the winner is a function of the results on disk, so processes
     /// that see the same results write the same file, under the stage's lock.
     pub(super) fn settle(&self, plan: &StagePlan, datasets: &Datasets) -> Result<Settled> {
+        let plan = &with_drawn(&self.settings.out_dir, plan)?;
         let mut finished = Vec::new();
         let mut unfinished = Vec::new();
         for run in &plan.runs {
@@ -34,7 +36,8 @@ impl Session<'_> {
                 None => unfinished.push(run.clone()),
             }
         }
-        if !unfinished.is_empty() {
+        // A TPE stage is settled once its last proposal is drawn and has finished.
+        if !unfinished.is_empty() || !all_drawn(plan) {
             return Ok(Settled::Unfinished(unfinished));
         }
         let Some(winner) = winners::choose_winner(plan, &finished) else {
@@ -102,6 +105,9 @@ impl Session<'_> {
             match &plan.halving {
                 Some(rungs) => {
                     self.run_halving(plan, rungs, datasets)?;
+                }
+                None if plan.proposals.is_some() => {
+                    self.run_proposals(plan, datasets)?;
                 }
                 None => {
                     let mine: Vec<RunPlan> = self

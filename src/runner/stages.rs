@@ -13,6 +13,7 @@ use super::session::{dataset_for, given_up, names, Done, Hint, Session, Sharing,
 use super::settle::Settled;
 use crate::cluster::fresh;
 use crate::data::Datasets;
+use crate::outputs::proposals::with_drawn;
 use crate::outputs::run_folder::{StageFolder, FAILURES_BEFORE_GIVING_UP};
 use crate::outputs::summary::RunSummary;
 use crate::outputs::winners::{self, Winner};
@@ -218,15 +219,24 @@ impl Session<'_> {
         let out = &self.settings.out_dir;
         StageFolder::new(out, &plan.name).create()?;
         let mine = self.my_share(&plan.runs);
-        self.progress.start_stage(&plan.name, mine.len());
-        let done = match &plan.halving {
-            Some(rungs) => self.run_halving(&plan, rungs, datasets)?,
-            None => mine
+        let share = match &plan.proposals {
+            Some(proposals) => (0..proposals.count)
+                .filter(|&position| self.sharing.shard.takes(position))
+                .count(),
+            None => mine.len(),
+        };
+        self.progress.start_stage(&plan.name, share);
+        let done = match (&plan.halving, &plan.proposals) {
+            (Some(rungs), _) => self.run_halving(&plan, rungs, datasets)?,
+            (None, Some(_)) => self.run_proposals(&plan, datasets)?,
+            (None, None) => mine
                 .iter()
                 .cloned()
                 .zip(self.run_all(&mine, datasets)?)
                 .collect(),
         };
+        // A TPE stage's runs are those drawn by now, by this process or others.
+        let plan = with_drawn(out, &plan)?;
         for (run, done) in &done {
             match done {
                 Done::Held(holder) => self.progress.note(&format!(

@@ -9,7 +9,8 @@ use crate::study::manifest::{
     TrainingOverrides, Transfer, GRID_KEYS, TRAINING_KEYS,
 };
 use crate::study::search::rungs::Rungs;
-use crate::study::search::{short_text, Halving};
+use crate::study::search::tpe::{self, TpeSettings};
+use crate::study::search::{short_text, Distribution, Halving};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
@@ -66,6 +67,103 @@ pub struct StagePlan {
     pub halving: Option<Rungs>,
     /// An ensemble stage's members; such a stage plans no runs.
     pub ensemble: Option<Ensemble>,
+    /// A TPE stage's proposals. Its `runs` are those drawn so far (`outputs::proposals`
+    /// fills them in from out/), or before any, the first proposal, which no result
+    /// can change.
+    pub proposals: Option<Proposals>,
+}
+
+/// How a TPE stage draws its configurations, and how a drawn one becomes a run.
+#[derive(Debug, Clone)]
+pub struct Proposals {
+    pub count: usize,
+    pub seed: u64,
+    pub settings: TpeSettings,
+    pub space: Vec<(String, Distribution)>,
+    template: RunTemplate,
+}
+
+/// What every run of a TPE stage shares: the stage's settings before a proposal's.
+#[derive(Debug, Clone)]
+struct RunTemplate {
+    stage: Stage,
+    base_training: TrainingOverrides,
+    model: Value,
+    training: Value,
+    dataset: DatasetSpec,
+}
+
+impl Proposals {
+    /// The run of proposal `index` (from 0) with `values` for the space's keys, named
+    /// as a random sample's: `sample=<index + 1>,<key>=<value>,...`.
+    pub fn run(&self, index: usize, values: &[Value]) -> Result<RunPlan> {
+        let draw: Cell = self
+            .space
+            .iter()
+            .zip(values)
+            .map(|((key, _), value)| (key.clone(), value.clone()))
+            .collect();
+        let name = std::iter::once(format!("sample={}", index + 1))
+            .chain(
+                draw.iter()
+                    .map(|(key, value)| format!("{key}={}", short_text(value))),
+            )
+            .collect::<Vec<_>>()
+            .join(",");
+        let template = &self.template;
+        let (model, training) = apply(&draw, &template.model, &template.training);
+        resolve_run(
+            &template.stage,
+            &template.base_training,
+            model,
+            training,
+            &template.dataset,
+            &name,
+        )
+        .with_context(|| format!("run `{name}`"))
+    }
+
+    /// The first proposal, drawn before any result exists.
+    pub fn first(&self) -> Result<RunPlan> {
+        let (values, _) = tpe::propose(&self.space, &self.settings, self.seed, 0, &[]);
+        self.run(0, &values)
+    }
+
+    /// What the proposals depend on besides the results: changing any of it (the seed,
+    /// TPE's settings, the space, the stage's other settings) draws a new series, kept
+    /// apart from the old. `count` is not part of it: raising it draws on.
+    pub fn fingerprint(&self) -> String {
+        let template = &self.template;
+        let text = format!(
+            "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.seed,
+            self.settings,
+            self.space,
+            template.model,
+            template.training,
+            template.base_training,
+            template.dataset,
+            template.stage.transfer
+        );
+        format!("{:x}", md5::compute(text))[..12].to_string()
+    }
+}
+
+/// The stage's model and training values with a configuration's settings put in.
+fn apply(cell: &Cell, model: &Value, training: &Value) -> (Value, Value) {
+    let (mut model, mut training) = (model.clone(), training.clone());
+    for (key, value) in cell {
+        let target = if TRAINING_KEYS.contains(&key.as_str()) {
+            &mut training
+        } else {
+            &mut model
+        };
+        target
+            .as_mapping_mut()
+            .expect("specs serialise to mappings")
+            .insert(Value::from(key.as_str()), value.clone());
+    }
+    (model, training)
 }
 
 impl StagePlan {
@@ -75,10 +173,16 @@ impl StagePlan {
     /// study's and is not taken (`outputs::winners::recorded_winner`).
     pub fn definition(&self) -> String {
         let runs = serde_yaml::to_string(&self.runs).expect("a plan serialises");
+        let proposals = self.proposals.as_ref().map(Proposals::fingerprint);
         let text = format!(
             "{runs}\npinned: {:?}\nhalving: {:?}",
             self.pinned_winner, self.halving
         );
+        // A TPE stage's runs are those drawn when its winner is settled: all of them.
+        let text = match proposals {
+            Some(proposals) => format!("{text}\nproposals: {proposals}"),
+            None => text,
+        };
         format!("{:x}", md5::compute(text))
     }
 }
@@ -233,6 +337,7 @@ pub fn plan_stage(
             pinned_winner: None,
             halving: None,
             ensemble: Some(ensemble.clone()),
+            proposals: None,
         });
     }
     let (model, base_training, dataset) = match (&stage.model, start) {
@@ -257,27 +362,20 @@ pub fn plan_stage(
     }
     let model = serde_yaml::to_value(model)?;
     let training = serde_yaml::to_value(&stage.training)?;
-    let runs = configurations(stage)?
-        .into_iter()
-        .map(|(name, cell)| {
-            let (mut model, mut training) = (model.clone(), training.clone());
-            for (key, value) in &cell {
-                let target = if TRAINING_KEYS.contains(&key.as_str()) {
-                    &mut training
-                } else {
-                    &mut model
-                };
-                target
-                    .as_mapping_mut()
-                    .expect("specs serialise to mappings")
-                    .insert(Value::from(key.as_str()), value.clone());
-            }
-            let run = resolve_run(stage, &base_training, model, training, &dataset, &name);
-            run.and_then(|run| repeat(run, stage.repeats.unwrap_or(1)))
-                .with_context(|| format!("run `{name}`"))
-        })
-        .collect::<Result<Vec<_>>>()?
-        .concat();
+    let proposals = tpe_proposals(stage, &base_training, &model, &training, &dataset)?;
+    let runs = match &proposals {
+        Some(proposals) => vec![proposals.first()?],
+        None => configurations(stage)?
+            .into_iter()
+            .map(|(name, cell)| {
+                let (model, training) = apply(&cell, &model, &training);
+                let run = resolve_run(stage, &base_training, model, training, &dataset, &name);
+                run.and_then(|run| repeat(run, stage.repeats.unwrap_or(1)))
+                    .with_context(|| format!("run `{name}`"))
+            })
+            .collect::<Result<Vec<_>>>()?
+            .concat(),
+    };
     if let Some(pinned) = &stage.winner {
         if !runs.iter().any(|run| run.answers_to(pinned)) {
             let mut names: Vec<&str> = runs.iter().map(RunPlan::configuration).collect();
@@ -288,9 +386,12 @@ pub fn plan_stage(
             );
         }
     }
+    let count = proposals
+        .as_ref()
+        .map_or(runs.len(), |proposals| proposals.count);
     let halving = stage
         .halving
-        .map(|halving| rungs(halving, &runs))
+        .map(|halving| rungs(halving, &runs, count))
         .transpose()?;
     Ok(StagePlan {
         name: stage.name.clone(),
@@ -298,16 +399,47 @@ pub fn plan_stage(
         pinned_winner: stage.winner.clone(),
         halving,
         ensemble: None,
+        proposals,
     })
 }
 
-/// The rungs of a halving stage over `runs`, which must be several with one budget.
-fn rungs(halving: Halving, runs: &[RunPlan]) -> Result<Rungs> {
-    if runs.len() < 2 {
+/// A TPE stage's proposals (none for any other stage): its space and TPE's settings,
+/// with what every run of the stage shares.
+fn tpe_proposals(
+    stage: &Stage,
+    base_training: &TrainingOverrides,
+    model: &Value,
+    training: &Value,
+    dataset: &DatasetSpec,
+) -> Result<Option<Proposals>> {
+    let Some(sample) = &stage.sample else {
+        return Ok(None);
+    };
+    let space = sample.distributions(&GRID_KEYS, &stage.grid)?;
+    Ok(sample
+        .tpe(&space, stage.halving.is_some())?
+        .map(|settings| Proposals {
+            count: sample.count,
+            seed: sample.seed,
+            settings,
+            space,
+            template: RunTemplate {
+                stage: stage.clone(),
+                base_training: base_training.clone(),
+                model: model.clone(),
+                training: training.clone(),
+                dataset: dataset.clone(),
+            },
+        }))
+}
+
+/// The rungs of a halving stage over `runs` (`count` of them, with TPE's not yet
+/// proposed), which must be several with one budget.
+fn rungs(halving: Halving, runs: &[RunPlan], count: usize) -> Result<Rungs> {
+    if count < 2 {
         bail!(
-            "`halving` needs several runs to choose among, and the stage has {}: give it a \
-             grid or a `sample`, or remove `halving`",
-            runs.len()
+            "`halving` needs several runs to choose among, and the stage has {count}: give \
+             it a grid or a `sample`, or remove `halving`"
         );
     }
     let budget = runs[0].training.epochs;

@@ -56,7 +56,8 @@ pub fn run_dirs(out: &Path) -> Vec<PathBuf> {
             .flatten()
             .flatten()
         {
-            if run.path().is_dir() {
+            // Names starting with `.` are a stage's own (a TPE stage's `.proposals`).
+            if run.path().is_dir() && !run.file_name().to_string_lossy().starts_with('.') {
                 dirs.push(run.path());
             }
         }

@@ -5,6 +5,7 @@ mod data_overview;
 mod ensemble;
 mod final_model;
 mod halving;
+mod search;
 mod stage;
 
 use super::compute::{TestedEnsemble, TestedWinner};
@@ -85,6 +86,7 @@ pub fn report(
     for overview in data {
         report.push(data_overview::section(overview));
     }
+    report.push(search::compared(stages));
     for (stage, tested) in stages.iter().zip(tested) {
         report.push(match stage.plan.ensemble {
             Some(_) => ensemble::section(stage),

@@ -54,6 +54,9 @@ pub fn section(stage: &StageResults, tested: Option<&TestedWinner>) -> Section {
     if let Some(halved) = &stage.halving {
         section.push(super::halving::section(stage, halved, &folder));
     }
+    if let Some(searched) = &stage.search {
+        section.push(super::search::section(stage, searched, &folder));
+    }
     section.push(curves(stage, &folder));
     if let Some(tested) = tested {
         let theirs = stage.study.filter(|_| stage.is_final);
@@ -656,6 +659,7 @@ mod tests {
             to_test: None,
             halving: None,
             ensemble: None,
+            search: None,
         }
     }
 

@@ -216,9 +216,15 @@ fn check_repeats_and_search(stage: &Stage) -> Result<()> {
         );
     }
     if let Some(sample) = &stage.sample {
-        sample
+        let distributions = sample
             .distributions(&GRID_KEYS, &stage.grid)
             .with_context(|| format!("stage `{}`", stage.name))?;
+        let tpe = sample
+            .tpe(&distributions, stage.halving.is_some())
+            .with_context(|| format!("stage `{}`", stage.name))?;
+        if tpe.is_some() {
+            check_tpe_stage(stage)?;
+        }
     }
     if let Some(halving) = &stage.halving {
         halving
@@ -240,6 +246,37 @@ fn check_repeats_and_search(stage: &Stage) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a TPE stage cannot have: each proposal is one run, drawn from the results of
+/// the runs before it, so there are no grid cells to cross it with, no seeds to repeat
+/// it over, and no run known in advance to pin.
+fn check_tpe_stage(stage: &Stage) -> Result<()> {
+    let conflict = if !stage.grid.is_empty() {
+        Some((
+            "a `grid`",
+            "move the grid's keys into `sample.space` as `choice`s",
+        ))
+    } else if stage.repeats.is_some_and(|repeats| repeats > 1) {
+        Some((
+            "`repeats`",
+            "drop `repeats`, or repeat the winner in a later stage",
+        ))
+    } else if stage.winner.is_some() {
+        Some((
+            "a pinned `winner`",
+            "drop `winner`: TPE's runs are not known before they are proposed",
+        ))
+    } else {
+        None
+    };
+    match conflict {
+        Some((what, fix)) => bail!(
+            "stage `{}` has `sample.method: tpe` and {what}: {fix}",
+            stage.name
+        ),
+        None => Ok(()),
+    }
 }
 
 /// More pictures than anyone reads; a typo like 5000 fails here instead.

@@ -1,9 +1,12 @@
 //! Searching a stage's configurations: `sample` draws them at random from ranges,
 //! `halving` spends epochs only on those that can still win (successive halving, with
 //! every rung's decision waiting for all its runs, or ASHA's, which never waits); the
-//! rungs and the promotion rule are in `rungs`.
+//! rungs and the promotion rule are in `rungs`; `sample: {method: tpe}` proposes each
+//! configuration from the results before it (`tpe`, over the estimator in `parzen`).
 
+pub mod parzen;
 pub mod rungs;
+pub mod tpe;
 
 use crate::random::SplitMix64;
 use anyhow::{bail, Result};
@@ -127,12 +130,31 @@ pub fn best_positions(values: &[(usize, f64)], count: usize) -> Vec<usize> {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sample {
+    /// `random` (the default): every configuration drawn from the seed alone, before
+    /// anything trains; `tpe`: each proposed from the results before it.
+    #[serde(default)]
+    pub method: SampleMethod,
     pub count: usize,
     #[serde(default)]
     pub seed: u64,
     /// Setting name to `{uniform: [a, b]}`, `{loguniform: [a, b]}`, `{int: [a, b]}` or
     /// `{choice: [...]}`, in the order draws are made.
     pub space: Mapping,
+    /// TPE's settings (`tpe::TpeSettings`), each Optuna's default when left out.
+    pub n_startup_trials: Option<usize>,
+    pub n_ei_candidates: Option<usize>,
+    pub prior_weight: Option<f64>,
+    pub multivariate: Option<bool>,
+    pub random_fraction: Option<f64>,
+}
+
+/// How a stage's `sample` draws its configurations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleMethod {
+    #[default]
+    Random,
+    Tpe,
 }
 
 /// Where a sampled setting's values come from.
@@ -220,7 +242,16 @@ impl Distribution {
         Ok(distribution)
     }
 
-    fn draw(&self, random: &mut SplitMix64) -> Value {
+    /// Whether it can give only one value (a one-value choice, a range of one point).
+    fn single_valued(&self) -> bool {
+        match self {
+            Distribution::Uniform(low, high) | Distribution::LogUniform(low, high) => low == high,
+            Distribution::Int(low, high) => low == high,
+            Distribution::Choice(values) => values.len() == 1,
+        }
+    }
+
+    pub(super) fn draw(&self, random: &mut SplitMix64) -> Value {
         // 53 random bits: every double in [0, 1) that a uniform draw can give.
         let mut unit = || (random.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         match self {
@@ -272,6 +303,50 @@ impl Sample {
                 Ok((key.to_string(), Distribution::parse(key, spec)?))
             })
             .collect()
+    }
+
+    /// TPE's settings when the method is `tpe` (none for `random`), checked; `halving`
+    /// says whether the stage halves, which makes BOHB's random share the default.
+    pub fn tpe(
+        &self,
+        distributions: &[(String, Distribution)],
+        halving: bool,
+    ) -> Result<Option<tpe::TpeSettings>> {
+        let given = [
+            ("n_startup_trials", self.n_startup_trials.is_some()),
+            ("n_ei_candidates", self.n_ei_candidates.is_some()),
+            ("prior_weight", self.prior_weight.is_some()),
+            ("multivariate", self.multivariate.is_some()),
+            ("random_fraction", self.random_fraction.is_some()),
+        ];
+        if self.method == SampleMethod::Random {
+            if let Some((key, _)) = given.iter().find(|(_, given)| *given) {
+                bail!(
+                    "`sample.{key}` is a setting of TPE: add `method: tpe` to the sample, or \
+                     drop it"
+                );
+            }
+            return Ok(None);
+        }
+        if distributions.iter().all(|(_, d)| d.single_valued()) {
+            bail!(
+                "`sample.method: tpe` over a space where every key has one value proposes \
+                 the same configuration every time: widen a range, or drop `sample`"
+            );
+        }
+        let defaults = tpe::TpeSettings::OPTUNA;
+        let settings = tpe::TpeSettings {
+            n_startup_trials: self.n_startup_trials.unwrap_or(defaults.n_startup_trials),
+            n_ei_candidates: self.n_ei_candidates.unwrap_or(defaults.n_ei_candidates),
+            prior_weight: self.prior_weight.unwrap_or(defaults.prior_weight),
+            multivariate: self.multivariate.unwrap_or(defaults.multivariate),
+            random_fraction: self.random_fraction.unwrap_or(match halving {
+                true => tpe::TpeSettings::BOHB_RANDOM_FRACTION,
+                false => 0.0,
+            }),
+        };
+        settings.check(self.count, halving)?;
+        Ok(Some(settings))
     }
 
     /// The `count` configurations, each a (setting, value) per key of the space, drawn
