@@ -68,7 +68,11 @@ fn proposal_files(out: &Path) -> Vec<PathBuf> {
         .unwrap()
         .flatten()
         .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        // Not the hidden temporary file a record is written to before its rename.
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            !name.starts_with('.') && name.ends_with(".yaml")
+        })
         .collect();
     files.sort();
     files

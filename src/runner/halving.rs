@@ -6,7 +6,7 @@
 //! the rung others are finishing; under ASHA it stops, and whoever trains last finishes
 //! the stage. A TPE stage's runs are proposed as workers reach them (BOHB).
 
-use super::session::{dataset_for, given_up, names, trained_by, Done, Goal, Session};
+use super::session::{dataset_for, given_up, names, on_workers, trained_by, Done, Goal, Session};
 use crate::data::Datasets;
 use crate::outputs::proposals::{drawn_runs, read_proposals};
 use crate::outputs::rungs::{read_stands, standing, Stand};
@@ -29,33 +29,9 @@ impl Session<'_> {
     ) -> Result<Vec<(RunPlan, Done)>> {
         let count = plan.proposals.as_ref().map_or(plan.runs.len(), |p| p.count);
         let workers = self.settings.jobs.clamp(1, count);
-        if workers == 1 {
-            return self.halving_worker(plan, rungs, datasets, &AtomicBool::new(false));
-        }
-        let failed = AtomicBool::new(false);
-        let results: Vec<Result<Vec<(RunPlan, Done)>>> = thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    // Tensors may move between threads but not be shared.
-                    let own = datasets.shallow_clone();
-                    let failed = &failed;
-                    scope.spawn(move || {
-                        let result = self.halving_worker(plan, rungs, &own, failed);
-                        failed.fetch_or(result.is_err(), Ordering::Relaxed);
-                        result
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| handle.join().expect("a worker does not panic"))
-                .collect()
-        });
-        let mut done = Vec::new();
-        for result in results {
-            done.extend(result?);
-        }
-        Ok(done)
+        on_workers(workers, datasets, |own, failed| {
+            self.halving_worker(plan, rungs, own, failed)
+        })
     }
 
     fn halving_worker(

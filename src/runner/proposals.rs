@@ -9,7 +9,7 @@
 //! With several, the runs still training when a proposal is drawn are pending, and TPE
 //! counts them as bad (Optuna's constant liar).
 
-use super::session::{dataset_for, Done, Goal, Session};
+use super::session::{dataset_for, on_workers, Done, Goal, Session};
 use crate::cluster::file_lock::with_lock;
 use crate::data::Datasets;
 use crate::outputs::proposals::{
@@ -20,8 +20,7 @@ use crate::outputs::winners::ranking_monitor;
 use crate::study::plan::{Proposals, RunPlan, StagePlan};
 use crate::study::search::tpe::{self, Observation};
 use anyhow::{Context, Result};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 impl Session<'_> {
     /// Works through this process's share of a TPE stage's proposals (no halving),
@@ -36,8 +35,8 @@ impl Session<'_> {
             .filter(|&position| self.sharing.shard.takes(position))
             .collect();
         let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let worker = |datasets: &Datasets| -> Result<Vec<(RunPlan, Done)>> {
+        let workers = self.settings.jobs.clamp(1, positions.len().max(1));
+        on_workers(workers, datasets, |datasets, failed| {
             let mut done = Vec::new();
             while !failed.load(Ordering::Relaxed) {
                 let Some(&position) = positions.get(next.fetch_add(1, Ordering::Relaxed)) else {
@@ -50,34 +49,7 @@ impl Session<'_> {
                 done.push((run, outcome));
             }
             Ok(done)
-        };
-        let workers = self.settings.jobs.clamp(1, positions.len().max(1));
-        if workers == 1 {
-            return worker(datasets);
-        }
-        let results: Vec<Result<Vec<(RunPlan, Done)>>> = thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    // Tensors may move between threads but not be shared.
-                    let own = datasets.shallow_clone();
-                    let (worker, failed) = (&worker, &failed);
-                    scope.spawn(move || {
-                        let result = worker(&own);
-                        failed.fetch_or(result.is_err(), Ordering::Relaxed);
-                        result
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| handle.join().expect("a worker does not panic"))
-                .collect()
-        });
-        let mut done = Vec::new();
-        for result in results {
-            done.extend(result?);
-        }
-        Ok(done)
+        })
     }
 
     /// The run of proposal `position`: read from out/ when drawn, else drawn now (with

@@ -17,6 +17,7 @@ use crate::study::plan::{RunId, RunPlan, StagePlan};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 use tch::Device;
@@ -219,6 +220,43 @@ pub(super) fn names(runs: &[RunPlan]) -> String {
         .map(|run| run.name.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Runs `worker` on `workers` threads (on this one when 1) and gathers what each
+/// returns. Each thread gets its own handles on the data: tensors may move between
+/// threads but not be shared. A worker that fails sets `failed`, which the others
+/// check between runs, so they stop at their next one; the first error is returned.
+pub(super) fn on_workers<T: Send>(
+    workers: usize,
+    datasets: &Datasets,
+    worker: impl Fn(&Datasets, &AtomicBool) -> Result<Vec<T>> + Sync,
+) -> Result<Vec<T>> {
+    let failed = AtomicBool::new(false);
+    if workers <= 1 {
+        return worker(datasets, &failed);
+    }
+    let results: Vec<Result<Vec<T>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let own = datasets.shallow_clone();
+                let (worker, failed) = (&worker, &failed);
+                scope.spawn(move || {
+                    let result = worker(&own, failed);
+                    failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                    result
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("a worker does not panic"))
+            .collect()
+    });
+    let mut gathered = Vec::new();
+    for result in results {
+        gathered.extend(result?);
+    }
+    Ok(gathered)
 }
 
 pub(super) fn dataset_for<'d>(datasets: &'d Datasets, run: &RunPlan) -> &'d Dataset {
