@@ -8,9 +8,10 @@
 use crate::common;
 
 use cellnets::storage::files::read_table;
-use common::outputs::{assert_same_metrics, cellnets, check_consistent, metrics, study_dir};
+use common::outputs::{
+    assert_same_metrics, cellnets, check_consistent, finish, metrics, spawn_worker, study_dir,
+};
 use std::path::Path;
-use std::process::{Child, Stdio};
 
 const RATES: [&str; 6] = ["0.001", "0.003", "0.01", "0.03", "0.1", "0.3"];
 
@@ -41,25 +42,6 @@ fn run(dir: &Path, args: &[&str]) -> String {
         "cellnets {args:?} failed:\n{stderr}"
     );
     stderr
-}
-
-fn spawn(dir: &Path, args: &[&str]) -> Child {
-    cellnets(dir)
-        .args(["--threads", "1"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finish(child: Child) {
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// A run's epoch table as (epoch, val_loss, val_accuracy).
@@ -213,8 +195,8 @@ fn halving_keeps_the_best_third_at_each_rung_and_the_winner_trains_as_a_straight
 
     // The same study by two processes at once, and by two threads: the same tables.
     let sharded = study_dir(&study(SYNC));
-    let first = spawn(sharded.path(), &["--shard", "0/2"]);
-    let second = spawn(sharded.path(), &["--shard", "1/2"]);
+    let first = spawn_worker(sharded.path(), &["--shard", "0/2"]);
+    let second = spawn_worker(sharded.path(), &["--shard", "1/2"]);
     finish(first);
     finish(second);
     assert_same_metrics(&check_halved(&sharded.path().join("out")), &tables);
@@ -239,7 +221,7 @@ fn a_worker_killed_between_rungs_is_taken_over_and_the_study_ends_the_same() {
 
     let dir = study_dir(&study(SYNC));
     let out = dir.path().join("out");
-    let mut victim = spawn(dir.path(), &[]);
+    let mut victim = spawn_worker(dir.path(), &[]);
     // Past the first rung: some run has trained its second epoch.
     let start = std::time::Instant::now();
     while !names()

@@ -189,10 +189,7 @@ fn multi_label_metrics_follow_the_medmnist_evaluator() {
         task: Task::MultiLabel,
         loss: 0.5,
         probabilities: probabilities.clone(),
-        outcome: TaskOutcome::Labels {
-            truth: truth.clone(),
-            scores: label_scores(&probabilities, &truth),
-        },
+        outcome: TaskOutcome::labels(truth.clone(), &probabilities),
     };
     let metrics = report.metrics();
     let (acc, auc) = medmnist_multi_label(&probabilities, &truth);

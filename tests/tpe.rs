@@ -9,9 +9,9 @@ use crate::common;
 
 use cellnets::outputs::proposals::ProposalRecord;
 use cellnets::study::search::tpe::Drawn;
-use common::outputs::{cellnets, check_consistent, study_dir, summary_rows};
+use common::outputs::{cellnets, check_consistent, finish, spawn_worker, study_dir, summary_rows};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const COUNT: usize = 8;
@@ -34,25 +34,8 @@ fn study(extra: &str) -> String {
     )
 }
 
-fn spawn(dir: &Path, args: &[&str]) -> Child {
-    cellnets(dir)
-        .args(["--threads", "1"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finish(child: Child) -> String {
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    assert!(output.status.success(), "{stderr}");
-    stderr
-}
-
 fn run(dir: &Path, args: &[&str]) -> String {
-    finish(spawn(dir, args))
+    finish(spawn_worker(dir, args))
 }
 
 /// The stage's series of proposal files, in order.
@@ -154,7 +137,7 @@ fn shards_started_together_and_jobs_train_each_proposal_once() {
         let dir = study_dir(&study(""));
         let children: Vec<Child> = ["0/2", "1/2"]
             .iter()
-            .map(|shard| spawn(dir.path(), &["--shard", shard]))
+            .map(|shard| spawn_worker(dir.path(), &["--shard", shard]))
             .collect();
         let logs: Vec<String> = children.into_iter().map(finish).collect();
         let records = check_every_proposal_trained_once(&dir.path().join("out"));
@@ -182,7 +165,7 @@ fn a_worker_killed_between_proposals_is_rerun_into_the_same_study() {
 
     let dir = study_dir(&study(""));
     let out = dir.path().join("out");
-    let mut victim = spawn(dir.path(), &[]);
+    let mut victim = spawn_worker(dir.path(), &[]);
     let start = Instant::now();
     // Killed while the fifth proposal's run trains: drawn, the sixth not yet.
     let fifth_trains = |out: &Path| {

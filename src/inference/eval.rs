@@ -358,7 +358,6 @@ fn render_eval(source: &[String; 3], report: &TestReport, names: &[String]) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::label_scores;
 
     #[test]
     fn predictions_of_independent_labels_list_the_labels_that_apply() {
@@ -367,10 +366,7 @@ mod tests {
         let report = TestReport {
             task: Task::MultiLabel,
             loss: 0.0,
-            outcome: TaskOutcome::Labels {
-                scores: label_scores(&probabilities, &truth),
-                truth,
-            },
+            outcome: TaskOutcome::labels(truth, &probabilities),
             probabilities,
         };
         let dir = tempfile::tempdir().unwrap();

@@ -164,8 +164,7 @@ impl TestReport {
                 .chunks(outputs)
                 .map(|row| row.iter().map(|&label| label == 1).collect())
                 .collect();
-            let scores = label_scores(&probabilities, &truth);
-            TaskOutcome::Labels { truth, scores }
+            TaskOutcome::labels(truth, &probabilities)
         };
         Ok(TestReport {
             task,
@@ -555,6 +554,15 @@ impl TaskOutcome {
             predicted,
         }
     }
+
+    /// Independent labels: each image's set of labels that apply, scored against
+    /// `probabilities` label by label.
+    pub fn labels(truth: Vec<Vec<bool>>, probabilities: &[Vec<f64>]) -> TaskOutcome {
+        TaskOutcome::Labels {
+            scores: label_scores(probabilities, &truth),
+            truth,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -589,10 +597,7 @@ mod tests {
         let report = TestReport {
             task: Task::MultiLabel,
             loss: 0.0,
-            outcome: TaskOutcome::Labels {
-                scores: label_scores(&probabilities, &truth),
-                truth,
-            },
+            outcome: TaskOutcome::labels(truth, &probabilities),
             probabilities,
         };
         let metrics = report.point_estimates();
@@ -615,10 +620,7 @@ mod tests {
         let report = TestReport {
             task: Task::MultiLabel,
             loss: 0.0,
-            outcome: TaskOutcome::Labels {
-                scores: label_scores(&probabilities, &truth),
-                truth,
-            },
+            outcome: TaskOutcome::labels(truth, &probabilities),
             probabilities,
         };
         let metrics = report.metrics();

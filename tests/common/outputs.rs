@@ -44,6 +44,27 @@ pub fn cellnets_command(dir: &Path) -> Command {
     command
 }
 
+/// A training process in `dir` at one libtorch thread (as a SLURM task or one of several
+/// workers has), its stderr kept for `finish`.
+pub fn spawn_worker(dir: &Path, args: &[&str]) -> std::process::Child {
+    cellnets(dir)
+        .args(["--threads", "1"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child`, asserts it succeeded (showing its stderr if not), and returns its
+/// stderr.
+pub fn finish(child: std::process::Child) -> String {
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "{stderr}");
+    stderr
+}
+
 /// Every run folder under `out`: out/<stage>/<run>/.
 pub fn run_dirs(out: &Path) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
