@@ -15,7 +15,8 @@ pub mod storage;
 /// Each run's own random streams.
 pub mod random;
 
-/// TF32, cuDNN's autotuner and bf16 autocast: libtorch's switches, off by default.
+/// TF32, cuDNN's autotuner and bf16 autocast: libtorch's switches, off by default;
+/// channels-last and a malloc that keeps freed memory, on by default on a CPU.
 pub mod precision;
 
 /// 95% intervals (Wilson, bootstrap, Student's t) and McNemar's exact test.

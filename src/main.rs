@@ -3,6 +3,7 @@
 
 use cellnets::cli::{self, Cli, Stopped};
 use cellnets::cluster::interrupt;
+use cellnets::precision::allocator;
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
             cellnets::panic_summary(info.payload())
         );
     }));
+    allocator::keep_freed_memory();
     match cli::run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.is::<Stopped>() => {

@@ -6,8 +6,10 @@
 //! and GPU curves can be compared. (On its own, PyTorch lets cuDNN convolutions use
 //! TF32.) tch reaches only the autotuner; libtorch.cpp holds the C++ for the rest.
 //! Channels-last is on by default on a CPU, where it only reorders float32 sums and
-//! saves a fifth of a convolutional net's time (`layout`).
+//! saves a fifth of a convolutional net's time (`layout`); `allocator` keeps libtorch's
+//! freed CPU memory in the heap, where the next batch finds it.
 
+pub mod allocator;
 pub mod layout;
 
 use anyhow::{bail, Result};
