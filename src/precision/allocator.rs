@@ -1,14 +1,14 @@
-//! Where libtorch's CPU tensors get their memory: glibc's malloc, which hands any block
-//! above its mmap threshold (32 MiB at most) back to the kernel when it is freed and maps
-//! fresh pages for the next, each zeroed on its first touch. A training step allocates
-//! and frees every activation and gradient; at the fast recipe's 64x64 stage one
-//! activation is 128 x 16 x 64 x 64 floats (33.5 MB), and an evaluation batch of 1024
-//! at 28x28 is 51 MB, so every batch paid a page fault per 4 KiB: 418 of the 64x64
-//! stage's 1258 CPU seconds, and 7 of a 28x28 evaluation's 10 wall seconds, were spent
-//! in the kernel. Keeping freed memory in the heap for the next batch ends that, at the
-//! price of a peak that stays resident, which a training process reaches again at its
-//! next batch anyway. PyTorch's own advice for CPUs is the same cure by another means
-//! (jemalloc or tcmalloc through LD_PRELOAD).
+//! malloc keeping libtorch's freed CPU memory for the next batch. By default glibc's
+//! malloc hands any block above its mmap threshold (32 MiB at most) back to the kernel
+//! when it is freed and maps fresh pages for the next, each zeroed on its first touch.
+//! A training step allocates and frees every activation and gradient; at the fast
+//! recipe's 64x64 stage one activation is 128 x 16 x 64 x 64 floats (33.5 MB), and an
+//! evaluation batch of 1024 at 28x28 is 51 MB, so every batch paid a page fault per
+//! 4 KiB: 418 of the 64x64 stage's 1258 CPU seconds, and 7 of a 28x28 evaluation's 10
+//! wall seconds, were spent in the kernel. Keeping freed memory in the heap for the next
+//! batch ends that, at the price of a peak that stays resident, which a training
+//! process reaches again at its next batch anyway. PyTorch's own advice for CPUs is the
+//! same cure by another means (jemalloc or tcmalloc through LD_PRELOAD).
 
 /// Makes malloc keep freed memory for reuse instead of returning it to the kernel.
 /// Once per process, before libtorch allocates; a `MALLOC_MMAP_MAX_` or
