@@ -176,6 +176,7 @@ pub fn load(path: &Path, spec: &DatasetSpec, data_dir: &Path, device: Device) ->
     let budget = memory_budget();
     let on_disk = pixel_bytes > budget;
     if on_disk {
+        crate::precision::allocator::return_freed_memory();
         crate::notes::say(&format!(
             "{}: its {} MB of pixels exceed the data memory budget of {} MB \
              (--data-memory); reading them from disk per batch",
